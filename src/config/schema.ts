@@ -1,0 +1,251 @@
+// The one description of routes.yaml and of etcd values (SPEC §2, §3). Types, validation, defaults and
+// schema/routes.schema.json all come from here. Every field has a description: it is the reference text.
+import { Type, type Static } from '@sinclair/typebox'
+
+const strict = { additionalProperties: false } as const
+
+/** A duration string: `250ms`, `5s`, `1m`, `1h`, or a sum such as `1m30s`. */
+export const Duration = (description: string, def?: string) =>
+  Type.String({ pattern: '^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$', description: `${description} Duration, e.g. 250ms, 5s, 1m.`, ...(def === undefined ? {} : { default: def }) })
+
+/** A size: bytes as an integer, or a string such as `512KiB`, `10MiB`, `1GiB`, `100kB`. */
+export const Size = (description: string, def?: string) =>
+  Type.Union([
+    Type.Integer({ minimum: 0 }),
+    Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?\\s*(B|b|KiB|MiB|GiB|kB|KB|MB|GB)?$' }),
+  ], { description: `${description} Size in bytes, or e.g. 512KiB, 10MiB.`, ...(def === undefined ? {} : { default: def }) })
+
+const Address = (description: string, def: string) =>
+  Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]*):[0-9]{1,5}$', description: `${description} host:port.`, default: def })
+
+const HttpUrl = (description: string) =>
+  Type.String({ pattern: '^https?://[^/?#\\s]+/?$', description: `${description} http://host:port (no path).` })
+
+const Ratio = (description: string, def?: number) =>
+  Type.Number({ minimum: 0, maximum: 1, description, ...(def === undefined ? {} : { default: def }) })
+
+export const ClientIp = Type.Object({
+  trustedProxies: Type.Array(Type.String({ pattern: '^[0-9a-fA-F:.]+(/[0-9]{1,3})?$' }), {
+    default: [],
+    description: 'CIDRs of proxies in front of the gateway. X-Forwarded-For is read right to left, skipping these; from any other peer it is replaced by the peer address.',
+  }),
+}, { ...strict, default: {}, description: 'How the client address is found.' })
+
+export const Limits = Type.Object({
+  maxBodySize: Size('Largest request body; larger bodies get 413. Routes may override.', '10MiB'),
+  headersTimeout: Duration('Time a client has to send the request headers; slower clients get 408 and are closed.', '10s'),
+  requestTimeout: Duration('Time a client has to send the whole request, body included.', '60s'),
+  keepAliveTimeout: Duration('Idle time before a client keep-alive connection is closed.', '5s'),
+  maxLimiterKeys: Type.Integer({ minimum: 1, default: 100000, description: 'Per-key limiter state kept in memory (LRU).' }),
+}, { ...strict, default: {}, description: 'Server-side limits for client connections.' })
+
+export const Paths = Type.Object({
+  mergeSlashes: Type.Boolean({ default: true, description: 'Merge repeated slashes (//a -> /a) before matching and forwarding.' }),
+  rejectSemicolon: Type.Boolean({ default: true, description: "Reject ';' in the path with 400 (servlet-style parameters are a bypass)." }),
+  allowEncodedSlash: Type.Boolean({ default: false, description: "Allow '%2F' in the path (forwarded still encoded); else 400. A route may override." }),
+}, { ...strict, default: {}, description: 'Path canonicalization policy.' })
+
+export const Shutdown = Type.Object({
+  delay: Duration('After SIGTERM, keep serving this long while /readyz answers 503.', '0s'),
+  timeout: Duration('Then stop accepting and wait this long for in-flight requests.', '30s'),
+}, { ...strict, default: {}, description: 'Graceful shutdown.' })
+
+export const EtcdTls = Type.Object({
+  ca: Type.Optional(Type.String({ description: 'Path of the CA certificate (PEM).' })),
+  cert: Type.Optional(Type.String({ description: 'Path of the client certificate (PEM).' })),
+  key: Type.Optional(Type.String({ description: 'Path of the client key (PEM).' })),
+}, { ...strict, description: 'TLS towards etcd.' })
+
+export const Etcd = Type.Object({
+  endpoints: Type.Array(Type.String({ pattern: '^https?://' }), { minItems: 1, default: ['http://127.0.0.1:2379'], description: 'etcd endpoints.' }),
+  prefix: Type.String({ pattern: '^/', default: '/tollgate', description: 'Key prefix of routes/, upstreams/ and services/.' }),
+  snapshotFile: Type.String({ default: '.tollgate/etcd-snapshot.json', description: 'Last good etcd config, used to start when etcd is down.' }),
+  username: Type.Optional(Type.String({ description: 'etcd user (auth).' })),
+  password: Type.Optional(Type.String({ description: 'etcd password (auth).' })),
+  tls: Type.Optional(EtcdTls),
+}, { ...strict, description: 'etcd as a config source (optional).' })
+
+export const Redis = Type.Object({
+  url: Type.String({ pattern: '^rediss?://', description: 'Redis URL, e.g. redis://127.0.0.1:6379.' }),
+  timeout: Duration('Per decision; then the limiter\'s onStoreError applies.', '50ms'),
+}, { ...strict, description: 'Redis for cluster-scope rate limits (optional).' })
+
+export const Tracing = Type.Object({
+  exporter: Type.Union([Type.Literal('none'), Type.Literal('otlp'), Type.Literal('console')], { default: 'none', description: 'Where spans go.' }),
+  endpoint: Type.String({ default: 'http://127.0.0.1:4318/v1/traces', description: 'OTLP/HTTP traces endpoint.' }),
+  serviceName: Type.String({ default: 'tollgate', description: 'service.name of the spans.' }),
+  sampleRatio: Ratio('Sampling ratio for traces that start here.', 0.01),
+  parentBased: Type.Boolean({ default: true, description: 'Follow the sampled flag of an incoming traceparent.' }),
+}, { ...strict, default: {}, description: 'OpenTelemetry tracing.' })
+
+export const Target = Type.Object({
+  url: HttpUrl('Target address.'),
+  weight: Type.Integer({ minimum: 1, maximum: 1000, default: 1, description: 'Relative share of traffic.' }),
+}, { ...strict, description: 'One upstream target.' })
+
+const StatusRange = Type.Union([
+  Type.Integer({ minimum: 100, maximum: 599 }),
+  Type.String({ pattern: '^[1-5][0-9]{2}(-[1-5][0-9]{2})?$' }),
+])
+
+export const ActiveHealthCheck = Type.Object({
+  path: Type.String({ pattern: '^/', default: '/healthz', description: 'Path probed on each target.' }),
+  interval: Duration('Time between probes.', '5s'),
+  timeout: Duration('Probe timeout.', '1s'),
+  healthyThreshold: Type.Integer({ minimum: 1, default: 2, description: 'Consecutive successes that mark a target healthy.' }),
+  unhealthyThreshold: Type.Integer({ minimum: 1, default: 3, description: 'Consecutive failures that mark a target unhealthy.' }),
+  expectStatus: Type.Array(StatusRange, { default: ['200-399'], description: 'Statuses (or ranges "200-399") that count as healthy.' }),
+}, { ...strict, description: 'Active probes.' })
+
+export const PassiveHealthCheck = Type.Object({
+  consecutiveFailures: Type.Integer({ minimum: 1, default: 5, description: 'Consecutive failed requests that eject a target.' }),
+  ejectionTime: Duration('Base ejection time; multiplied by the times ejected, capped at maxEjectionTime.', '30s'),
+  maxEjectionTime: Duration('Longest ejection.', '300s'),
+  maxEjectionPercent: Type.Integer({ minimum: 0, maximum: 100, default: 50, description: 'At most this share of targets ejected, checked after the ejection it would allow.' }),
+}, { ...strict, description: 'Passive ejection from real traffic.' })
+
+export const RetryOn = Type.Union([
+  Type.Literal('connect-failure'), Type.Literal('reset'), Type.Literal('timeout'), Type.Literal('5xx'),
+  Type.Integer({ minimum: 500, maximum: 599 }),
+], { description: 'connect-failure | reset | timeout | 5xx | a status 500-599.' })
+
+export const Retry = Type.Object({
+  attempts: Type.Integer({ minimum: 0, maximum: 10, default: 2, description: 'Extra attempts; only idempotent methods; never after response bytes were sent.' }),
+  on: Type.Array(RetryOn, { default: ['connect-failure', 'reset', 502, 503, 504], description: 'Failures that are retried.' }),
+  backoff: Duration('Base of the full-jitter exponential back-off, capped at 10x.', '25ms'),
+}, { ...strict, description: 'Retries on another target.' })
+
+export const Upstream = Type.Object({
+  targets: Type.Array(Target, { default: [], description: 'Static targets; registered instances from etcd join them.' }),
+  balancer: Type.Union([Type.Literal('round-robin'), Type.Literal('least-request'), Type.Literal('random'), Type.Literal('hash')], {
+    default: 'round-robin', description: 'round-robin (smooth weighted) | least-request (power of two choices) | random | hash (consistent hashing on hashKey).',
+  }),
+  hashKey: Type.Optional(Type.String({ pattern: '^(client-ip|path|header:[!#$%&\'*+.^_`|~0-9A-Za-z-]+|query:[^\\s]+)$', description: 'For balancer: hash. client-ip | path | header:<name> | query:<name>.' })),
+  hostHeader: Type.String({ default: 'pass', minLength: 1, description: "pass (the client's Host) | target (the target's host:port) | a fixed host." }),
+  timeouts: Type.Object({
+    connect: Duration('No connection within this: 504.', '2s'),
+    response: Duration('No response headers within this: 504.', '30s'),
+  }, { ...strict, default: {}, description: 'Upstream timeouts.' }),
+  retry: Type.Optional(Retry),
+  maxConcurrent: Type.Optional(Type.Integer({ minimum: 1, description: 'In-flight requests to this upstream; over it: 503 OVERLOADED.' })),
+  healthCheck: Type.Optional(Type.Object({
+    active: Type.Optional(ActiveHealthCheck),
+    passive: Type.Optional(PassiveHealthCheck),
+  }, { ...strict, description: 'Health checks.' })),
+  onAllUnhealthy: Type.Union([Type.Literal('route-all'), Type.Literal('fail')], { default: 'route-all', description: 'route-all (panic: try every target) | fail (503 NO_HEALTHY_UPSTREAM).' }),
+}, { ...strict, description: 'A named group of targets.' })
+
+export const LimitKey = Type.String({
+  pattern: '^(client-ip|route|header:[!#$%&\'*+.^_`|~0-9A-Za-z-]+|query:[^,\\s]+)(,(client-ip|route|header:[!#$%&\'*+.^_`|~0-9A-Za-z-]+|query:[^,\\s]+))*$',
+  default: 'client-ip',
+  description: 'client-ip | route | header:<name> | query:<name>; "a,b" combines keys.',
+})
+
+const Scope = Type.Union([Type.Literal('local'), Type.Literal('cluster')], { default: 'local', description: 'local (this instance) | cluster (shared through Redis).' })
+const OnStoreError = Type.Union([Type.Literal('local'), Type.Literal('allow'), Type.Literal('deny')], { default: 'local', description: 'When Redis fails: local (fall back to a local limiter) | allow | deny (503).' })
+const LimiterName = Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]+$', description: 'Label in metrics and headers; default: the algorithm and position.' }))
+
+export const TokenBucketLimit = Type.Object({
+  name: LimiterName,
+  algorithm: Type.Literal('token-bucket'),
+  rate: Type.Number({ exclusiveMinimum: 0, description: 'Tokens added per period.' }),
+  period: Duration('Period of rate.', '1s'),
+  burst: Type.Optional(Type.Integer({ minimum: 1, description: 'Bucket size; default: rate.' })),
+  key: LimitKey,
+  scope: Scope,
+  onStoreError: OnStoreError,
+}, { ...strict, description: 'Token bucket: rate tokens per period, the bucket holds burst.' })
+
+export const SlidingWindowLimit = Type.Object({
+  name: LimiterName,
+  algorithm: Type.Literal('sliding-window'),
+  limit: Type.Integer({ minimum: 1, description: 'Requests per window.' }),
+  window: Duration('Window length.', '1m'),
+  key: LimitKey,
+  scope: Scope,
+  onStoreError: OnStoreError,
+}, { ...strict, description: 'Sliding-window counter: the previous window weighted by its overlap.' })
+
+export const RateLimit = Type.Union([TokenBucketLimit, SlidingWindowLimit])
+
+export const CircuitBreaker = Type.Object({
+  window: Duration('Rolling window, in 10 buckets.', '10s'),
+  minRequests: Type.Integer({ minimum: 1, default: 20, description: 'No trip below this many calls in the window.' }),
+  errorRate: Type.Number({ minimum: 1, maximum: 100, default: 50, description: 'Percent of failed calls that opens the breaker.' }),
+  openFor: Duration('Time open before half-open.', '5s'),
+  halfOpenRequests: Type.Integer({ minimum: 1, default: 1, description: 'Trial calls; all succeed -> closed, any fails -> open again.' }),
+  failOn: Type.Array(Type.Union([Type.Literal('5xx'), Type.Literal('timeout'), Type.Literal('connect-failure'), Type.Integer({ minimum: 500, maximum: 599 })]), {
+    default: ['5xx', 'timeout', 'connect-failure'], description: 'Outcomes that count as failures.',
+  }),
+  fallback: Type.Optional(Type.Union([
+    Type.Object({
+      status: Type.Integer({ minimum: 200, maximum: 599, description: 'Status of the fallback response.' }),
+      body: Type.String({ default: '', description: 'Body of the fallback response.' }),
+      headers: Type.Record(Type.String(), Type.String(), { default: {}, description: 'Headers of the fallback response.' }),
+    }, strict),
+    Type.Object({ upstream: Type.String({ description: 'Send to this upstream instead while open.' }) }, strict),
+  ], { description: 'What an open breaker answers: a fixed response or another upstream.' })),
+}, { ...strict, description: 'Hystrix-style circuit breaker, one per route.' })
+
+export const RouteMatch = Type.Object({
+  path: Type.String({ pattern: '^/', description: 'Static segments, :name (one segment), * (the rest, may be empty; last segment only).' }),
+  methods: Type.Optional(Type.Array(Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Z-]+$' }), { minItems: 1, description: 'Allowed methods (upper case); default: any. GET implies HEAD.' })),
+  host: Type.Optional(Type.String({ pattern: '^(\\*\\.)?[A-Za-z0-9.-]+$', description: 'Exact host or *.example.com; default: any. Port and case are ignored.' })),
+  headers: Type.Optional(Type.Record(Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }), Type.String(), { description: 'Exact header matches.' })),
+}, { ...strict, description: 'What requests this route takes.' })
+
+export const Rewrite = Type.Union([
+  Type.Object({ stripPrefix: Type.String({ pattern: '^/', description: 'Prefix removed from the canonical path; an empty result forwards /.' }) }, strict),
+  Type.Object({ path: Type.String({ pattern: '^/', description: 'Path template; :name refers to a route parameter, * to the wildcard.' }) }, strict),
+], { description: 'Path rewrite before forwarding.' })
+
+const routeFields = {
+  match: RouteMatch,
+  priority: Type.Integer({ default: 0, description: 'Tie-break between otherwise equal matches: higher wins.' }),
+  upstream: Type.String({ minLength: 1, description: 'Name of the upstream.' }),
+  rewrite: Type.Optional(Rewrite),
+  maxBodySize: Type.Optional(Size('Overrides limits.maxBodySize.')),
+  allowEncodedSlash: Type.Optional(Type.Boolean({ description: 'true: %2F allowed in this route\'s params, forwarded still encoded.' })),
+  websocket: Type.Boolean({ default: false, description: 'Allow WebSocket upgrades.' }),
+  rateLimit: Type.Optional(Type.Array(RateLimit, { description: 'All must admit; rejected requests are not counted.' })),
+  circuitBreaker: Type.Optional(CircuitBreaker),
+  tracing: Type.Optional(Type.Object({ sampleRatio: Ratio('Sampling ratio for this route.') }, strict)),
+}
+
+const RouteId = Type.String({ pattern: '^[A-Za-z0-9_.:-]+$', maxLength: 128, description: 'Unique; the label in metrics, logs and /status.' })
+
+export const Route = Type.Object({ id: RouteId, ...routeFields }, { ...strict, description: 'One route.' })
+/** An etcd value under routes/<id>: the id may be omitted (it is the key). */
+export const EtcdRoute = Type.Object({ id: Type.Optional(RouteId), ...routeFields }, { ...strict, description: 'One route stored in etcd.' })
+
+export const Config = Type.Object({
+  $schema: Type.Optional(Type.String({ description: 'Editor hint; ignored.' })),
+  listen: Address('Proxy listener.', '0.0.0.0:8080'),
+  admin: Address('Admin listener (metrics, health, status). Never the proxy port.', '127.0.0.1:9901'),
+  clientIp: ClientIp,
+  limits: Limits,
+  paths: Paths,
+  shutdown: Shutdown,
+  etcd: Type.Optional(Etcd),
+  redis: Type.Optional(Redis),
+  tracing: Tracing,
+  upstreams: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]+$' }), Upstream, { default: {}, description: 'Upstreams by name.' }),
+  routes: Type.Array(Route, { default: [], description: 'Routes, in priority order after the matching rules.' }),
+}, {
+  ...strict,
+  $id: 'https://tollgate.dev/schema/routes.schema.json',
+  title: 'Tollgate routes.yaml',
+  description: 'Configuration of the Tollgate API gateway.',
+})
+
+export type Config = Static<typeof Config>
+export type Route = Static<typeof Route>
+export type EtcdRoute = Static<typeof EtcdRoute>
+export type Upstream = Static<typeof Upstream>
+export type Target = Static<typeof Target>
+export type RateLimit = Static<typeof RateLimit>
+export type TokenBucketLimit = Static<typeof TokenBucketLimit>
+export type SlidingWindowLimit = Static<typeof SlidingWindowLimit>
+export type CircuitBreaker = Static<typeof CircuitBreaker>
+export type Retry = Static<typeof Retry>
+export type Rewrite = Static<typeof Rewrite>

@@ -1,0 +1,80 @@
+// The catalogue of error codes. Few classes, many codes, every code with one meaning.
+// README.md's "Error codes" table is kept in sync with GATEWAY_ERRORS by test/errors.test.ts.
+
+export type ErrorCode =
+  | 'BAD_REQUEST'
+  | 'ROUTE_NOT_FOUND'
+  | 'METHOD_NOT_ALLOWED'
+  | 'REQUEST_TIMEOUT'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'EXPECTATION_FAILED'
+  | 'RATE_LIMITED'
+  | 'UPSTREAM_UNAVAILABLE'
+  | 'CIRCUIT_OPEN'
+  | 'NO_HEALTHY_UPSTREAM'
+  | 'OVERLOADED'
+  | 'RATE_LIMIT_UNAVAILABLE'
+  | 'SHUTTING_DOWN'
+  | 'UPSTREAM_TIMEOUT'
+
+/** A response the gateway makes itself (SPEC §5). Frozen, made once: no stack trace per refusal. */
+export interface Refusal {
+  readonly status: number
+  readonly code: ErrorCode
+  readonly message: string
+}
+
+function refusal(status: number, code: ErrorCode, message: string): Refusal {
+  return Object.freeze({ status, code, message })
+}
+
+export const BAD_REQUEST = refusal(400, 'BAD_REQUEST', 'malformed or forbidden request')
+export const ROUTE_NOT_FOUND = refusal(404, 'ROUTE_NOT_FOUND', 'no route matches this request')
+export const METHOD_NOT_ALLOWED = refusal(405, 'METHOD_NOT_ALLOWED', 'the route does not allow this method')
+export const REQUEST_TIMEOUT = refusal(408, 'REQUEST_TIMEOUT', 'the client was too slow to send the request')
+export const PAYLOAD_TOO_LARGE = refusal(413, 'PAYLOAD_TOO_LARGE', 'the request body is larger than maxBodySize')
+export const EXPECTATION_FAILED = refusal(417, 'EXPECTATION_FAILED', 'only "Expect: 100-continue" is supported')
+export const RATE_LIMITED = refusal(429, 'RATE_LIMITED', 'rate limit exceeded')
+export const UPSTREAM_UNAVAILABLE = refusal(502, 'UPSTREAM_UNAVAILABLE', 'the upstream could not be reached or sent a broken response')
+export const CIRCUIT_OPEN = refusal(503, 'CIRCUIT_OPEN', 'the circuit breaker for this route is open')
+export const NO_HEALTHY_UPSTREAM = refusal(503, 'NO_HEALTHY_UPSTREAM', 'no upstream target is available')
+export const OVERLOADED = refusal(503, 'OVERLOADED', 'the upstream has reached maxConcurrent in-flight requests')
+export const RATE_LIMIT_UNAVAILABLE = refusal(503, 'RATE_LIMIT_UNAVAILABLE', 'the rate limit store is unavailable')
+export const SHUTTING_DOWN = refusal(503, 'SHUTTING_DOWN', 'the gateway is shutting down')
+export const UPSTREAM_TIMEOUT = refusal(504, 'UPSTREAM_TIMEOUT', 'the upstream did not answer in time')
+
+/** Every gateway-made response, in status order: the source of README's error table. */
+export const GATEWAY_ERRORS: readonly Refusal[] = Object.freeze([
+  BAD_REQUEST, ROUTE_NOT_FOUND, METHOD_NOT_ALLOWED, REQUEST_TIMEOUT, PAYLOAD_TOO_LARGE,
+  EXPECTATION_FAILED, RATE_LIMITED, UPSTREAM_UNAVAILABLE, CIRCUIT_OPEN, NO_HEALTHY_UPSTREAM,
+  OVERLOADED, RATE_LIMIT_UNAVAILABLE, SHUTTING_DOWN, UPSTREAM_TIMEOUT,
+])
+
+export class GatewayError extends Error {
+  override name = 'GatewayError'
+  constructor(readonly code: ErrorCode | 'CONFIG_INVALID', readonly status: number, message: string,
+              options?: ErrorOptions) {
+    super(message, options)
+  }
+}
+
+/** One problem in a config source, located as precisely as we can: `file:line:col path`. */
+export interface ConfigIssue {
+  readonly where: string   // 'routes.yaml:14:9' or 'etcd /tollgate/routes/users (rev 812)' or 'TOLLGATE_LISTEN'
+  readonly path: string    // 'routes[2].rateLimit[0].burst' ('' for the whole document)
+  readonly message: string // what was expected, what was found, what to do
+  readonly severity: 'error' | 'warning'
+}
+
+export function formatIssue(issue: ConfigIssue): string {
+  const path = issue.path === '' ? '' : ` ${issue.path}:`
+  return `${issue.where}${path} ${issue.message}`
+}
+
+/** All the errors of one config source at once. */
+export class ConfigError extends GatewayError {
+  override name = 'ConfigError'
+  constructor(readonly issues: readonly ConfigIssue[]) {
+    super('CONFIG_INVALID', 500, issues.filter((i) => i.severity === 'error').map(formatIssue).join('\n'))
+  }
+}
