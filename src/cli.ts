@@ -1,0 +1,110 @@
+#!/usr/bin/env node
+// tollgate [run] [--config F] [--listen A] [--admin A] [--workers N|auto]
+// tollgate validate [F]     tollgate schema
+import cluster from 'node:cluster'
+import { availableParallelism } from 'node:os'
+import { parseArgs } from 'node:util'
+import { ConfigError, formatIssue } from './errors.js'
+import { runValidate, schemaJson } from './config/validate-command.js'
+import { Gateway } from './main.js'
+import { runPrimary, runWorker } from './workers.js'
+import { createLogger } from './telemetry/log.js'
+
+const USAGE = `usage:
+  tollgate [--config routes.yaml] [--listen host:port] [--admin host:port] [--workers N|auto]
+  tollgate validate [routes.yaml]
+  tollgate schema
+  tollgate etcd put F [--prune] [--dry-run] | tollgate etcd get | tollgate register ...  (not available yet)`
+
+async function main(argv: string[]): Promise<number> {
+  const command = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : 'run'
+  const rest = command === 'run' && argv[0] !== 'run' ? argv : argv.slice(1)
+  switch (command) {
+    case 'validate': {
+      const r = runValidate(rest[0] ?? 'routes.yaml', process.env)
+      process.stdout.write(r.stdout)
+      process.stderr.write(r.stderr)
+      return r.exitCode
+    }
+    case 'schema':
+      process.stdout.write(schemaJson())
+      return 0
+    case 'run':
+      return run(rest)
+    case 'etcd': case 'register':
+      process.stderr.write(`tollgate ${command}: etcd support is not available in this version yet.\n`)
+      return 2
+    case 'help': case '--help': case '-h':
+      process.stdout.write(USAGE + '\n')
+      return 0
+    default:
+      process.stderr.write(`tollgate: unknown command ${JSON.stringify(command)}\n${USAGE}\n`)
+      return 2
+  }
+}
+
+async function run(args: string[]): Promise<number> {
+  let values: { config?: string; listen?: string; admin?: string; workers?: string }
+  try {
+    values = parseArgs({
+      args,
+      options: { config: { type: 'string' }, listen: { type: 'string' }, admin: { type: 'string' }, workers: { type: 'string' } },
+      strict: true,
+    }).values
+  } catch (err) {
+    process.stderr.write(`tollgate: ${(err as Error).message}\n${USAGE}\n`)
+    return 2
+  }
+  // Flags win over TOLLGATE_* variables, which win over the file: pass them through the same override path.
+  const env = { ...process.env }
+  if (values.listen !== undefined) env['TOLLGATE_LISTEN'] = values.listen
+  if (values.admin !== undefined) env['TOLLGATE_ADMIN'] = values.admin
+  const configPath = values.config ?? env['TOLLGATE_CONFIG'] ?? 'routes.yaml'
+  const workers = values.workers === undefined ? 1 : values.workers === 'auto' ? availableParallelism() : Number(values.workers)
+  if (!Number.isInteger(workers) || workers < 1) {
+    process.stderr.write(`tollgate: --workers must be a positive integer or auto, got ${JSON.stringify(values.workers)}\n`)
+    return 2
+  }
+  const log = createLogger(env)
+  try {
+    if (cluster.isWorker) return await runWorker(configPath, env, log)
+    if (workers > 1) return await runPrimary(configPath, env, workers, log)
+    const gateway = await Gateway.start({ configPath, env, log })
+    return await untilSignal(gateway)
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      for (const issue of err.issues) process.stderr.write(formatIssue(issue) + '\n')
+      process.stderr.write(`tollgate: ${configPath} is invalid; not starting.\n`)
+      return 1
+    }
+    process.stderr.write(`tollgate: ${(err as Error).message}\n`)
+    return 1
+  }
+}
+
+/** SIGTERM/SIGINT: drain and exit 0; a second signal exits at once (SPEC §9). */
+export function untilSignal(gateway: Gateway): Promise<number> {
+  return new Promise((resolve) => {
+    let signalled = false
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (signalled) {
+        gateway.log.warn({ signal }, 'second signal: exiting now')
+        process.exit(1)
+      }
+      signalled = true
+      gateway.log.info({ signal }, 'shutting down')
+      gateway.shutdown().then(() => resolve(0), () => resolve(1))
+    }
+    process.on('SIGTERM', onSignal)
+    process.on('SIGINT', onSignal)
+  })
+}
+
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code
+  // Flush pino, then leave even if a library left a handle open.
+  setTimeout(() => process.exit(code), 100).unref()
+}, (err: unknown) => {
+  process.stderr.write(`tollgate: ${(err as Error).stack ?? String(err)}\n`)
+  process.exit(1)
+})

@@ -1,0 +1,86 @@
+// routes.yaml as a config source: the text last applied, its revision, and what the last rejected reload
+// said. Reading and validating happen here; building and swapping the table is the caller's job.
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { ConfigError, type ConfigIssue } from '../errors.js'
+import { loadConfigText, type LoadResult } from './load.js'
+
+export type ReloadOutcome =
+  | { readonly kind: 'unchanged' }
+  | { readonly kind: 'loaded'; readonly result: LoadResult; readonly text: string; readonly revision: string }
+  | { readonly kind: 'rejected'; readonly issues: readonly ConfigIssue[] }
+
+export class FileConfigSource {
+  readonly path: string
+  readonly env: NodeJS.ProcessEnv
+  revision = ''
+  text = ''
+  appliedAt: Date | null = null
+  rejected: readonly ConfigIssue[] = []
+  rejectedAt: Date | null = null
+  current: LoadResult | null = null
+
+  constructor(path: string, env: NodeJS.ProcessEnv) {
+    this.path = path
+    this.env = withoutProcessVariables(env)
+  }
+
+  /** Start-up: every error at once, as a ConfigError. */
+  loadInitial(textOverride?: string): LoadResult {
+    const text = textOverride ?? readFileSync(this.path, 'utf8')
+    const result = loadConfigText(text, this.path, this.env)
+    this.markApplied(text, result)
+    return result
+  }
+
+  /** Reload: unchanged content is a no-op; an invalid file is rejected and the current config stays. */
+  reload(textOverride?: string): ReloadOutcome {
+    let text: string
+    try {
+      text = textOverride ?? readFileSync(this.path, 'utf8')
+    } catch (err) {
+      return this.reject([{ where: this.path, path: '', message: `cannot read: ${(err as Error).message}`, severity: 'error' }])
+    }
+    const revision = revisionOf(text)
+    if (revision === this.revision && this.rejected.length === 0) return { kind: 'unchanged' }
+    if (revision === this.revision) {
+      this.rejected = []
+      return { kind: 'unchanged' }
+    }
+    try {
+      const result = loadConfigText(text, this.path, this.env)
+      return { kind: 'loaded', result, text, revision }
+    } catch (err) {
+      if (err instanceof ConfigError) return this.reject(err.issues.filter((i) => i.severity === 'error'))
+      return this.reject([{ where: this.path, path: '', message: (err as Error).message, severity: 'error' }])
+    }
+  }
+
+  markApplied(text: string, result: LoadResult): void {
+    this.text = text
+    this.revision = revisionOf(text)
+    this.current = result
+    this.appliedAt = new Date()
+    this.rejected = []
+    this.rejectedAt = null
+  }
+
+  reject(issues: readonly ConfigIssue[]): ReloadOutcome {
+    this.rejected = issues
+    this.rejectedAt = new Date()
+    return { kind: 'rejected', issues }
+  }
+}
+
+export function revisionOf(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 12)
+}
+
+/** TOLLGATE_* variables that steer the process, not the config: not overrides. */
+export const PROCESS_VARIABLES: readonly string[] = ['TOLLGATE_LOG_LEVEL', 'TOLLGATE_CONFIG', 'TOLLGATE_WORKER', 'TOLLGATE_TEST_LOG']
+
+export function withoutProcessVariables(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out = { ...env }
+  for (const name of PROCESS_VARIABLES) delete out[name]
+  return out
+}

@@ -1,0 +1,341 @@
+// One client request and its upstream attempts. Hot path.
+//
+// The Exchange is itself the undici dispatch handler, so a request costs one object of a fixed shape (plus
+// the header arrays), not a closure per callback. States:
+//   start -> refused                                     (gateway-made response)
+//   start -> attempt -> responding -> done               (upstream response streamed to the client)
+//   attempt -> (error | retryable status, no bytes sent) -> backoff -> attempt (another target)
+//   responding -> error -> client connection destroyed    (bytes already sent: never retried)
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Dispatcher } from 'undici'
+import {
+  BAD_REQUEST, METHOD_NOT_ALLOWED, NO_HEALTHY_UPSTREAM, OVERLOADED, PAYLOAD_TOO_LARGE, ROUTE_NOT_FOUND,
+  SHUTTING_DOWN, UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE, type Refusal,
+} from '../errors.js'
+import type { CompiledRoute, CompiledUpstream, RouteTable } from '../router/route-table.js'
+import type { Target } from '../upstream/target.js'
+import { FailureKind as Failure } from '../upstream/retry-policy.js'
+import type { Readable } from 'node:stream'
+import { canonicalizeTarget } from './canonical-path.js'
+import {
+  RequestHeaderFacts, buildResponseHeaders, buildUpstreamHeaders, newRequestId, nextTraceparent, peerAddress,
+  scanRequestHeaders,
+} from './headers.js'
+import { sendRefusal } from './refusal.js'
+import type { ProxyState } from './proxy-state.js'
+
+const kExchange = Symbol('tollgate.exchange')
+type WithExchange = ServerResponse & { [kExchange]?: Exchange }
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
+
+
+/** Module-level listeners: `this` is the response, the exchange hangs on it. No closure per request. */
+function onResponseClose(this: WithExchange): void {
+  this[kExchange]?.onClientClose()
+}
+function onResponseDrain(this: WithExchange): void {
+  this[kExchange]?.onClientDrain()
+}
+
+export class Exchange implements Dispatcher.DispatchHandler {
+  readonly state: ProxyState
+  readonly table: RouteTable
+  readonly req: IncomingMessage
+  readonly res: ServerResponse
+  readonly startMs: number
+  readonly facts: RequestHeaderFacts
+  requestId: string
+  route: CompiledRoute | null = null
+  upstream: CompiledUpstream | null = null
+  target: Target | null = null
+  upstreamPath = ''
+  upstreamHeaders: string[] | null = null
+  hashValue: string | null = null
+  tried: Target[] | null = null
+  attempts = 0
+  attemptStartMs = 0
+  controller: Dispatcher.DispatchController | null = null
+  nextTarget: Target | null = null
+  discarding = false
+  headersSent = false
+  finished = false
+  acquired = false
+  bodyBytes = 0
+  status = 0
+
+  constructor(state: ProxyState, req: IncomingMessage, res: ServerResponse) {
+    this.state = state
+    this.table = state.table
+    this.req = req
+    this.res = res
+    this.startMs = performance.now()
+    this.facts = new RequestHeaderFacts()
+    this.requestId = ''
+  }
+
+  start(expectContinue: boolean): void {
+    const { req, res, state, facts } = this
+    state.requestStarted()
+    ;(res as WithExchange)[kExchange] = this
+    res.once('close', onResponseClose)
+
+    const framing = scanRequestHeaders(req.rawHeaders, facts)
+    this.requestId = facts.requestId ?? newRequestId()
+    if (framing !== null) return this.refuse(framing, true)
+    if (state.draining) return this.refuse(SHUTTING_DOWN, true)
+
+    const table = this.table
+    const target = canonicalizeTarget(req.url ?? '', req.method ?? 'GET', facts.host, table.pathPolicy)
+    if ('rejected' in target) return this.refuse(BAD_REQUEST, facts.contentLength > 0 || facts.hasChunkedBody)
+    if (target.path === '*') return this.answerOptionsStar()
+
+    const match = table.router.match(req.method ?? 'GET', facts.host, target.path, req.headers)
+    if (match === null) return this.refuse(ROUTE_NOT_FOUND, false)
+    if (match.value === null) return this.refuse(METHOD_NOT_ALLOWED, false, match.allow)
+    const route = match.value
+    this.route = route
+    if (target.hasEncodedSlash && !route.allowEncodedSlash) return this.refuse(BAD_REQUEST, true)
+    // SPEC §5: 413 from Content-Length before reading the body.
+    if (facts.contentLength > route.maxBodyBytes) return this.refuse(PAYLOAD_TOO_LARGE, true)
+
+    const upstream = route.upstream
+    this.upstream = upstream
+    if (!upstream.pool.tryAcquire()) return this.refuse(OVERLOADED, false)
+    this.acquired = true
+
+    this.upstreamPath = route.rewritePath(target.path, match.params) + target.query
+    const peer = peerAddress(req.socket.remoteAddress)
+    const trusted = table.trustedProxies.isTrusted(peer)
+    const clientHost = facts.host ?? ''
+    this.upstreamHeaders = buildUpstreamHeaders(req.rawHeaders, facts, {
+      trusted,
+      peer,
+      hostHeader: upstream.hostHeader === null ? clientHost : upstream.hostHeader,
+      forwardedHost: clientHost,
+      requestId: this.requestId,
+      traceparent: nextTraceparent(facts),
+      keepUpgrade: false,
+    })
+    if (upstream.hashKey !== null) this.hashValue = upstream.hashKey.valueOf(req, target.path, table.trustedProxies.clientIp(peer, facts.forwardedFor))
+    if (expectContinue) res.writeContinue()
+    this.attempt(null)
+  }
+
+  /** Send to a target (the pre-picked one after a retry decision, else the balancer's choice). */
+  attempt(preferred: Target | null): void {
+    const upstream = this.upstream!
+    const target = preferred ?? upstream.pool.pick(this.tried ?? EMPTY_TRIED, this.attempts, this.hashValue)
+    if (target === null) return this.refuse(NO_HEALTHY_UPSTREAM, false)
+    this.target = target
+    target.inflight++
+    this.attempts++
+    this.attemptStartMs = performance.now()
+    this.discarding = false
+    this.nextTarget = null
+    const req = this.req
+    const hasBody = this.facts.hasChunkedBody || this.facts.contentLength > 0
+    const dispatcher = target.dispatcher as Dispatcher
+    const headers = this.upstreamHeaders!
+    if (upstream.hostFromTarget) headers[1] = target.origin.slice(target.origin.indexOf('//') + 2)
+    dispatcher.dispatch({
+      origin: target.origin,
+      path: this.upstreamPath,
+      method: req.method as Dispatcher.HttpMethod,
+      headers,
+      // undici accepts async iterables at run time; its types only list streams.
+      body: hasBody ? (this.facts.hasChunkedBody ? countingBody(this) as unknown as Readable : req) : null,
+      headersTimeout: upstream.responseTimeoutMs,
+      bodyTimeout: upstream.responseTimeoutMs,
+      upgrade: null,
+    }, this)
+  }
+
+  // ---- undici DispatchHandler ----
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller
+    if (this.finished) controller.abort(CLIENT_GONE)
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    const upstream = this.upstream!
+    const target = this.target!
+    upstream.metrics.duration.observe((performance.now() - this.attemptStartMs) / 1000)
+    upstream.metrics.countResponse(target.hostPort, statusCode)
+    if (statusCode >= 500 && upstream.retry.onStatus(statusCode) && this.canRetry()) {
+      const next = upstream.pool.pick(this.rememberTried(target), this.attempts, this.hashValue)
+      if (next !== null) {
+        // Drain and drop this response, keep the connection, then try `next` (SPEC retry).
+        this.discarding = true
+        this.nextTarget = next
+        return
+      }
+    }
+    if (this.finished) return
+    this.status = statusCode
+    this.headersSent = true
+    this.res.writeHead(statusCode, buildResponseHeaders(headers, this.requestId, this.state.draining))
+    void controller
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.discarding || this.finished) return
+    if (!this.res.write(chunk)) {
+      // Backpressure: a slow client pauses the upstream read instead of buffering in the gateway.
+      controller.pause()
+      this.res.once('drain', onResponseDrain)
+    }
+  }
+
+  onClientDrain(): void {
+    this.controller?.resume()
+  }
+
+  onResponseEnd(): void {
+    this.releaseTarget()
+    if (this.discarding) {
+      const next = this.nextTarget!
+      this.discarding = false
+      this.retryAfterBackoff(next)
+      return
+    }
+    if (this.finished) return
+    this.res.end()
+    this.complete()
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    const target = this.target
+    this.releaseTarget()
+    if (this.finished) return
+    if (this.headersSent && !this.discarding) {
+      // Bytes already went to the client: never retried; the client sees the connection close.
+      this.res.destroy()
+      this.complete()
+      return
+    }
+    const failure = classify(err)
+    if (target !== null) this.upstream!.metrics.countResponse(target.hostPort, 0)
+    if (failure !== Failure.None && this.upstream!.retry.onFailure(failure) && this.canRetry()) {
+      const next = this.upstream!.pool.pick(this.rememberTried(target!), this.attempts, this.hashValue)
+      if (next !== null) return this.retryAfterBackoff(next)
+    }
+    if ((err as { code?: string }).code === 'TOLLGATE_BODY_TOO_LARGE') return this.refuse(PAYLOAD_TOO_LARGE, true)
+    this.refuse(failure === Failure.Timeout || isConnectTimeout(err) ? UPSTREAM_TIMEOUT : UPSTREAM_UNAVAILABLE, false)
+  }
+
+  // ---- helpers ----
+
+  canRetry(): boolean {
+    if (this.attempts > this.upstream!.retry.attempts) return false
+    if (this.finished || this.headersSent) return false
+    // Only idempotent requests without a body: the body stream cannot be replayed (it is not buffered).
+    if (!IDEMPOTENT.has(this.req.method ?? '')) return false
+    return !(this.facts.hasChunkedBody || this.facts.contentLength > 0)
+  }
+
+  rememberTried(target: Target): Target[] {
+    const tried = (this.tried ??= [])
+    tried.push(target)
+    return tried
+  }
+
+  retryAfterBackoff(next: Target): void {
+    const route = this.route!
+    route.metrics.retries.inc()
+    const delayMs = this.upstream!.retry.backoffMs(this.attempts)
+    if (delayMs <= 0) return this.attempt(next)
+    setTimeout(retryTimer, delayMs, this, next)
+  }
+
+  releaseTarget(): void {
+    const t = this.target
+    if (t !== null) {
+      t.inflight--
+      this.target = null
+    }
+    this.controller = null
+  }
+
+  onClientClose(): void {
+    if (this.finished) return
+    // The client went away before the response ended: stop the upstream work too.
+    const controller = this.controller
+    if (controller !== null) controller.abort(CLIENT_GONE)
+    if (this.status === 0) this.status = 499
+    this.complete()
+  }
+
+  answerOptionsStar(): void {
+    this.status = 204
+    this.res.writeHead(204, ['x-request-id', this.requestId, 'allow', 'GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH'])
+    this.res.end()
+    this.complete()
+  }
+
+  refuse(refusal: Refusal, close: boolean, allow?: string): void {
+    if (this.finished) return
+    const res = this.res
+    this.status = refusal.status
+    if (this.headersSent || res.headersSent) {
+      res.destroy()
+    } else {
+      this.headersSent = true
+      sendRefusal(res, refusal, this.requestId, close || this.state.draining, allow)
+    }
+    this.complete()
+  }
+
+  complete(): void {
+    if (this.finished) return
+    this.finished = true
+    const route = this.route
+    if (this.acquired) this.upstream!.pool.release()
+    const seconds = (performance.now() - this.startMs) / 1000
+    const metrics = route === null ? this.state.unmatchedMetrics : route.metrics
+    metrics.countRequest(this.req.method ?? 'GET', this.status)
+    metrics.duration.observe(seconds)
+    this.state.requestFinished()
+  }
+}
+
+const EMPTY_TRIED: Target[] = []
+
+const CLIENT_GONE = Object.assign(new Error('client closed the connection'), { code: 'TOLLGATE_CLIENT_GONE' })
+const BODY_TOO_LARGE = Object.assign(new Error('request body over maxBodySize'), { code: 'TOLLGATE_BODY_TOO_LARGE' })
+
+function retryTimer(ex: Exchange, next: Target): void {
+  if (ex.finished) return
+  if (!next.healthy || next.closing) return ex.attempt(null)
+  ex.attempt(next)
+}
+
+function isConnectTimeout(err: Error): boolean {
+  return (err as { code?: string }).code === 'UND_ERR_CONNECT_TIMEOUT'
+}
+
+function classify(err: Error): Failure {
+  switch ((err as { code?: string }).code) {
+    case 'ECONNREFUSED': case 'ENOTFOUND': case 'EHOSTUNREACH': case 'ENETUNREACH': case 'EAI_AGAIN':
+    case 'UND_ERR_CONNECT_TIMEOUT': case 'EADDRNOTAVAIL':
+      return Failure.ConnectFailure
+    case 'UND_ERR_HEADERS_TIMEOUT': case 'UND_ERR_BODY_TIMEOUT':
+      return Failure.Timeout
+    case 'ECONNRESET': case 'EPIPE': case 'UND_ERR_SOCKET': case 'UND_ERR_CLOSED':
+      return Failure.Reset
+    default:
+      return Failure.None
+  }
+}
+
+
+/** A chunked request body, counted while it streams: over maxBodySize the upstream request is aborted. */
+async function* countingBody(ex: Exchange): AsyncGenerator<Buffer> {
+  const max = ex.route!.maxBodyBytes
+  for await (const chunk of ex.req as AsyncIterable<Buffer>) {
+    ex.bodyBytes += chunk.length
+    if (ex.bodyBytes > max) throw BODY_TOO_LARGE
+    yield chunk
+  }
+}

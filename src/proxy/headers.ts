@@ -1,0 +1,274 @@
+// Header hygiene in both directions (SPEC §6, PITFALLS A2/A3).
+//
+// Request side, two passes over req.rawHeaders (already in memory; no req.headers object is built):
+//   1. scan: validate framing (one Host, Transfer-Encoding exactly "chunked" on one line, Expect), collect the
+//      client's Connection tokens and the headers we interpret (X-Forwarded-For, X-Request-Id, traceparent).
+//   2. copy: everything except hop-by-hop headers (RFC 9110 §7.6.1: Connection and every header it lists,
+//      plus the fixed list), framing headers (we re-frame) and untrusted forwarding headers; THEN append the
+//      gateway's own headers, so a client's `Connection: x-forwarded-for` can never remove them
+//      (GHSA-gwhp-pf74-vj37).
+// Response side: the same hop-by-hop list is removed from the upstream response before it reaches the client.
+import { BlockList, isIPv6 } from 'node:net'
+import { randomFillSync, randomUUID } from 'node:crypto'
+import { BAD_REQUEST, EXPECTATION_FAILED, type Refusal } from '../errors.js'
+
+/** What pass 1 learned about a request. One instance per request, every field assigned in order. */
+export class RequestHeaderFacts {
+  host: string | undefined = undefined
+  connectionTokens: string[] | null = null
+  forwardedFor: string | null = null
+  requestId: string | null = null
+  traceparent: string | null = null
+  traceparentCount = 0
+  tracestate: string | null = null
+  hasChunkedBody = false
+  contentLength = -1
+  expectContinue = false
+  upgrade = false
+}
+
+// Trace and request ids come from one pooled random buffer: one randomFillSync per 256 ids, not one per id.
+const RANDOM_POOL = Buffer.alloc(4096)
+let randomOffset = RANDOM_POOL.length
+
+function randomHex(bytes: number): string {
+  if (randomOffset + bytes > RANDOM_POOL.length) {
+    randomFillSync(RANDOM_POOL)
+    randomOffset = 0
+  }
+  const s = RANDOM_POOL.toString('hex', randomOffset, randomOffset + bytes)
+  randomOffset += bytes
+  return s
+}
+
+/** Pass 1. Returns a refusal for framing the gateway will not forward, else null. */
+export function scanRequestHeaders(raw: readonly string[], facts: RequestHeaderFacts): Refusal | null {
+  let hostCount = 0
+  let teCount = 0
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!
+    // Cheap first-character filter: most headers are none of the ones we interpret.
+    const c = name.charCodeAt(0) | 0x20
+    if (c !== 0x68 && c !== 0x74 && c !== 0x63 && c !== 0x78 && c !== 0x65 && c !== 0x75) continue // h t c x e u
+    const lower = name.toLowerCase()
+    const value = raw[i + 1]!
+    switch (lower) {
+      case 'host':
+        hostCount++
+        if (hostCount === 1) facts.host = value
+        break
+      case 'transfer-encoding':
+        teCount++
+        // SPEC §6: anything but exactly one `chunked` is ambiguous framing. Node joins split TE headers,
+        // so `gzip` + `chunked` on two lines would otherwise pass as "gzip, chunked".
+        if (value.length !== 7 || value.toLowerCase() !== 'chunked') return BAD_REQUEST
+        facts.hasChunkedBody = true
+        break
+      case 'content-length':
+        // llhttp already rejected duplicates, CL+TE and junk values.
+        facts.contentLength = Number(value)
+        break
+      case 'connection':
+        addConnectionTokens(facts, value)
+        break
+      case 'expect':
+        if (value.toLowerCase() !== '100-continue') return EXPECTATION_FAILED
+        facts.expectContinue = true
+        break
+      case 'x-forwarded-for':
+        facts.forwardedFor = facts.forwardedFor === null ? value : facts.forwardedFor + ', ' + value
+        break
+      case 'x-request-id':
+        if (facts.requestId === null && isUsableRequestId(value)) facts.requestId = value
+        break
+      case 'traceparent':
+        facts.traceparentCount++
+        facts.traceparent = value
+        break
+      case 'tracestate':
+        facts.tracestate = facts.tracestate === null ? value : facts.tracestate + ',' + value
+        break
+      case 'upgrade':
+        facts.upgrade = true
+        break
+    }
+  }
+  if (hostCount > 1 || teCount > 1) return BAD_REQUEST
+  return null
+}
+
+function addConnectionTokens(facts: RequestHeaderFacts, value: string): void {
+  for (const token of value.split(',')) {
+    const t = token.trim().toLowerCase()
+    if (t === '' || t === 'close' || t === 'keep-alive') continue
+    ;(facts.connectionTokens ??= []).push(t)
+  }
+}
+
+function isUsableRequestId(value: string): boolean {
+  if (value.length === 0 || value.length > 200) return false
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i)
+    if (c < 0x21 || c > 0x7e) return false
+  }
+  return true
+}
+
+/** A fresh request id (UUID v4). */
+export function newRequestId(): string {
+  return randomUUID()
+}
+
+/** RFC 9110 §7.6.1 and SPEC §6: never forwarded in either direction (Upgrade handled by the caller). */
+function isHopByHop(lower: string): boolean {
+  switch (lower) {
+    case 'connection': case 'keep-alive': case 'proxy-connection': case 'proxy-authorization':
+    case 'proxy-authenticate': case 'te': case 'trailer': case 'transfer-encoding': case 'http2-settings':
+      return true
+    default:
+      return false
+  }
+}
+
+/** Which peers may set forwarding headers: SPEC `clientIp.trustedProxies`, built once per config. */
+export class TrustedProxies {
+  readonly #list: BlockList | null
+
+  constructor(cidrs: readonly string[]) {
+    if (cidrs.length === 0) {
+      this.#list = null
+      return
+    }
+    const list = new BlockList()
+    for (const cidr of cidrs) {
+      const [address = '', bits] = cidr.split('/')
+      const family = isIPv6(address) ? 'ipv6' : 'ipv4'
+      if (bits === undefined) list.addAddress(address, family)
+      else list.addSubnet(address, Number(bits), family)
+    }
+    this.#list = list
+  }
+
+  isTrusted(peer: string): boolean {
+    if (this.#list === null) return false
+    return isIPv6(peer) ? this.#list.check(peer, 'ipv6') : this.#list.check(peer, 'ipv4')
+  }
+
+  /** Client address: X-Forwarded-For read right to left, skipping trusted proxies (PITFALLS A3). */
+  clientIp(peer: string, forwardedFor: string | null): string {
+    if (forwardedFor === null || !this.isTrusted(peer)) return peer
+    const parts = forwardedFor.split(',')
+    for (let i = parts.length - 1; i >= 0; i--) {
+      const ip = parts[i]!.trim()
+      if (ip !== '' && !this.isTrusted(ip)) return ip
+    }
+    return parts[0]!.trim() || peer
+  }
+}
+
+/** `::ffff:127.0.0.1` -> `127.0.0.1`, so IPv4 CIDRs and logs see the address people expect. */
+export function peerAddress(remote: string | undefined): string {
+  if (remote === undefined) return ''
+  return remote.startsWith('::ffff:') && remote.indexOf('.') > 0 ? remote.slice(7) : remote
+}
+
+const TRACEPARENT_RE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/
+const ZERO_TRACE = '00000000000000000000000000000000'
+const ZERO_SPAN = '0000000000000000'
+
+/**
+ * W3C Trace Context: keep a valid incoming trace id and make the gateway the parent; an invalid or
+ * duplicated traceparent starts a new trace (and its tracestate is dropped).
+ */
+export function nextTraceparent(facts: RequestHeaderFacts): string {
+  const incoming = facts.traceparentCount === 1 ? facts.traceparent : null
+  if (incoming !== null) {
+    const m = TRACEPARENT_RE.exec(incoming.trim())
+    if (m !== null && m[1] !== ZERO_TRACE && m[2] !== ZERO_SPAN) return `00-${m[1]}-${randomHex(8)}-${m[3]}`
+  }
+  facts.tracestate = null
+  return `00-${randomHex(16)}-${randomHex(8)}-00`
+}
+
+export interface ForwardingContext {
+  readonly trusted: boolean
+  readonly peer: string
+  readonly hostHeader: string
+  readonly forwardedHost: string
+  readonly requestId: string
+  readonly traceparent: string
+  readonly keepUpgrade: boolean
+}
+
+/**
+ * Pass 2: the header list sent upstream, as undici's flat [name, value, ...] array.
+ * Client hop-by-hop processing happens first; the gateway's own headers are appended last.
+ */
+export function buildUpstreamHeaders(raw: readonly string[], facts: RequestHeaderFacts, ctx: ForwardingContext): string[] {
+  // Host first, at a fixed index: hostHeader 'target' patches out[1] per attempt.
+  const out: string[] = ['host', ctx.hostHeader]
+  const listed = facts.connectionTokens
+  let hasProto = false
+  let hasFwdHost = false
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!
+    const lower = name.toLowerCase()
+    if (isHopByHop(lower)) continue
+    if (listed !== null && listed.includes(lower)) continue
+    switch (lower) {
+      case 'host': case 'content-length': case 'expect': case 'x-request-id': case 'traceparent': case 'tracestate':
+      case 'x-forwarded-for':
+        continue // re-added below from validated values
+      case 'upgrade':
+        if (!ctx.keepUpgrade) continue
+        break
+      case 'forwarded': case 'x-real-ip':
+        if (!ctx.trusted) continue
+        break
+      default:
+        if (lower.startsWith('x-forwarded-')) {
+          if (!ctx.trusted) continue
+          if (lower === 'x-forwarded-proto') hasProto = true
+          else if (lower === 'x-forwarded-host') hasFwdHost = true
+        } else if (!ctx.keepUpgrade && lower.startsWith('sec-websocket-')) {
+          continue
+        }
+    }
+    out.push(name, raw[i + 1]!)
+  }
+  if (facts.contentLength >= 0 && !facts.hasChunkedBody) out.push('content-length', String(facts.contentLength))
+  if (ctx.keepUpgrade && facts.upgrade) out.push('connection', 'upgrade')
+  out.push('x-forwarded-for', ctx.trusted && facts.forwardedFor !== null ? facts.forwardedFor + ', ' + ctx.peer : ctx.peer)
+  if (!hasProto) out.push('x-forwarded-proto', 'http')
+  if (!hasFwdHost) out.push('x-forwarded-host', ctx.forwardedHost)
+  out.push('x-request-id', ctx.requestId)
+  out.push('traceparent', ctx.traceparent)
+  if (facts.tracestate !== null) out.push('tracestate', facts.tracestate)
+  return out
+}
+
+/** Upstream response headers (undici's lower-cased object) -> the flat list written to the client. */
+export function buildResponseHeaders(headers: Readonly<Record<string, string | string[] | undefined>>, requestId: string, close: boolean): string[] {
+  const out: string[] = []
+  let listed: string[] | null = null
+  const conn = headers['connection']
+  if (conn !== undefined) {
+    for (const v of Array.isArray(conn) ? conn : [conn]) {
+      for (const token of v.split(',')) {
+        const t = token.trim().toLowerCase()
+        if (t !== '') (listed ??= []).push(t)
+      }
+    }
+  }
+  for (const name in headers) {
+    if (isHopByHop(name) || name === 'upgrade' || name === 'x-request-id') continue
+    if (listed !== null && listed.includes(name)) continue
+    const value = headers[name]
+    if (value === undefined) continue
+    if (typeof value === 'string') out.push(name, value)
+    else for (const v of value) out.push(name, v)
+  }
+  out.push('x-request-id', requestId)
+  if (close) out.push('connection', 'close')
+  return out
+}

@@ -1,0 +1,40 @@
+// What the request path reads per request: the current table (replaced in one assignment on reload),
+// the draining flag, and the in-flight count that shutdown waits on.
+import type { RouteTable } from '../router/route-table.js'
+import type { Metrics, RouteMetrics } from '../telemetry/metrics.js'
+
+export class ProxyState {
+  table: RouteTable
+  draining = false
+  inflight = 0
+  readonly metrics: Metrics
+  readonly unmatchedMetrics: RouteMetrics
+  #idleWaiters: Array<() => void> = []
+
+  constructor(table: RouteTable, metrics: Metrics) {
+    this.table = table
+    this.metrics = metrics
+    this.unmatchedMetrics = metrics.forRoute('')
+  }
+
+  requestStarted(): void {
+    this.inflight++
+    this.metrics.inflight.inc()
+  }
+
+  requestFinished(): void {
+    this.inflight--
+    this.metrics.inflight.dec()
+    if (this.inflight === 0 && this.#idleWaiters.length > 0) {
+      const waiters = this.#idleWaiters
+      this.#idleWaiters = []
+      for (const w of waiters) w()
+    }
+  }
+
+  /** Resolves when no request is in flight. */
+  idle(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#idleWaiters.push(resolve))
+  }
+}

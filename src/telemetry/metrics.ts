@@ -1,0 +1,166 @@
+// Every prom-client metric of SPEC §8, created once per process. Reloads only add and remove label sets:
+// registering a metric twice throws (prometheus/client_js#196), so nothing here is ever re-created.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+const STANDARD_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'] as const
+
+/** SPEC §8: `method` is one of the standard methods or OTHER, so cardinality stays bounded. */
+export function methodLabel(method: string): string {
+  switch (method) {
+    case 'GET': case 'HEAD': case 'POST': case 'PUT': case 'DELETE':
+    case 'CONNECT': case 'OPTIONS': case 'TRACE': case 'PATCH':
+      return method
+    default:
+      return 'OTHER'
+  }
+}
+
+const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+export class Metrics {
+  readonly registry: Registry
+  readonly requests: Counter<'route' | 'method' | 'code'>
+  readonly requestDuration: Histogram<'route'>
+  readonly upstreamRequests: Counter<'upstream' | 'target' | 'code'>
+  readonly upstreamDuration: Histogram<'upstream'>
+  readonly inflight: Gauge
+  readonly retries: Counter<'route'>
+  readonly targetUp: Gauge<'upstream' | 'target'>
+  readonly ejections: Counter<'upstream' | 'target' | 'reason'>
+  readonly configReloads: Counter<'source' | 'result'>
+  readonly lastReloadSuccess: Gauge<'source'>
+  readonly rateLimitDecisions: Counter<'route' | 'limiter' | 'decision'>
+  readonly rateLimitStoreErrors: Counter
+  readonly rateLimitKeys: Gauge
+  readonly breakerState: Gauge<'route'>
+  readonly breakerTransitions: Counter<'route' | 'to'>
+  readonly etcdUp: Gauge
+
+  /**
+   * `data`: the request-path families; `control`: config and etcd families. A single process has both;
+   * with --workers, workers register `data` and the primary `control`, so the primary's /metrics can
+   * concatenate its own registry with the workers' aggregate without a family appearing twice.
+   */
+  constructor(options: { defaultMetrics?: boolean; data?: boolean; control?: boolean } = {}) {
+    this.registry = new Registry()
+    const { defaultMetrics = true, data = true, control = true } = options
+    if (defaultMetrics) collectDefaultMetrics({ register: this.registry })
+    const registers = data ? [this.registry] : []
+    const controlRegisters = control ? [this.registry] : []
+    this.requests = new Counter({ name: 'tollgate_requests_total', help: 'Requests handled, by route id ("" when unmatched), method and status code.', labelNames: ['route', 'method', 'code'], registers })
+    this.requestDuration = new Histogram({ name: 'tollgate_request_duration_seconds', help: 'Time from request start to the end of the response, by route.', labelNames: ['route'], buckets: DURATION_BUCKETS, registers })
+    this.upstreamRequests = new Counter({ name: 'tollgate_upstream_requests_total', help: 'Requests sent to upstream targets, by upstream, target (host:port) and status code (0 = no response).', labelNames: ['upstream', 'target', 'code'], registers })
+    this.upstreamDuration = new Histogram({ name: 'tollgate_upstream_duration_seconds', help: 'Time from sending to an upstream target until its response headers arrived.', labelNames: ['upstream'], buckets: DURATION_BUCKETS, registers })
+    this.inflight = new Gauge({ name: 'tollgate_inflight_requests', help: 'Requests being handled now.', registers })
+    this.retries = new Counter({ name: 'tollgate_retries_total', help: 'Retried upstream attempts, by route.', labelNames: ['route'], registers })
+    this.targetUp = new Gauge({ name: 'tollgate_upstream_target_up', help: '1 when the target is eligible for traffic, 0 when unhealthy or ejected.', labelNames: ['upstream', 'target'], registers })
+    this.ejections = new Counter({ name: 'tollgate_upstream_ejections_total', help: 'Targets ejected, by reason (active, passive).', labelNames: ['upstream', 'target', 'reason'], registers })
+    this.configReloads = new Counter({ name: 'tollgate_config_reloads_total', help: 'Config loads, by source (file, etcd) and result (applied, rejected).', labelNames: ['source', 'result'], registers: controlRegisters })
+    this.lastReloadSuccess = new Gauge({ name: 'tollgate_config_last_reload_success_timestamp_seconds', help: 'Unix time of the last applied config, by source.', labelNames: ['source'], registers: controlRegisters })
+    this.rateLimitDecisions = new Counter({ name: 'tollgate_ratelimit_decisions_total', help: 'Rate limit decisions, by route, limiter and decision.', labelNames: ['route', 'limiter', 'decision'], registers })
+    this.rateLimitStoreErrors = new Counter({ name: 'tollgate_ratelimit_store_errors_total', help: 'Cluster limiter decisions that failed in the store.', registers })
+    this.rateLimitKeys = new Gauge({ name: 'tollgate_ratelimit_keys', help: 'Keys held in local limiter memory.', registers })
+    this.breakerState = new Gauge({ name: 'tollgate_circuit_breaker_state', help: 'Circuit breaker state by route: 0 closed, 1 half-open, 2 open.', labelNames: ['route'], registers })
+    this.breakerTransitions = new Counter({ name: 'tollgate_circuit_breaker_transitions_total', help: 'Circuit breaker transitions, by route and new state.', labelNames: ['route', 'to'], registers })
+    this.etcdUp = new Gauge({ name: 'tollgate_etcd_up', help: '1 while the etcd watch is connected, 0 otherwise.', registers: controlRegisters })
+    for (const source of ['file', 'etcd']) {
+      for (const result of ['applied', 'rejected']) this.configReloads.labels(source, result).inc(0)
+    }
+    this.requests.labels('', 'GET', '404').inc(0)
+  }
+
+  /** Labels of one route, bound at build time. Counter children are made lazily per (method, code). */
+  forRoute(routeId: string): RouteMetrics {
+    return new RouteMetrics(this, routeId)
+  }
+
+  forUpstream(upstream: string): UpstreamMetrics {
+    return new UpstreamMetrics(this, upstream)
+  }
+}
+
+type CounterChild = ReturnType<Counter<string>['labels']>
+type HistogramChild = ReturnType<Histogram<string>['labels']>
+
+export class RouteMetrics {
+  readonly #metrics: Metrics
+  readonly id: string
+  readonly duration: HistogramChild
+  readonly retries: CounterChild
+  // (method index * 1000 + status) -> counter child; bounded by methods x statuses seen.
+  readonly #requestChildren = new Map<number, CounterChild>()
+
+  constructor(metrics: Metrics, id: string) {
+    this.#metrics = metrics
+    this.id = id
+    this.duration = metrics.requestDuration.labels(id)
+    this.retries = metrics.retries.labels(id)
+  }
+
+  /** Hot path: one map lookup after the first request of a (method, status) pair. */
+  countRequest(method: string, status: number): void {
+    let idx = STANDARD_METHODS.indexOf(method as (typeof STANDARD_METHODS)[number])
+    if (idx < 0) idx = STANDARD_METHODS.length
+    const key = idx * 1000 + status
+    let child = this.#requestChildren.get(key)
+    if (child === undefined) {
+      child = this.#metrics.requests.labels(this.id, methodLabel(method), String(status))
+      this.#requestChildren.set(key, child)
+    }
+    child.inc()
+  }
+
+  /** The route is gone: remove its label sets so /metrics does not keep series of deleted routes. */
+  remove(): void {
+    const m = this.#metrics
+    for (const key of this.#requestChildren.keys()) {
+      const idx = Math.floor(key / 1000)
+      m.requests.remove(this.id, STANDARD_METHODS[idx] ?? 'OTHER', String(key % 1000))
+    }
+    this.#requestChildren.clear()
+    m.requestDuration.remove(this.id)
+    m.retries.remove(this.id)
+  }
+}
+
+export class UpstreamMetrics {
+  readonly #metrics: Metrics
+  readonly name: string
+  readonly duration: HistogramChild
+  readonly #children = new Map<string, CounterChild>()
+
+  constructor(metrics: Metrics, name: string) {
+    this.#metrics = metrics
+    this.name = name
+    this.duration = metrics.upstreamDuration.labels(name)
+  }
+
+  countResponse(target: string, status: number): void {
+    const key = target + ' ' + status
+    let child = this.#children.get(key)
+    if (child === undefined) {
+      child = this.#metrics.upstreamRequests.labels(this.name, target, String(status))
+      this.#children.set(key, child)
+    }
+    child.inc()
+  }
+
+  setTargetUp(target: string, up: boolean): void {
+    this.#metrics.targetUp.labels(this.name, target).set(up ? 1 : 0)
+  }
+
+  removeTarget(target: string): void {
+    for (const key of [...this.#children.keys()]) {
+      if (key.startsWith(target + ' ')) {
+        this.#metrics.upstreamRequests.remove(this.name, target, key.slice(target.length + 1))
+        this.#children.delete(key)
+      }
+    }
+    this.#metrics.targetUp.remove(this.name, target)
+  }
+
+  remove(targets: readonly string[]): void {
+    for (const t of targets) this.removeTarget(t)
+    this.#metrics.upstreamDuration.remove(this.name)
+  }
+}
