@@ -44,7 +44,8 @@ function withListeners(yaml: string, listen: string, admin: string): string {
   return `listen: ${listen}\nadmin: ${admin}\n${yaml}`
 }
 
-export async function startGateway(yaml: string, options: { watch?: boolean } = {}): Promise<TestGateway> {
+/** `suite: true`: the caller closes it (afterAll); otherwise it closes when the test finishes. */
+export async function startGateway(yaml: string, options: { watch?: boolean; suite?: boolean } = {}): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-test-'))
   const configPath = join(dir, 'routes.yaml')
   writeFileSync(configPath, withListeners(yaml, '127.0.0.1:0', '127.0.0.1:0'))
@@ -63,7 +64,7 @@ export async function startGateway(yaml: string, options: { watch?: boolean } = 
     await gateway.shutdown()
     rmSync(dir, { recursive: true, force: true })
   }
-  onTestFinished(close)
+  if (options.suite !== true) onTestFinished(close)
   return {
     gateway, url, port, adminUrl, configPath, dir,
     get: (path, headers) => httpRequest(url + path, { headers }),

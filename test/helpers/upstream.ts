@@ -21,7 +21,8 @@ export interface UpstreamOptions {
   handler?: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void
   /** Do not read the body before answering (for streaming tests). */
   streaming?: boolean
-  closeOnListen?: boolean
+  /** The caller closes it (afterAll) instead of the end of the current test. */
+  suite?: boolean
 }
 
 export interface Upstream {
@@ -71,7 +72,7 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Upst
     server.closeAllConnections()
     await new Promise<void>((r) => server.close(() => r()))
   }
-  onTestFinished(close)
+  if (options.suite !== true) onTestFinished(close)
   return {
     url: `http://127.0.0.1:${port}`,
     port,
