@@ -1,0 +1,41 @@
+// No Docker engine runs on our CI machines, so the image is checked in two parts: the Dockerfile says what
+// issue #2 item 11 asks, and its runtime stage (production dependencies only) really runs the gateway.
+import { execFileSync, spawnSync } from 'node:child_process'
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { describe, expect, it } from 'vitest'
+
+const root = resolve(import.meta.dirname, '..')
+const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8')
+
+describe('Dockerfile', () => {
+  it('is multi-stage, runs as a non-root user, exposes 8080 and 9901, checks /healthz', () => {
+    expect(dockerfile.match(/^FROM /gm)?.length).toBeGreaterThanOrEqual(2)
+    expect(dockerfile).toMatch(/^FROM .* AS build$/m)
+    expect(dockerfile).toMatch(/npm ci --omit=dev/)
+    expect(dockerfile).toMatch(/^USER (?!root)\w+$/m)
+    expect(dockerfile).toMatch(/^EXPOSE 8080 9901$/m)
+    expect(dockerfile).toMatch(/^HEALTHCHECK [\s\S]*\/healthz/m)
+    expect(dockerfile).toMatch(/\/etc\/tollgate\/routes\.yaml/)
+  })
+
+  it('runtime stage: the gateway starts from production dependencies only', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-image-'))
+    try {
+      for (const f of ['package.json', 'package-lock.json', 'routes.yaml']) cpSync(join(root, f), join(dir, f))
+      cpSync(join(root, 'dist/src'), join(dir, 'dist/src'), { recursive: true })
+      cpSync(join(root, 'schema'), join(dir, 'schema'), { recursive: true })
+      execFileSync('npm', ['ci', '--omit=dev', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: dir, stdio: 'ignore' })
+      expect(() => readFileSync(join(dir, 'node_modules/vitest/package.json'))).toThrow()
+      writeFileSync(join(dir, 'probe.mjs'), "import('./dist/src/main.js').then(() => console.log('loaded'))\n")
+      const loaded = spawnSync(process.execPath, ['probe.mjs'], { cwd: dir, encoding: 'utf8' })
+      expect(loaded.stderr).toBe('')
+      expect(loaded.stdout.trim()).toBe('loaded')
+      const validate = spawnSync(process.execPath, ['dist/src/cli.js', 'validate', 'routes.yaml'], { cwd: dir, encoding: 'utf8' })
+      expect(validate.status, validate.stderr).toBe(0)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 120_000)
+})
