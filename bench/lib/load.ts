@@ -1,0 +1,120 @@
+// Running the load generator: wrk when installed (-t1 -cN --latency), else bench/load-generator.ts.
+import { spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { benchScript } from './paths.js'
+import { findBinary } from './processes.js'
+import { parseWrkLatencyMs } from './units.js'
+
+export interface LoadResult {
+  readonly rps: number
+  readonly p50Ms: number
+  readonly p99Ms: number
+  readonly requests: number
+  /** Socket errors (connect, read, write, timeout). */
+  readonly errors: number
+  /** Responses outside 2xx/3xx. */
+  readonly non2xx: number
+}
+
+export interface LoadRequest {
+  readonly url: string
+  readonly method: string
+  readonly body: Buffer | null
+  readonly connections: number
+  readonly durationMs: number
+  readonly core: number | null
+}
+
+export interface LoadGenerator {
+  readonly name: string
+  run(request: LoadRequest): Promise<LoadResult>
+}
+
+function runToEnd(command: string, args: readonly string[], core: number | null): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const [file, argv] = core === null ? [command, [...args]] : ['taskset', ['-c', String(core), command, ...args]]
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s })
+    child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s })
+    child.once('error', reject)
+    child.once('close', (code) => resolve({ code, stdout, stderr }))
+  })
+}
+
+/** Read wrk 4's report (with --latency). */
+export function parseWrkOutput(text: string): LoadResult {
+  const rps = /^Requests\/sec:\s+([\d.]+)/m.exec(text)
+  const p50 = /^\s+50%\s+(\S+)/m.exec(text)
+  const p99 = /^\s+99%\s+(\S+)/m.exec(text)
+  const requests = /^\s+(\d+) requests in/m.exec(text)
+  if (rps === null || p50 === null || p99 === null || requests === null) {
+    throw new Error(`cannot read wrk output: ${text.trim().split('\n').slice(-3).join(' | ')}`)
+  }
+  const sockets = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text)
+  const errors = sockets === null ? 0 : sockets.slice(1).reduce((sum, n) => sum + Number(n), 0)
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(text)
+  return {
+    rps: Number(rps[1]),
+    p50Ms: parseWrkLatencyMs(p50[1]!),
+    p99Ms: parseWrkLatencyMs(p99[1]!),
+    requests: Number(requests[1]),
+    errors,
+    non2xx: non2xx === null ? 0 : Number(non2xx[1]),
+  }
+}
+
+function wrkGenerator(wrk: string, tmpDir: string): LoadGenerator {
+  let scriptCount = 0
+  return {
+    name: 'wrk',
+    async run(request) {
+      // wrk takes whole seconds.
+      const seconds = Math.max(1, Math.round(request.durationMs / 1000))
+      const args = ['-t1', `-c${request.connections}`, `-d${seconds}s`, '--latency', '--timeout', '10s']
+      if (request.method !== 'GET' || request.body !== null) {
+        const script = join(tmpDir, `wrk-${scriptCount++}.lua`)
+        const lines = [`wrk.method = "${request.method}"`]
+        if (request.body !== null) {
+          const bodyFile = `${script}.body`
+          writeFileSync(bodyFile, request.body)
+          lines.push(`local f = assert(io.open("${bodyFile}", "rb"))`, 'wrk.body = f:read("*a")', 'f:close()',
+            'wrk.headers["Content-Type"] = "application/octet-stream"')
+        }
+        writeFileSync(script, `${lines.join('\n')}\n`)
+        args.push('-s', script)
+      }
+      args.push(request.url)
+      const { code, stdout, stderr } = await runToEnd(wrk, args, request.core)
+      if (code !== 0) throw new Error(`wrk exited ${code}: ${(stderr || stdout).trim().split('\n').slice(-2).join(' | ')}`)
+      return parseWrkOutput(stdout)
+    },
+  }
+}
+
+function nodeGenerator(tmpDir: string): LoadGenerator {
+  let bodyCount = 0
+  return {
+    name: 'undici closed loop (bench/load-generator.ts)',
+    async run(request) {
+      const args = [benchScript('load-generator.js'), '--url', request.url, '--connections', String(request.connections),
+        '--duration-ms', String(request.durationMs), '--method', request.method]
+      if (request.body !== null) {
+        const bodyFile = join(tmpDir, `body-${bodyCount++}`)
+        writeFileSync(bodyFile, request.body)
+        args.push('--body-file', bodyFile)
+      }
+      const { code, stdout, stderr } = await runToEnd(process.execPath, args, request.core)
+      if (code !== 0) throw new Error(`load generator exited ${code}: ${stderr.trim().split('\n').slice(-2).join(' | ')}`)
+      return JSON.parse(stdout) as LoadResult
+    },
+  }
+}
+
+/** wrk if installed, else our own generator. */
+export function chooseLoadGenerator(tmpDir: string): LoadGenerator {
+  const wrk = findBinary('wrk')
+  return wrk === null ? nodeGenerator(tmpDir) : wrkGenerator(wrk, tmpDir)
+}

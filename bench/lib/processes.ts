@@ -1,0 +1,181 @@
+// Child processes of the bench: spawn (optionally pinned to a core), wait until they answer, sample their
+// memory, stop them. Every child is tracked so that a crash or Ctrl-C of the harness stops them all.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { accessSync, constants, closeSync, openSync, readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
+import { delimiter, join } from 'node:path'
+import { createServer, request as httpRequest } from 'node:http'
+import type { AddressInfo } from 'node:net'
+
+const SBIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin']
+
+/** Full path of an executable on PATH (or in an sbin directory, which a non-root PATH lacks), or null. */
+export function findBinary(name: string): string | null {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), ...SBIN_DIRS]
+  for (const dir of dirs) {
+    if (dir === '') continue
+    const candidate = join(dir, name)
+    try {
+      accessSync(candidate, constants.X_OK)
+      return candidate
+    } catch {
+      // not here
+    }
+  }
+  return null
+}
+
+/** Cores used when pinning: the proxy under test on one, load generator and upstream on the other. */
+export interface Pinning {
+  readonly proxyCore: number | null
+  readonly loadCore: number | null
+  readonly note: string
+}
+
+export function choosePinning(isWanted: boolean): Pinning {
+  const cores = availableParallelism()
+  if (!isWanted) return { proxyCore: null, loadCore: null, note: 'not pinned (--no-pin)' }
+  if (findBinary('taskset') === null) return { proxyCore: null, loadCore: null, note: 'not pinned (taskset not found)' }
+  if (cores < 2) return { proxyCore: null, loadCore: null, note: 'not pinned (1 core)' }
+  return { proxyCore: 1, loadCore: 0, note: 'proxy under test on core 1; load generator, upstream and harness on core 0' }
+}
+
+export interface Child {
+  readonly name: string
+  readonly pid: number
+  readonly logPath: string
+  /** Resolves with the exit code (null when killed by a signal). */
+  readonly exited: Promise<number | null>
+  readonly hasExited: () => boolean
+  /** SIGTERM, then SIGKILL after graceMs; resolves with the exit code. */
+  stop(graceMs?: number): Promise<number | null>
+}
+
+const running = new Set<ChildProcess>()
+
+/** Kill every child still running (harness crash or interrupt). */
+export function killAllChildren(): void {
+  for (const child of running) child.kill('SIGKILL')
+  running.clear()
+}
+
+export interface SpawnOptions {
+  readonly core: number | null
+  readonly logPath: string
+  readonly env?: NodeJS.ProcessEnv
+}
+
+/** Start `command args` with stdout and stderr appended to logPath, under `taskset -c core` when given. */
+export function spawnChild(name: string, command: string, args: readonly string[], options: SpawnOptions): Child {
+  const fd = openSync(options.logPath, 'a')
+  // taskset execs the command, so the pid we get is the command's own.
+  const [file, argv] = options.core === null ? [command, [...args]] : ['taskset', ['-c', String(options.core), command, ...args]]
+  const child = spawn(file, argv, { stdio: ['ignore', fd, fd], env: options.env ?? process.env })
+  closeSync(fd)
+  if (child.pid === undefined) throw new Error(`${name}: could not start ${command}`)
+  running.add(child)
+  let exitCode: number | null = null
+  let isExited = false
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('exit', (code) => {
+      isExited = true
+      exitCode = code
+      running.delete(child)
+      resolve(code)
+    })
+    child.once('error', () => {
+      isExited = true
+      running.delete(child)
+      resolve(null)
+    })
+  })
+  return {
+    name,
+    pid: child.pid,
+    logPath: options.logPath,
+    exited,
+    hasExited: () => isExited,
+    async stop(graceMs = 10_000) {
+      if (isExited) return exitCode
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
+      const code = await exited
+      clearTimeout(timer)
+      return code
+    },
+  }
+}
+
+/** The last lines of a child's log, for error messages. */
+export function tailOf(path: string, lines = 5): string {
+  try {
+    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join(' | ')
+  } catch {
+    return ''
+  }
+}
+
+/** Resident set size of a process in KiB (Linux /proc), or null. */
+export function readRssKib(pid: number): number | null {
+  try {
+    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return match === null ? null : Number(match[1])
+  } catch {
+    return null
+  }
+}
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', resolve)
+  })
+  const { port } = server.address() as AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+export interface ProbeResult {
+  readonly status: number
+  readonly bytes: number
+}
+
+/** One request on a fresh connection (no keep-alive left behind). */
+export function probe(url: string, method = 'GET', body: Buffer | null = null): Promise<ProbeResult> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { connection: 'close' }
+    if (body !== null) headers['content-length'] = String(body.length)
+    const req = httpRequest(url, { method, agent: false, headers, timeout: 2000 }, (res) => {
+      let bytes = 0
+      res.on('data', (chunk: Buffer) => { bytes += chunk.length })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes }))
+      res.on('error', reject)
+    })
+    req.on('timeout', () => req.destroy(new Error(`no response from ${url} within 2 s`)))
+    req.on('error', reject)
+    req.end(body ?? undefined)
+  })
+}
+
+/**
+ * Poll url until it answers 200, for at most timeoutMs. Fails early when the child exits.
+ * Returns null when ready, or the reason it is not.
+ */
+export async function waitUntilReady(url: string, timeoutMs: number, child: Child | null): Promise<string | null> {
+  const deadline = Date.now() + timeoutMs
+  let last = 'no answer'
+  while (Date.now() < deadline) {
+    if (child?.hasExited() === true) return `exited before it was ready (${tailOf(child.logPath) || 'no output'})`
+    try {
+      const { status } = await probe(url)
+      if (status === 200) return null
+      last = `GET ${new URL(url).pathname} answered ${status}`
+    } catch (error) {
+      last = error instanceof Error ? error.message : String(error)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  return `not ready within ${timeoutMs / 1000} s (${last})`
+}

@@ -1,0 +1,73 @@
+// The results: their shape in the JSON report, and the markdown tables printed on stdout.
+import type { LoadResult } from './load.js'
+import type { Spread } from './stats.js'
+import { formatCount, formatMiB, formatMs, formatRatio } from './units.js'
+
+export interface PeerResult {
+  readonly peer: string
+  readonly runs: LoadResult[]
+  /** Runs whose load generator failed, with the reason. */
+  readonly failures: string[]
+  rps: Spread | null
+  p50Ms: Spread | null
+  p99Ms: Spread | null
+  /** RSS right after start, before any load. */
+  rssIdleKib: number | null
+  /** Highest RSS seen while under load in this scenario. */
+  rssMaxLoadKib: number | null
+  /** tollgate's median req/s divided by this peer's. */
+  tollgateRatio: number | null
+  exitCode: number | null
+}
+
+export interface Skip {
+  readonly peer: string
+  readonly reason: string
+}
+
+export interface ScenarioReport {
+  readonly name: string
+  readonly description: string
+  readonly path: string
+  readonly method: string
+  skipped: string | null
+  readonly skippedPeers: Skip[]
+  readonly results: PeerResult[]
+}
+
+/** Pad columns so the markdown also reads well as plain text. */
+export function markdownTable(header: readonly string[], rows: readonly (readonly string[])[], rightAligned: readonly boolean[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const cell = (text: string, i: number): string => (rightAligned[i] === true ? text.padStart(widths[i]!) : text.padEnd(widths[i]!))
+  const line = (cells: readonly string[]): string => `| ${cells.map((c, i) => cell(c, i)).join(' | ')} |`
+  const rule = `|${widths.map((w, i) => (rightAligned[i] === true ? `${'-'.repeat(w + 1)}:` : `${'-'.repeat(w + 2)}`)).join('|')}|`
+  return [line(header), rule, ...rows.map(line)].join('\n')
+}
+
+const DASH = '–'
+
+export function scenarioTable(report: ScenarioReport): string {
+  const rows = report.results.map((r) => {
+    const bad = r.runs.reduce((sum, run) => sum + run.errors + run.non2xx, 0)
+    return [
+      r.peer,
+      r.rps === null ? DASH : formatCount(r.rps.median),
+      r.rps === null ? DASH : `${formatCount(r.rps.min)}–${formatCount(r.rps.max)}`,
+      r.p50Ms === null ? DASH : formatMs(r.p50Ms.median),
+      r.p99Ms === null ? DASH : formatMs(r.p99Ms.median),
+      r.tollgateRatio === null ? DASH : formatRatio(r.tollgateRatio),
+      String(bad) + (r.failures.length > 0 ? ` (${r.failures.length} failed)` : ''),
+    ]
+  })
+  return markdownTable(['peer', 'req/s', 'min–max', 'p50 ms', 'p99 ms', 'tollgate ÷ peer', 'errors'], rows,
+    [false, true, true, true, true, true, true])
+}
+
+export function rssTable(report: ScenarioReport): string {
+  const rows = report.results.filter((r) => r.rssIdleKib !== null).map((r) => [
+    r.peer,
+    formatMiB(r.rssIdleKib!),
+    r.rssMaxLoadKib === null ? DASH : formatMiB(r.rssMaxLoadKib),
+  ])
+  return markdownTable(['peer', 'RSS idle MiB', `RSS under load MiB (max, ${report.name})`], rows, [false, true, true])
+}
