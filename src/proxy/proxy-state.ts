@@ -15,16 +15,15 @@ export class ProxyState {
     this.table = table
     this.metrics = metrics
     this.unmatchedMetrics = metrics.forRoute('')
+    metrics.inflightNow = () => this.inflight
   }
 
   requestStarted(): void {
     this.inflight++
-    this.metrics.inflight.inc()
   }
 
   requestFinished(): void {
     this.inflight--
-    this.metrics.inflight.dec()
     if (this.inflight === 0 && this.#idleWaiters.length > 0) {
       const waiters = this.#idleWaiters
       this.#idleWaiters = []

@@ -1,6 +1,7 @@
 // Every prom-client metric of SPEC §8, created once per process. Reloads only add and remove label sets:
 // registering a metric twice throws (prometheus/client_js#196), so nothing here is ever re-created.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import { FastCounter, FastHistogram, type CounterCell, type HistogramCell } from './fast-metrics.js'
 
 const STANDARD_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'] as const
 
@@ -19,12 +20,14 @@ const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 
 export class Metrics {
   readonly registry: Registry
-  readonly requests: Counter<'route' | 'method' | 'code'>
-  readonly requestDuration: Histogram<'route'>
-  readonly upstreamRequests: Counter<'upstream' | 'target' | 'code'>
-  readonly upstreamDuration: Histogram<'upstream'>
+  readonly requests: FastCounter
+  readonly requestDuration: FastHistogram
+  readonly upstreamRequests: FastCounter
+  readonly upstreamDuration: FastHistogram
   readonly inflight: Gauge
-  readonly retries: Counter<'route'>
+  readonly retries: FastCounter
+  /** Read at scrape time: the proxy keeps the in-flight count itself (no metric call per request). */
+  inflightNow: () => number = () => 0
   readonly targetUp: Gauge<'upstream' | 'target'>
   readonly ejections: Counter<'upstream' | 'target' | 'reason'>
   readonly configReloads: Counter<'source' | 'result'>
@@ -47,12 +50,13 @@ export class Metrics {
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry })
     const registers = data ? [this.registry] : []
     const controlRegisters = control ? [this.registry] : []
-    this.requests = new Counter({ name: 'tollgate_requests_total', help: 'Requests handled, by route id ("" when unmatched), method and status code.', labelNames: ['route', 'method', 'code'], registers })
-    this.requestDuration = new Histogram({ name: 'tollgate_request_duration_seconds', help: 'Time from request start to the end of the response, by route.', labelNames: ['route'], buckets: DURATION_BUCKETS, registers })
-    this.upstreamRequests = new Counter({ name: 'tollgate_upstream_requests_total', help: 'Requests sent to upstream targets, by upstream, target (host:port) and status code (0 = no response).', labelNames: ['upstream', 'target', 'code'], registers })
-    this.upstreamDuration = new Histogram({ name: 'tollgate_upstream_duration_seconds', help: 'Time from sending to an upstream target until its response headers arrived.', labelNames: ['upstream'], buckets: DURATION_BUCKETS, registers })
-    this.inflight = new Gauge({ name: 'tollgate_inflight_requests', help: 'Requests being handled now.', registers })
-    this.retries = new Counter({ name: 'tollgate_retries_total', help: 'Retried upstream attempts, by route.', labelNames: ['route'], registers })
+    this.requests = new FastCounter('tollgate_requests_total', 'Requests handled, by route id ("" when unmatched), method and status code.', ['route', 'method', 'code'], registers)
+    this.requestDuration = new FastHistogram('tollgate_request_duration_seconds', 'Time from request start to the end of the response, by route.', ['route'], DURATION_BUCKETS, registers)
+    this.upstreamRequests = new FastCounter('tollgate_upstream_requests_total', 'Requests sent to upstream targets, by upstream, target (host:port) and status code (0 = no response).', ['upstream', 'target', 'code'], registers)
+    this.upstreamDuration = new FastHistogram('tollgate_upstream_duration_seconds', 'Time from sending to an upstream target until its response headers arrived.', ['upstream'], DURATION_BUCKETS, registers)
+    const self = this
+    this.inflight = new Gauge({ name: 'tollgate_inflight_requests', help: 'Requests being handled now.', registers, collect() { this.set(self.inflightNow()) } })
+    this.retries = new FastCounter('tollgate_retries_total', 'Retried upstream attempts, by route.', ['route'], registers)
     this.targetUp = new Gauge({ name: 'tollgate_upstream_target_up', help: '1 when the target is eligible for traffic, 0 when unhealthy or ejected.', labelNames: ['upstream', 'target'], registers })
     this.ejections = new Counter({ name: 'tollgate_upstream_ejections_total', help: 'Targets ejected, by reason (active, passive).', labelNames: ['upstream', 'target', 'reason'], registers })
     this.configReloads = new Counter({ name: 'tollgate_config_reloads_total', help: 'Config loads, by source (file, etcd) and result (applied, rejected).', labelNames: ['source', 'result'], registers: controlRegisters })
@@ -66,7 +70,6 @@ export class Metrics {
     for (const source of ['file', 'etcd']) {
       for (const result of ['applied', 'rejected']) this.configReloads.labels(source, result).inc(0)
     }
-    this.requests.labels('', 'GET', '404').inc(0)
   }
 
   /** Labels of one route, bound at build time. Counter children are made lazily per (method, code). */
@@ -79,8 +82,8 @@ export class Metrics {
   }
 }
 
-type CounterChild = ReturnType<Counter<string>['labels']>
-type HistogramChild = ReturnType<Histogram<string>['labels']>
+type CounterChild = CounterCell
+type HistogramChild = HistogramCell
 
 export class RouteMetrics {
   readonly #metrics: Metrics
