@@ -78,7 +78,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const { req, res, state, facts } = this
     state.requestStarted()
     ;(res as WithExchange)[kExchange] = this
-    res.once('close', onResponseClose)
+    res.on('close', onResponseClose) // `on`, not `once`: once() wraps the listener in a new closure
 
     const framing = scanRequestHeaders(req.rawHeaders, facts)
     this.requestId = facts.requestId ?? newRequestId()
@@ -90,7 +90,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if ('rejected' in target) return this.refuse(BAD_REQUEST, facts.contentLength > 0 || facts.hasChunkedBody)
     if (target.path === '*') return this.answerOptionsStar()
 
-    const match = table.router.match(req.method ?? 'GET', facts.host, target.path, req.headers)
+    const match = table.router.match(req.method ?? 'GET', facts.host, target.path, table.matchesHeaders ? req.headers : NO_HEADERS)
     if (match === null) return this.refuse(ROUTE_NOT_FOUND, false)
     if (match.value === null) return this.refuse(METHOD_NOT_ALLOWED, false, match.allow)
     const route = match.value
@@ -301,6 +301,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
 }
 
 const EMPTY_TRIED: Target[] = []
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
 
 const CLIENT_GONE = Object.assign(new Error('client closed the connection'), { code: 'TOLLGATE_CLIENT_GONE' })
 const BODY_TOO_LARGE = Object.assign(new Error('request body over maxBodySize'), { code: 'TOLLGATE_BODY_TOO_LARGE' })

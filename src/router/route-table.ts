@@ -54,6 +54,8 @@ export class RouteTable {
     readonly pathPolicy: PathPolicy,
     readonly trustedProxies: TrustedProxies,
     readonly routeMetrics: ReadonlyMap<string, RouteMetrics>,
+    /** Some route matches on headers: only then does a request build Node's lazy req.headers object. */
+    readonly matchesHeaders: boolean,
   ) {}
 }
 
@@ -124,6 +126,7 @@ export function buildRouteTable(config: Config, prev: RouteTable | null, metrics
     { mergeSlashes: config.paths.mergeSlashes, rejectSemicolon: config.paths.rejectSemicolon },
     new TrustedProxies(config.clientIp.trustedProxies),
     routeMetrics,
+    config.routes.some((r) => r.match.headers !== undefined && Object.keys(r.match.headers).length > 0),
   )
   return {
     table,
@@ -198,38 +201,50 @@ function compileUpstream(name: string, spec: Upstream, old: CompiledUpstream | u
 }
 
 /**
- * rewrite.stripPrefix: remove the prefix from the canonical path (an empty result forwards `/`).
+ * rewrite.stripPrefix: remove the prefix from the canonical path, on a segment boundary only (`/api` strips
+ * `/api/x` and `/api`, never `/apiary`); an empty result forwards `/`.
  * rewrite.path: a template; `:name` takes the route parameter, `*` the wildcard rest. Both work on the
- * canonical path and build the result by concatenation, never by URL resolution (PITFALLS §0.2).
+ * canonical path and build the result by concatenation, never by URL resolution (PITFALLS §0.2). The
+ * template is split at build time into literals and parameter names, so a request only concatenates.
  */
 function compileRewrite(route: Route): RewriteFn {
   const rewrite = route.rewrite
   if (rewrite === undefined) return identity
   if ('stripPrefix' in rewrite) {
-    const prefix = rewrite.stripPrefix.endsWith('/') && rewrite.stripPrefix.length > 1 ? rewrite.stripPrefix.slice(0, -1) : rewrite.stripPrefix
+    const strip = rewrite.stripPrefix
+    const prefix = strip.length > 1 && strip.endsWith('/') ? strip.slice(0, -1) : strip
+    if (prefix === '/') return identity
+    const n = prefix.length
     return (path) => {
       if (!path.startsWith(prefix)) return path
-      const rest = path.slice(prefix.length)
-      if (rest === '') return '/'
-      return rest.charCodeAt(0) === 0x2f ? rest : '/' + rest
+      if (path.length === n) return '/'
+      return path.charCodeAt(n) === 0x2f ? path.slice(n) : path
     }
   }
-  const parts: Array<{ literal: string } | { param: string }> = []
+  // '/internal/u/:id/f/*' -> literals ['/internal/u/', '/f/'], names ['id', '*'], tail ''.
+  const literals: string[] = []
+  const names: string[] = []
+  let text = ''
   for (const segment of rewrite.path.split('/').slice(1)) {
-    if (segment.startsWith(':')) parts.push({ param: segment.slice(1) })
-    else if (segment === '*') parts.push({ param: '*' })
-    else parts.push({ literal: segment })
+    text += '/'
+    if (segment === '*' || segment.startsWith(':')) {
+      literals.push(text)
+      names.push(segment === '*' ? '*' : segment.slice(1))
+      text = ''
+    } else {
+      text += segment
+    }
   }
+  const tail = text
+  if (names.length === 0) return () => tail
   return (_path, params) => {
     let out = ''
-    for (const part of parts) {
-      if ('literal' in part) out += '/' + part.literal
-      else {
-        const value = params[part.param] ?? ''
-        if (part.param === '*') out += value === '' ? '/' : value.charCodeAt(0) === 0x2f ? value : '/' + value
-        else out += '/' + value
-      }
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!
+      const value = params[name] ?? ''
+      // The wildcard rest may itself start with '/' (paths.mergeSlashes: false): do not double it.
+      out += name === '*' && value.charCodeAt(0) === 0x2f ? literals[i]!.slice(0, -1) + value : literals[i]! + value
     }
-    return out === '' ? '/' : out.replace(/\/\/+$/, '/')
+    return out + tail
   }
 }

@@ -130,7 +130,8 @@ export class UpstreamMetrics {
   readonly #metrics: Metrics
   readonly name: string
   readonly duration: HistogramChild
-  readonly #children = new Map<string, CounterChild>()
+  // target host:port -> status -> cell: two map lookups per response, no key string built.
+  readonly #children = new Map<string, Map<number, CounterChild>>()
 
   constructor(metrics: Metrics, name: string) {
     this.#metrics = metrics
@@ -138,12 +139,17 @@ export class UpstreamMetrics {
     this.duration = metrics.upstreamDuration.labels(name)
   }
 
+  /** Hot path. */
   countResponse(target: string, status: number): void {
-    const key = target + ' ' + status
-    let child = this.#children.get(key)
+    let byStatus = this.#children.get(target)
+    if (byStatus === undefined) {
+      byStatus = new Map()
+      this.#children.set(target, byStatus)
+    }
+    let child = byStatus.get(status)
     if (child === undefined) {
       child = this.#metrics.upstreamRequests.labels(this.name, target, String(status))
-      this.#children.set(key, child)
+      byStatus.set(status, child)
     }
     child.inc()
   }
@@ -153,11 +159,10 @@ export class UpstreamMetrics {
   }
 
   removeTarget(target: string): void {
-    for (const key of [...this.#children.keys()]) {
-      if (key.startsWith(target + ' ')) {
-        this.#metrics.upstreamRequests.remove(this.name, target, key.slice(target.length + 1))
-        this.#children.delete(key)
-      }
+    const byStatus = this.#children.get(target)
+    if (byStatus !== undefined) {
+      for (const status of byStatus.keys()) this.#metrics.upstreamRequests.remove(this.name, target, String(status))
+      this.#children.delete(target)
     }
     this.#metrics.targetUp.remove(this.name, target)
   }
