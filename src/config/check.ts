@@ -1,0 +1,163 @@
+// What the schema cannot say: references between items, path pattern syntax, listeners that collide,
+// routes that can never match. Also lists settings that are accepted but not enforced yet.
+import type { ConfigIssue } from '../errors.js'
+import type { Config, Route } from './schema.js'
+import { formatPath, type IssueTarget, type PathSegment } from './validate-value.js'
+
+/** `file:line:col` (or another source description) of the node at `path`. */
+export type Locate = (path: readonly PathSegment[], at?: IssueTarget) => string
+
+/**
+ * Cross-checks a schema-checked config. `isValid(path)` is false for values that failed the schema; checks
+ * needing them are skipped, so one broken field does not hide the other problems of the file.
+ */
+export function checkConfig(config: Config, locate: Locate, isValid: (path: readonly PathSegment[]) => boolean = () => true): ConfigIssue[] {
+  const issues: ConfigIssue[] = []
+  const report = (severity: ConfigIssue['severity'], path: readonly PathSegment[], message: string): void => {
+    issues.push({ where: locate(path), path: formatPath(path), message, severity })
+  }
+  checkListeners(config, isValid, locate, report)
+  const upstreams = isMapping(config.upstreams) ? config.upstreams : {}
+  const upstreamNames = Object.keys(upstreams)
+  for (const name of upstreamNames) {
+    const upstream = upstreams[name]
+    if (upstream === undefined || !isValid(['upstreams', name])) continue
+    if (upstream.balancer === 'hash' && upstream.hashKey === undefined) {
+      report('error', ['upstreams', name, 'balancer'], 'balancer "hash" needs hashKey (client-ip, path, header:<name> or query:<name>)')
+    }
+  }
+  const routes = Array.isArray(config.routes) ? config.routes : []
+  const mergeSlashes = config.paths?.mergeSlashes !== false
+  const firstById = new Map<string, number>()
+  const firstByMatch = new Map<string, number>()
+  routes.forEach((route, i) => {
+    const at = (...rest: PathSegment[]): PathSegment[] => ['routes', i, ...rest]
+    const ok = (...rest: PathSegment[]): boolean => isValid(at(...rest))
+    if (ok('id')) {
+      const first = firstById.get(route.id)
+      if (first === undefined) firstById.set(route.id, i)
+      else report('error', at('id'), `duplicate route id "${route.id}": routes[${first}] (${locate(['routes', first, 'id'])}) already uses it`)
+    }
+    if (ok('upstream') && !Object.hasOwn(upstreams, route.upstream)) report('error', at('upstream'), undefinedUpstream(route.upstream, upstreamNames))
+    const fallback = ok('circuitBreaker') ? route.circuitBreaker?.fallback : undefined
+    if (fallback !== undefined && 'upstream' in fallback && !Object.hasOwn(upstreams, fallback.upstream)) {
+      report('error', at('circuitBreaker', 'fallback', 'upstream'), undefinedUpstream(fallback.upstream, upstreamNames))
+    }
+    if (!ok('match', 'path')) return
+    const pathErrors = pathPatternErrors(route.match.path)
+    for (const message of pathErrors) report('error', at('match', 'path'), message)
+    if (ok('rewrite') && route.rewrite !== undefined && 'path' in route.rewrite) {
+      for (const message of rewriteErrors(route.rewrite.path, route.match.path)) report('error', at('rewrite', 'path'), message)
+    }
+    if (pathErrors.length > 0 || !ok('match') || !ok('priority') || !ok('id')) return
+    const key = matchKey(route, mergeSlashes)
+    const shadowing = firstByMatch.get(key)
+    if (shadowing === undefined) firstByMatch.set(key, i)
+    else {
+      const earlier = routes[shadowing]?.id ?? ''
+      report('warning', at(), `route "${route.id}" can never match: route "${earlier}" (${locate(['routes', shadowing])}) has the same match and comes first`)
+    }
+  })
+  return issues
+}
+
+function isMapping<T>(v: Readonly<Record<string, T>> | undefined): v is Readonly<Record<string, T>> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+type Report = (severity: ConfigIssue['severity'], path: readonly PathSegment[], message: string) => void
+
+const WILDCARD_HOSTS = new Set(['', '0.0.0.0', '[::]', '::'])
+
+// SPEC §1: admin never on the proxy port. Port 0 asks the OS for a free port, so two port-0 listeners are fine.
+function checkListeners(config: Config, isValid: (path: readonly PathSegment[]) => boolean, locate: Locate, report: Report): void {
+  if (!isValid(['listen']) || !isValid(['admin'])) return
+  const split = (address: string): [string, string] => {
+    const colon = address.lastIndexOf(':')
+    return [address.slice(0, colon).toLowerCase(), address.slice(colon + 1)]
+  }
+  const [listenHost, listenPort] = split(config.listen)
+  const [adminHost, adminPort] = split(config.admin)
+  for (const [field, port] of [['listen', listenPort], ['admin', adminPort]] as const) {
+    if (Number(port) > 65535) report('error', [field], `port ${port} is out of range; ports go from 0 to 65535`)
+  }
+  if (Number(listenPort) === 0 || Number(listenPort) !== Number(adminPort)) return
+  if (listenHost === adminHost || WILDCARD_HOSTS.has(listenHost) || WILDCARD_HOSTS.has(adminHost)) {
+    report('error', ['admin'], `admin ${config.admin} overlaps the proxy listener ${config.listen} (${locate(['listen'])}); admin endpoints are never served on the proxy port`)
+  }
+}
+
+function undefinedUpstream(name: string, defined: readonly string[]): string {
+  if (defined.length === 0) return `upstream "${name}" is not defined; no upstreams are defined`
+  const shown = defined.slice(0, 20).join(', ')
+  const more = defined.length > 20 ? ` and ${defined.length - 20} more` : ''
+  return `upstream "${name}" is not defined; defined upstreams: ${shown}${more}`
+}
+
+const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+/** SPEC §2: static segments, `:name` (one segment), `*` (the rest; last segment only). */
+function pathPatternErrors(pattern: string): string[] {
+  const errors: string[] = []
+  const segments = pattern.split('/').slice(1)
+  const seen = new Set<string>()
+  segments.forEach((segment, i) => {
+    if (segment === '*') {
+      if (i !== segments.length - 1) errors.push(`"*" must be the last segment of the path, got ${JSON.stringify(pattern)}`)
+    } else if (segment.includes('*')) {
+      errors.push(`"*" must be a whole segment (/api/*), got ${JSON.stringify(segment)} in ${JSON.stringify(pattern)}`)
+    } else if (segment.startsWith(':')) {
+      const name = segment.slice(1)
+      if (!PARAM_NAME.test(name)) errors.push(`parameter ${JSON.stringify(segment)} needs a name of letters, digits and _ (not starting with a digit), e.g. :id`)
+      else if (seen.has(name)) errors.push(`parameter ":${name}" appears twice in ${JSON.stringify(pattern)}`)
+      seen.add(name)
+    }
+  })
+  return errors
+}
+
+function rewriteErrors(template: string, matchPath: string): string[] {
+  const matchSegments = matchPath.split('/')
+  const params = matchSegments.filter((s) => s.startsWith(':')).map((s) => s.slice(1))
+  const hasWildcard = matchSegments.includes('*')
+  const errors: string[] = []
+  for (const segment of template.split('/')) {
+    if (segment.startsWith(':') && !params.includes(segment.slice(1))) {
+      const known = params.length === 0 ? 'it has no parameters' : `its parameters: ${params.map((p) => `:${p}`).join(', ')}`
+      errors.push(`uses ${segment}, which match.path ${JSON.stringify(matchPath)} does not define (${known})`)
+    } else if (segment === '*' && !hasWildcard) {
+      errors.push(`uses *, but match.path ${JSON.stringify(matchPath)} has no * segment`)
+    }
+  }
+  return errors
+}
+
+/** Two routes with the same key take exactly the same requests; parameter names do not matter. */
+function matchKey(route: Route, mergeSlashes: boolean): string {
+  const path = (mergeSlashes ? route.match.path.replace(/\/{2,}/g, '/') : route.match.path)
+    .split('/').map((s) => (s.startsWith(':') ? ':' : s)).join('/')
+  const methods = route.match.methods === undefined ? '*' : [...new Set(route.match.methods.flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m])))].sort().join(',')
+  const host = route.match.host?.toLowerCase() ?? ''
+  const headers = Object.entries(route.match.headers ?? {}).map(([k, v]) => `${k.toLowerCase()}=${v}`).sort().join('\u0001')
+  return [path, methods, host, headers, String(route.priority)].join('\u0000')
+}
+
+/** Settings accepted now whose behaviour arrives in a later issue, one human-readable line each. */
+export function listNotEnforced(config: Config): string[] {
+  const out: string[] = []
+  config.routes.forEach((route, i) => {
+    const at = `routes[${i}]`
+    const label = `(route "${route.id}")`
+    if (route.rateLimit !== undefined) out.push(`${at}.rateLimit ${label}: rate limiting is not enforced yet`)
+    if (route.circuitBreaker !== undefined) out.push(`${at}.circuitBreaker ${label}: circuit breaking is not enforced yet`)
+    if (route.tracing !== undefined) out.push(`${at}.tracing ${label}: per-route trace sampling is not enforced yet`)
+    if (route.websocket) out.push(`${at}.websocket ${label}: WebSocket upgrades are not supported yet`)
+  })
+  for (const [name, upstream] of Object.entries(config.upstreams)) {
+    if (upstream.healthCheck !== undefined) out.push(`${formatPath(['upstreams', name, 'healthCheck'])}: health checks are not enforced yet`)
+  }
+  if (config.etcd !== undefined) out.push('etcd: etcd is not used as a config source yet')
+  if (config.redis !== undefined) out.push('redis: the Redis store for cluster-scope limits is not used yet')
+  if (config.tracing.exporter !== 'none') out.push(`tracing.exporter (${config.tracing.exporter}): trace export is not enforced yet`)
+  return out
+}

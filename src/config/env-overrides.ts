@@ -1,0 +1,119 @@
+// TOLLGATE_<PATH> overrides (SPEC §1): `TOLLGATE_LIMITS_MAXBODYSIZE=5MiB` sets limits.maxBodySize. Each `_`
+// separates one key (config keys are camelCase, never contain `_`), matched case-insensitively against the
+// schema. Only scalar (and scalar-list) settings of fixed sections can be set this way, not routes or
+// upstreams. The string is turned into the setting's type here; validation then reports what is still wrong,
+// located at the variable's name.
+import type { ConfigIssue } from '../errors.js'
+import { Config } from './schema.js'
+import { formatPath } from './validate-value.js'
+
+export const ENV_PREFIX = 'TOLLGATE_'
+
+interface SchemaNode {
+  readonly type?: string
+  readonly anyOf?: readonly SchemaNode[]
+  readonly properties?: Readonly<Record<string, SchemaNode>>
+  readonly patternProperties?: Readonly<Record<string, SchemaNode>>
+  readonly items?: SchemaNode
+}
+
+export interface EnvOverrides {
+  readonly issues: readonly ConfigIssue[]
+  /** The variable that set the value at `path` (or at one of its ancestors), if any. */
+  variableFor(path: readonly (string | number)[]): string | undefined
+}
+
+/** Applies the overrides to `root` (a plain mapping, changed in place). */
+export function applyEnvOverrides(root: Record<string, unknown>, env: NodeJS.ProcessEnv): EnvOverrides {
+  const issues: ConfigIssue[] = []
+  const bySetting = new Map<string, string>()
+  const names = Object.keys(env).filter((n) => n.startsWith(ENV_PREFIX)).sort()
+  for (const name of names) {
+    const raw = env[name]
+    if (raw === undefined) continue
+    const resolved = resolveSetting(name)
+    if (typeof resolved === 'string') {
+      issues.push({ where: name, path: '', message: resolved, severity: 'error' })
+      continue
+    }
+    const { path, leaf } = resolved
+    let parent = root
+    for (let i = 0; i < path.length - 1; i++) {
+      const key = path[i] ?? ''
+      const child = parent[key]
+      if (typeof child === 'object' && child !== null && !Array.isArray(child)) {
+        parent = child as Record<string, unknown>
+      } else {
+        // The override creates the section (TOLLGATE_REDIS_URL with no redis: in the file).
+        const created: Record<string, unknown> = {}
+        parent[key] = created
+        parent = created
+        if (!bySetting.has(formatPath(path.slice(0, i + 1)))) bySetting.set(formatPath(path.slice(0, i + 1)), name)
+      }
+    }
+    parent[path[path.length - 1] ?? ''] = coerce(raw, leaf)
+    bySetting.set(formatPath(path), name)
+  }
+  return {
+    issues,
+    variableFor(path) {
+      for (let n = path.length; n > 0; n--) {
+        const name = bySetting.get(formatPath(path.slice(0, n)))
+        if (name !== undefined) return name
+      }
+      return undefined
+    },
+  }
+}
+
+function resolveSetting(name: string): { path: string[]; leaf: SchemaNode } | string {
+  const segments = name.slice(ENV_PREFIX.length).split('_')
+  let node = Config as unknown as SchemaNode
+  const path: string[] = []
+  for (const segment of segments) {
+    const props = node.properties
+    if (node.type !== 'object' || props === undefined || node.patternProperties !== undefined) {
+      return `${formatPath(path)} cannot be set from the environment; only settings outside routes and upstreams can`
+    }
+    const key = Object.keys(props).find((k) => k.toUpperCase() === segment.toUpperCase())
+    const next = key === undefined ? undefined : props[key]
+    if (key === undefined || next === undefined) {
+      const scope = path.length === 0 ? 'top-level settings' : `settings under ${formatPath(path)}`
+      return `names no setting: ${JSON.stringify(segment)} is not one of the ${scope}: ${Object.keys(props).filter((k) => k !== '$schema').join(', ')}`
+    }
+    path.push(key)
+    node = next
+  }
+  if (node.type === 'object') {
+    const example = node.properties === undefined ? '' : Object.keys(node.properties)[0] ?? ''
+    return node.patternProperties !== undefined || example === ''
+      ? `${formatPath(path)} cannot be set from the environment; only settings outside routes and upstreams can`
+      : `${formatPath(path)} is a section; set one of its settings, e.g. ${name}_${example.toUpperCase()}`
+  }
+  if (node.type === 'array' && node.items?.type === 'object') {
+    return `${formatPath(path)} cannot be set from the environment; only settings outside routes and upstreams can`
+  }
+  return { path, leaf: node }
+}
+
+const NUMBER = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/
+
+/** The string as the setting's type, or the string itself when it is not one (validation then says why). */
+function coerce(raw: string, s: SchemaNode): unknown {
+  const wantsNumber = s.type === 'integer' || s.type === 'number' || (s.anyOf?.some((b) => b.type === 'integer' || b.type === 'number') ?? false)
+  const text = raw.trim()
+  if (s.type === 'boolean') return /^true$/i.test(text) ? true : /^false$/i.test(text) ? false : raw
+  if (wantsNumber && NUMBER.test(text)) return Number(text)
+  if (s.type === 'array') {
+    if (text.startsWith('[')) {
+      try {
+        return JSON.parse(text) as unknown
+      } catch {
+        return raw
+      }
+    }
+    const item = s.items ?? {}
+    return text === '' ? [] : text.split(',').map((part) => coerce(part.trim(), item))
+  }
+  return raw
+}
