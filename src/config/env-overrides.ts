@@ -9,6 +9,9 @@ import { formatPath } from './validate-value.js'
 
 export const ENV_PREFIX = 'TOLLGATE_'
 
+/** TOLLGATE_* variables that steer the process, not the config: never read as overrides. */
+export const PROCESS_VARIABLES: ReadonlySet<string> = new Set(['TOLLGATE_LOG_LEVEL', 'TOLLGATE_CONFIG', 'TOLLGATE_WORKER', 'TOLLGATE_TEST_LOG'])
+
 interface SchemaNode {
   readonly type?: string
   readonly anyOf?: readonly SchemaNode[]
@@ -27,7 +30,7 @@ export interface EnvOverrides {
 export function applyEnvOverrides(root: Record<string, unknown>, env: NodeJS.ProcessEnv): EnvOverrides {
   const issues: ConfigIssue[] = []
   const bySetting = new Map<string, string>()
-  const names = Object.keys(env).filter((n) => n.startsWith(ENV_PREFIX)).sort()
+  const names = Object.keys(env).filter((n) => n.startsWith(ENV_PREFIX) && !PROCESS_VARIABLES.has(n)).sort()
   for (const name of names) {
     const raw = env[name]
     if (raw === undefined) continue
