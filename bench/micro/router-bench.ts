@@ -6,8 +6,9 @@ import os from 'node:os'
 import { canonicalizeTarget, isPathRejection, type PathPolicy } from '../../src/proxy/canonical-path.js'
 import { Router, type RouteSpec } from '../../src/router/router.js'
 
-const BATCHES = 41
-const OPS_PER_BATCH = 20_000
+const ROUNDS = 5           // every scenario runs once per round, so a burst of load hits them all alike
+const BATCHES_PER_ROUND = 15
+const OPS_PER_BATCH = 10_000
 const POLICY: PathPolicy = { mergeSlashes: true, rejectSemicolon: true }
 const NO_HEADERS = Object.freeze({})
 
@@ -65,25 +66,40 @@ interface Timing {
   readonly cpuNs: number
 }
 
-/** Times op(i) over BATCHES batches of OPS_PER_BATCH calls, after a warm-up. */
-function measure(op: (i: number) => number): Timing {
-  for (let i = 0; i < OPS_PER_BATCH * 3; i++) sink += op(i)
-  const wall: number[] = []
-  const cpu: number[] = []
-  for (let b = 0; b < BATCHES; b++) {
+interface Scenario {
+  readonly name: string
+  readonly op: (i: number) => number
+  readonly wall: number[]
+  readonly cpu: number[]
+}
+
+const scenarios: Scenario[] = []
+
+function scenario(name: string, op: (i: number) => number): Scenario {
+  const s: Scenario = { name, op, wall: [], cpu: [] }
+  scenarios.push(s)
+  return s
+}
+
+function runBatches(s: Scenario, batches: number): void {
+  const op = s.op
+  for (let b = 0; b < batches; b++) {
     const cpuStart = process.cpuUsage()
     const start = process.hrtime.bigint()
     for (let i = 0; i < OPS_PER_BATCH; i++) sink += op(i)
-    wall.push(Number(process.hrtime.bigint() - start) / OPS_PER_BATCH)
+    s.wall.push(Number(process.hrtime.bigint() - start) / OPS_PER_BATCH)
     const used = process.cpuUsage(cpuStart)
-    cpu.push(((used.user + used.system) * 1000) / OPS_PER_BATCH)
+    s.cpu.push(((used.user + used.system) * 1000) / OPS_PER_BATCH)
   }
-  return { wallNs: median(wall), cpuNs: median(cpu) }
 }
 
-function lookupBench(router: Router<string>, paths: readonly string[], method = 'GET'): Timing {
+function timing(s: Scenario): Timing {
+  return { wallNs: median(s.wall), cpuNs: median(s.cpu) }
+}
+
+function lookup(name: string, router: Router<string>, paths: readonly string[], method = 'GET'): Scenario {
   const mask = paths.length - 1
-  return measure((i) => {
+  return scenario(name, (i) => {
     const result = router.match(method, 'api.example.com', paths[i & mask] as string, NO_HEADERS)
     return result === null ? 0 : 1
   })
@@ -110,43 +126,44 @@ const missPaths10k = paths10k.map((p) => p.replace('/v1/', '/v9/'))
 
 const typical = '/api/v1/users/12345/orders?limit=10'
 const rewritten = '//api/v1/%75sers/12345/orders%2f?limit=10'
-const canonicalTypical = measure(() => {
+const rawTargets10k = paths10k.map((p) => `${p}?limit=10`)
+
+const lookup1k = lookup('Router.match, 1k routes (param-heavy mix)', router1k, paths1k)
+const lookup10k = lookup('Router.match, 10k routes (param-heavy mix)', router10k, paths10k)
+const lookup10kStatic = lookup('Router.match, 10k routes, static route', router10k, staticPaths10k)
+const lookup10kMiss = lookup('Router.match, 10k routes, miss (404)', router10k, missPaths10k)
+const lookup10k405 = lookup('Router.match, 10k routes, wrong method (405)', router10k, staticPaths10k, 'PATCH')
+const canonicalizeTypical = scenario(`canonicalizeTarget ${typical}`, () => {
   const r = canonicalizeTarget(typical, 'GET', 'api.example.com', POLICY)
   return isPathRejection(r) ? 0 : r.path.length
 })
-const canonicalRewritten = measure(() => {
+const canonicalizeRewritten = scenario(`canonicalizeTarget ${rewritten}`, () => {
   const r = canonicalizeTarget(rewritten, 'GET', 'api.example.com', POLICY)
   return isPathRejection(r) ? 0 : r.path.length
 })
-const rawTargets10k = paths10k.map((p) => `${p}?limit=10`)
-const endToEnd10k = measure((i) => {
+const canonicalizePlusMatch10k = scenario('canonicalizeTarget + Router.match, 10k routes', (i) => {
   const r = canonicalizeTarget(rawTargets10k[i & 1023] as string, 'GET', 'api.example.com', POLICY)
   if (isPathRejection(r)) return 0
   return router10k.match('GET', 'api.example.com', r.path, NO_HEADERS) === null ? 0 : 1
 })
 
+for (const s of scenarios) runBatches(s, 5) // warm-up: let the JIT settle
+for (const s of scenarios) s.wall.length = s.cpu.length = 0
+for (let round = 0; round < ROUNDS; round++) for (const s of scenarios) runBatches(s, BATCHES_PER_ROUND)
+
 const results = {
-  lookup1k: lookupBench(router1k, paths1k),
-  lookup10k: lookupBench(router10k, paths10k),
-  lookup10kStatic: lookupBench(router10k, staticPaths10k),
-  lookup10kMiss: lookupBench(router10k, missPaths10k),
-  lookup10k405: lookupBench(router10k, staticPaths10k, 'PATCH'),
+  lookup1k: timing(lookup1k),
+  lookup10k: timing(lookup10k),
+  lookup10kStatic: timing(lookup10kStatic),
+  lookup10kMiss: timing(lookup10kMiss),
+  lookup10k405: timing(lookup10k405),
   build10kMs: buildMs(table10k),
-  canonicalizeTypical: canonicalTypical,
-  canonicalizeRewritten: canonicalRewritten,
-  canonicalizePlusMatch10k: endToEnd10k,
+  canonicalizeTypical: timing(canonicalizeTypical),
+  canonicalizeRewritten: timing(canonicalizeRewritten),
+  canonicalizePlusMatch10k: timing(canonicalizePlusMatch10k),
 }
 
-const timings: Array<[string, Timing]> = [
-  ['Router.match, 1k routes (param-heavy mix)', results.lookup1k],
-  ['Router.match, 10k routes (param-heavy mix)', results.lookup10k],
-  ['Router.match, 10k routes, static route', results.lookup10kStatic],
-  ['Router.match, 10k routes, miss (404)', results.lookup10kMiss],
-  ['Router.match, 10k routes, wrong method (405)', results.lookup10k405],
-  [`canonicalizeTarget ${typical}`, results.canonicalizeTypical],
-  [`canonicalizeTarget ${rewritten}`, results.canonicalizeRewritten],
-  ['canonicalizeTarget + Router.match, 10k routes', results.canonicalizePlusMatch10k],
-]
+const timings: Array<[string, Timing]> = scenarios.map((sc) => [sc.name, timing(sc)])
 const width = Math.max(...timings.map(([name]) => name.length))
 console.log(`${'operation'.padEnd(width)}  ${'wall ns'.padStart(8)}  ${'cpu ns'.padStart(8)}   (medians per call)`)
 for (const [name, t] of timings) console.log(`${name.padEnd(width)}  ${t.wallNs.toFixed(0).padStart(8)}  ${t.cpuNs.toFixed(0).padStart(8)}`)

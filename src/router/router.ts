@@ -16,6 +16,9 @@
 // - 405: no route accepts the request, but some route matched host and path with its headers holding.
 //   `allow` lists, sorted and joined with ", ", the methods of every such route (HEAD added next to GET).
 //   Routes that fail only on headers are invisible: their requests get null (404).
+// - Route paths: static segments are canonicalized like requests (`/%61dmin` is `/admin`); a route whose
+//   path no canonical request can contain (a dot segment, `\`, `%00`, ...) is left out and listed in
+//   `unreachable`, for `tollgate validate` to warn about; a syntax error throws (config checks catch it).
 //
 // Build everything once per config version; match() only reads and allocates just the params object
 // (routes without parameters return a result made at build time).
@@ -58,6 +61,8 @@ class Candidate<T> {
   readonly paramNames: readonly string[]
   /** The result of a route without parameters, made once. */
   readonly fixedResult: MatchResult<T>
+  /** A parameter is named `__proto__`: a plain assignment would not create it. */
+  readonly hasProtoParam: boolean
 
   constructor(value: T, spec: RouteSpec, order: number, paramNames: readonly string[]) {
     this.value = value
@@ -74,6 +79,7 @@ class Candidate<T> {
     this.headerValues = headers.length === 0 ? NONE : headers.map(([, value]) => value)
     this.paramNames = paramNames
     this.fixedResult = paramNames.length === 0 ? Object.freeze({ value, params: EMPTY_PARAMS }) : null
+    this.hasProtoParam = paramNames.includes('__proto__')
   }
 
   hasHeaders(headers: RequestHeaders): boolean {
@@ -174,6 +180,11 @@ class Matcher<T> implements EndpointPicker<Endpoint<T>, Candidate<T>>, EndpointV
 
 export class Router<T> {
   readonly size: number
+  /**
+   * Routes left out because no request can reach them: their path holds something canonicalization
+   * refuses (a dot segment, `\`, a control character...). Leaving them out changes no answer.
+   */
+  readonly unreachable: ReadonlyArray<{ readonly id: string; readonly reason: string }>
   readonly #exactHosts = new LabelTable<HostLevel<T>>(true)
   readonly #wildcardHosts = new LabelTable<HostLevel<T>>(true) // labels like '.example.com'
   readonly #anyHost: SegmentTrie<Endpoint<T>> | null
@@ -182,9 +193,10 @@ export class Router<T> {
   /** Every method some route names (HEAD included with GET) → 1, 2, ...; other methods are 0. */
   readonly #methodIds = new Map<string, number>()
 
-  /** Throws on a route path that describeRoutePathProblem() refuses (config checks report it first). */
+  /** Throws on a syntax error in a route path (config checks report those first: config/check.ts). */
   constructor(entries: ReadonlyArray<{ readonly spec: RouteSpec; readonly value: T }>) {
     this.size = entries.length
+    const unreachable: Array<{ readonly id: string; readonly reason: string }> = []
     let anyHost: SegmentTrie<Endpoint<T>> | null = null
     const tries: Array<SegmentTrie<Endpoint<T>>> = []
     const endpoints: Array<Endpoint<T>> = []
@@ -197,6 +209,10 @@ export class Router<T> {
     entries.forEach(({ spec, value }, order) => {
       const parsed = parseRoutePath(spec.path)
       if (typeof parsed === 'string') throw new Error(`route ${spec.id}: match.path ${parsed}`)
+      if (parsed.unreachable !== null) {
+        unreachable.push({ id: spec.id, reason: parsed.unreachable })
+        return
+      }
       const namesKey = parsed.paramNames.join('/')
       let names = paramNames.get(namesKey)
       if (names === undefined) paramNames.set(namesKey, names = parsed.paramNames.length === 0 ? NONE : parsed.paramNames)
@@ -223,6 +239,7 @@ export class Router<T> {
     this.#exactHosts.seal()
     this.#wildcardHosts.seal()
     this.#anyHost = anyHost
+    this.unreachable = unreachable
     this.#spans = new Int32Array(2 * tries.reduce((max, t) => Math.max(max, t.maxParams), 1))
   }
 
@@ -239,6 +256,7 @@ export class Router<T> {
       const spans = this.#spans
       const params: Record<string, string> = {}
       for (let i = 0; i < names.length; i++) params[names[i] as string] = path.slice(spans[2 * i], spans[2 * i + 1])
+      if (found.hasProtoParam) setProtoParam(params, names, path, spans)
       return { value: found.value, params }
     }
     if (matcher.pathMatches === 0) return null
@@ -303,6 +321,13 @@ export class Router<T> {
 /** The routes of one host (exact) or host suffix (wildcard, label '.example.com'). */
 class HostLevel<T> {
   constructor(readonly label: string, readonly trie: SegmentTrie<Endpoint<T>>) {}
+}
+
+/** Rare path: define a `__proto__` parameter as an own property (assignment would set the prototype). */
+function setProtoParam(params: Record<string, string>, names: readonly string[], path: string, spans: Int32Array): void {
+  const i = names.indexOf('__proto__')
+  const value = path.slice(spans[2 * i], spans[2 * i + 1])
+  Object.defineProperty(params, '__proto__', { value, enumerable: true, writable: true, configurable: true })
 }
 
 function newTrie<E>(tries: Array<SegmentTrie<E>>): SegmentTrie<E> {

@@ -15,8 +15,9 @@
 // > wildcard (rest of the path, possibly empty, as for `/api/`). An endpoint counts as a match only when
 // the picker accepts it (method, headers); otherwise the search goes on, so a later branch may still win.
 //
-// Route paths must already be canonical (see describeRoutePathProblem): the router compares the segment
-// text of a canonical request path (proxy/canonical-path.ts) byte for byte and never decodes anything.
+// Static route segments are put in canonical form at build time (parseRoutePath); the router then compares
+// them with the segment text of a canonical request path (proxy/canonical-path.ts) byte for byte and never
+// decodes anything per request.
 //
 // Hot path (bench/micro/router-bench.ts): segments are found with indexOf('/') and compared in place, never
 // sliced out; a node with one static child keeps it in onlyStatic, larger sets are a LabelTable (hashed
@@ -39,26 +40,32 @@ export type RouteSegment =
   | { readonly kind: 'param'; readonly name: string }
 
 export interface ParsedRoutePath {
-  /** Segments before the wildcard, if any. */
+  /** Segments before the wildcard, if any; static labels in canonical form. */
   readonly segments: readonly RouteSegment[]
   /** Parameter names in path order; `*` last for a wildcard route. */
   readonly paramNames: readonly string[]
   readonly hasWildcard: boolean
+  /** Why no request can reach this path (canonicalization refuses every such request), or null. */
+  readonly unreachable: string | null
 }
 
 // Build time only: regexes are fine here.
 const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
-// One canonical segment: unreserved, sub-delims except '*', ':', '@', and %XX with upper-case hex.
-const CANONICAL_SEGMENT = /^(?:[A-Za-z0-9\-._~!$&'()+,;=:@]|%[0-9A-F]{2})*$/
+const HEX_PAIR = /^[0-9A-Fa-f]{2}$/
 const UNRESERVED_BYTE = /^[A-Za-z0-9\-._~]$/
+const ENCODED_WHEN_RAW = '"<>[]^`{|}'
 
-/** Parse a route's `match.path`, or return what is wrong with it (for config checks and the Router). */
+/**
+ * Parse a route's `match.path`, or return its syntax error. Static segments are put in the canonical form
+ * requests are matched in (proxy/canonical-path.ts): `/%61dmin` is `/admin`, `%2f` is `%2F`, `[` is `%5B`.
+ */
 export function parseRoutePath(path: string): ParsedRoutePath | string {
   if (!path.startsWith('/')) return `must start with '/', got ${JSON.stringify(path)}`
   const parts = path.slice(1).split('/')
   const segments: RouteSegment[] = []
   const paramNames: string[] = []
   let hasWildcard = false
+  let unreachable: string | null = null
   for (let i = 0; i < parts.length; i++) {
     const part = parts[i] as string
     if (part === '*') {
@@ -67,63 +74,51 @@ export function parseRoutePath(path: string): ParsedRoutePath | string {
       paramNames.push('*')
       break
     }
+    if (part.includes('*')) return `'*' must be a whole segment, got ${JSON.stringify(part)}; write %2A for a literal '*'`
     if (part.startsWith(':')) {
       const name = part.slice(1)
-      if (!PARAM_NAME.test(name) || name === '__proto__') {
-        return `parameter ${JSON.stringify(part)} must be ':' and a name of letters, digits and '_'`
-      }
+      if (!PARAM_NAME.test(name)) return `parameter ${JSON.stringify(part)} must be ':' and a name of letters, digits and '_'`
       if (paramNames.includes(name)) return `parameter ':${name}' appears twice`
       paramNames.push(name)
       segments.push({ kind: 'param', name })
       continue
     }
-    const problem = describeSegmentProblem(part)
-    if (problem !== null) return `segment ${JSON.stringify(part)}: ${problem}`
-    segments.push({ kind: 'static', label: part })
+    const label = canonicalSegment(part)
+    if (label.startsWith('!')) unreachable ??= `segment ${JSON.stringify(part)}: ${label.slice(1)}`
+    else segments.push({ kind: 'static', label })
   }
-  return { segments, paramNames, hasWildcard }
+  return { segments, paramNames, hasWildcard, unreachable }
 }
 
-/** What is wrong with a route's `match.path`, or null when the Router accepts it. */
+/** What is wrong with a route's `match.path` (a syntax error, or why it can never match), or null. */
 export function describeRoutePathProblem(path: string): string | null {
   const parsed = parseRoutePath(path)
-  return typeof parsed === 'string' ? parsed : null
+  return typeof parsed === 'string' ? parsed : parsed.unreachable
 }
 
-// A static segment must be spelled exactly as canonicalization spells a request path, or no request
-// could ever match it; the message names the canonical spelling.
-function describeSegmentProblem(segment: string): string | null {
-  if (segment === '.' || segment === '..') return 'dot segments never match (requests containing them are refused)'
-  if (segment.includes('*')) return "'*' is only allowed as the whole last segment; write %2A for a literal '*'"
-  if (CANONICAL_SEGMENT.test(segment)) {
-    for (let i = segment.indexOf('%'); i >= 0; i = segment.indexOf('%', i + 1)) {
-      const b = Number.parseInt(segment.slice(i + 1, i + 3), 16)
-      const ch = String.fromCharCode(b)
-      if (UNRESERVED_BYTE.test(ch)) return `write '${ch}' instead of '${segment.slice(i, i + 3)}' (unreserved characters are decoded)`
-      if (b < 0x20 || b === 0x7f || b === 0x5c || b === 0xc0 || b === 0xc1) {
-        return `'${segment.slice(i, i + 3)}' is refused in request paths`
-      }
-    }
-    return null
-  }
+/** The canonical spelling of one static segment, or '!' and why requests containing it are refused. */
+function canonicalSegment(segment: string): string {
+  let out = ''
   for (let i = 0; i < segment.length; i++) {
-    const c = segment.charCodeAt(i)
-    if (c === 0x25) {
-      const hex = segment.slice(i + 1, i + 3)
-      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return 'malformed percent-encoding'
-      if (hex !== hex.toUpperCase()) return `write '%${hex.toUpperCase()}' instead of '%${hex}' (hex is upper-case)`
-      i += 2
-      continue
-    }
     const ch = segment[i] as string
-    if (c < 0x20 || c === 0x7f || c >= 0x80 || ch === ' ' || ch === '\\' || ch === '#' || ch === '?') {
-      return `character ${JSON.stringify(ch)} is refused in request paths`
-    }
-    if ('"<>[]^`{|}'.includes(ch)) {
-      return `write '%${c.toString(16).toUpperCase()}' instead of '${ch}' (requests are canonicalized to it)`
+    const c = ch.charCodeAt(0)
+    if (ch === '%') {
+      const hex = segment.slice(i + 1, i + 3)
+      if (!HEX_PAIR.test(hex)) return '!malformed percent-encoding'
+      const b = Number.parseInt(hex, 16)
+      if (b < 0x20 || b === 0x7f || b === 0x5c || b === 0xc0 || b === 0xc1) return `!'%${hex}' is refused in request paths`
+      out += UNRESERVED_BYTE.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `%${hex.toUpperCase()}`
+      i += 2
+    } else if (c <= 0x20 || c >= 0x7f || ch === '\\' || ch === '#' || ch === '?') {
+      return `!character ${JSON.stringify(ch)} is refused in request paths`
+    } else if (ENCODED_WHEN_RAW.includes(ch)) {
+      out += `%${c.toString(16).toUpperCase()}`
+    } else {
+      out += ch
     }
   }
-  return 'not a canonical path segment'
+  if (out === '.' || out === '..') return '!dot segments are refused in request paths'
+  return out
 }
 
 export class TrieNode<E> {
