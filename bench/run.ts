@@ -11,7 +11,7 @@ import { createPeers, PeerSkipped, type Peer, type RunningPeer } from './lib/pee
 import { choosePinning, freePort, killAllChildren, probe, readRssKib, type Pinning } from './lib/processes.js'
 import { rssTable, scenarioTable, type PeerResult, type ScenarioReport, type Skip } from './lib/report.js'
 import { spread } from './lib/stats.js'
-import { formatMiB, formatRatio } from './lib/units.js'
+import { formatMiB } from './lib/units.js'
 import { startUpstream, type Upstream } from './lib/upstream.js'
 import { scenarios, type Scenario } from './scenarios.js'
 
@@ -192,8 +192,9 @@ function printChecks(reports: readonly ScenarioReport[]): string[] {
     const rpsRatio = tollgate.rps.median / thin.rps.median
     const p99Ratio = tollgate.p99Ms.median / thin.p99Ms.median
     const isMet = rpsRatio >= TARGET_RPS_RATIO && p99Ratio <= TARGET_P99_RATIO
-    checks.push(`${report.name}: tollgate ÷ undici-stream req/s ${formatRatio(rpsRatio)} (target ≥ ${TARGET_RPS_RATIO}), ` +
-      `p99 ${formatRatio(p99Ratio)} (target ≤ ${TARGET_P99_RATIO}): ${isMet ? 'met' : 'NOT met'}`)
+    // Three decimals: 0.899 must not print as a "0.90" that fails a 0.9 target.
+    checks.push(`${report.name}: tollgate ÷ undici-stream req/s ${rpsRatio.toFixed(3)} (target ≥ ${TARGET_RPS_RATIO}), ` +
+      `p99 ${p99Ratio.toFixed(3)} (target ≤ ${TARGET_P99_RATIO}): ${isMet ? 'met' : 'NOT met'}`)
   }
   const idle = reports.flatMap((r) => r.results).find((r) => r.peer === 'tollgate' && r.rssIdleKib !== null)
   if (idle?.rssIdleKib != null) {
