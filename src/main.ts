@@ -1,7 +1,8 @@
 // Start and stop: load config, build the table, wire the proxy and admin listeners, watch for reloads,
 // drain on shutdown (SPEC §9). Closes in reverse order of opening.
+import { EventEmitter } from 'node:events'
 import type { AddressInfo } from 'node:net'
-import type { FastifyInstance } from 'fastify'
+import type { AdminServer } from './admin/admin-server.js'
 import { parseAddress, startAdminServer } from './admin/admin-server.js'
 import type { Config } from './config/schema.js'
 import { FileConfigSource } from './config/file-source.js'
@@ -22,18 +23,30 @@ export interface GatewayOptions {
   readonly serveAdmin?: boolean
   /** false in cluster workers: the primary watches and sends the text. */
   readonly watchFile?: boolean
+  /** Period of the stat poll that backs up the directory watch (default 2 s). */
+  readonly watchPollMs?: number
   readonly metrics?: Metrics
   /** Config text to start from instead of reading the file (cluster workers get the primary's). */
   readonly initialText?: string
 }
 
+export type ReloadResult = 'applied' | 'rejected' | 'unchanged'
+
+/** Emitted after every reload attempt; `revision` is that of the text read (null when unreadable). */
+export interface ReloadEvent {
+  readonly result: ReloadResult
+  readonly revision: string | null
+}
+
 export class Gateway {
+  /** 'reload' after every reload attempt, whatever its result (tests and the cluster worker await it). */
+  readonly events = new EventEmitter<{ reload: [ReloadEvent] }>()
   readonly source: FileConfigSource
   readonly metrics: Metrics
   readonly log: Logger
   readonly state: ProxyState
   readonly #proxy: ProxyServer
-  #admin: FastifyInstance | null = null
+  #admin: AdminServer | null = null
   #watcher: ConfigWatcher | null = null
   #shuttingDown = false
   #stopped: Promise<void> | null = null
@@ -60,7 +73,7 @@ export class Gateway {
     metrics.lastReloadSuccess.labels('file').set(Date.now() / 1000)
     const gateway = new Gateway(source, table, metrics, log)
     await gateway.#listen(table.config, options.serveAdmin ?? true)
-    if (options.watchFile ?? true) gateway.#watcher = watchConfigFile(options.configPath, () => gateway.reload())
+    if (options.watchFile ?? true) gateway.#watcher = watchConfigFile(options.configPath, () => gateway.reload(), undefined, options.watchPollMs)
     log.info({ proxy: gateway.proxyAddress, admin: gateway.adminAddress, routes: table.routes.size, revision: source.revision }, 'tollgate started')
     return gateway
   }
@@ -83,7 +96,7 @@ export class Gateway {
   }
 
   get adminAddress(): AddressInfo | null {
-    return (this.#admin?.server.address() as AddressInfo | null | undefined) ?? null
+    return this.#admin?.address() ?? null
   }
 
   get table(): RouteTable {
@@ -91,15 +104,30 @@ export class Gateway {
   }
 
   /** Re-read the file (or apply `text` sent by the cluster primary). Never throws; a bad file keeps the old config. */
-  reload(text?: string): 'applied' | 'rejected' | 'unchanged' {
-    if (this.#shuttingDown) return 'unchanged'
+  reload(text?: string): ReloadResult {
+    let event: ReloadEvent
+    try {
+      event = this.#reload(text)
+    } catch (err) {
+      // A bug while building the table must not take the process down from a watcher callback: the old
+      // table is still in force (the swap is the last step), so report it like a rejected file.
+      this.metrics.configReloads.labels('file', 'rejected').inc()
+      this.log.error({ err }, 'config reload failed; the previous config stays in force')
+      event = { result: 'rejected', revision: null }
+    }
+    this.events.emit('reload', event)
+    return event.result
+  }
+
+  #reload(text: string | undefined): ReloadEvent {
+    if (this.#shuttingDown) return { result: 'unchanged', revision: this.source.revision }
     const outcome = this.source.reload(text)
-    if (outcome.kind === 'unchanged') return 'unchanged'
+    if (outcome.kind === 'unchanged') return { result: 'unchanged', revision: outcome.revision }
     if (outcome.kind === 'rejected') {
       this.metrics.configReloads.labels('file', 'rejected').inc()
       this.log.error({ errors: outcome.issues.map(formatIssue) }, `config reload rejected: ${outcome.issues.length} error(s); the previous config stays in force`)
       for (const issue of outcome.issues) this.log.error(formatIssue(issue))
-      return 'rejected'
+      return { result: 'rejected', revision: outcome.revision }
     }
     const next = outcome.result.config
     const prev = this.state.table
@@ -116,7 +144,7 @@ export class Gateway {
     for (const w of outcome.result.warnings) this.log.warn(formatIssue(w))
     for (const n of outcome.result.notEnforced) this.log.warn({ notEnforced: true }, n)
     this.log.info({ revision: outcome.revision, routes: built.table.routes.size, version: built.table.version }, 'config reloaded')
-    return 'applied'
+    return { result: 'applied', revision: outcome.revision }
   }
 
   #applyLimits(limits: Config['limits']): void {

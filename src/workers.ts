@@ -4,7 +4,7 @@
 // replaced (with the primary's current config). SIGTERM on the primary drains every worker (SPEC §9).
 import cluster, { type Worker } from 'node:cluster'
 import { AggregatorRegistry } from 'prom-client'
-import type { FastifyInstance } from 'fastify'
+import type { AdminServer } from './admin/admin-server.js'
 import { parseAddress, startAdminServer } from './admin/admin-server.js'
 import { FileConfigSource } from './config/file-source.js'
 import { parseDurationMs } from './config/units.js'
@@ -56,7 +56,7 @@ export async function runPrimary(configPath: string, env: NodeJS.ProcessEnv, cou
   })
   for (let i = 0; i < count; i++) fork()
 
-  const admin: FastifyInstance = await startAdminServer(parseAddress(loaded.config.admin), {
+  const admin: AdminServer = await startAdminServer(parseAddress(loaded.config.admin), {
     notReadyReason: () => shuttingDown ? 'draining' : ready.size < count ? `${ready.size} of ${count} workers ready` : null,
     status: () => ({ ...(statusOf(source, table) as object), workers: { configured: count, ready: ready.size } }),
     metrics: async () => ({
