@@ -6,9 +6,9 @@ import { ConfigError, type ConfigIssue } from '../errors.js'
 import { loadConfigText, type LoadResult } from './load.js'
 
 export type ReloadOutcome =
-  | { readonly kind: 'unchanged' }
+  | { readonly kind: 'unchanged'; readonly revision: string }
   | { readonly kind: 'loaded'; readonly result: LoadResult; readonly text: string; readonly revision: string }
-  | { readonly kind: 'rejected'; readonly issues: readonly ConfigIssue[] }
+  | { readonly kind: 'rejected'; readonly issues: readonly ConfigIssue[]; readonly revision: string | null }
 
 export class FileConfigSource {
   readonly path: string
@@ -18,6 +18,8 @@ export class FileConfigSource {
   appliedAt: Date | null = null
   rejected: readonly ConfigIssue[] = []
   rejectedAt: Date | null = null
+  /** Revision of the rejected text (null when the file could not be read). */
+  rejectedRevision: string | null = null
   current: LoadResult | null = null
 
   constructor(path: string, env: NodeJS.ProcessEnv) {
@@ -39,20 +41,23 @@ export class FileConfigSource {
     try {
       text = textOverride ?? readFileSync(this.path, 'utf8')
     } catch (err) {
-      return this.reject([{ where: this.path, path: '', message: `cannot read: ${(err as Error).message}`, severity: 'error' }])
+      return this.reject([{ where: this.path, path: '', message: `cannot read: ${(err as Error).message}`, severity: 'error' }], null)
     }
     const revision = revisionOf(text)
-    if (revision === this.revision && this.rejected.length === 0) return { kind: 'unchanged' }
     if (revision === this.revision) {
-      this.rejected = []
-      return { kind: 'unchanged' }
+      // Back to the text in force (e.g. a bad edit was undone): nothing to apply, nothing rejected any more.
+      this.clearRejection()
+      return { kind: 'unchanged', revision }
     }
+    // The same bad text seen again (the stat poll and inotify both report one save; an editor saves twice):
+    // it was logged and counted once already.
+    if (revision === this.rejectedRevision) return { kind: 'unchanged', revision }
     try {
       const result = loadConfigText(text, this.path, this.env)
       return { kind: 'loaded', result, text, revision }
     } catch (err) {
-      if (err instanceof ConfigError) return this.reject(err.issues.filter((i) => i.severity === 'error'))
-      return this.reject([{ where: this.path, path: '', message: (err as Error).message, severity: 'error' }])
+      if (err instanceof ConfigError) return this.reject(err.issues.filter((i) => i.severity === 'error'), revision)
+      return this.reject([{ where: this.path, path: '', message: (err as Error).message, severity: 'error' }], revision)
     }
   }
 
@@ -61,14 +66,20 @@ export class FileConfigSource {
     this.revision = revisionOf(text)
     this.current = result
     this.appliedAt = new Date()
-    this.rejected = []
-    this.rejectedAt = null
+    this.clearRejection()
   }
 
-  reject(issues: readonly ConfigIssue[]): ReloadOutcome {
+  clearRejection(): void {
+    this.rejected = []
+    this.rejectedAt = null
+    this.rejectedRevision = null
+  }
+
+  reject(issues: readonly ConfigIssue[], revision: string | null): ReloadOutcome {
     this.rejected = issues
     this.rejectedAt = new Date()
-    return { kind: 'rejected', issues }
+    this.rejectedRevision = revision
+    return { kind: 'rejected', issues, revision }
   }
 }
 
