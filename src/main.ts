@@ -188,20 +188,31 @@ export class Gateway {
     this.state.draining = true
     this.log.info({ inflight: this.state.inflight }, 'draining')
     const closed = this.#proxy.stopAccepting()
-    const timeoutMs = parseDurationMs(config.shutdown.timeout)
-    let timer: NodeJS.Timeout | undefined
-    const timedOut = await Promise.race([
-      this.state.idle().then(() => false),
-      new Promise<boolean>((r) => { timer = setTimeout(r, timeoutMs, true) }),
-    ])
-    clearTimeout(timer)
-    if (timedOut) this.log.warn({ inflight: this.state.inflight }, 'shutdown.timeout passed; closing remaining connections')
-    this.#proxy.destroyAll()
+    const deadline = Date.now() + parseDurationMs(config.shutdown.timeout)
+    if (await within(this.state.idle(), deadline)) {
+      // Nothing in flight: close what is left (connections a response left idle, or still flushing one).
+      this.#proxy.endAll()
+      if (!await within(closed, deadline)) this.#proxy.destroyAll()
+    } else {
+      this.log.warn({ inflight: this.state.inflight }, 'shutdown.timeout passed; closing remaining connections')
+      this.#proxy.destroyAll()
+    }
     await closed
     await this.#admin?.close()
     await Promise.all([...this.state.table.upstreams.values()].flatMap((u) => u.pool.targets.map((t) =>
       (t.dispatcher as { destroy(): Promise<void> } | null)?.destroy().catch(() => undefined))))
     this.log.info('stopped')
+  }
+}
+
+/** true when `promise` settles before `deadline` (epoch ms). */
+async function within(promise: Promise<unknown>, deadline: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const expired = new Promise<false>((r) => { timer = setTimeout(r, Math.max(0, deadline - Date.now()), false) })
+  try {
+    return await Promise.race([promise.then(() => true), expired])
+  } finally {
+    clearTimeout(timer)
   }
 }
 

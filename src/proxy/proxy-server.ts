@@ -3,7 +3,7 @@
 // route of its own (the trie), so fastify's router and hooks would be pure overhead here. fastify serves
 // the admin listener, where its plugins earn their place.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
-import type { Socket } from 'node:net'
+import net, { type Socket } from 'node:net'
 import { BAD_REQUEST, EXPECTATION_FAILED, PAYLOAD_TOO_LARGE, REQUEST_TIMEOUT } from '../errors.js'
 import { parseDurationMs } from '../config/units.js'
 import type { Config } from '../config/schema.js'
@@ -14,8 +14,14 @@ import { rawRefusal, sendRefusal } from './refusal.js'
 
 export interface ProxyServer {
   readonly server: http.Server
-  /** Stop accepting; close idle keep-alive sockets now, busy ones after their response. */
+  /**
+   * Stop accepting: the listener closes first, then idle keep-alive connections; busy ones close after
+   * their response (the exchange adds `Connection: close` while draining). Resolves when every connection
+   * is closed.
+   */
   stopAccepting(): Promise<void>
+  /** No request is in flight any more: close every connection left once its queued bytes are written. */
+  endAll(): void
   /** Destroy every socket (shutdown timeout or second signal). */
   destroyAll(): void
 }
@@ -58,13 +64,28 @@ export function createProxyServer(state: ProxyState, limits: Config['limits']): 
     }
     void PAYLOAD_TOO_LARGE
   })
+  // Every open connection, so that endAll() can close those a response left idle after draining began.
+  const sockets = new Set<Socket>()
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+  })
   return {
     server,
     stopAccepting() {
       return new Promise((resolve) => {
+        // The listener first: http.Server.close() closes idle connections before the listener, and a client
+        // that reconnects the moment its idle connection closes then lands in the backlog of a closing
+        // listener and is reset instead of refused.
+        net.Server.prototype.close.call(server)
+        // Now idle connections (and the timeout checker); resolves once the last connection is gone.
         server.close(() => resolve())
-        server.closeIdleConnections()
       })
+    },
+    endAll() {
+      // destroySoon: end after the queued bytes are written (a slow reader still gets its whole response),
+      // then close; destroying at once would drop what is still queued in user space.
+      for (const socket of sockets) socket.destroySoon()
     },
     destroyAll() {
       server.closeAllConnections()
