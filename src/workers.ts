@@ -2,6 +2,11 @@
 // admin listener; workers share the proxy port and serve traffic. A reload is validated once by the
 // primary and its text sent to every worker, so all workers run the same revision. A worker that dies is
 // replaced (with the primary's current config). SIGTERM on the primary drains every worker (SPEC §9).
+//
+// Messages (IPC). A worker's first message is `hello`, sent once its listener exists: messages that reach
+// a process before it listens are lost, so the primary never sends before it.
+//   worker -> primary: hello | ready {revision} | applied {revision, result} | metrics {id, metrics}
+//   primary -> worker: config {text} | reload {text} | shutdown | metrics {id}
 import cluster, { type Worker } from 'node:cluster'
 import { AggregatorRegistry } from 'prom-client'
 import type { AdminServer } from './admin/admin-server.js'
@@ -10,17 +15,39 @@ import { FileConfigSource } from './config/file-source.js'
 import { parseDurationMs } from './config/units.js'
 import { watchConfigFile } from './config/watch.js'
 import { formatIssue } from './errors.js'
-import { Gateway, statusOf } from './main.js'
+import { Gateway, statusOf, type ReloadResult } from './main.js'
 import { buildRouteTable, type RouteTable } from './router/route-table.js'
 import type { Logger } from './telemetry/log.js'
 import { Metrics } from './telemetry/metrics.js'
 
-type ToWorker = { type: 'tollgate:config'; text: string } | { type: 'tollgate:reload'; text: string } | { type: 'tollgate:shutdown' }
-type ToPrimary = { type: 'tollgate:ready' }
+type ToWorker =
+  | { readonly type: 'tollgate:config'; readonly text: string }
+  | { readonly type: 'tollgate:reload'; readonly text: string }
+  | { readonly type: 'tollgate:shutdown' }
+  | { readonly type: 'tollgate:metrics'; readonly id: number }
+type ToPrimary =
+  | { readonly type: 'tollgate:hello' }
+  | { readonly type: 'tollgate:ready'; readonly revision: string }
+  | { readonly type: 'tollgate:applied'; readonly revision: string; readonly result: ReloadResult }
+  | { readonly type: 'tollgate:metrics'; readonly id: number; readonly metrics: object[] }
 
-function isMessage<T extends { type: string }>(m: unknown, type: T['type']): m is T {
-  return typeof m === 'object' && m !== null && (m as { type?: unknown }).type === type
+function messageType(m: unknown): string | null {
+  if (typeof m !== 'object' || m === null) return null
+  const type = (m as { type?: unknown }).type
+  return typeof type === 'string' && type.startsWith('tollgate:') ? type : null
 }
+
+/** What the primary knows about one worker process (listed in /status). */
+interface WorkerState {
+  readonly worker: Worker
+  readonly pid: number
+  /** It said hello and got the config: reloads are sent to it from now on. */
+  configured: boolean
+  ready: boolean
+  revision: string | null
+}
+
+const METRICS_TIMEOUT_MS = 2000
 
 export async function runPrimary(configPath: string, env: NodeJS.ProcessEnv, count: number, log: Logger): Promise<number> {
   const source = new FileConfigSource(configPath, env)
@@ -32,22 +59,53 @@ export async function runPrimary(configPath: string, env: NodeJS.ProcessEnv, cou
   let table: RouteTable = buildRouteTable(loaded.config, null, statusMetrics).table
   metrics.configReloads.labels('file', 'applied').inc()
   metrics.lastReloadSuccess.labels('file').set(Date.now() / 1000)
-  const aggregator = new AggregatorRegistry()
-  const ready = new Set<Worker>()
+  const workers = new Map<Worker, WorkerState>()
+  let allReadyOnce = false
   let shuttingDown = false
+  let restarts = 0
   let recentRestarts: number[] = []
+  let nextMetricsId = 0
+  const metricsReplies = new Map<number, (metrics: object[] | null) => void>()
+
+  const onMessage = (state: WorkerState, m: unknown): void => {
+    switch (messageType(m)) {
+      case 'tollgate:hello':
+        if (shuttingDown) return void send(state.worker, { type: 'tollgate:shutdown' })
+        state.configured = true
+        send(state.worker, { type: 'tollgate:config', text: source.text })
+        return
+      case 'tollgate:ready': {
+        state.ready = true
+        state.revision = (m as ToPrimary & { type: 'tollgate:ready' }).revision
+        const ready = [...workers.values()].filter((w) => w.ready).length
+        if (ready >= count) allReadyOnce = true
+        log.info({ worker: state.pid, revision: state.revision, ready }, 'worker ready')
+        return
+      }
+      case 'tollgate:applied':
+        state.revision = (m as ToPrimary & { type: 'tollgate:applied' }).revision
+        return
+      case 'tollgate:metrics': {
+        const reply = m as ToPrimary & { type: 'tollgate:metrics' }
+        metricsReplies.get(reply.id)?.(reply.metrics)
+        return
+      }
+      default:
+    }
+  }
 
   const fork = (): void => {
+    if (shuttingDown) return
     const worker = cluster.fork({ ...env, TOLLGATE_WORKER: '1' })
-    worker.on('message', (m: unknown) => {
-      if (isMessage<ToPrimary>(m, 'tollgate:ready')) ready.add(worker)
-    })
-    worker.once('online', () => send(worker, { type: 'tollgate:config', text: source.text }))
+    const state: WorkerState = { worker, pid: worker.process.pid ?? 0, configured: false, ready: false, revision: null }
+    workers.set(worker, state)
+    worker.on('message', (m: unknown) => onMessage(state, m))
   }
   cluster.on('exit', (worker, code, signal) => {
-    ready.delete(worker)
+    workers.delete(worker)
     if (shuttingDown) return
     log.error({ worker: worker.process.pid, code, signal }, 'worker died; starting a replacement')
+    restarts++
     const now = Date.now()
     recentRestarts = recentRestarts.filter((t) => now - t < 10_000)
     recentRestarts.push(now)
@@ -56,13 +114,44 @@ export async function runPrimary(configPath: string, env: NodeJS.ProcessEnv, cou
   })
   for (let i = 0; i < count; i++) fork()
 
+  /** One worker's metrics as JSON, or null when it does not answer in time (dying, stuck). */
+  const metricsOf = (state: WorkerState): Promise<object[] | null> => new Promise((resolve) => {
+    const id = nextMetricsId++
+    const done = (value: object[] | null): void => {
+      clearTimeout(timer)
+      metricsReplies.delete(id)
+      resolve(value)
+    }
+    const timer = setTimeout(done, METRICS_TIMEOUT_MS, null)
+    metricsReplies.set(id, done)
+    if (!send(state.worker, { type: 'tollgate:metrics', id })) done(null)
+  })
+
   const admin: AdminServer = await startAdminServer(parseAddress(loaded.config.admin), {
-    notReadyReason: () => shuttingDown ? 'draining' : ready.size < count ? `${ready.size} of ${count} workers ready` : null,
-    status: () => ({ ...(statusOf(source, table) as object), workers: { configured: count, ready: ready.size } }),
-    metrics: async () => ({
-      contentType: metrics.registry.contentType,
-      body: (await aggregator.clusterMetrics()) + '\n' + (await metrics.registry.metrics()),
+    notReadyReason: () => {
+      if (shuttingDown) return 'draining'
+      const ready = [...workers.values()].filter((w) => w.ready).length
+      // Ready once every worker started; after that a crashed worker being replaced does not take the
+      // instance out of rotation while the others serve.
+      if (!allReadyOnce) return `${ready} of ${count} workers ready`
+      return ready === 0 ? 'no worker is ready' : null
+    },
+    status: () => ({
+      ...(statusOf(source, table) as object),
+      workers: {
+        configured: count,
+        ready: [...workers.values()].filter((w) => w.ready).length,
+        restarts,
+        processes: [...workers.values()].map((w) => ({ pid: w.pid, ready: w.ready, revision: w.revision })),
+      },
     }),
+    metrics: async () => {
+      // Only ready workers are asked: one still starting, or one that died, must not fail the scrape.
+      const answers = await Promise.all([...workers.values()].filter((w) => w.ready).map(metricsOf))
+      const all = answers.filter((a): a is object[] => a !== null)
+      all.push(await metrics.registry.getMetricsAsJSON())
+      return { contentType: metrics.registry.contentType, body: await AggregatorRegistry.aggregate(all).metrics() }
+    },
   })
 
   const watcher = watchConfigFile(configPath, () => {
@@ -71,7 +160,9 @@ export async function runPrimary(configPath: string, env: NodeJS.ProcessEnv, cou
     if (outcome.kind === 'unchanged') return
     if (outcome.kind === 'rejected') {
       metrics.configReloads.labels('file', 'rejected').inc()
-      log.error({ errors: outcome.issues.map(formatIssue) }, 'config reload rejected; the previous config stays in force')
+      log.error({ errors: outcome.issues.map(formatIssue), revision: outcome.revision },
+        `config reload rejected: ${outcome.issues.length} error(s); the previous config stays in force`)
+      for (const issue of outcome.issues) log.error(formatIssue(issue))
       return
     }
     const built = buildRouteTable(outcome.result.config, table, statusMetrics)
@@ -80,31 +171,37 @@ export async function runPrimary(configPath: string, env: NodeJS.ProcessEnv, cou
     source.markApplied(outcome.text, outcome.result)
     metrics.configReloads.labels('file', 'applied').inc()
     metrics.lastReloadSuccess.labels('file').set(Date.now() / 1000)
-    for (const worker of Object.values(cluster.workers ?? {})) if (worker !== undefined) send(worker, { type: 'tollgate:reload', text: outcome.text })
+    // Workers that have not said hello yet get this text as their config when they do.
+    for (const state of workers.values()) if (state.configured) send(state.worker, { type: 'tollgate:reload', text: outcome.text })
     log.info({ revision: outcome.revision }, 'config reloaded; sent to every worker')
   })
 
   return new Promise<number>((resolve) => {
     let signalled = false
     const onSignal = (signal: NodeJS.Signals): void => {
-      if (signalled) process.exit(1)
+      if (signalled) {
+        log.warn({ signal }, 'second signal: exiting now')
+        process.exit(1) // workers see the IPC channel close and exit at once
+      }
       signalled = true
       shuttingDown = true
       log.info({ signal }, 'shutting down workers')
       void watcher.close()
-      const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
+      const all = [...workers.values()].map((w) => w.worker)
       const limitMs = parseDurationMs(table.config.shutdown.delay) + parseDurationMs(table.config.shutdown.timeout) + 5000
-      const exited = Promise.all(workers.map((w) => new Promise<void>((r) => {
+      const exited = Promise.all(all.map((w) => new Promise<void>((r) => {
         if (w.isDead()) return r()
         w.once('exit', () => r())
+        // A worker that has not said hello yet is told to stop when it does.
         send(w, { type: 'tollgate:shutdown' })
       })))
       const timer = setTimeout(() => {
-        for (const w of workers) if (!w.isDead()) w.process.kill('SIGKILL')
+        for (const w of all) if (!w.isDead()) w.process.kill('SIGKILL')
       }, limitMs)
       void exited.then(async () => {
         clearTimeout(timer)
         await admin.close()
+        log.info('stopped')
         resolve(0)
       })
     }
@@ -113,34 +210,80 @@ export async function runPrimary(configPath: string, env: NodeJS.ProcessEnv, cou
   })
 }
 
-function send(worker: Worker, message: ToWorker): void {
-  if (worker.isConnected()) worker.send(message)
+function send(worker: Worker, message: ToWorker): boolean {
+  if (!worker.isConnected()) return false
+  worker.send(message)
+  return true
+}
+
+function toPrimary(message: ToPrimary): void {
+  if (process.connected) process.send?.(message)
 }
 
 export async function runWorker(configPath: string, env: NodeJS.ProcessEnv, log: Logger): Promise<number> {
-  const text = await new Promise<string>((resolve) => {
-    const onMessage = (m: unknown): void => {
-      if (isMessage<ToWorker & { type: 'tollgate:config' }>(m, 'tollgate:config')) {
-        process.off('message', onMessage)
-        resolve(m.text)
-      }
-    }
-    process.on('message', onMessage)
-  })
   const metrics = new Metrics({ defaultMetrics: true, data: true, control: false })
-  AggregatorRegistry.setRegistries([metrics.registry])
-  const gateway = await Gateway.start({ configPath, env, log, serveAdmin: false, watchFile: false, metrics, initialText: text })
-  process.send?.({ type: 'tollgate:ready' })
-  return new Promise<number>((resolve) => {
-    const stop = (): void => {
-      gateway.shutdown().then(() => resolve(0), () => resolve(1))
+  let gateway: Gateway | null = null
+  let starting = false
+  let stopping = false
+  let pendingText: string | null = null // a reload that arrived while the gateway was starting
+  let resolveExit!: (code: number) => void
+  const exit = new Promise<number>((r) => { resolveExit = r })
+
+  const apply = (g: Gateway, text: string): void => {
+    const result = g.reload(text)
+    toPrimary({ type: 'tollgate:applied', revision: g.source.revision, result })
+  }
+  const stop = (): void => {
+    if (stopping) return
+    stopping = true
+    if (gateway === null) return resolveExit(0) // nothing served yet: nothing to drain
+    gateway.shutdown().then(() => resolveExit(0), () => resolveExit(1))
+  }
+  const start = async (text: string): Promise<void> => {
+    starting = true
+    let g: Gateway
+    try {
+      g = await Gateway.start({ configPath, env, log, serveAdmin: false, watchFile: false, metrics, initialText: text })
+    } catch (err) {
+      log.error({ err }, 'worker failed to start')
+      return resolveExit(1)
     }
-    process.on('message', (m: unknown) => {
-      if (isMessage<ToWorker>(m, 'tollgate:reload')) gateway.reload((m as { text: string }).text)
-      else if (isMessage<ToWorker>(m, 'tollgate:shutdown')) stop()
-    })
-    // The whole process group gets ^C; the primary coordinates, so workers only drain once told.
-    process.on('SIGINT', () => undefined)
-    process.on('SIGTERM', stop)
+    gateway = g
+    if (stopping) {
+      stopping = false
+      return stop()
+    }
+    toPrimary({ type: 'tollgate:ready', revision: g.source.revision })
+    if (pendingText !== null) {
+      apply(g, pendingText)
+      pendingText = null
+    }
+  }
+
+  process.on('message', (m: unknown) => {
+    switch (messageType(m)) {
+      case 'tollgate:config':
+        if (!starting) void start((m as ToWorker & { type: 'tollgate:config' }).text)
+        return
+      case 'tollgate:reload': {
+        const text = (m as ToWorker & { type: 'tollgate:reload' }).text
+        if (gateway === null) pendingText = text
+        else apply(gateway, text)
+        return
+      }
+      case 'tollgate:shutdown':
+        return stop()
+      case 'tollgate:metrics': {
+        const id = (m as ToWorker & { type: 'tollgate:metrics' }).id
+        metrics.registry.getMetricsAsJSON().then((json) => toPrimary({ type: 'tollgate:metrics', id, metrics: json }), () => undefined)
+        return
+      }
+      default:
+    }
   })
+  // The whole process group gets ^C; the primary coordinates, so workers only drain once told.
+  process.on('SIGINT', () => undefined)
+  process.on('SIGTERM', stop)
+  toPrimary({ type: 'tollgate:hello' })
+  return exit
 }
