@@ -100,8 +100,12 @@ export class RouteMetrics {
     this.retries = metrics.retries.labels(id)
   }
 
+  #removed = false
+
   /** Hot path: one map lookup after the first request of a (method, status) pair. */
   countRequest(method: string, status: number): void {
+    // A request that started before its route was removed must not bring the route's series back.
+    if (this.#removed) return
     let idx = STANDARD_METHODS.indexOf(method as (typeof STANDARD_METHODS)[number])
     if (idx < 0) idx = STANDARD_METHODS.length
     const key = idx * 1000 + status
@@ -115,6 +119,7 @@ export class RouteMetrics {
 
   /** The route is gone: remove its label sets so /metrics does not keep series of deleted routes. */
   remove(): void {
+    this.#removed = true
     const m = this.#metrics
     for (const key of this.#requestChildren.keys()) {
       const idx = Math.floor(key / 1000)
@@ -139,10 +144,15 @@ export class UpstreamMetrics {
     this.duration = metrics.upstreamDuration.labels(name)
   }
 
+  // Targets (or the whole upstream) removed by a reload: late responses must not bring their series back.
+  readonly #removedTargets = new Set<string>()
+  #removed = false
+
   /** Hot path. */
   countResponse(target: string, status: number): void {
     let byStatus = this.#children.get(target)
     if (byStatus === undefined) {
+      if (this.#removed || this.#removedTargets.has(target)) return
       byStatus = new Map()
       this.#children.set(target, byStatus)
     }
@@ -155,10 +165,12 @@ export class UpstreamMetrics {
   }
 
   setTargetUp(target: string, up: boolean): void {
+    this.#removedTargets.delete(target)
     this.#metrics.targetUp.labels(this.name, target).set(up ? 1 : 0)
   }
 
   removeTarget(target: string): void {
+    this.#removedTargets.add(target)
     const byStatus = this.#children.get(target)
     if (byStatus !== undefined) {
       for (const status of byStatus.keys()) this.#metrics.upstreamRequests.remove(this.name, target, String(status))
@@ -168,6 +180,7 @@ export class UpstreamMetrics {
   }
 
   remove(targets: readonly string[]): void {
+    this.#removed = true
     for (const t of targets) this.removeTarget(t)
     this.#metrics.upstreamDuration.remove(this.name)
   }

@@ -334,6 +334,10 @@ describe('hot reload: what a reload keeps', () => {
     const r = await inflight
     expect(r.status).toBe(200)
     expect(r.body).toBe('slow done')
+    // Its completion must not bring the removed route's or upstream's series back into /metrics.
+    const metrics = (await httpRequest(w.adminUrl + '/metrics')).body
+    expect(metrics).not.toMatch(/route="slow"/)
+    expect(metrics).not.toMatch(/upstream="slow"/)
   })
 
   it('keeps counters across reloads and drops the label sets of removed routes and upstreams', async () => {
