@@ -29,13 +29,24 @@ export class HashKey {
   }
 }
 
+/**
+ * The first `name=value` of the query string, raw (not percent-decoded); `name` alone gives ''. Hot path:
+ * scans the URL in place and allocates only the returned value.
+ */
 function queryValue(url: string, name: string): string | null {
-  const q = url.indexOf('?')
-  if (q < 0) return null
-  for (const pair of url.slice(q + 1).split('&')) {
-    const eq = pair.indexOf('=')
-    const key = eq < 0 ? pair : pair.slice(0, eq)
-    if (key === name) return eq < 0 ? '' : pair.slice(eq + 1)
+  let i = url.indexOf('?')
+  if (i < 0) return null
+  const n = name.length
+  while (i < url.length) {
+    const start = i + 1 // first character of this pair
+    let end = url.indexOf('&', start)
+    if (end < 0) end = url.length
+    if (url.startsWith(name, start)) {
+      const after = start + n
+      if (after === end) return ''
+      if (url.charCodeAt(after) === 0x3d) return url.slice(after + 1, end) // '='
+    }
+    i = end
   }
   return null
 }
