@@ -197,6 +197,45 @@ describe('methods and bodies', () => {
   })
 })
 
+describe('client going away', () => {
+  it('a client that disconnects mid-response stops the upstream transfer', async () => {
+    const total = 100 * 1024 * 1024
+    let written = 0
+    let upstreamClosed: () => void = () => undefined
+    const closed = new Promise<void>((r) => { upstreamClosed = r })
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-length': String(total) })
+      const chunk = Buffer.alloc(64 * 1024)
+      const pump = (): void => {
+        while (written < total) {
+          written += chunk.length
+          if (!res.write(chunk)) return void res.once('drain', pump)
+        }
+        res.end()
+      }
+      res.on('close', () => upstreamClosed())
+      pump()
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    onTestFinished(async () => {
+      server.closeAllConnections()
+      await new Promise<void>((r) => server.close(() => r()))
+    })
+    const gw = await startGateway(route(`http://127.0.0.1:${(server.address() as AddressInfo).port}`))
+    const socket = net.connect(gw.port, '127.0.0.1')
+    let received = 0
+    socket.on('data', (d: Buffer) => {
+      received += d.length
+      if (received > 1024 * 1024) socket.destroy()
+    })
+    socket.write('GET /api/big HTTP/1.1\r\nHost: a\r\n\r\n')
+    await closed
+    expect(written).toBeLessThan(total / 2)
+    const status = (await gw.admin('/status')).json() as { inflight: number }
+    expect(status.inflight).toBe(0)
+  })
+})
+
 describe('hostHeader', () => {
   it.each([
     ['pass', (_port: number) => 'shop.example.com:8443'],
