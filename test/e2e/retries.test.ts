@@ -55,6 +55,27 @@ async function closedUrl(): Promise<string> {
 }
 
 describe('retries', () => {
+  it('retry: {} takes the defaults (2 attempts on connect-failure, reset, 502, 503, 504)', async () => {
+    const ups = await Promise.all([502, 504, 200].map((st) => startTimed(st)))
+    const gw = await startGateway(gatewayYaml(ups.map((u) => u.url), '{}'))
+    const r = await gw.get('/api/x')
+    expect(r.status).toBe(200)
+    expect(ups.map((u) => u.hits)).toEqual([1, 1, 1])
+  })
+
+  it('without a retry section nothing is retried (as Envoy: retries are opt-in)', async () => {
+    const failing = await startTimed(503)
+    const good = await startTimed(200)
+    const gw = await startGateway(`
+upstreams:
+  api: { targets: [{ url: ${failing.url} }, { url: ${good.url} }] }
+routes:
+  - { id: api, match: { path: /api/* }, upstream: api }
+`)
+    expect((await gw.get('/api/x')).status).toBe(503)
+    expect(good.hits).toBe(0)
+  })
+
   it('retries a GET on another target after a connect failure', async () => {
     const dead = await closedUrl()
     const good = await startTimed(200)
