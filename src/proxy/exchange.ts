@@ -340,3 +340,16 @@ async function* countingBody(ex: Exchange): AsyncGenerator<Buffer> {
     yield chunk
   }
 }
+
+/**
+ * Node gave up on a request whose response is `res` (requestTimeout while the body arrives): abort the
+ * upstream attempt and answer `refusal` with Connection: close. False when there is nothing left to answer.
+ */
+export function refuseInProgress(res: ServerResponse, refusal: Refusal): boolean {
+  const ex = (res as WithExchange)[kExchange]
+  if (ex === undefined || ex.finished || ex.headersSent || res.headersSent) return false
+  const controller = ex.controller
+  ex.refuse(refusal, true) // first: once finished, the abort's onResponseError answers nothing more
+  if (controller !== null) controller.abort(CLIENT_GONE)
+  return true
+}

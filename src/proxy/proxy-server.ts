@@ -4,10 +4,10 @@
 // the admin listener, where its plugins earn their place.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import net, { type Socket } from 'node:net'
-import { BAD_REQUEST, EXPECTATION_FAILED, PAYLOAD_TOO_LARGE, REQUEST_TIMEOUT } from '../errors.js'
+import { BAD_REQUEST, EXPECTATION_FAILED, REQUEST_TIMEOUT } from '../errors.js'
 import { parseDurationMs } from '../config/units.js'
 import type { Config } from '../config/schema.js'
-import { Exchange } from './exchange.js'
+import { Exchange, refuseInProgress } from './exchange.js'
 import { newRequestId } from './headers.js'
 import type { ProxyState } from './proxy-state.js'
 import { rawRefusal, sendRefusal } from './refusal.js'
@@ -49,7 +49,14 @@ export function createProxyServer(state: ProxyState, limits: Config['limits']): 
     sendRefusal(res, EXPECTATION_FAILED, newRequestId(), true)
   })
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (!socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+    const inProgress = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+    if (inProgress) {
+      // requestTimeout while the body is still arriving: the request already has an Exchange. It aborts the
+      // upstream attempt and answers 408 itself when no response has started; otherwise the socket goes.
+      if (!(err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && refuseInProgress(inProgress, REQUEST_TIMEOUT))) socket.destroy()
+      return
+    }
+    if (!socket.writable) {
       socket.destroy()
       return
     }
@@ -62,7 +69,6 @@ export function createProxyServer(state: ProxyState, limits: Config['limits']): 
     } else {
       socket.end(rawRefusal(refusal, newRequestId()))
     }
-    void PAYLOAD_TOO_LARGE
   })
   // Every open connection, so that endAll() can close those a response left idle after draining began.
   const sockets = new Set<Socket>()
