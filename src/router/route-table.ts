@@ -2,7 +2,7 @@
 // A rebuild reuses what did not change: CompiledUpstreams whose settings are equal (their pools, targets
 // and undici connection pools), Target objects of unchanged URLs inside changed upstreams, and the metric
 // children of every route id that stays. What goes away is released by commit(), after the swap.
-import { Pool } from 'undici'
+import { Pool } from '../upstream/undici-pool.js'
 import type { Config, Route, Upstream } from '../config/schema.js'
 import { parseDurationMs, parseSizeBytes } from '../config/units.js'
 import type { PathPolicy } from '../proxy/canonical-path.js'
