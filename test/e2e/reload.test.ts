@@ -15,7 +15,7 @@ import { revisionOf } from '../../src/config/file-source.js'
 import { Gateway, type ReloadEvent } from '../../src/main.js'
 import { Metrics } from '../../src/telemetry/metrics.js'
 import { httpRequest, spawnGateway, type GatewayProcess } from '../helpers/gateway.js'
-import { startUpstream, type Upstream } from '../helpers/upstream.js'
+import { startHoldingUpstream, startUpstream, type Upstream } from '../helpers/upstream.js'
 
 const HEADER = 'listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n'
 
@@ -138,28 +138,6 @@ async function metricsOf(adminUrl: string): Promise<Sample[]> {
   const r = await httpRequest(adminUrl + '/metrics')
   expect(r.status).toBe(200)
   return samples(r.body)
-}
-
-/** An upstream that holds every request until release() and tells when one arrived. */
-async function startHoldingUpstream(): Promise<Upstream & { arrived: Promise<void>; release(): void }> {
-  let arrive!: () => void
-  const arrived = new Promise<void>((r) => { arrive = r })
-  const held: ServerResponse[] = []
-  let released = false
-  const up = await startUpstream({
-    handler: (_req: IncomingMessage, res: ServerResponse) => {
-      if (released) return void res.end('slow done')
-      held.push(res)
-      arrive()
-    },
-  })
-  return Object.assign(up, {
-    arrived,
-    release() {
-      released = true
-      for (const res of held.splice(0)) res.end('slow done')
-    },
-  })
 }
 
 describe('hot reload: the file watcher', () => {

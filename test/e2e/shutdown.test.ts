@@ -2,33 +2,11 @@
 // to 503, traffic is served for shutdown.delay, then the listener closes, idle keep-alive connections close
 // at once, busy ones after their response (Connection: close), and the process exits 0 when the last
 // request in flight is done or shutdown.timeout passed. A second signal exits at once.
-import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import http from 'node:http'
 import net from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { httpRequest, spawnGateway, type GatewayProcess } from '../helpers/gateway.js'
-import { startUpstream, type Upstream } from '../helpers/upstream.js'
-
-/** An upstream that holds every request until release() and tells when one arrived. */
-async function startHoldingUpstream(body: string | Buffer = 'slow done'): Promise<Upstream & { arrived: Promise<void>; release(): void }> {
-  let arrive!: () => void
-  const arrived = new Promise<void>((r) => { arrive = r })
-  const held: ServerResponse[] = []
-  let released = false
-  const up = await startUpstream({
-    handler: (_req: IncomingMessage, res: ServerResponse) => {
-      if (released) return void res.end(body)
-      held.push(res)
-      arrive()
-    },
-  })
-  return Object.assign(up, {
-    arrived,
-    release() {
-      released = true
-      for (const res of held.splice(0)) res.end(body)
-    },
-  })
-}
+import { startHoldingUpstream, startUpstream, type Upstream } from '../helpers/upstream.js'
 
 function config(fast: Upstream, slow: Upstream, shutdown = ''): string {
   return `${shutdown === '' ? '' : `shutdown: ${shutdown}\n`}upstreams:

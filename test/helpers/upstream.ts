@@ -91,3 +91,30 @@ export async function freePort(): Promise<number> {
   await new Promise<void>((r) => s.close(() => r()))
   return port
 }
+
+export interface HoldingUpstream extends Upstream {
+  readonly arrived: Promise<void>
+  release(): void
+}
+
+/** An upstream that holds every request until release() and tells when one arrived. */
+export async function startHoldingUpstream(body: string | Buffer = 'slow done'): Promise<HoldingUpstream> {
+  let arrive!: () => void
+  const arrived = new Promise<void>((r) => { arrive = r })
+  const held: ServerResponse[] = []
+  let released = false
+  const up = await startUpstream({
+    handler: (_req: IncomingMessage, res: ServerResponse) => {
+      if (released) return void res.end(body)
+      held.push(res)
+      arrive()
+    },
+  })
+  return Object.assign(up, {
+    arrived,
+    release() {
+      released = true
+      for (const res of held.splice(0)) res.end(body)
+    },
+  })
+}
