@@ -1,0 +1,120 @@
+// The last good etcd config on local disk (SPEC §3 `snapshotFile`), so a gateway can start while etcd is
+// down. Written atomically after each applied change: a temp file in the same directory, fsynced, renamed
+// over the old one, so a crash leaves the old snapshot or the new one, never half of one.
+import { mkdirSync, readFileSync } from 'node:fs'
+import { mkdir, open, rename, rm } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import type { EtcdEntry } from './etcd-items.js'
+
+export interface EtcdSnapshot {
+  readonly version: 1
+  readonly prefix: string
+  readonly revision: number
+  readonly writtenAt: string
+  readonly items: readonly EtcdEntry[]
+}
+
+export type SnapshotRead =
+  | { readonly kind: 'missing' }
+  | { readonly kind: 'loaded'; readonly snapshot: EtcdSnapshot }
+  | { readonly kind: 'unusable'; readonly reason: string }
+
+/** Reads a snapshot written for `prefix`; a file for another prefix or a broken one is unusable. */
+export function readEtcdSnapshot(path: string, prefix: string): SnapshotRead {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' }
+    return { kind: 'unusable', reason: `cannot read ${path}: ${(err as Error).message}` }
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (err) {
+    return { kind: 'unusable', reason: `${path} is not valid JSON: ${(err as Error).message}` }
+  }
+  if (!isSnapshot(value)) return { kind: 'unusable', reason: `${path} is not a Tollgate etcd snapshot (version 1)` }
+  if (value.prefix !== prefix) return { kind: 'unusable', reason: `${path} holds prefix ${value.prefix}, not ${prefix}` }
+  return { kind: 'loaded', snapshot: value }
+}
+
+function isSnapshot(v: unknown): v is EtcdSnapshot {
+  if (typeof v !== 'object' || v === null) return false
+  const s = v as Record<string, unknown>
+  return s['version'] === 1 && typeof s['prefix'] === 'string' && typeof s['revision'] === 'number' && Array.isArray(s['items']) &&
+    s['items'].every((i: unknown) => typeof i === 'object' && i !== null && typeof (i as EtcdEntry).key === 'string' &&
+      typeof (i as EtcdEntry).value === 'string' && typeof (i as EtcdEntry).modRevision === 'number')
+}
+
+/**
+ * Writes snapshots one at a time; a snapshot asked for while one is being written replaces any other
+ * waiting one, so a burst of changes costs at most two writes.
+ */
+export class SnapshotWriter {
+  readonly path: string
+  writtenAt: Date | null = null
+  lastError: string | null = null
+  #pending: EtcdSnapshot | null = null
+  #running: Promise<void> | null = null
+  #seq = 0
+
+  constructor(path: string) {
+    this.path = path
+  }
+
+  /** Checks early that the directory can be made (the error shows in /status, not at every write). */
+  prepare(): void {
+    try {
+      mkdirSync(dirname(this.path), { recursive: true })
+    } catch (err) {
+      this.lastError = `cannot create ${dirname(this.path)}: ${(err as Error).message}`
+    }
+  }
+
+  write(snapshot: EtcdSnapshot): void {
+    this.#pending = snapshot
+    this.#running ??= this.#drain()
+  }
+
+  /** Resolves when nothing is waiting to be written. */
+  async flush(): Promise<void> {
+    while (this.#running !== null) await this.#running
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while (this.#pending !== null) {
+        const snapshot = this.#pending
+        this.#pending = null
+        try {
+          await this.#writeAtomically(JSON.stringify(snapshot, null, 1) + '\n')
+          this.writtenAt = new Date()
+          this.lastError = null
+        } catch (err) {
+          this.lastError = `cannot write ${this.path}: ${(err as Error).message}`
+        }
+      }
+    } finally {
+      this.#running = null
+    }
+  }
+
+  async #writeAtomically(text: string): Promise<void> {
+    await mkdir(dirname(this.path), { recursive: true })
+    const tmp = `${this.path}.${process.pid}.${++this.#seq}.tmp`
+    try {
+      const handle = await open(tmp, 'w', 0o600)
+      try {
+        await handle.writeFile(text)
+        await handle.sync()
+      } finally {
+        await handle.close()
+      }
+      await rename(tmp, this.path)
+    } catch (err) {
+      await rm(tmp, { force: true })
+      throw err
+    }
+  }
+}

@@ -1,0 +1,480 @@
+// etcd as a live config source (SPEC §3): read the prefix, watch it, and hand the merged config to the
+// caller whenever what is in force changes. Robustness is the point of this file (PITFALLS A6):
+//
+//   connecting ──full read ok──> watching ──watch canceled (compaction) / watchdog──> connecting
+//       ^  └─fails: back-off (jittered, capped), etcd_up 0, one warning per 10 s        │
+//       └───────────────────────────────────────────────────────────────────────────────┘
+//
+// - Full read: the whole prefix, paginated, every page at the first page's revision R; then watch from
+//   R + 1. Keys missing from a full read are deletions.
+// - Our own revision only moves with events of our prefix and with progress notifications, never on a
+//   timeout or a reconnect (apache/apisix#13067). It is pinned into the etcd3 watcher on every change,
+//   because etcd3 moves it to the header revision of a watch's `created` answer, which would skip the
+//   events still to come if the stream broke right then.
+// - etcd3 reconnects a broken watch stream itself (from the pinned revision), then we re-read everything
+//   and apply what changed. A watch etcd cancels (it fell behind a compaction) is dropped by etcd3 with an
+//   `error` event, an uncaught exception without a listener (PITFALLS §0.9): we re-read and re-watch.
+// - Watchdog: every watchdogMs a cheap read of the prefix (count + newest mod revision) with a short
+//   deadline. No answer (etcd frozen, network black hole) or a watch that fails to deliver what the read
+//   shows, twice in a row: drop the client and start over from a full read.
+// - Handlers run inside try/catch: etcd3 rethrows listener errors as uncaught exceptions.
+import { EventEmitter } from 'node:events'
+import { resolve } from 'node:path'
+import type { Etcd3, IOptions, IWatchResponse, Watcher } from 'etcd3'
+import type { ConfigIssue } from '../errors.js'
+import { describeEtcdError, etcdClientOptions, loadEtcd3, readPrefix, type Etcd3Module } from './etcd-client.js'
+import { EtcdItems, etcdWhere, keyPrefix, type EtcdEntry, type EtcdRejection, type Registration } from './etcd-items.js'
+import { readEtcdSnapshot, SnapshotWriter } from './etcd-snapshot.js'
+import type { Config } from './schema.js'
+
+export type EtcdSettings = NonNullable<Config['etcd']>
+
+/** The part of a pino logger this file uses. */
+export interface EtcdSourceLog {
+  info(obj: object, msg: string): void
+  warn(obj: object, msg: string): void
+  error(obj: object, msg: string): void
+}
+
+export interface EtcdSourceOptions {
+  readonly settings: EtcdSettings
+  /** The file's config, validated: the base the etcd items merge into. */
+  readonly file: Config
+  readonly log: EtcdSourceLog
+  /** Period of the watchdog read. Default 5 s. */
+  readonly watchdogMs?: number
+  /** Deadline of the watchdog read. Default 3 s. */
+  readonly probeTimeoutMs?: number
+  /** Keys per page of a full read. Default 256. */
+  readonly pageSize?: number
+  /** Reconnect back-off: full jitter, exponential from base to cap. Defaults 250 ms, 3 s. */
+  readonly retryBaseMs?: number
+  readonly retryCapMs?: number
+  /** At most one warning about etcd being unreachable per this period. Default 10 s. */
+  readonly warnEveryMs?: number
+  /** Deadline of other unary calls. Default 5 s. */
+  readonly callTimeoutMs?: number
+}
+
+/** What happened to the config in force; emitted whenever it changed or an etcd item was rejected. */
+export interface EtcdUpdate {
+  readonly config: Config
+  /** The merged config differs from the one before this update. */
+  readonly changed: boolean
+  /** etcd revision this config reflects. */
+  readonly revision: number
+  readonly cause: 'read' | 'watch' | 'file'
+  readonly newRejections: readonly EtcdRejection[]
+  readonly warnings: readonly ConfigIssue[]
+}
+
+export interface EtcdStatus {
+  readonly endpoints: readonly string[]
+  readonly prefix: string
+  readonly up: boolean
+  /** The first full read is done (until then /readyz is 503). */
+  readonly ready: boolean
+  readonly startedFrom: 'snapshot' | 'file'
+  readonly revision: number
+  readonly appliedAt: string | null
+  readonly lastError: string | null
+  readonly lastErrorAt: string | null
+  readonly resyncs: number
+  readonly lastResync: { readonly at: string; readonly reason: string } | null
+  readonly snapshot: { readonly path: string; readonly writtenAt: string | null; readonly error: string | null }
+  readonly rejected: readonly EtcdRejection[]
+  readonly registrations: readonly Registration[]
+}
+
+export class EtcdConfigSource {
+  readonly events = new EventEmitter<{ update: [EtcdUpdate]; up: [boolean]; ready: [] }>()
+  readonly settings: EtcdSettings
+  readonly #etcd3: Etcd3Module
+  readonly #clientOptions: IOptions
+  readonly #log: EtcdSourceLog
+  readonly #items: EtcdItems
+  readonly #prefix: string
+  readonly #snapshot: SnapshotWriter
+  readonly #startedFrom: 'snapshot' | 'file'
+  readonly #watchdogMs: number
+  readonly #probeTimeoutMs: number
+  readonly #pageSize: number
+  readonly #retryBaseMs: number
+  readonly #retryCapMs: number
+  readonly #warnEveryMs: number
+  #file: Config
+  #config: Config
+  #configJson: string
+  #inForceJson: string
+  #appliedAt: Date | null = null
+  #up = false
+  #ready = false
+  #closed = false
+  #loop: Promise<void> | null = null
+  #wake: (() => void) | null = null
+  #endWatch: ((reason: string) => void) | null = null
+  #client: Etcd3 | null = null
+  #pendingMerge: NodeJS.Immediate | null = null
+  #lastError: string | null = null
+  #lastErrorAt: Date | null = null
+  #lastWarnMs = -Infinity
+  #suppressedWarnings = 0
+  #resyncs = 0
+  #lastResync: { at: Date; reason: string } | null = null
+
+  private constructor(etcd3: Etcd3Module, options: EtcdSourceOptions) {
+    this.#etcd3 = etcd3
+    this.settings = options.settings
+    this.#log = options.log
+    this.#file = options.file
+    this.#prefix = keyPrefix(options.settings.prefix)
+    this.#items = new EtcdItems(options.settings.prefix)
+    this.#watchdogMs = options.watchdogMs ?? 5_000
+    this.#probeTimeoutMs = options.probeTimeoutMs ?? 3_000
+    this.#pageSize = options.pageSize ?? 256
+    this.#retryBaseMs = options.retryBaseMs ?? 250
+    this.#retryCapMs = options.retryCapMs ?? 3_000
+    this.#warnEveryMs = options.warnEveryMs ?? 10_000
+    this.#clientOptions = etcdClientOptions(options.settings, { callTimeoutMs: options.callTimeoutMs ?? 5_000 })
+    this.#snapshot = new SnapshotWriter(resolve(options.settings.snapshotFile))
+    this.#snapshot.prepare()
+    const read = readEtcdSnapshot(this.#snapshot.path, options.settings.prefix)
+    if (read.kind === 'loaded') {
+      this.#items.loadSnapshot(read.snapshot.items, read.snapshot.revision)
+      this.#startedFrom = 'snapshot'
+      this.#log.info({ snapshot: this.#snapshot.path, revision: read.snapshot.revision, writtenAt: read.snapshot.writtenAt, items: read.snapshot.items.length },
+        'etcd: starting from the snapshot until etcd answers')
+    } else {
+      if (read.kind === 'unusable') this.#log.warn({ snapshot: this.#snapshot.path }, `etcd: snapshot not used: ${read.reason}`)
+      this.#startedFrom = 'file'
+    }
+    const merged = this.#items.merge(this.#file)
+    this.#config = merged.config
+    this.#configJson = JSON.stringify(merged.config)
+    this.#inForceJson = JSON.stringify(this.#items.inForce())
+  }
+
+  /** Loads etcd3 and the snapshot; does not connect yet (start() does). Throws on unreadable TLS files. */
+  static async open(options: EtcdSourceOptions): Promise<EtcdConfigSource> {
+    const etcd3 = await loadEtcd3()
+    return new EtcdConfigSource(etcd3, options)
+  }
+
+  /** The merged config in force. */
+  get config(): Config {
+    return this.#config
+  }
+
+  get isReady(): boolean {
+    return this.#ready
+  }
+
+  get isUp(): boolean {
+    return this.#up
+  }
+
+  get revision(): number {
+    return this.#items.revision
+  }
+
+  get rejections(): readonly EtcdRejection[] {
+    return this.#items.rejections
+  }
+
+  /** Connects, reads, watches; keeps at it until close(). */
+  start(): void {
+    this.#loop ??= this.#run()
+  }
+
+  /** The file was reloaded: merge the etcd items into its config. */
+  setFile(file: Config): EtcdUpdate {
+    this.#file = file
+    return this.#merge('file')
+  }
+
+  status(): EtcdStatus {
+    return {
+      endpoints: this.settings.endpoints,
+      prefix: this.settings.prefix,
+      up: this.#up,
+      ready: this.#ready,
+      startedFrom: this.#startedFrom,
+      revision: this.#items.revision,
+      appliedAt: this.#appliedAt?.toISOString() ?? null,
+      lastError: this.#lastError,
+      lastErrorAt: this.#lastErrorAt?.toISOString() ?? null,
+      resyncs: this.#resyncs,
+      lastResync: this.#lastResync === null ? null : { at: this.#lastResync.at.toISOString(), reason: this.#lastResync.reason },
+      snapshot: { path: this.#snapshot.path, writtenAt: this.#snapshot.writtenAt?.toISOString() ?? null, error: this.#snapshot.lastError },
+      rejected: this.#items.rejections,
+      registrations: this.#items.registrations(this.#config),
+    }
+  }
+
+  /** Stops watching. Does not wait for an unreachable etcd (SPEC §9: shutdown works with etcd down). */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    if (this.#pendingMerge !== null) clearImmediate(this.#pendingMerge)
+    this.#endWatch?.('closing')
+    this.#wake?.()
+    if (this.#client !== null) closeClient(this.#client)
+    if (this.#loop !== null) {
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([this.#loop, new Promise((r) => { timer = setTimeout(r, 1_000) })])
+      clearTimeout(timer)
+    }
+    await this.#snapshot.flush()
+  }
+
+  // ---- the loop -----------------------------------------------------------------------------------------
+
+  async #run(): Promise<void> {
+    let failures = 0
+    while (!this.#closed) {
+      const client = new this.#etcd3.Etcd3(this.#clientOptions)
+      this.#client = client
+      let watchedMs = 0
+      try {
+        await this.#fullRead(client)
+        failures = 0
+        this.#setUp(true)
+        if (!this.#ready) {
+          this.#ready = true
+          this.#log.info({ revision: this.#items.revision, routes: this.#config.routes.length }, 'etcd: first full read done')
+          this.events.emit('ready')
+        }
+        const startedMs = Date.now()
+        const reason = await this.#watch(client)
+        watchedMs = Date.now() - startedMs
+        if (!this.#closed) {
+          this.#resyncs++
+          this.#lastResync = { at: new Date(), reason }
+          this.#log.warn({ revision: this.#items.revision }, `etcd: ${reason}; reading the prefix again`)
+        }
+      } catch (err) {
+        if (!this.#closed) {
+          failures++
+          this.#failed(err)
+        }
+      } finally {
+        this.#client = null
+        closeClient(client)
+      }
+      if (this.#closed) break
+      // A watch that ends at once every time (etcd cancels it over and over) backs off like a failure.
+      if (watchedMs > 0 && watchedMs < 1_000) failures++
+      await this.#sleep(this.#backoffMs(failures))
+    }
+    this.#setUp(false)
+  }
+
+  #backoffMs(failures: number): number {
+    const ceiling = Math.min(this.#retryCapMs, this.#retryBaseMs * 2 ** Math.max(0, failures - 1))
+    return failures === 0 ? Math.random() * this.#retryBaseMs : ceiling / 2 + Math.random() * (ceiling / 2)
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((done) => {
+      const timer = setTimeout(() => {
+        this.#wake = null
+        done()
+      }, ms)
+      this.#wake = () => {
+        clearTimeout(timer)
+        this.#wake = null
+        done()
+      }
+    })
+  }
+
+  /** Reads the whole prefix at one revision and applies it. Returns false when the read was stale. */
+  async #fullRead(client: Etcd3): Promise<boolean> {
+    const { revision, entries } = await readPrefix(client, this.#prefix, this.#pageSize)
+    if (this.#closed) return false
+    // The watch got further than this read while it ran: what the read knows is in force already.
+    if (revision < this.#items.revision) return false
+    this.#items.replaceAll(entries, revision)
+    this.#merge('read')
+    return true
+  }
+
+  /** Watches from our revision + 1 until the watch has to be replaced; resolves with the reason. */
+  #watch(client: Etcd3): Promise<string> {
+    return new Promise<string>((done) => {
+      let ended = false
+      let disconnected = false
+      let verifying = false
+      let probing = false
+      let dataSinceProbe = false
+      let behindStrikes = 0
+      const watcher: Watcher = client.watch().prefix(this.#prefix).startRevision(String(this.#items.revision + 1)).watcher()
+      const pin = (): void => {
+        watcher.request.start_revision = String(this.#items.revision + 1)
+      }
+      const onData = (res: IWatchResponse): void => {
+        try {
+          dataSinceProbe = true
+          this.#onWatchData(res)
+          pin()
+        } catch (err) {
+          this.#log.error({ err }, 'etcd: failed to apply a watch event')
+        }
+      }
+      const onConnected = (): void => {
+        try {
+          pin()
+          if (!disconnected) return
+          disconnected = false
+          this.#setUp(true)
+          this.#log.info({ revision: this.#items.revision }, 'etcd: watch reconnected; reading the prefix again')
+          if (verifying) return
+          verifying = true
+          this.#fullRead(client).catch(() => undefined).finally(() => { verifying = false })
+        } catch (err) {
+          this.#log.error({ err }, 'etcd: failed to handle a watch reconnect')
+        }
+      }
+      const onDisconnected = (err: Error): void => {
+        try {
+          pin()
+          disconnected = true
+          this.#failed(err)
+        } catch (e) {
+          this.#log.error({ err: e }, 'etcd: failed to handle a watch disconnect')
+        }
+      }
+      // etcd canceled the watch (typically: its revision was compacted); etcd3 has dropped it.
+      const onError = (err: Error): void => {
+        end(`the watch was canceled by etcd (${describeEtcdError(err)}), after a compaction or an etcd error`)
+      }
+      const end = (reason: string): void => {
+        if (ended) return
+        ended = true
+        clearInterval(watchdog)
+        this.#endWatch = null
+        watcher.off('data', onData).off('connected', onConnected).off('disconnected', onDisconnected).off('error', onError)
+        // etcd3 may still report on this watcher; an `error` without a listener would be uncaught.
+        watcher.on('error', () => undefined)
+        // etcd3 keeps a canceled watcher until its stream answers: never wait on a stream that may be dead.
+        watcher.cancel().catch(() => undefined)
+        done(reason)
+      }
+      this.#endWatch = end
+      watcher.on('data', onData).on('connected', onConnected).on('disconnected', onDisconnected).on('error', onError)
+      const watchdog = setInterval(() => {
+        if (probing || ended) return
+        probing = true
+        this.#probe(client).then((seen) => {
+          if (ended) return
+          const behind = seen.newestModRevision > this.#items.revision || seen.count !== this.#items.keyCount
+          behindStrikes = behind && !dataSinceProbe ? behindStrikes + 1 : 0
+          dataSinceProbe = false
+          if (behindStrikes >= 2) end(`the watch made no progress: etcd shows ${seen.count} keys up to revision ${seen.newestModRevision}, the watch delivered up to revision ${this.#items.revision}`)
+        }, (err: unknown) => {
+          if (ended) return
+          this.#failed(err)
+          end(`etcd did not answer the watchdog read (${describeEtcdError(err)})`)
+        }).finally(() => { probing = false })
+      }, this.#watchdogMs)
+      watchdog.unref()
+      if (this.#closed) end('closing')
+    })
+  }
+
+  async #probe(client: Etcd3): Promise<{ count: number; newestModRevision: number }> {
+    const res = await client.getAll().prefix(this.#prefix).sort('Mod', 'Descend').limit(1)
+      .options({ deadline: Date.now() + this.#probeTimeoutMs }).exec()
+    return { count: Number(res.count), newestModRevision: Number(res.kvs[0]?.mod_revision ?? 0) }
+  }
+
+  #onWatchData(res: IWatchResponse): void {
+    if (res.events.length === 0) {
+      // A progress notification: every event up to header.revision has been sent.
+      if (!res.created && !res.canceled) {
+        const revision = Number(res.header.revision)
+        if (revision > this.#items.revision) this.#items.revision = revision
+      }
+      return
+    }
+    const entries: EtcdEntry[] = []
+    for (const ev of res.events) {
+      const modRevision = Number(ev.kv.mod_revision)
+      // Already known from a full read that ran at a later revision.
+      if (modRevision <= this.#items.revision) continue
+      entries.push({ key: ev.kv.key.toString(), value: ev.type === 'Delete' ? null : ev.kv.value.toString(), modRevision })
+    }
+    if (entries.length === 0) return
+    this.#items.apply(entries)
+    // Responses that arrive together are merged once.
+    this.#pendingMerge ??= setImmediate(() => {
+      this.#pendingMerge = null
+      try {
+        this.#merge('watch')
+      } catch (err) {
+        this.#log.error({ err }, 'etcd: failed to merge the etcd items; the previous config stays in force')
+      }
+    })
+  }
+
+  #merge(cause: EtcdUpdate['cause']): EtcdUpdate {
+    if (this.#pendingMerge !== null && cause !== 'watch') {
+      clearImmediate(this.#pendingMerge)
+      this.#pendingMerge = null
+    }
+    const result = this.#items.merge(this.#file)
+    const json = JSON.stringify(result.config)
+    const changed = json !== this.#configJson
+    if (changed) {
+      this.#config = result.config
+      this.#configJson = json
+      this.#appliedAt = new Date()
+    }
+    const inForce = this.#items.inForce()
+    const inForceJson = JSON.stringify(inForce)
+    if (inForceJson !== this.#inForceJson) {
+      this.#inForceJson = inForceJson
+      this.#snapshot.write({ version: 1, prefix: this.settings.prefix, revision: this.#items.revision, writtenAt: new Date().toISOString(), items: inForce })
+    }
+    for (const r of result.newRejections) {
+      this.#log.error({ key: r.key, revision: r.revision, reason: r.reason },
+        `${etcdWhere(r.key, r.revision)}: ${r.reason}; ${r.keptRevision === null ? 'nothing from this key is in force' : `keeping the previous version (rev ${r.keptRevision})`}`)
+    }
+    const update: EtcdUpdate = { config: this.#config, changed, revision: this.#items.revision, cause, newRejections: result.newRejections, warnings: result.warnings }
+    // setFile's caller applies the result itself.
+    if (cause !== 'file' && (changed || result.newRejections.length > 0)) this.events.emit('update', update)
+    return update
+  }
+
+  #setUp(up: boolean): void {
+    if (up === this.#up) return
+    this.#up = up
+    if (up && this.#lastError !== null) this.#log.info({ revision: this.#items.revision }, 'etcd: connection restored')
+    this.events.emit('up', up)
+  }
+
+  /** etcd is unreachable or refused: etcd_up 0, one warning per warnEveryMs at most. */
+  #failed(err: unknown): void {
+    this.#setUp(false)
+    this.#lastError = describeEtcdError(err)
+    this.#lastErrorAt = new Date()
+    const now = Date.now()
+    if (now - this.#lastWarnMs < this.#warnEveryMs) {
+      this.#suppressedWarnings++
+      return
+    }
+    this.#lastWarnMs = now
+    const suppressed = this.#suppressedWarnings
+    this.#suppressedWarnings = 0
+    this.#log.warn({ endpoints: this.settings.endpoints, suppressed, revision: this.#items.revision },
+      `etcd: ${this.#lastError}; serving the last good config and retrying`)
+  }
+}
+
+function closeClient(client: Etcd3): void {
+  try {
+    client.close()
+  } catch {
+    // already closed
+  }
+}
