@@ -247,26 +247,29 @@ export function buildUpstreamHeaders(raw: readonly string[], facts: RequestHeade
   return out
 }
 
-/** Upstream response headers (undici's lower-cased object) -> the flat list written to the client. */
-export function buildResponseHeaders(headers: Readonly<Record<string, string | string[] | undefined>>, requestId: string, close: boolean): string[] {
+/**
+ * Upstream response headers (undici's raw [name, value, ...] buffers) -> the flat list written to the
+ * client. Names and values are read as latin1, which is how Node writes them back: bytes pass unchanged.
+ */
+export function buildResponseHeaders(raw: readonly Buffer[], requestId: string, close: boolean): string[] {
   const out: string[] = []
   let listed: string[] | null = null
-  const conn = headers['connection']
-  if (conn !== undefined) {
-    for (const v of Array.isArray(conn) ? conn : [conn]) {
-      for (const token of v.split(',')) {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1')
+    const lower = name.toLowerCase()
+    if (lower === 'connection') {
+      for (const token of raw[i + 1]!.toString('latin1').split(',')) {
         const t = token.trim().toLowerCase()
         if (t !== '') (listed ??= []).push(t)
       }
+      continue
     }
+    if (isHopByHop(lower) || lower === 'upgrade' || lower === 'x-request-id') continue
+    out.push(lower, raw[i + 1]!.toString('latin1'))
   }
-  for (const name in headers) {
-    if (isHopByHop(name) || name === 'upgrade' || name === 'x-request-id') continue
-    if (listed !== null && listed.includes(name)) continue
-    const value = headers[name]
-    if (value === undefined) continue
-    if (typeof value === 'string') out.push(name, value)
-    else for (const v of value) out.push(name, v)
+  if (listed !== null) {
+    // Rare: drop the headers the upstream's Connection lists (RFC 9110 §7.6.1).
+    for (let i = out.length - 2; i >= 0; i -= 2) if (listed.includes(out[i]!)) out.splice(i, 2)
   }
   out.push('x-request-id', requestId)
   if (close) out.push('connection', 'close')
