@@ -3,15 +3,21 @@
 // primary and its text sent to every worker, so all workers run the same revision. A worker that dies is
 // replaced (with the primary's current config). SIGTERM on the primary drains every worker (SPEC §9).
 //
+// With an `etcd:` section the primary also runs the etcd source (one etcd connection per instance, and
+// etcd3's ~28 MB only in the primary) and sends the merged config with the text; workers never talk to etcd.
+//
 // Messages (IPC). A worker's first message is `hello`, sent once its listener exists: messages that reach
 // a process before it listens are lost, so the primary never sends before it.
 //   worker -> primary: hello | ready {revision} | applied {revision, result} | metrics {id, metrics}
-//   primary -> worker: config {text} | reload {text} | shutdown | metrics {id}
+//   primary -> worker: config {text, config?} | reload {text, config?} | apply {config, revision} (etcd)
+//                      | shutdown | metrics {id}
 import cluster, { type Worker } from 'node:cluster'
 import { AggregatorRegistry } from 'prom-client'
 import type { AdminServer } from './admin/admin-server.js'
 import { parseAddress, startAdminServer } from './admin/admin-server.js'
+import { EtcdConfigSource } from './config/etcd-source.js'
 import { FileConfigSource } from './config/file-source.js'
+import type { Config } from './config/schema.js'
 import { parseDurationMs } from './config/units.js'
 import { watchConfigFile } from './config/watch.js'
 import { formatIssue } from './errors.js'
@@ -21,8 +27,10 @@ import type { Logger } from './telemetry/log.js'
 import { Metrics } from './telemetry/metrics.js'
 
 type ToWorker =
-  | { readonly type: 'tollgate:config'; readonly text: string }
-  | { readonly type: 'tollgate:reload'; readonly text: string }
+  // `config`: the merged file + etcd config, when the primary runs an etcd source.
+  | { readonly type: 'tollgate:config'; readonly text: string; readonly config?: Config }
+  | { readonly type: 'tollgate:reload'; readonly text: string; readonly config?: Config }
+  | { readonly type: 'tollgate:apply'; readonly config: Config; readonly revision: string }
   | { readonly type: 'tollgate:shutdown' }
   | { readonly type: 'tollgate:metrics'; readonly id: number }
 type ToPrimary =
@@ -56,7 +64,8 @@ export async function runPrimary(configPath: string, env: NodeJS.ProcessEnv, cou
   for (const n of loaded.notEnforced) log.warn({ notEnforced: true }, n)
   const metrics = new Metrics({ defaultMetrics: false, data: false, control: true })
   const statusMetrics = new Metrics({ defaultMetrics: false, data: false, control: false })
-  let table: RouteTable = buildRouteTable(loaded.config, null, statusMetrics).table
+  const etcd = loaded.config.etcd === undefined ? null : await EtcdConfigSource.open({ settings: loaded.config.etcd, file: loaded.config, log })
+  let table: RouteTable = buildRouteTable(etcd?.config ?? loaded.config, null, statusMetrics).table
   metrics.configReloads.labels('file', 'applied').inc()
   metrics.lastReloadSuccess.labels('file').set(Date.now() / 1000)
   const workers = new Map<Worker, WorkerState>()
@@ -72,7 +81,7 @@ export async function runPrimary(configPath: string, env: NodeJS.ProcessEnv, cou
       case 'tollgate:hello':
         if (shuttingDown) return void send(state.worker, { type: 'tollgate:shutdown' })
         state.configured = true
-        send(state.worker, { type: 'tollgate:config', text: source.text })
+        send(state.worker, etcd === null ? { type: 'tollgate:config', text: source.text } : { type: 'tollgate:config', text: source.text, config: etcd.config })
         return
       case 'tollgate:ready': {
         state.ready = true
@@ -130,6 +139,7 @@ export async function runPrimary(configPath: string, env: NodeJS.ProcessEnv, cou
   const admin: AdminServer = await startAdminServer(parseAddress(loaded.config.admin), {
     notReadyReason: () => {
       if (shuttingDown) return 'draining'
+      if (etcd !== null && !etcd.isReady) return `waiting for the first full read of etcd (${etcd.status().lastError ?? 'connecting'})`
       const ready = [...workers.values()].filter((w) => w.ready).length
       // Ready once every worker started; after that a crashed worker being replaced does not take the
       // instance out of rotation while the others serve.
@@ -137,7 +147,7 @@ export async function runPrimary(configPath: string, env: NodeJS.ProcessEnv, cou
       return ready === 0 ? 'no worker is ready' : null
     },
     status: () => ({
-      ...(statusOf(source, table) as object),
+      ...(statusOf(source, table, undefined, etcd) as object),
       workers: {
         configured: count,
         ready: [...workers.values()].filter((w) => w.ready).length,
@@ -165,16 +175,43 @@ export async function runPrimary(configPath: string, env: NodeJS.ProcessEnv, cou
       for (const issue of outcome.issues) log.error(formatIssue(issue))
       return
     }
-    const built = buildRouteTable(outcome.result.config, table, statusMetrics)
+    const merged = etcd?.setFile(outcome.result.config) ?? null
+    if (merged !== null) metrics.configReloads.labels('etcd', 'rejected').inc(merged.newRejections.length)
+    const built = buildRouteTable(merged?.config ?? outcome.result.config, table, statusMetrics)
     table = built.table
     built.commit()
     source.markApplied(outcome.text, outcome.result)
     metrics.configReloads.labels('file', 'applied').inc()
     metrics.lastReloadSuccess.labels('file').set(Date.now() / 1000)
     // Workers that have not said hello yet get this text as their config when they do.
-    for (const state of workers.values()) if (state.configured) send(state.worker, { type: 'tollgate:reload', text: outcome.text })
+    const message: ToWorker = merged === null ? { type: 'tollgate:reload', text: outcome.text } : { type: 'tollgate:reload', text: outcome.text, config: merged.config }
+    for (const state of workers.values()) if (state.configured) send(state.worker, message)
     log.info({ revision: outcome.revision }, 'config reloaded; sent to every worker')
   })
+
+  if (etcd !== null) {
+    metrics.etcdUp.set(0)
+    etcd.events.on('up', (up) => metrics.etcdUp.set(up ? 1 : 0))
+    etcd.events.on('update', (update) => {
+      metrics.configReloads.labels('etcd', 'rejected').inc(update.newRejections.length)
+      if (!update.changed || shuttingDown) return
+      try {
+        const built = buildRouteTable(update.config, table, statusMetrics)
+        table = built.table
+        built.commit()
+      } catch (err) {
+        metrics.configReloads.labels('etcd', 'rejected').inc()
+        log.error({ err, revision: update.revision }, 'config from etcd failed to build; the previous config stays in force')
+        return
+      }
+      metrics.configReloads.labels('etcd', 'applied').inc()
+      metrics.lastReloadSuccess.labels('etcd').set(Date.now() / 1000)
+      const message: ToWorker = { type: 'tollgate:apply', config: update.config, revision: String(update.revision) }
+      for (const state of workers.values()) if (state.configured) send(state.worker, message)
+      log.info({ source: 'etcd', revision: update.revision, routes: table.routes.size }, 'config reloaded; sent to every worker')
+    })
+    etcd.start()
+  }
 
   return new Promise<number>((resolve) => {
     let signalled = false
@@ -187,6 +224,7 @@ export async function runPrimary(configPath: string, env: NodeJS.ProcessEnv, cou
       shuttingDown = true
       log.info({ signal }, 'shutting down workers')
       void watcher.close()
+      void etcd?.close()
       const all = [...workers.values()].map((w) => w.worker)
       const limitMs = parseDurationMs(table.config.shutdown.delay) + parseDurationMs(table.config.shutdown.timeout) + 5000
       const exited = Promise.all(all.map((w) => new Promise<void>((r) => {
@@ -226,11 +264,16 @@ export async function runWorker(configPath: string, env: NodeJS.ProcessEnv, log:
   let starting = false
   let stopping = false
   let pendingText: string | null = null // a reload that arrived while the gateway was starting
+  let pendingConfig: Config | null = null // the newest merged config that arrived then (etcd)
   let resolveExit!: (code: number) => void
   const exit = new Promise<number>((r) => { resolveExit = r })
 
-  const apply = (g: Gateway, text: string): void => {
-    const result = g.reload(text)
+  const apply = (g: Gateway, text: string, config: Config | undefined): void => {
+    const result = g.reload(text, config)
+    toPrimary({ type: 'tollgate:applied', revision: g.source.revision, result })
+  }
+  const applyMerged = (g: Gateway, config: Config, revision: string): void => {
+    const result = g.applyConfig(config, 'etcd', revision)
     toPrimary({ type: 'tollgate:applied', revision: g.source.revision, result })
   }
   const stop = (): void => {
@@ -239,11 +282,14 @@ export async function runWorker(configPath: string, env: NodeJS.ProcessEnv, log:
     if (gateway === null) return resolveExit(0) // nothing served yet: nothing to drain
     gateway.shutdown().then(() => resolveExit(0), () => resolveExit(1))
   }
-  const start = async (text: string): Promise<void> => {
+  const start = async (text: string, config: Config | undefined): Promise<void> => {
     starting = true
     let g: Gateway
     try {
-      g = await Gateway.start({ configPath, env, log, serveAdmin: false, watchFile: false, metrics, initialText: text })
+      g = await Gateway.start({
+        configPath, env, log, serveAdmin: false, watchFile: false, metrics, initialText: text,
+        etcd: 'external', ...(config === undefined ? {} : { initialConfig: config }),
+      })
     } catch (err) {
       log.error({ err }, 'worker failed to start')
       return resolveExit(1)
@@ -254,21 +300,31 @@ export async function runWorker(configPath: string, env: NodeJS.ProcessEnv, log:
       return stop()
     }
     toPrimary({ type: 'tollgate:ready', revision: g.source.revision })
-    if (pendingText !== null) {
-      apply(g, pendingText)
-      pendingText = null
-    }
+    if (pendingText !== null) apply(g, pendingText, pendingConfig ?? undefined)
+    else if (pendingConfig !== null) applyMerged(g, pendingConfig, 'pending')
+    pendingText = null
+    pendingConfig = null
   }
 
   process.on('message', (m: unknown) => {
     switch (messageType(m)) {
-      case 'tollgate:config':
-        if (!starting) void start((m as ToWorker & { type: 'tollgate:config' }).text)
+      case 'tollgate:config': {
+        const message = m as ToWorker & { type: 'tollgate:config' }
+        if (!starting) void start(message.text, message.config)
         return
+      }
       case 'tollgate:reload': {
-        const text = (m as ToWorker & { type: 'tollgate:reload' }).text
-        if (gateway === null) pendingText = text
-        else apply(gateway, text)
+        const { text, config } = m as ToWorker & { type: 'tollgate:reload' }
+        if (gateway === null) {
+          pendingText = text
+          if (config !== undefined) pendingConfig = config
+        } else apply(gateway, text, config)
+        return
+      }
+      case 'tollgate:apply': {
+        const { config, revision } = m as ToWorker & { type: 'tollgate:apply' }
+        if (gateway === null) pendingConfig = config
+        else applyMerged(gateway, config, revision)
         return
       }
       case 'tollgate:shutdown':

@@ -156,7 +156,6 @@ export function listNotEnforced(config: Config): string[] {
   for (const [name, upstream] of Object.entries(config.upstreams)) {
     if (upstream.healthCheck !== undefined) out.push(`${formatPath(['upstreams', name, 'healthCheck'])}: health checks are not enforced yet`)
   }
-  if (config.etcd !== undefined) out.push('etcd: etcd is not used as a config source yet')
   if (config.redis !== undefined) out.push('redis: the Redis store for cluster-scope limits is not used yet')
   if (config.tracing.exporter !== 'none') out.push(`tracing.exporter (${config.tracing.exporter}): trace export is not enforced yet`)
   return out

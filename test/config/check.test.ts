@@ -187,7 +187,6 @@ describe('notEnforced', () => {
       'routes[0].tracing (route "users"): per-route trace sampling is not enforced yet',
       'routes[0].websocket (route "users"): WebSocket upgrades are not supported yet',
       'upstreams.users.healthCheck: health checks are not enforced yet',
-      'etcd: etcd is not used as a config source yet',
       'redis: the Redis store for cluster-scope limits is not used yet',
       'tracing.exporter (otlp): trace export is not enforced yet',
     ])

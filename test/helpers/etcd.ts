@@ -2,12 +2,15 @@
 // temporary data directory, stopped by its PID. Also a 3-member cluster, and a TCP proxy that can cut
 // the gateway off from etcd without touching etcd.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import net, { type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
 import { onTestFinished } from 'vitest'
+import { Gateway, type EtcdApplyEvent, type GatewayOptions } from '../../src/main.js'
+import { Metrics } from '../../src/telemetry/metrics.js'
+import { httpRequest, type Response } from './gateway.js'
 import { freePort } from './upstream.js'
 
 export interface EtcdMember {
@@ -333,4 +336,66 @@ export function nextEvent<T extends unknown[]>(emitter: { on(event: string, f: (
     }
     emitter.on(event, listener)
   })
+}
+
+export interface EtcdTestGateway {
+  readonly gateway: Gateway
+  readonly url: string
+  readonly adminUrl: string
+  readonly configPath: string
+  readonly dir: string
+  readonly log: CapturedLog
+  get(path: string, headers?: Record<string, string>): Promise<Response>
+  admin(path: string): Promise<Response>
+  /** Resolves after the gateway dealt with a change from etcd that `match` accepts. */
+  nextEtcd(match?: (e: EtcdApplyEvent) => boolean): Promise<EtcdApplyEvent>
+  /** Value of one sample of /metrics (labels must match exactly), or undefined. */
+  metric(name: string, labels?: Record<string, string>): Promise<number | undefined>
+  close(): Promise<void>
+}
+
+/**
+ * The gateway in-process on 127.0.0.1:0 with routes.yaml text that has an `etcd:` section. Waits for the
+ * first full etcd read unless `ready: false`. The snapshot goes to the temp dir unless the yaml names one.
+ */
+export async function startEtcdGateway(yaml: string, options: { ready?: boolean; etcdTuning?: GatewayOptions['etcdTuning'] } = {}): Promise<EtcdTestGateway> {
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-etcd-gw-'))
+  const configPath = join(dir, 'routes.yaml')
+  writeFileSync(configPath, `listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n${yaml.replaceAll('$DIR', dir)}`)
+  const log = captureLog()
+  const gateway = await Gateway.start({
+    configPath, env: {}, log: log.logger, watchFile: false, metrics: new Metrics({ defaultMetrics: false }),
+    etcdTuning: { retryCapMs: 500, ...options.etcdTuning },
+  })
+  let closed = false
+  const close = async (): Promise<void> => {
+    if (closed) return
+    closed = true
+    await gateway.shutdown()
+    rmSync(dir, { recursive: true, force: true })
+  }
+  onTestFinished(close)
+  if (options.ready !== false && gateway.etcd !== null && !gateway.etcd.isReady) await nextEvent(gateway.etcd.events, 'ready')
+  const url = `http://127.0.0.1:${gateway.proxyAddress.port}`
+  const adminUrl = `http://127.0.0.1:${gateway.adminAddress!.port}`
+  return {
+    gateway, url, adminUrl, configPath, dir, log, close,
+    get: (path, headers) => httpRequest(url + path, headers === undefined ? {} : { headers }),
+    admin: (path) => httpRequest(adminUrl + path),
+    async nextEtcd(match = (e) => e.applied) {
+      const [event] = await nextEvent<[EtcdApplyEvent]>(gateway.events, 'etcd', match)
+      return event
+    },
+    async metric(name, labels = {}) {
+      const text = (await httpRequest(`${adminUrl}/metrics`)).body
+      const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).sort().join(',')
+      for (const line of text.split('\n')) {
+        const m = /^([a-zA-Z_:][\w:]*)(?:\{([^}]*)\})? (\S+)$/.exec(line)
+        if (m === null || m[1] !== name) continue
+        const have = (m[2] ?? '').split(',').filter((s) => s !== '').sort().join(',')
+        if (have === wanted) return Number(m[3])
+      }
+      return undefined
+    },
+  }
 }
