@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // tollgate [run] [--config F] [--listen A] [--admin A] [--workers N|auto]
 // tollgate validate [F]     tollgate schema
+// tollgate etcd put F [--prune] [--dry-run] | etcd get     tollgate register --upstream U --url URL
 import cluster from 'node:cluster'
 import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
@@ -14,7 +15,10 @@ const USAGE = `usage:
   tollgate [--config routes.yaml] [--listen host:port] [--admin host:port] [--workers N|auto]
   tollgate validate [routes.yaml]
   tollgate schema
-  tollgate etcd put F [--prune] [--dry-run] | tollgate etcd get | tollgate register ...  (not available yet)`
+  tollgate etcd put F [--prune] [--dry-run]
+  tollgate etcd get
+  tollgate register --upstream U --url URL [--ttl 10s] [--id ID] [--weight N]
+  (etcd commands: --endpoints, --prefix, --config; see tollgate etcd help)`
 
 async function main(argv: string[]): Promise<number> {
   const command = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : 'run'
@@ -31,9 +35,18 @@ async function main(argv: string[]): Promise<number> {
       return 0
     case 'run':
       return run(rest)
-    case 'etcd': case 'register':
-      process.stderr.write(`tollgate ${command}: etcd support is not available in this version yet.\n`)
-      return 2
+    // Loaded on demand: the gateway itself never needs them (nor etcd3, unless the config has etcd:).
+    case 'etcd': {
+      const { runEtcdCommand } = await import('./etcd/etcd-command.js')
+      const code = await runEtcdCommand(rest, commandIo())
+      // `etcd get` may print a lot into a pipe: let it drain before the exit below.
+      await new Promise<void>((resolve) => process.stdout.write('', () => resolve()))
+      return code
+    }
+    case 'register': {
+      const { runRegister } = await import('./etcd/register-command.js')
+      return runRegister(rest, commandIo())
+    }
     case 'help': case '--help': case '-h':
       process.stdout.write(USAGE + '\n')
       return 0
@@ -41,6 +54,10 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`tollgate: unknown command ${JSON.stringify(command)}\n${USAGE}\n`)
       return 2
   }
+}
+
+function commandIo(): { stdout(text: string): void; stderr(text: string): void; env: NodeJS.ProcessEnv } {
+  return { stdout: (t) => { process.stdout.write(t) }, stderr: (t) => { process.stderr.write(t) }, env: process.env }
 }
 
 async function run(args: string[]): Promise<number> {

@@ -1,12 +1,13 @@
 // Real etcd for the tests: Debian's `etcd` binary (package etcd-server) on random loopback ports with a
 // temporary data directory, stopped by its PID. Also a 3-member cluster, and a TCP proxy that can cut
 // the gateway off from etcd without touching etcd.
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import net, { type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
+import { Agent, request as undiciRequest } from 'undici'
 import { onTestFinished } from 'vitest'
 import { Gateway, type EtcdApplyEvent, type GatewayOptions } from '../../src/main.js'
 import { Metrics } from '../../src/telemetry/metrics.js'
@@ -61,16 +62,24 @@ export function etcdctl(endpoints: readonly string[], args: readonly string[], e
   })
 }
 
+/** PEM files for an etcd that serves TLS and asks clients for a certificate. */
+export interface EtcdTlsFiles {
+  readonly ca: string
+  readonly cert: string
+  readonly key: string
+}
+
 interface MemberSpec {
   readonly name: string
   readonly clientPort: number
   readonly peerPort: number
   readonly dataDir: string
   readonly initialCluster: string
+  readonly tls?: EtcdTlsFiles
 }
 
 function memberArgs(m: MemberSpec): string[] {
-  const client = `http://127.0.0.1:${m.clientPort}`
+  const client = `${m.tls === undefined ? 'http' : 'https'}://127.0.0.1:${m.clientPort}`
   const peer = `http://127.0.0.1:${m.peerPort}`
   return [
     '--name', m.name, '--data-dir', m.dataDir,
@@ -80,24 +89,29 @@ function memberArgs(m: MemberSpec): string[] {
     // Fast elections for the failover tests; no fsync on a throwaway data directory.
     '--heartbeat-interval', '50', '--election-timeout', '500', '--unsafe-no-fsync',
     '--logger', 'zap', '--log-level', 'error', '--log-outputs', 'stderr',
+    ...(m.tls === undefined ? [] : ['--cert-file', m.tls.cert, '--key-file', m.tls.key, '--trusted-ca-file', m.tls.ca, '--client-cert-auth']),
   ]
 }
 
-async function isHealthy(endpoint: string): Promise<boolean> {
+async function isHealthy(endpoint: string, tls?: EtcdTlsFiles): Promise<boolean> {
+  const dispatcher = tls === undefined ? undefined
+    : new Agent({ connect: { ca: readFileSync(tls.ca), cert: readFileSync(tls.cert), key: readFileSync(tls.key) } })
   try {
-    const r = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) })
-    const body = (await r.json()) as { health?: string }
+    const r = await undiciRequest(`${endpoint}/health`, { signal: AbortSignal.timeout(1000), ...(dispatcher === undefined ? {} : { dispatcher }) })
+    const body = (await r.body.json()) as { health?: string }
     return body.health === 'true'
   } catch {
     return false
+  } finally {
+    await dispatcher?.close()
   }
 }
 
-async function waitHealthy(endpoint: string, isRunning: () => boolean, timeoutMs = 15_000): Promise<void> {
+async function waitHealthy(endpoint: string, isRunning: () => boolean, timeoutMs = 15_000, tls?: EtcdTlsFiles): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
     if (!isRunning()) throw new Error(`etcd at ${endpoint} exited`)
-    if (await isHealthy(endpoint)) return
+    if (await isHealthy(endpoint, tls)) return
     await new Promise((r) => setTimeout(r, 50))
   }
   throw new Error(`etcd at ${endpoint} not healthy within ${timeoutMs} ms`)
@@ -115,7 +129,7 @@ function spawnMember(spec: MemberSpec, extraArgs: readonly string[]): EtcdMember
     exited = new Promise((r) => c.once('exit', () => r()))
   }
   launch()
-  const endpoint = `http://127.0.0.1:${spec.clientPort}`
+  const endpoint = `${spec.tls === undefined ? 'http' : 'https'}://127.0.0.1:${spec.clientPort}`
   const signal = async (sig: NodeJS.Signals): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null) return
     if (sig === 'SIGKILL' || sig === 'SIGTERM') {
@@ -133,7 +147,7 @@ function spawnMember(spec: MemberSpec, extraArgs: readonly string[]): EtcdMember
     async restart() {
       await signal('SIGKILL')
       launch()
-      await waitHealthy(endpoint, () => child.exitCode === null && child.signalCode === null)
+      await waitHealthy(endpoint, () => child.exitCode === null && child.signalCode === null, 15_000, spec.tls)
     },
     pause: () => { process.kill(child.pid!, 'SIGSTOP') },
     resume: () => { process.kill(child.pid!, 'SIGCONT') },
@@ -142,7 +156,7 @@ function spawnMember(spec: MemberSpec, extraArgs: readonly string[]): EtcdMember
 }
 
 /** One etcd. `suite: true`: the caller closes it (afterAll); else it closes when the test finishes. */
-export async function startEtcd(options: { suite?: boolean; args?: readonly string[] } = {}): Promise<EtcdServer> {
+export async function startEtcd(options: { suite?: boolean; args?: readonly string[]; tls?: EtcdTlsFiles } = {}): Promise<EtcdServer> {
   for (let attempt = 0; ; attempt++) {
     const dir = mkdtempSync(join(tmpdir(), 'tollgate-etcd-'))
     const clientPort = await freePort()
@@ -150,9 +164,10 @@ export async function startEtcd(options: { suite?: boolean; args?: readonly stri
     const name = `e${clientPort}`
     const member = spawnMember({
       name, clientPort, peerPort, dataDir: join(dir, 'data'), initialCluster: `${name}=http://127.0.0.1:${peerPort}`,
+      ...(options.tls === undefined ? {} : { tls: options.tls }),
     }, options.args ?? [])
     try {
-      await waitHealthy(member.endpoint, () => member.isRunning)
+      await waitHealthy(member.endpoint, () => member.isRunning, 15_000, options.tls)
     } catch (err) {
       await member.kill()
       rmSync(dir, { recursive: true, force: true })
@@ -398,4 +413,23 @@ export async function startEtcdGateway(yaml: string, options: { ready?: boolean;
       return undefined
     },
   }
+}
+
+/**
+ * A CA, an etcd server certificate for 127.0.0.1 and a client certificate, made with openssl in `dir`.
+ * Returns the server's files (tls) and the client's (client).
+ */
+export function makeEtcdCertificates(dir: string): { server: EtcdTlsFiles; client: EtcdTlsFiles } {
+  const run = (args: string[]): void => {
+    execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' })
+  }
+  writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n')
+  writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n')
+  run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca-key.pem', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=tollgate-test-ca'])
+  for (const name of ['server', 'client']) {
+    run(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}-key.pem`, '-out', `${name}.csr`, '-subj', `/CN=${name === 'server' ? '127.0.0.1' : 'tollgate'}`])
+    run(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca-key.pem', '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`])
+  }
+  const files = (name: string): EtcdTlsFiles => ({ ca: join(dir, 'ca.pem'), cert: join(dir, `${name}.pem`), key: join(dir, `${name}-key.pem`) })
+  return { server: files('server'), client: files('client') }
 }
