@@ -85,7 +85,7 @@ function memberArgs(m: MemberSpec): string[] {
     '--name', m.name, '--data-dir', m.dataDir,
     '--listen-client-urls', client, '--advertise-client-urls', client,
     '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
-    '--initial-cluster', m.initialCluster, '--initial-cluster-state', 'new', '--initial-cluster-token', `t-${m.peerPort}`,
+    '--initial-cluster', m.initialCluster, '--initial-cluster-state', 'new', '--initial-cluster-token', `t-${m.initialCluster.length}-${m.initialCluster.slice(-5)}`,
     // Fast elections for the failover tests; no fsync on a throwaway data directory.
     '--heartbeat-interval', '50', '--election-timeout', '500', '--unsafe-no-fsync',
     '--logger', 'zap', '--log-level', 'error', '--log-outputs', 'stderr',
