@@ -1,6 +1,7 @@
 // The gateway with an etcd: section (issue #3 items 1-3, 5; SPEC §3): routes and upstreams from etcd
 // merged with the file, rejected items in logs, metrics and /status, registered instances under leases,
 // readiness, and etcd going away and coming back.
+import { execFile } from 'node:child_process'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -8,7 +9,7 @@ import { join } from 'node:path'
 import type { Etcd3 } from 'etcd3'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { createEtcdClient } from '../../src/config/etcd-client.js'
-import { httpRequest, spawnGateway } from '../helpers/gateway.js'
+import { CLI, httpRequest, spawnGateway } from '../helpers/gateway.js'
 import { nextEvent, startEtcd, startEtcdGateway, startTcpProxy, type EtcdServer } from '../helpers/etcd.js'
 import { startUpstream } from '../helpers/upstream.js'
 
@@ -257,5 +258,31 @@ routes: [{ id: f, match: { path: /f }, upstream: u }]
     expect(status.config.etcd).toMatchObject({ up: true, ready: true })
     expect(status.workers.ready).toBe(2)
     expect((await proc.stop()).code).toBe(0)
+  })
+
+  it('loads etcd3 (about 28 MB of RSS) only when the config has an etcd: section', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-etcd-lazy-'))
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+    const main = join(CLI, '..', 'main.js')
+    const script = `
+      import { createRequire } from 'node:module'
+      const { Gateway } = await import(${JSON.stringify(main)})
+      const g = await Gateway.start({ configPath: process.argv[1], env: { TOLLGATE_LOG_LEVEL: 'silent' }, watchFile: false })
+      const cache = Object.keys(createRequire(import.meta.url).cache)
+      console.log(JSON.stringify({ etcd3: cache.some((k) => k.includes('/node_modules/etcd3/')), grpc: cache.some((k) => k.includes('/@grpc/grpc-js/')) }))
+      await g.shutdown()
+      process.exit(0)`
+    const loaded = (config: string): Promise<{ etcd3: boolean; grpc: boolean }> => {
+      const path = join(dir, `${Math.random()}.yaml`)
+      writeFileSync(path, `listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n${config}`)
+      return new Promise((resolve, reject) => {
+        execFile(process.execPath, ['--input-type=module', '-e', script, path], { timeout: 15_000 }, (err, stdout) => {
+          if (err !== null) reject(err)
+          else resolve(JSON.parse(stdout) as { etcd3: boolean; grpc: boolean })
+        })
+      })
+    }
+    expect(await loaded('routes: []\n')).toEqual({ etcd3: false, grpc: false })
+    expect(await loaded(`etcd: { endpoints: ["${etcd.endpoint}"], prefix: /lazy, snapshotFile: "${dir}/s.json" }\n`)).toEqual({ etcd3: true, grpc: true })
   })
 })
