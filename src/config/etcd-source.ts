@@ -1,30 +1,26 @@
 // etcd as a live config source (SPEC §3): read the prefix, watch it, and hand the merged config to the
-// caller whenever what is in force changes. Robustness is the point of this file (PITFALLS A6):
+// caller whenever what is in force changes. Robustness is the point (PITFALLS A6):
 //
 //   connecting ──full read ok──> watching ──watch canceled (compaction) / watchdog──> connecting
 //       ^  └─fails: back-off (jittered, capped), etcd_up 0, one warning per 10 s        │
 //       └───────────────────────────────────────────────────────────────────────────────┘
 //
 // - Full read: the whole prefix, paginated, every page at the first page's revision R; then watch from
-//   R + 1. Keys missing from a full read are deletions.
-// - Our own revision only moves with events of our prefix and with progress notifications, never on a
-//   timeout or a reconnect (apache/apisix#13067). It is pinned into the etcd3 watcher on every change,
-//   because etcd3 moves it to the header revision of a watch's `created` answer, which would skip the
-//   events still to come if the stream broke right then.
-// - etcd3 reconnects a broken watch stream itself (from the pinned revision), then we re-read everything
-//   and apply what changed. A watch etcd cancels (it fell behind a compaction) is dropped by etcd3 with an
-//   `error` event, an uncaught exception without a listener (PITFALLS §0.9): we re-read and re-watch.
-// - Watchdog: every watchdogMs a cheap read of the prefix (count + newest mod revision) with a short
-//   deadline. No answer (etcd frozen, network black hole) or a watch that fails to deliver what the read
-//   shows, twice in a row: drop the client and start over from a full read.
-// - Handlers run inside try/catch: etcd3 rethrows listener errors as uncaught exceptions.
+//   R + 1 (etcd-watch.ts). Keys missing from a full read are deletions.
+// - Our revision only moves with events of our prefix and with progress notifications, never on a
+//   timeout or a reconnect (apache/apisix#13067); a read that comes back older than it is ignored.
+// - etcd3 reconnects a broken watch stream itself (from our revision); then we read everything again and
+//   apply what changed. A watch that ends (canceled by etcd, or the watchdog) costs the client: a new
+//   one, with new connections, does a full read and watches again.
 import { EventEmitter } from 'node:events'
 import { resolve } from 'node:path'
-import type { Etcd3, IOptions, IWatchResponse, Watcher } from 'etcd3'
+import type { Etcd3, IOptions, IWatchResponse } from 'etcd3'
 import type { ConfigIssue } from '../errors.js'
 import { describeEtcdError, etcdClientOptions, loadEtcd3, readPrefix, type Etcd3Module } from './etcd-client.js'
-import { EtcdItems, etcdWhere, keyPrefix, type EtcdEntry, type EtcdRejection, type Registration } from './etcd-items.js'
+import { EtcdItems, type EtcdEntry, type EtcdRejection, type Registration } from './etcd-items.js'
+import { etcdWhere, keyPrefix } from './etcd-keys.js'
 import { readEtcdSnapshot, SnapshotWriter } from './etcd-snapshot.js'
+import { watchPrefix } from './etcd-watch.js'
 import type { Config } from './schema.js'
 
 export type EtcdSettings = NonNullable<Config['etcd']>
@@ -301,91 +297,24 @@ export class EtcdConfigSource {
 
   /** Watches from our revision + 1 until the watch has to be replaced; resolves with the reason. */
   #watch(client: Etcd3): Promise<string> {
-    return new Promise<string>((done) => {
-      let ended = false
-      let disconnected = false
-      let verifying = false
-      let probing = false
-      let dataSinceProbe = false
-      let behindStrikes = 0
-      const watcher: Watcher = client.watch().prefix(this.#prefix).startRevision(String(this.#items.revision + 1)).watcher()
-      const pin = (): void => {
-        watcher.request.start_revision = String(this.#items.revision + 1)
-      }
-      const onData = (res: IWatchResponse): void => {
-        try {
-          dataSinceProbe = true
-          this.#onWatchData(res)
-          pin()
-        } catch (err) {
-          this.#log.error({ err }, 'etcd: failed to apply a watch event')
-        }
-      }
-      const onConnected = (): void => {
-        try {
-          pin()
-          if (!disconnected) return
-          disconnected = false
-          this.#setUp(true)
-          this.#log.info({ revision: this.#items.revision }, 'etcd: watch reconnected; reading the prefix again')
-          if (verifying) return
-          verifying = true
-          this.#fullRead(client).catch(() => undefined).finally(() => { verifying = false })
-        } catch (err) {
-          this.#log.error({ err }, 'etcd: failed to handle a watch reconnect')
-        }
-      }
-      const onDisconnected = (err: Error): void => {
-        try {
-          pin()
-          disconnected = true
-          this.#failed(err)
-        } catch (e) {
-          this.#log.error({ err: e }, 'etcd: failed to handle a watch disconnect')
-        }
-      }
-      // etcd canceled the watch (typically: its revision was compacted); etcd3 has dropped it.
-      const onError = (err: Error): void => {
-        end(`the watch was canceled by etcd (${describeEtcdError(err)}), after a compaction or an etcd error`)
-      }
-      const end = (reason: string): void => {
-        if (ended) return
-        ended = true
-        clearInterval(watchdog)
-        this.#endWatch = null
-        watcher.off('data', onData).off('connected', onConnected).off('disconnected', onDisconnected).off('error', onError)
-        // etcd3 may still report on this watcher; an `error` without a listener would be uncaught.
-        watcher.on('error', () => undefined)
-        // etcd3 keeps a canceled watcher until its stream answers: never wait on a stream that may be dead.
-        watcher.cancel().catch(() => undefined)
-        done(reason)
-      }
-      this.#endWatch = end
-      watcher.on('data', onData).on('connected', onConnected).on('disconnected', onDisconnected).on('error', onError)
-      const watchdog = setInterval(() => {
-        if (probing || ended) return
-        probing = true
-        this.#probe(client).then((seen) => {
-          if (ended) return
-          const behind = seen.newestModRevision > this.#items.revision || seen.count !== this.#items.keyCount
-          behindStrikes = behind && !dataSinceProbe ? behindStrikes + 1 : 0
-          dataSinceProbe = false
-          if (behindStrikes >= 2) end(`the watch made no progress: etcd shows ${seen.count} keys up to revision ${seen.newestModRevision}, the watch delivered up to revision ${this.#items.revision}`)
-        }, (err: unknown) => {
-          if (ended) return
-          this.#failed(err)
-          end(`etcd did not answer the watchdog read (${describeEtcdError(err)})`)
-        }).finally(() => { probing = false })
-      }, this.#watchdogMs)
-      watchdog.unref()
-      if (this.#closed) end('closing')
+    let verifying = false
+    const watch = watchPrefix(client, this.#prefix, { watchdogMs: this.#watchdogMs, probeTimeoutMs: this.#probeTimeoutMs }, {
+      revision: () => this.#items.revision,
+      keyCount: () => this.#items.keyCount,
+      onResponse: (res) => this.#onWatchData(res),
+      onDisconnected: (err) => this.#failed(err),
+      onReconnected: () => {
+        this.#setUp(true)
+        this.#log.info({ revision: this.#items.revision }, 'etcd: watch reconnected; reading the prefix again')
+        if (verifying) return
+        verifying = true
+        this.#fullRead(client).catch(() => undefined).finally(() => { verifying = false })
+      },
+      onProbeFailed: (err) => this.#failed(err),
     })
-  }
-
-  async #probe(client: Etcd3): Promise<{ count: number; newestModRevision: number }> {
-    const res = await client.getAll().prefix(this.#prefix).sort('Mod', 'Descend').limit(1)
-      .options({ deadline: Date.now() + this.#probeTimeoutMs }).exec()
-    return { count: Number(res.count), newestModRevision: Number(res.kvs[0]?.mod_revision ?? 0) }
+    this.#endWatch = watch.end
+    if (this.#closed) watch.end('closing')
+    return watch.ended.finally(() => { this.#endWatch = null })
   }
 
   #onWatchData(res: IWatchResponse): void {

@@ -8,7 +8,7 @@
 import { parseArgs } from 'node:util'
 import type { Lease } from 'etcd3'
 import { createEtcdClient, describeEtcdError } from '../config/etcd-client.js'
-import { itemKey, parseItem } from '../config/etcd-items.js'
+import { itemKey, parseItem } from '../config/etcd-keys.js'
 import { parseDurationMs } from '../config/units.js'
 import { createLogger } from '../telemetry/log.js'
 import type { CommandIo } from './etcd-command.js'
