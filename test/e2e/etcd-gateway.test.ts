@@ -285,4 +285,26 @@ routes: [{ id: f, match: { path: /f }, upstream: u }]
     expect(await loaded('routes: []\n')).toEqual({ etcd3: false, grpc: false })
     expect(await loaded(`etcd: { endpoints: ["${etcd.endpoint}"], prefix: /lazy, snapshotFile: "${dir}/s.json" }\n`)).toEqual({ etcd3: true, grpc: true })
   })
+
+  it('drains and exits 0 on SIGTERM while etcd is unreachable', async () => {
+    const own = await startEtcd()
+    const snapshots = mkdtempSync(join(tmpdir(), 'tollgate-etcd-exit-'))
+    onTestFinished(() => rmSync(snapshots, { recursive: true, force: true }))
+    const proc = await spawnGateway(`etcd: { endpoints: ["${own.endpoint}"], prefix: /exit, snapshotFile: "${snapshots}/s.json" }\n`)
+    await own.kill()
+    // The gateway noticed (its watch broke) and keeps retrying in the background.
+    await new Promise<void>((resolve) => {
+      const seen = (): boolean => proc.stdout().includes('serving the last good config and retrying')
+      if (seen()) return resolve()
+      const onData = (): void => {
+        if (!seen()) return
+        proc.child.stdout!.off('data', onData)
+        resolve()
+      }
+      proc.child.stdout!.on('data', onData)
+    })
+    const startedMs = Date.now()
+    expect((await proc.stop()).code).toBe(0)
+    expect(Date.now() - startedMs).toBeLessThan(3_000)
+  })
 })

@@ -221,4 +221,19 @@ describe('the etcd source', () => {
     expect(snapshot.items).toHaveLength(40)
     expect(readdirSync(dir)).toEqual(['snapshot.json']) // no temp file left behind
   })
+
+  it('warns at most once per period while etcd stays unreachable, counting the warnings it held back', async () => {
+    const { source, log } = await openSource({ endpoint: 'http://127.0.0.1:9', tuning: { retryBaseMs: 20, retryCapMs: 40, warnEveryMs: 400, callTimeoutMs: 200 } })
+    const startedMs = Date.now()
+    source.start()
+    const isWarning = (l: { level: number; msg: string }): boolean => l.level === 40 && /serving the last good config and retrying/.test(l.msg)
+    await log.next(isWarning)
+    await log.next((l) => isWarning(l) && l !== log.lines.find(isWarning))
+    const warnings = log.lines.filter(isWarning)
+    expect(warnings).toHaveLength(2)
+    expect(Number(warnings[1]!['time']) - Number(warnings[0]!['time'])).toBeGreaterThanOrEqual(400)
+    expect(warnings[1]!['suppressed']).toBeGreaterThan(0) // it kept retrying in between
+    expect(source.status()).toMatchObject({ up: false, ready: false, lastError: 'etcd is unreachable: connection refused by 127.0.0.1:9' })
+    expect(Date.now() - startedMs).toBeLessThan(5_000)
+  })
 })
