@@ -2,9 +2,34 @@
 // `file:line:col`. `${VAR}` / `${VAR:-default}` are substituted here, on the parsed scalars, so positions and
 // YAML quoting stay right: a plain `port: ${P}` is read again as a plain scalar (a number stays a number),
 // a quoted "${P}" stays a string. `$${` writes a literal `${`.
-import { isMap, isScalar, isSeq, isAlias, LineCounter, parseDocument, type CollectionTag, type Document, type Node, type ScalarTag } from 'yaml'
+import { createRequire } from 'node:module'
+import { pathToFileURL } from 'node:url'
+import type { CollectionTag, Document, Node, ScalarTag } from 'yaml'
 import type { ConfigIssue } from '../errors.js'
 import { formatPath, type IssueTarget, type PathSegment } from './validate-value.js'
+
+type YamlModule = typeof import('yaml')
+
+/**
+ * `yaml`'s Node build reads process.env.LOG_TOKENS, a debug switch, for every token it lexes: a getenv()
+ * call each, 500,000 of them for 10,000 routes, about 15% of the parse (more in a large environment). The
+ * package also publishes a platform-neutral ES module build (its `default` export condition), the same code
+ * and version with those reads compiled out: load that one, and the Node build only if it cannot be found.
+ */
+async function loadYaml(): Promise<{ readonly build: 'neutral' | 'node'; readonly yaml: YamlModule }> {
+  try {
+    // `yaml` resolves to <package>/dist/index.js; the neutral build is <package>/browser/dist/index.js.
+    const nodeEntry = pathToFileURL(createRequire(import.meta.url).resolve('yaml'))
+    return { build: 'neutral', yaml: (await import(new URL('../browser/dist/index.js', nodeEntry).href)) as YamlModule }
+  } catch {
+    return { build: 'node', yaml: await import('yaml') }
+  }
+}
+
+const loaded = await loadYaml()
+const { isMap, isScalar, isSeq, isAlias, LineCounter, parseDocument } = loaded.yaml
+/** Which build of `yaml` parses (for the micro-benchmarks): `neutral` unless it could not be loaded. */
+export const yamlBuild = loaded.build
 
 export interface YamlSource {
   /** The document as plain data (null for an empty file). Meaningless when `issues` holds an error. */
