@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path'
 import { parseBenchArgs, usage, type BenchOptions } from './lib/args.js'
 import { chooseLoadGenerator, type LoadGenerator } from './lib/load.js'
 import { collectVersions, describeMachine } from './lib/machine.js'
+import { microChecks, microTable, runMicro, type MicroRun } from './lib/micro.js'
 import { createPeers, PeerSkipped, type Peer, type RunningPeer } from './lib/peers.js'
 import { choosePinning, freePort, killAllChildren, probe, readRssKib, type Pinning } from './lib/processes.js'
 import { rssTable, scenarioTable, type PeerResult, type ScenarioReport, type Skip } from './lib/report.js'
@@ -166,16 +167,18 @@ async function runScenario(bench: Bench, scenario: Scenario, candidates: readonl
   return report
 }
 
-function printHeader(bench: Bench, versions: Record<string, string | null>): void {
+/** `bench` null: only the micro-benchmarks run (--micro-only). */
+function printHeader(options: BenchOptions, pinning: Pinning, bench: Bench | null, versions: Record<string, string | null>): void {
   const m = describeMachine()
-  const { options } = bench
-  const loadName = bench.load.name === 'wrk' ? `wrk ${versions.wrk ?? ''} -t1 -c${options.connections}` : `${bench.load.name}, ${options.connections} connections`
   say(`# Tollgate bench, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`)
   say()
   say(`- machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}`)
-  say(`- load: ${loadName}; ${options.durationMs / 1000} s per run, ${options.reps} interleaved repetition(s), ${options.warmupMs / 1000} s warm-up per peer; median [min–max]`)
-  say(`- upstream: ${bench.upstream.kind === 'nginx' ? `nginx ${versions.nginx ?? ''} (1 worker)` : 'node:http (bench/upstream-server.ts)'}`)
-  say(`- pinning: ${bench.pinning.note}`)
+  if (bench !== null) {
+    const loadName = bench.load.name === 'wrk' ? `wrk ${versions.wrk ?? ''} -t1 -c${options.connections}` : `${bench.load.name}, ${options.connections} connections`
+    say(`- load: ${loadName}; ${options.durationMs / 1000} s per run, ${options.reps} interleaved repetition(s), ${options.warmupMs / 1000} s warm-up per peer; median [min–max]`)
+    say(`- upstream: ${bench.upstream.kind === 'nginx' ? `nginx ${versions.nginx ?? ''} (1 worker)` : 'node:http (bench/upstream-server.ts)'}`)
+  }
+  say(`- pinning: ${pinning.note}`)
   const load1 = loadavg()[0] ?? 0
   // Other busy processes share the cores with the proxy under test; the figures then mean little.
   if (load1 > 0.5) say(`- warning: load average ${load1.toFixed(2)} before the run: other processes are busy, figures are not reliable`)
@@ -183,7 +186,28 @@ function printHeader(bench: Bench, versions: Record<string, string | null>): voi
   say()
 }
 
-function printChecks(reports: readonly ScenarioReport[]): string[] {
+/** Runs the micro-benchmarks in their own process, on the proxy's core (idle meanwhile), and prints them. */
+async function microSection(options: BenchOptions, pinning: Pinning, tmpDir: string): Promise<MicroRun> {
+  log('micro-benchmarks')
+  const run = await runMicro({ isQuick: options.isQuick, core: pinning.proxyCore, dir: tmpDir })
+  say('## Micro-benchmarks')
+  say()
+  if (run.report === null) say(`micro-benchmarks failed: ${run.error ?? 'no report'}`)
+  else {
+    const r = run.report
+    const where = pinning.proxyCore === null ? 'not pinned' : `pinned to core ${pinning.proxyCore}`
+    say(`Its own process (bench/micro/micro-bench.ts, ${where}), Node ${r.node}, yaml build "${r.yamlBuild}"; ` +
+      `routes.yaml of ${r.routes.large.toLocaleString('en-US')} routes: ${(r.routes.largeFileBytes / 2 ** 20).toFixed(1)} MiB; ` +
+      `load average ${r.loadAverage1m.toFixed(2)} at the end. Per call: median over batches of 10,000 calls; ` +
+      'per run: median over runs, each after a garbage collection. Wall time; CPU time of the process beside it.')
+    say()
+    say(microTable(r))
+  }
+  say()
+  return run
+}
+
+function printChecks(reports: readonly ScenarioReport[], micro: MicroRun | null): string[] {
   const checks: string[] = []
   for (const report of reports) {
     const tollgate = report.results.find((r) => r.peer === 'tollgate')
@@ -201,6 +225,7 @@ function printChecks(reports: readonly ScenarioReport[]): string[] {
     const mib = idle.rssIdleKib / 1024
     checks.push(`tollgate idle RSS ${formatMiB(idle.rssIdleKib)} MiB (target ≤ ${TARGET_IDLE_RSS_MIB} MB): ${mib <= TARGET_IDLE_RSS_MIB ? 'met' : 'NOT met'}`)
   }
+  if (micro?.report != null) checks.push(...microChecks(micro.report))
   if (checks.length > 0) {
     say('## Checks (issue 4)')
     say()
@@ -263,44 +288,53 @@ async function main(): Promise<number> {
   const tmpDir = mkdtempSync(join(tmpdir(), 'tollgate-bench-'))
   const pinning = choosePinning(options.isPinned)
   pinSelf(pinning)
+  const loadAverageAtStart = loadavg()[0] ?? null
   let upstream: Upstream | null = null
   try {
-    upstream = await startUpstream(tmpDir, pinning.loadCore)
-    const bench: Bench = { options, pinning, load: chooseLoadGenerator(tmpDir), upstream, tmpDir }
+    let bench: Bench | null = null
+    if (!options.isMicroOnly) {
+      upstream = await startUpstream(tmpDir, pinning.loadCore)
+      bench = { options, pinning, load: chooseLoadGenerator(tmpDir), upstream, tmpDir }
+    }
     const versions = collectVersions()
-    printHeader(bench, versions)
-    for (const { peer, reason } of chosenPeers.missing) say(`skipped ${peer}: ${reason}`)
-    if (chosenPeers.missing.length > 0) say()
+    printHeader(options, pinning, bench, versions)
     const reports: ScenarioReport[] = []
-    for (const scenario of chosenScenarios) {
-      const report = await runScenario(bench, scenario, chosenPeers.selected)
-      reports.push(report)
-      say(`## ${report.name}: ${report.description}`)
-      say()
-      say(report.skipped === null ? scenarioTable(report) : `skipped ${report.name}: ${report.skipped}`)
-      say()
+    if (bench !== null) {
+      for (const { peer, reason } of chosenPeers.missing) say(`skipped ${peer}: ${reason}`)
+      if (chosenPeers.missing.length > 0) say()
+      for (const scenario of chosenScenarios) {
+        const report = await runScenario(bench, scenario, chosenPeers.selected)
+        reports.push(report)
+        say(`## ${report.name}: ${report.description}`)
+        say()
+        say(report.skipped === null ? scenarioTable(report) : `skipped ${report.name}: ${report.skipped}`)
+        say()
+      }
+      const firstMeasured = reports.find((r) => r.results.some((x) => x.rssIdleKib !== null))
+      if (firstMeasured !== undefined) {
+        say('## Memory')
+        say()
+        say(rssTable(firstMeasured))
+        say()
+      }
     }
-    const firstMeasured = reports.find((r) => r.results.some((x) => x.rssIdleKib !== null))
-    if (firstMeasured !== undefined) {
-      say('## Memory')
-      say()
-      say(rssTable(firstMeasured))
-      say()
-    }
-    const checks = printChecks(reports)
+    const micro = options.hasMicro ? await microSection(options, pinning, tmpDir) : null
+    const checks = printChecks(reports, micro)
     mkdirSync(dirname(options.jsonPath), { recursive: true })
     writeFileSync(options.jsonPath, `${JSON.stringify({
       date: new Date().toISOString(),
       machine: describeMachine(),
       versions,
       settings: {
-        loadGenerator: bench.load.name, connections: options.connections, durationMs: options.durationMs,
-        warmupMs: options.warmupMs, reps: options.reps, upstream: upstream.kind, pinning: pinning.note,
-        loadAverageAtStart: loadavg()[0] ?? null,
+        loadGenerator: bench?.load.name ?? null, connections: options.connections, durationMs: options.durationMs,
+        warmupMs: options.warmupMs, reps: options.reps, upstream: upstream?.kind ?? null, pinning: pinning.note,
+        loadAverageAtStart,
       },
-      peers: peers.map((p) => ({ name: p.name, description: p.description })),
-      skippedPeers: chosenPeers.missing,
+      peers: bench === null ? [] : peers.map((p) => ({ name: p.name, description: p.description })),
+      skippedPeers: bench === null ? [] : chosenPeers.missing,
       scenarios: reports,
+      micro: micro?.report ?? null,
+      microError: micro?.error ?? null,
       checks,
     }, null, 2)}\n`)
     say(`JSON: ${options.jsonPath}`)

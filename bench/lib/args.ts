@@ -16,12 +16,17 @@ export interface BenchOptions {
   readonly jsonPath: string
   readonly isPinned: boolean
   readonly tollgateCli: string
+  /** Run the micro-benchmarks (bench/micro/) after the load scenarios. */
+  readonly hasMicro: boolean
+  /** Only the micro-benchmarks: no upstream, no peers. */
+  readonly isMicroOnly: boolean
   readonly isHelp: boolean
 }
 
 export const usage = `Usage: npm run bench -- [flags]
 
-  --quick                 smoke run: scenario small, 1 repetition of 1 s, no warm-up
+  --quick                 smoke run: scenario small, 1 repetition of 1 s, no warm-up, micro-benchmarks
+                          with fewer runs
   --duration 10s          measured time per run (wrk takes whole seconds)
   --warmup 2s             unmeasured load before the first repetition of each peer (0 to skip)
   --reps 3                repetitions, interleaved across peers
@@ -32,6 +37,8 @@ export const usage = `Usage: npm run bench -- [flags]
   --json out.json         where the JSON report goes (default bench/results/last.json)
   --no-pin                do not pin processes to cores with taskset
   --tollgate-cli path     the gateway to run as peer tollgate (default dist/src/cli.js)
+  --no-micro              skip the micro-benchmarks (route lookup, canonicalization, config load and build)
+  --micro-only            run only the micro-benchmarks
   --help                  this text
 `
 
@@ -59,10 +66,13 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       json: { type: 'string', default: defaultJsonPath },
       'no-pin': { type: 'boolean', default: false },
       'tollgate-cli': { type: 'string', default: tollgateCli },
+      'no-micro': { type: 'boolean', default: false },
+      'micro-only': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   })
   const isQuick = values.quick === true
+  if (values['no-micro'] === true && values['micro-only'] === true) throw new Error('--no-micro and --micro-only exclude each other')
   return {
     isQuick,
     durationMs: parseDurationMs(values.duration ?? (isQuick ? '1s' : '10s')),
@@ -74,6 +84,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     jsonPath: values.json,
     isPinned: values['no-pin'] !== true,
     tollgateCli: values['tollgate-cli'],
+    hasMicro: values['no-micro'] !== true,
+    isMicroOnly: values['micro-only'] === true,
     isHelp: values.help === true,
   }
 }

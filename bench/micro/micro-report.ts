@@ -1,0 +1,56 @@
+// What the micro-benchmark process (micro-bench.ts) reports to the harness: the `micro` part of the JSON.
+
+/** Per call, over batches of calls: wall time (hrtime) and this process's CPU time, which stays meaningful on a busy host. */
+export interface NsPerCall {
+  readonly key: string
+  readonly label: string
+  /** Median over batches. */
+  readonly wallNs: number
+  readonly minWallNs: number
+  readonly maxWallNs: number
+  readonly cpuNs: number
+  readonly batches: number
+}
+
+/** One operation of milliseconds, repeated. */
+export interface MsPerRun {
+  readonly key: string
+  readonly label: string
+  /** Median over runs. */
+  readonly wallMs: number
+  readonly minWallMs: number
+  readonly maxWallMs: number
+  /** The first run in the process: code not yet optimised, as on a gateway's first reloads. */
+  readonly firstWallMs: number
+  readonly cpuMs: number
+  readonly runs: number
+}
+
+export interface MicroReport {
+  readonly node: string
+  readonly isQuick: boolean
+  /** Which build of the `yaml` package parsed (src/config/yaml-source.ts). */
+  readonly yamlBuild: string
+  readonly loadAverage1m: number
+  /** The large table's routes.yaml (micro-routes.ts). */
+  readonly routes: { readonly small: number; readonly large: number; readonly largeFileBytes: number }
+  /** Router.match and canonicalizeTarget. */
+  readonly calls: readonly NsPerCall[]
+  /** buildRouteTable, loadConfigText and its YAML part, for the large table. */
+  readonly runs: readonly MsPerRun[]
+  /** Median of loadConfigText + median of buildRouteTable, for the large table: a reload off the request path. */
+  readonly loadPlusBuildMs: number
+}
+
+export const CALL_KEYS = {
+  lookupSmall: 'lookup1k',
+  lookupLarge: 'lookup10k',
+  canonicalizeTypical: 'canonicalizeTypical',
+} as const
+
+export const RUN_KEYS = {
+  build: 'build10k',
+  rebuild: 'rebuild10k',
+  load: 'load10k',
+  parse: 'parse10k',
+} as const
