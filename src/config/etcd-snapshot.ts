@@ -55,21 +55,29 @@ export class SnapshotWriter {
   readonly path: string
   writtenAt: Date | null = null
   lastError: string | null = null
+  readonly #onError: (message: string) => void
   #pending: EtcdSnapshot | null = null
   #running: Promise<void> | null = null
   #seq = 0
 
-  constructor(path: string) {
+  /** `onError` hears each new problem once (not every failed write). */
+  constructor(path: string, onError: (message: string) => void = () => undefined) {
     this.path = path
+    this.#onError = onError
   }
 
-  /** Checks early that the directory can be made (the error shows in /status, not at every write). */
+  /** Checks early that the directory can be made. */
   prepare(): void {
     try {
       mkdirSync(dirname(this.path), { recursive: true })
     } catch (err) {
-      this.lastError = `cannot create ${dirname(this.path)}: ${(err as Error).message}`
+      this.#fail(`cannot create ${dirname(this.path)}: ${(err as Error).message}`)
     }
+  }
+
+  #fail(message: string): void {
+    if (message !== this.lastError) this.#onError(message)
+    this.lastError = message
   }
 
   write(snapshot: EtcdSnapshot): void {
@@ -92,7 +100,7 @@ export class SnapshotWriter {
           this.writtenAt = new Date()
           this.lastError = null
         } catch (err) {
-          this.lastError = `cannot write ${this.path}: ${(err as Error).message}`
+          this.#fail((err as Error).message)
         }
       }
     } finally {
@@ -101,7 +109,11 @@ export class SnapshotWriter {
   }
 
   async #writeAtomically(text: string): Promise<void> {
-    await mkdir(dirname(this.path), { recursive: true })
+    try {
+      await mkdir(dirname(this.path), { recursive: true })
+    } catch (err) {
+      throw new Error(`cannot create ${dirname(this.path)}: ${(err as Error).message}`, { cause: err })
+    }
     const tmp = `${this.path}.${process.pid}.${++this.#seq}.tmp`
     try {
       const handle = await open(tmp, 'w', 0o600)
@@ -114,7 +126,7 @@ export class SnapshotWriter {
       await rename(tmp, this.path)
     } catch (err) {
       await rm(tmp, { force: true })
-      throw err
+      throw new Error(`cannot write ${this.path}: ${(err as Error).message}`, { cause: err })
     }
   }
 }

@@ -132,7 +132,8 @@ export class EtcdConfigSource {
     this.#retryCapMs = options.retryCapMs ?? 3_000
     this.#warnEveryMs = options.warnEveryMs ?? 10_000
     this.#clientOptions = etcdClientOptions(options.settings, { callTimeoutMs: options.callTimeoutMs ?? 5_000 })
-    this.#snapshot = new SnapshotWriter(resolve(options.settings.snapshotFile))
+    this.#snapshot = new SnapshotWriter(resolve(options.settings.snapshotFile),
+      (message) => this.#log.warn({}, `etcd: snapshotFile: ${message}; starting without etcd will fall back to the file alone`))
     this.#snapshot.prepare()
     const read = readEtcdSnapshot(this.#snapshot.path, options.settings.prefix)
     if (read.kind === 'loaded') {

@@ -236,4 +236,27 @@ describe('the etcd source', () => {
     expect(source.status()).toMatchObject({ up: false, ready: false, lastError: 'etcd is unreachable: connection refused by 127.0.0.1:9' })
     expect(Date.now() - startedMs).toBeLessThan(5_000)
   })
+
+  it('says once that it cannot write the snapshot, shows it in status, and serves on', async () => {
+    const prefix = `/src-${++prefixes}`
+    const file = loadConfigText(`etcd: { endpoints: ["${etcd.endpoint}"], prefix: "${prefix}", snapshotFile: "/dev/null/snapshot.json" }
+upstreams: { base: { targets: [{ url: "http://127.0.0.1:9001" }] } }
+`, 'routes.yaml', {}).config
+    const log = captureLog()
+    const source = await EtcdConfigSource.open({ settings: file.etcd!, file, log: log.logger })
+    onTestFinished(() => source.close())
+    const ready = nextEvent(source.events, 'ready')
+    source.start()
+    await ready
+    for (let i = 0; i < 3; i++) {
+      const changed = nextUpdate(source, (u) => ids(u.config).includes(`n${i}`))
+      await client.put(`${prefix}/routes/n${i}`).value(route(`/n${i}`))
+      await changed
+    }
+    await source.close()
+    const warnings = log.lines.filter((l) => l.msg.startsWith('etcd: snapshotFile: '))
+    expect(warnings.map((w) => w.msg)).toEqual([expect.stringMatching(/^etcd: snapshotFile: cannot create \/dev\/null: /)])
+    expect(source.status().snapshot).toMatchObject({ path: '/dev/null/snapshot.json', writtenAt: null, error: expect.stringMatching(/^cannot create \/dev\/null: /) })
+    expect(ids(source.config)).toEqual(['n0', 'n1', 'n2'])
+  })
 })
