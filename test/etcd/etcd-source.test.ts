@@ -1,7 +1,7 @@
 // The etcd source against a real etcd (issue #3 items 1 and 3, PITFALLS A6): paginated read then watch,
 // recovery from a watch etcd canceled after a compaction, the watchdog on a frozen etcd, start from the
 // snapshot while etcd is down, and atomic snapshot writes.
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, watch } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
@@ -195,6 +195,16 @@ describe('the etcd source', () => {
     const ready = nextEvent(source.events, 'ready')
     source.start()
     await ready
+    // A first snapshot exists before the burst, so the reader has a file to read throughout.
+    const created = new Promise<void>((resolve) => {
+      const watcher = watch(dir, (_event, name) => {
+        if (name !== 'snapshot.json') return
+        watcher.close()
+        resolve()
+      })
+    })
+    await client.put(`${prefix}/routes/first`).value(route('/first'))
+    await created
     let reading = true
     let reads = 0
     let torn = 0
@@ -218,7 +228,7 @@ describe('the etcd source', () => {
     expect(torn).toBe(0)
     expect(reads).toBeGreaterThan(0)
     const snapshot = JSON.parse(readFileSync(join(dir, 'snapshot.json'), 'utf8')) as { items: Array<{ key: string }> }
-    expect(snapshot.items).toHaveLength(40)
+    expect(snapshot.items).toHaveLength(41)
     expect(readdirSync(dir)).toEqual(['snapshot.json']) // no temp file left behind
   })
 

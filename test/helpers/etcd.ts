@@ -191,6 +191,17 @@ export async function startEtcd(options: { suite?: boolean; args?: readonly stri
 
 /** `size` members on loopback; healthy (a leader elected) when it resolves. */
 export async function startEtcdCluster(size = 3, options: { suite?: boolean } = {}): Promise<EtcdCluster> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await tryStartEtcdCluster(size, options)
+    } catch (err) {
+      // A port was taken between freePort() and etcd's bind (other test files run at the same time).
+      if (attempt >= 2) throw err
+    }
+  }
+}
+
+async function tryStartEtcdCluster(size: number, options: { suite?: boolean }): Promise<EtcdCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-etcd-cluster-'))
   const specs: MemberSpec[] = []
   const ports: Array<{ client: number; peer: number }> = []
@@ -207,13 +218,24 @@ export async function startEtcdCluster(size = 3, options: { suite?: boolean } = 
     endpoints,
     ctl: (args) => etcdctl(endpoints.filter((_, i) => members[i]!.isRunning), args),
     async leader() {
-      const running = members.filter((m) => m.isRunning)
-      const text = await etcdctl(running.map((m) => m.endpoint), ['endpoint', 'status', '-w', 'json'])
-      const list = JSON.parse(text) as Array<{ Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }>
-      const leader = list.find((s) => String(s.Status.header.member_id) === String(s.Status.leader))
-      const member = members.find((m) => m.endpoint === leader?.Endpoint)
-      if (member === undefined) throw new Error(`no leader among ${JSON.stringify(list)}`)
-      return member
+      // Right after a member restarts, an election may still be running: ask again for a while.
+      const deadline = Date.now() + 15_000
+      for (;;) {
+        const running = members.filter((m) => m.isRunning)
+        let seen = ''
+        try {
+          const text = await etcdctl(running.map((m) => m.endpoint), ['endpoint', 'status', '-w', 'json'])
+          seen = text
+          const list = JSON.parse(text) as Array<{ Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }>
+          const leader = list.find((s) => String(s.Status.header.member_id) === String(s.Status.leader))
+          const member = members.find((m) => m.endpoint === leader?.Endpoint)
+          if (member !== undefined) return member
+        } catch (err) {
+          seen = (err as Error).message
+        }
+        if (Date.now() > deadline) throw new Error(`no leader within 15 s: ${seen}`)
+        await new Promise((r) => setTimeout(r, 100))
+      }
     },
     async close() {
       if (closed) return
@@ -222,7 +244,6 @@ export async function startEtcdCluster(size = 3, options: { suite?: boolean } = 
       rmSync(dir, { recursive: true, force: true })
     },
   }
-  if (options.suite !== true) onTestFinished(() => cluster.close())
   try {
     await Promise.all(members.map((m) => waitHealthy(m.endpoint, () => m.isRunning)))
   } catch (err) {
@@ -230,6 +251,7 @@ export async function startEtcdCluster(size = 3, options: { suite?: boolean } = 
     await cluster.close()
     throw new Error(`${(err as Error).message}\n${logs}`)
   }
+  if (options.suite !== true) onTestFinished(() => cluster.close())
   return cluster
 }
 
