@@ -18,7 +18,7 @@ import { FailureKind as Failure } from '../upstream/retry-policy.js'
 import type { Readable } from 'node:stream'
 import { canonicalizeTarget } from './canonical-path.js'
 import {
-  RequestHeaderFacts, buildResponseHeaders, buildUpstreamHeaders, newRequestId, nextTraceparent, peerAddress,
+  RequestHeaderFacts, buildResponseHeaders, buildUpstreamHeaders, nextTraceparent, peerAddress, randomIds, requestIdFrom,
   scanRequestHeaders,
 } from './headers.js'
 import { sendRefusal } from './refusal.js'
@@ -46,6 +46,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   readonly startMs: number
   readonly facts: RequestHeaderFacts
   requestId: string
+  ids = ''
   route: CompiledRoute | null = null
   upstream: CompiledUpstream | null = null
   target: Target | null = null
@@ -82,7 +83,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
     res.on('close', onResponseClose) // `on`, not `once`: once() wraps the listener in a new closure
 
     const framing = scanRequestHeaders(req.rawHeaders, facts)
-    this.requestId = facts.requestId ?? newRequestId()
+    const ids = randomIds()
+    this.ids = ids
+    this.requestId = facts.requestId ?? requestIdFrom(ids)
     if (framing !== null) return this.refuse(framing, true)
     if (state.draining) return this.refuse(SHUTTING_DOWN, true)
 
@@ -115,7 +118,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       hostHeader: upstream.hostHeader === null ? clientHost : upstream.hostHeader,
       forwardedHost: clientHost,
       requestId: this.requestId,
-      traceparent: nextTraceparent(facts),
+      traceparent: nextTraceparent(facts, this.ids),
       keepUpgrade: false,
     })
     if (upstream.hashKey !== null) this.hashValue = upstream.hashKey.valueOf(req, target.path, table.trustedProxies.clientIp(peer, facts.forwardedFor))
@@ -131,7 +134,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.target = target
     target.inflight++
     this.attempts++
-    this.attemptStartMs = performance.now()
+    this.attemptStartMs = this.attempts === 1 ? this.startMs : performance.now()
     this.discarding = false
     this.nextTarget = null
     const req = this.req

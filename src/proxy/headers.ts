@@ -27,18 +27,31 @@ export class RequestHeaderFacts {
   upgrade = false
 }
 
-// Trace and request ids come from one pooled random buffer: one randomFillSync per 256 ids, not one per id.
-const RANDOM_POOL = Buffer.alloc(4096)
+// Trace, span and request ids come from one pooled random buffer, read as ONE hex string per request:
+// `randomIds()` returns 80 hex digits — [0, 32) trace id, [32, 48) span id, [48, 80) request id.
+// Measured on the small bench scenario: randomUUID() plus two smaller pooled reads cost ~0.8 us per request
+// (randomFillSync, hexSlice, randomUUID in the CPU profile); one 40-byte read from a 64 KiB pool refilled
+// every ~1,600 requests costs a third of that. Substrings of it are V8 slices, not copies.
+const RANDOM_POOL = Buffer.alloc(65536)
+const IDS_BYTES = 40
 let randomOffset = RANDOM_POOL.length
 
-function randomHex(bytes: number): string {
-  if (randomOffset + bytes > RANDOM_POOL.length) {
+export function randomIds(): string {
+  if (randomOffset + IDS_BYTES > RANDOM_POOL.length) {
     randomFillSync(RANDOM_POOL)
     randomOffset = 0
   }
-  const s = RANDOM_POOL.toString('hex', randomOffset, randomOffset + bytes)
-  randomOffset += bytes
+  const s = RANDOM_POOL.toString('hex', randomOffset, randomOffset + IDS_BYTES)
+  randomOffset += IDS_BYTES
   return s
+}
+
+const UUID_VARIANT = '89ab'
+
+/** A UUID v4 from hex digits [48, 80) of randomIds(). */
+export function requestIdFrom(ids: string): string {
+  return ids.slice(48, 56) + '-' + ids.slice(56, 60) + '-4' + ids.slice(61, 64) + '-' +
+    UUID_VARIANT[ids.charCodeAt(64) & 3]! + ids.slice(65, 68) + '-' + ids.slice(68, 80)
 }
 
 /** Pass 1. Returns a refusal for framing the gateway will not forward, else null. */
@@ -114,7 +127,7 @@ function isUsableRequestId(value: string): boolean {
   return true
 }
 
-/** A fresh request id (UUID v4). */
+/** A fresh request id (UUID v4), off the hot path (errors Node reports before a request exists). */
 export function newRequestId(): string {
   return randomUUID()
 }
@@ -180,14 +193,14 @@ const ZERO_SPAN = '0000000000000000'
  * W3C Trace Context: keep a valid incoming trace id and make the gateway the parent; an invalid or
  * duplicated traceparent starts a new trace (and its tracestate is dropped).
  */
-export function nextTraceparent(facts: RequestHeaderFacts): string {
+export function nextTraceparent(facts: RequestHeaderFacts, ids: string): string {
   const incoming = facts.traceparentCount === 1 ? facts.traceparent : null
   if (incoming !== null) {
     const m = TRACEPARENT_RE.exec(incoming.trim())
-    if (m !== null && m[1] !== ZERO_TRACE && m[2] !== ZERO_SPAN) return `00-${m[1]}-${randomHex(8)}-${m[3]}`
+    if (m !== null && m[1] !== ZERO_TRACE && m[2] !== ZERO_SPAN) return '00-' + m[1] + '-' + ids.slice(32, 48) + '-' + m[3]
   }
   facts.tracestate = null
-  return `00-${randomHex(16)}-${randomHex(8)}-00`
+  return '00-' + ids.slice(0, 32) + '-' + ids.slice(32, 48) + '-00'
 }
 
 export interface ForwardingContext {
