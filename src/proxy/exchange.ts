@@ -38,13 +38,16 @@ function onResponseDrain(this: WithExchange): void {
   this[kExchange]?.onClientDrain()
 }
 
-export class Exchange implements Dispatcher.DispatchHandler {
+/**
+ * One request. It extends RequestHeaderFacts (what the header scan learns) rather than holding one, and is
+ * undici's dispatch handler too: a request costs this one object of a fixed shape.
+ */
+export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchHandler {
   readonly state: ProxyState
   readonly table: RouteTable
   readonly req: IncomingMessage
   readonly res: ServerResponse
   readonly startMs: number
-  readonly facts: RequestHeaderFacts
   requestId: string
   ids = ''
   route: CompiledRoute | null = null
@@ -67,17 +70,18 @@ export class Exchange implements Dispatcher.DispatchHandler {
   status = 0
 
   constructor(state: ProxyState, req: IncomingMessage, res: ServerResponse) {
+    super()
     this.state = state
     this.table = state.table
     this.req = req
     this.res = res
     this.startMs = performance.now()
-    this.facts = new RequestHeaderFacts()
     this.requestId = ''
   }
 
   start(expectContinue: boolean): void {
-    const { req, res, state, facts } = this
+    const { req, res, state } = this
+    const facts: RequestHeaderFacts = this
     state.requestStarted()
     ;(res as WithExchange)[kExchange] = this
     res.on('close', onResponseClose) // `on`, not `once`: once() wraps the listener in a new closure
@@ -85,7 +89,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const framing = scanRequestHeaders(req.rawHeaders, facts)
     const ids = randomIds()
     this.ids = ids
-    this.requestId = facts.requestId ?? requestIdFrom(ids)
+    this.requestId = facts.incomingRequestId ?? requestIdFrom(ids)
     if (framing !== null) return this.refuse(framing, true)
     if (state.draining) return this.refuse(SHUTTING_DOWN, true)
 
@@ -112,15 +116,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const peer = peerAddress(req.socket.remoteAddress)
     const trusted = table.trustedProxies.isTrusted(peer)
     const clientHost = facts.host ?? ''
-    this.upstreamHeaders = buildUpstreamHeaders(req.rawHeaders, facts, {
-      trusted,
-      peer,
-      hostHeader: upstream.hostHeader === null ? clientHost : upstream.hostHeader,
-      forwardedHost: clientHost,
-      requestId: this.requestId,
-      traceparent: nextTraceparent(facts, this.ids),
-      keepUpgrade: false,
-    })
+    this.upstreamHeaders = buildUpstreamHeaders(req.rawHeaders, facts, trusted, peer,
+      upstream.hostHeader === null ? clientHost : upstream.hostHeader, clientHost, this.requestId,
+      nextTraceparent(facts, this.ids), false)
     if (upstream.hashKey !== null) this.hashValue = upstream.hashKey.valueOf(req, target.path, table.trustedProxies.clientIp(peer, facts.forwardedFor))
     if (expectContinue) res.writeContinue()
     this.attempt(null)
@@ -138,7 +136,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.discarding = false
     this.nextTarget = null
     const req = this.req
-    const hasBody = this.facts.hasChunkedBody || this.facts.contentLength > 0
+    const hasBody = this.hasChunkedBody || this.contentLength > 0
     const dispatcher = target.dispatcher as Dispatcher
     const headers = this.upstreamHeaders!
     if (upstream.hostFromTarget) headers[1] = target.origin.slice(target.origin.indexOf('//') + 2)
@@ -148,7 +146,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       method: req.method as Dispatcher.HttpMethod,
       headers,
       // undici accepts async iterables at run time; its types only list streams.
-      body: hasBody ? (this.facts.hasChunkedBody ? countingBody(this) as unknown as Readable : req) : null,
+      body: hasBody ? (this.hasChunkedBody ? countingBody(this) as unknown as Readable : req) : null,
       headersTimeout: upstream.responseTimeoutMs,
       bodyTimeout: upstream.responseTimeoutMs,
       upgrade: null,
@@ -240,7 +238,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.finished || this.headersSent) return false
     // Only idempotent requests without a body: the body stream cannot be replayed (it is not buffered).
     if (!IDEMPOTENT.has(this.req.method ?? '')) return false
-    return !(this.facts.hasChunkedBody || this.facts.contentLength > 0)
+    return !(this.hasChunkedBody || this.contentLength > 0)
   }
 
   rememberTried(target: Target): Target[] {

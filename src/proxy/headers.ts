@@ -17,7 +17,7 @@ export class RequestHeaderFacts {
   host: string | undefined = undefined
   connectionTokens: string[] | null = null
   forwardedFor: string | null = null
-  requestId: string | null = null
+  incomingRequestId: string | null = null
   traceparent: string | null = null
   traceparentCount = 0
   tracestate: string | null = null
@@ -92,7 +92,7 @@ export function scanRequestHeaders(raw: readonly string[], facts: RequestHeaderF
         facts.forwardedFor = facts.forwardedFor === null ? value : facts.forwardedFor + ', ' + value
         break
       case 'x-request-id':
-        if (facts.requestId === null && isUsableRequestId(value)) facts.requestId = value
+        if (facts.incomingRequestId === null && isUsableRequestId(value)) facts.incomingRequestId = value
         break
       case 'traceparent':
         facts.traceparentCount++
@@ -203,23 +203,16 @@ export function nextTraceparent(facts: RequestHeaderFacts, ids: string): string 
   return '00-' + ids.slice(0, 32) + '-' + ids.slice(32, 48) + '-00'
 }
 
-export interface ForwardingContext {
-  readonly trusted: boolean
-  readonly peer: string
-  readonly hostHeader: string
-  readonly forwardedHost: string
-  readonly requestId: string
-  readonly traceparent: string
-  readonly keepUpgrade: boolean
-}
-
 /**
  * Pass 2: the header list sent upstream, as undici's flat [name, value, ...] array.
  * Client hop-by-hop processing happens first; the gateway's own headers are appended last.
  */
-export function buildUpstreamHeaders(raw: readonly string[], facts: RequestHeaderFacts, ctx: ForwardingContext): string[] {
+export function buildUpstreamHeaders(
+  raw: readonly string[], facts: RequestHeaderFacts, trusted: boolean, peer: string, hostHeader: string,
+  forwardedHost: string, requestId: string, traceparent: string, keepUpgrade: boolean,
+): string[] {
   // Host first, at a fixed index: hostHeader 'target' patches out[1] per attempt.
-  const out: string[] = ['host', ctx.hostHeader]
+  const out: string[] = ['host', hostHeader]
   const listed = facts.connectionTokens
   let hasProto = false
   let hasFwdHost = false
@@ -233,29 +226,29 @@ export function buildUpstreamHeaders(raw: readonly string[], facts: RequestHeade
       case 'x-forwarded-for':
         continue // re-added below from validated values
       case 'upgrade':
-        if (!ctx.keepUpgrade) continue
+        if (!keepUpgrade) continue
         break
       case 'forwarded': case 'x-real-ip':
-        if (!ctx.trusted) continue
+        if (!trusted) continue
         break
       default:
         if (lower.startsWith('x-forwarded-')) {
-          if (!ctx.trusted) continue
+          if (!trusted) continue
           if (lower === 'x-forwarded-proto') hasProto = true
           else if (lower === 'x-forwarded-host') hasFwdHost = true
-        } else if (!ctx.keepUpgrade && lower.startsWith('sec-websocket-')) {
+        } else if (!keepUpgrade && lower.startsWith('sec-websocket-')) {
           continue
         }
     }
     out.push(name, raw[i + 1]!)
   }
   if (facts.contentLength >= 0 && !facts.hasChunkedBody) out.push('content-length', String(facts.contentLength))
-  if (ctx.keepUpgrade && facts.upgrade) out.push('connection', 'upgrade')
-  out.push('x-forwarded-for', ctx.trusted && facts.forwardedFor !== null ? facts.forwardedFor + ', ' + ctx.peer : ctx.peer)
+  if (keepUpgrade && facts.upgrade) out.push('connection', 'upgrade')
+  out.push('x-forwarded-for', trusted && facts.forwardedFor !== null ? facts.forwardedFor + ', ' + peer : peer)
   if (!hasProto) out.push('x-forwarded-proto', 'http')
-  if (!hasFwdHost) out.push('x-forwarded-host', ctx.forwardedHost)
-  out.push('x-request-id', ctx.requestId)
-  out.push('traceparent', ctx.traceparent)
+  if (!hasFwdHost) out.push('x-forwarded-host', forwardedHost)
+  out.push('x-request-id', requestId)
+  out.push('traceparent', traceparent)
   if (facts.tracestate !== null) out.push('tracestate', facts.tracestate)
   return out
 }
