@@ -6,10 +6,10 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Pool } from 'undici'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { createEtcdClient } from '../../src/config/etcd-client.js'
 import { httpRequest, spawnGateway, type GatewayProcess } from '../helpers/gateway.js'
+import { loadLoop, newLoadStats } from '../helpers/load.js'
 import { startEtcd } from '../helpers/etcd.js'
 import { startUpstream } from '../helpers/upstream.js'
 
@@ -37,38 +37,6 @@ function appliedAtLeast(proc: GatewayProcess, revision: number, timeoutMs = 10_0
     proc.child.stdout!.on('data', onData)
     onData()
   })
-}
-
-interface LoadStats {
-  sent: number
-  byRoute: Map<string, Map<number, number>>
-  errors: Map<string, number>
-}
-
-async function loadLoop(url: string, perSecond: number, paths: () => Array<{ route: string; path: string }>, running: () => boolean, stats: LoadStats): Promise<void> {
-  const client = new Pool(url, { connections: 1, keepAliveTimeout: 30_000 })
-  const startMs = performance.now()
-  try {
-    for (let i = 0; running(); i++) {
-      const list = paths()
-      const { route, path } = list[i % list.length]!
-      stats.sent++
-      try {
-        const r = await client.request({ path, method: 'GET' })
-        await r.body.dump()
-        let statuses = stats.byRoute.get(route)
-        if (statuses === undefined) stats.byRoute.set(route, statuses = new Map())
-        statuses.set(r.statusCode, (statuses.get(r.statusCode) ?? 0) + 1)
-      } catch (err) {
-        const key = `${route}: ${(err as { code?: string }).code ?? (err as Error).message}`
-        stats.errors.set(key, (stats.errors.get(key) ?? 0) + 1)
-      }
-      const aheadMs = startMs + ((i + 1) * 1000) / perSecond - performance.now()
-      if (aheadMs > 1) await new Promise((r) => setTimeout(r, aheadMs))
-    }
-  } finally {
-    await client.close()
-  }
 }
 
 describe('etcd changes under load', () => {
@@ -103,14 +71,14 @@ describe('etcd changes under load', () => {
     onTestFinished(() => lease.revoke().catch(() => undefined))
     let current = 0
     let running = true
-    const stats: LoadStats = { sent: 0, byRoute: new Map(), errors: new Map() }
+    const stats = newLoadStats()
     const paths = (): Array<{ route: string; path: string }> => [
       { route: 'stable', path: '/stable/x?q=1' },
       { route: 's2', path: '/s2/y' },
       { route: 'churn', path: `/churn/${current}/z` },
       { route: 'stable', path: '/stable/' },
     ]
-    const loops = [0, 1, 2, 3, 4, 5].map(() => loadLoop(proc.url, 70, paths, () => running, stats))
+    const loops = [0, 1, 2, 3, 4, 5].map(() => loadLoop(proc.url, 70, paths, () => running, stats, 3000))
     const startedMs = performance.now()
     let rejected = 0
     let slowResult: Promise<{ status: number; body: string }> | null = null

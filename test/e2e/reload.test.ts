@@ -9,12 +9,12 @@ import type { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
-import { Pool } from 'undici'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { revisionOf } from '../../src/config/file-source.js'
 import { Gateway, type ReloadEvent } from '../../src/main.js'
 import { Metrics } from '../../src/telemetry/metrics.js'
 import { httpRequest, spawnGateway, type GatewayProcess } from '../helpers/gateway.js'
+import { loadLoop, newLoadStats } from '../helpers/load.js'
 import { startHoldingUpstream, startUpstream, type Upstream } from '../helpers/upstream.js'
 
 const HEADER = 'listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n'
@@ -379,46 +379,6 @@ function logLine(proc: GatewayProcess, match: (line: Record<string, unknown>) =>
   })
 }
 
-interface LoadStats {
-  sent: number
-  byRoute: Map<string, Map<number, number>>
-  errors: Map<string, number>
-}
-
-function count<K>(map: Map<K, number>, key: K): void {
-  map.set(key, (map.get(key) ?? 0) + 1)
-}
-
-/**
- * One client loop on its own keep-alive connection: paced to `perSecond`, it cycles through `paths()` until
- * `running()` is false or `maxRequests` were sent.
- */
-async function loadLoop(url: string, perSecond: number, paths: () => Array<{ route: string; path: string }>,
-  running: () => boolean, stats: LoadStats, maxRequests: number): Promise<void> {
-  const client = new Pool(url, { connections: 1, pipelining: 1, keepAliveTimeout: 30_000 })
-  const startMs = performance.now()
-  try {
-    for (let i = 0; i < maxRequests && running(); i++) {
-      const list = paths()
-      const { route, path } = list[i % list.length]!
-      stats.sent++
-      try {
-        const r = await client.request({ path, method: 'GET' })
-        await r.body.text()
-        let statuses = stats.byRoute.get(route)
-        if (statuses === undefined) stats.byRoute.set(route, statuses = new Map())
-        count(statuses, r.statusCode)
-      } catch (err) {
-        count(stats.errors, `${route}: ${(err as { code?: string }).code ?? (err as Error).message}`)
-      }
-      const aheadMs = startMs + ((i + 1) * 1000) / perSecond - performance.now()
-      if (aheadMs > 1) await new Promise((r) => setTimeout(r, aheadMs))
-    }
-  } finally {
-    await client.close()
-  }
-}
-
 describe('hot reload under load', () => {
   it('serves a few hundred requests per second with zero errors while routes.yaml is rewritten 20 times', async () => {
     const up1 = await startUpstream({ body: 'up1' })
@@ -457,7 +417,7 @@ describe('hot reload under load', () => {
 
     let current = 0
     let running = true
-    const stats: LoadStats = { sent: 0, byRoute: new Map(), errors: new Map() }
+    const stats = newLoadStats()
     const paths = (): Array<{ route: string; path: string }> => [
       { route: 'stable', path: '/stable/x?q=1' },
       { route: 's2', path: '/s2/y' },
