@@ -24,7 +24,7 @@ export class FileConfigSource {
 
   constructor(path: string, env: NodeJS.ProcessEnv) {
     this.path = path
-    this.env = withoutProcessVariables(env)
+    this.env = env
   }
 
   /** Start-up: every error at once, as a ConfigError. */
@@ -85,13 +85,4 @@ export class FileConfigSource {
 
 export function revisionOf(text: string): string {
   return createHash('sha256').update(text).digest('hex').slice(0, 12)
-}
-
-/** TOLLGATE_* variables that steer the process, not the config: not overrides. */
-export const PROCESS_VARIABLES: readonly string[] = ['TOLLGATE_LOG_LEVEL', 'TOLLGATE_CONFIG', 'TOLLGATE_WORKER', 'TOLLGATE_TEST_LOG']
-
-export function withoutProcessVariables(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const out = { ...env }
-  for (const name of PROCESS_VARIABLES) delete out[name]
-  return out
 }

@@ -1,6 +1,5 @@
 // `tollgate validate [F]` and `tollgate schema` (SPEC §4). Pure functions: the CLI prints and exits.
 import { ConfigError, formatIssue } from '../errors.js'
-import { withoutProcessVariables } from './file-source.js'
 import { loadConfigFile } from './load.js'
 import { Config } from './schema.js'
 
@@ -17,7 +16,7 @@ export interface CommandOutput {
 export function runValidate(file: string, env: NodeJS.ProcessEnv): CommandOutput {
   try {
     // TOLLGATE_LOG_LEVEL and friends steer the process; they are not config overrides.
-    const { config, warnings, notEnforced } = loadConfigFile(file, withoutProcessVariables(env))
+    const { config, warnings, notEnforced } = loadConfigFile(file, env)
     const routes = plural(config.routes.length, 'route')
     const upstreams = plural(Object.keys(config.upstreams).length, 'upstream')
     const notes = [
