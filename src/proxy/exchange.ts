@@ -49,7 +49,6 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
   readonly res: ServerResponse
   readonly startMs: number
   requestId: string
-  ids = ''
   route: CompiledRoute | null = null
   upstream: CompiledUpstream | null = null
   target: Target | null = null
@@ -88,7 +87,6 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
 
     const framing = scanRequestHeaders(req.rawHeaders, facts)
     const ids = randomIds()
-    this.ids = ids
     this.requestId = facts.incomingRequestId ?? requestIdFrom(ids)
     if (framing !== null) return this.refuse(framing, true)
     if (state.draining) return this.refuse(SHUTTING_DOWN, true)
@@ -118,7 +116,7 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     const clientHost = facts.host ?? ''
     this.upstreamHeaders = buildUpstreamHeaders(req.rawHeaders, facts, trusted, peer,
       upstream.hostHeader === null ? clientHost : upstream.hostHeader, clientHost, this.requestId,
-      nextTraceparent(facts, this.ids), false)
+      nextTraceparent(facts, ids), false)
     if (upstream.hashKey !== null) this.hashValue = upstream.hashKey.valueOf(req, target.path, table.trustedProxies.clientIp(peer, facts.forwardedFor))
     if (expectContinue) res.writeContinue()
     this.attempt(null)

@@ -70,13 +70,13 @@ const identity: RewriteFn = (path) => path
 /** Builds a table from a validated config. Throws only on programming errors; config errors are load.ts's. */
 export function buildRouteTable(config: Config, prev: RouteTable | null, metrics: Metrics): BuildResult {
   const upstreams = new Map<string, CompiledUpstream>()
-  const added: Target[] = []
+  const added: Array<{ readonly target: Target; readonly upstream: CompiledUpstream }> = []
   const retired: Target[] = []
   for (const [name, spec] of Object.entries(config.upstreams)) {
     const old = prev?.upstreams.get(name)
     const built = compileUpstream(name, spec, old, metrics)
     upstreams.set(name, built.upstream)
-    added.push(...built.added)
+    for (const target of built.added) added.push({ target, upstream: built.upstream })
     retired.push(...built.retired)
   }
   if (prev !== null) {
@@ -116,7 +116,7 @@ export function buildRouteTable(config: Config, prev: RouteTable | null, metrics
       value: compiled,
     })
   }
-  for (const target of added) attachDispatcher(target, upstreamOf(upstreams, target))
+  for (const { target, upstream } of added) attachDispatcher(target, upstream)
   const table = new RouteTable(
     (prev?.version ?? 0) + 1,
     config,
@@ -148,11 +148,6 @@ export function buildRouteTable(config: Config, prev: RouteTable | null, metrics
       }
     },
   }
-}
-
-function upstreamOf(upstreams: ReadonlyMap<string, CompiledUpstream>, target: Target): CompiledUpstream {
-  for (const u of upstreams.values()) if (u.pool.targets.includes(target)) return u
-  throw new Error('target without upstream')
 }
 
 /** A keep-alive connection pool per target (STYLE: an undici Pool per target). */
