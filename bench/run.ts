@@ -141,15 +141,24 @@ async function runScenario(bench: Bench, scenario: Scenario, candidates: readonl
       return report
     }
     const { durationMs, warmupMs, reps } = bench.options
+    // Only the peer under load runs: the others are frozen meanwhile (Child.setFrozen says why).
+    const alone = async (s: Started, run: () => Promise<void>): Promise<void> => {
+      for (const other of started) if (other !== s) other.running.child?.setFrozen(true)
+      try {
+        await run()
+      } finally {
+        for (const other of started) other.running.child?.setFrozen(false)
+      }
+    }
     if (warmupMs > 0) {
       for (const s of started) {
         log(`${scenario.name}: warm-up ${s.peer.name}`)
-        await measure(bench, s, scenario, body, warmupMs, false)
+        await alone(s, () => measure(bench, s, scenario, body, warmupMs, false))
       }
     }
     for (let rep = 1; rep <= reps; rep++) {
       for (const s of started) {
-        await measure(bench, s, scenario, body, durationMs, true)
+        await alone(s, () => measure(bench, s, scenario, body, durationMs, true))
         const last = s.result.runs.at(-1)
         log(`${scenario.name} ${rep}/${reps} ${s.peer.name}: ${last === undefined ? 'failed' : `${Math.round(last.rps)} req/s`}`)
       }

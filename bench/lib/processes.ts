@@ -49,14 +49,30 @@ export interface Child {
   readonly hasExited: () => boolean
   /** SIGTERM, then SIGKILL after graceMs; resolves with the exit code. */
   stop(graceMs?: number): Promise<number | null>
+  /**
+   * Freeze (SIGSTOP) or thaw (SIGCONT) the child's whole process group. An idle peer left running shares
+   * the proxy core with the peer under test: its timers, idle-time garbage collections and runtime threads
+   * (V8's, Go's) take slices of that core and land in the measured peer's tail latency.
+   */
+  setFrozen(isFrozen: boolean): void
 }
 
 const running = new Set<ChildProcess>()
 
 /** Kill every child still running (harness crash or interrupt). */
 export function killAllChildren(): void {
-  for (const child of running) child.kill('SIGKILL')
+  for (const child of running) signalGroup(child, 'SIGKILL')
   running.clear()
+}
+
+/** Each child leads its own process group (spawned detached), so a signal reaches its workers too. */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return
+  try {
+    process.kill(-child.pid, signal)
+  } catch {
+    child.kill(signal) // the group is gone already, or never formed
+  }
 }
 
 export interface SpawnOptions {
@@ -70,12 +86,19 @@ export function spawnChild(name: string, command: string, args: readonly string[
   const fd = openSync(options.logPath, 'a')
   // taskset execs the command, so the pid we get is the command's own.
   const [file, argv] = options.core === null ? [command, [...args]] : ['taskset', ['-c', String(options.core), command, ...args]]
-  const child = spawn(file, argv, { stdio: ['ignore', fd, fd], env: options.env ?? process.env })
+  // detached: its own process group, so setFrozen() and killAllChildren() reach nginx's and haproxy's workers.
+  const child = spawn(file, argv, { stdio: ['ignore', fd, fd], env: options.env ?? process.env, detached: true })
   closeSync(fd)
   if (child.pid === undefined) throw new Error(`${name}: could not start ${command}`)
   running.add(child)
   let exitCode: number | null = null
   let isExited = false
+  let isFrozen = false
+  const setFrozen = (frozen: boolean): void => {
+    if (isExited || frozen === isFrozen) return
+    isFrozen = frozen
+    signalGroup(child, frozen ? 'SIGSTOP' : 'SIGCONT')
+  }
   const exited = new Promise<number | null>((resolve) => {
     child.once('exit', (code) => {
       isExited = true
@@ -95,8 +118,10 @@ export function spawnChild(name: string, command: string, args: readonly string[
     logPath: options.logPath,
     exited,
     hasExited: () => isExited,
+    setFrozen,
     async stop(graceMs = 10_000) {
       if (isExited) return exitCode
+      setFrozen(false) // a frozen process would leave SIGTERM pending
       child.kill('SIGTERM')
       const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
       const code = await exited

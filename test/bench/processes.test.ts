@@ -1,0 +1,59 @@
+// The bench freezes every peer but the one under load (bench/lib/processes.ts setFrozen).
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it, onTestFinished } from 'vitest'
+import { spawnChild } from '../../bench/lib/processes.js'
+
+/** The state letter of /proc/<pid>/stat: R, S, T (stopped), ... */
+function stateOf(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+}
+
+/** Polls /proc until the state matches; bounded. */
+async function waitForState(pid: number, isWanted: (state: string) => boolean): Promise<string> {
+  let state = stateOf(pid)
+  for (let i = 0; i < 200 && !isWanted(state); i++) {
+    await new Promise((resolve) => setImmediate(resolve))
+    state = stateOf(pid)
+  }
+  return state
+}
+
+describe('spawnChild().setFrozen', () => {
+  it('stops the child and its own children, resumes them, and stop() still ends a frozen child', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-proc-'))
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+    // A parent that starts a grandchild and prints its pid: the freeze must reach the whole group, as it
+    // must reach nginx's and haproxy's workers.
+    const script = `const { spawn } = require('node:child_process');
+const c = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+console.log('grandchild ' + c.pid);
+process.on('SIGTERM', () => { c.kill('SIGTERM'); process.exit(0) });
+setInterval(() => {}, 1000);`
+    const logPath = join(dir, 'log')
+    const child = spawnChild('frozen-test', process.execPath, ['-e', script], { core: null, logPath })
+    onTestFinished(async () => { await child.stop(2_000) })
+    let grandchild = 0
+    for (let i = 0; i < 500 && grandchild === 0; i++) {
+      const match = /grandchild (\d+)/.exec(readFileSync(logPath, 'utf8'))
+      if (match !== null) grandchild = Number(match[1])
+      else await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    expect(grandchild).toBeGreaterThan(0)
+
+    child.setFrozen(true)
+    expect(await waitForState(child.pid, (s) => s === 'T')).toBe('T')
+    expect(await waitForState(grandchild, (s) => s === 'T')).toBe('T')
+
+    child.setFrozen(false)
+    expect(await waitForState(child.pid, (s) => s !== 'T')).not.toBe('T')
+    expect(await waitForState(grandchild, (s) => s !== 'T')).not.toBe('T')
+
+    child.setFrozen(true)
+    expect(await waitForState(child.pid, (s) => s === 'T')).toBe('T')
+    // SIGTERM to a stopped process stays pending: stop() thaws it first, so it exits cleanly.
+    expect(await child.stop(5_000)).toBe(0)
+  })
+})
