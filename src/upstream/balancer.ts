@@ -102,24 +102,28 @@ function eligibleWeight(targets: readonly Target[], weights: Float64Array, tried
   return total
 }
 
-/** Weighted random. */
-class RandomBalancer implements Balancer {
-  readonly kind = 'random'
-  readonly #targets: readonly Target[]
-  readonly #weights: Float64Array
-  readonly #random: () => number
+/** What the two random-draw balancers share: the targets, their weights, and the random source. */
+abstract class RandomDrawBalancer {
+  protected readonly targets: readonly Target[]
+  protected readonly weights: Float64Array
+  protected readonly random: () => number
 
   constructor(targets: readonly Target[], random: () => number) {
-    this.#targets = targets
-    this.#weights = copyWeights(targets)
-    this.#random = random
+    this.targets = targets
+    this.weights = copyWeights(targets)
+    this.random = random
   }
+}
+
+/** Weighted random. */
+class RandomBalancer extends RandomDrawBalancer implements Balancer {
+  readonly kind = 'random'
 
   pick(tried: readonly Target[], triedCount: number, _hashValue: string | null, ignoreHealth = false): Target | null {
-    const total = eligibleWeight(this.#targets, this.#weights, tried, triedCount, ignoreHealth)
+    const total = eligibleWeight(this.targets, this.weights, tried, triedCount, ignoreHealth)
     if (total <= 0) return null
-    const i = drawWeighted(this.#targets, this.#weights, total, -1, this.#random(), tried, triedCount, ignoreHealth)
-    return i === -1 ? null : this.#targets[i]!
+    const i = drawWeighted(this.targets, this.weights, total, -1, this.random(), tried, triedCount, ignoreHealth)
+    return i === -1 ? null : this.targets[i]!
   }
 }
 
@@ -127,28 +131,19 @@ class RandomBalancer implements Balancer {
  * Power of two choices: draw two distinct eligible targets (weighted), send to the one with the lower
  * inflight/weight; on a tie the first draw wins, so an idle upstream is spread by weight.
  */
-class LeastRequestBalancer implements Balancer {
+class LeastRequestBalancer extends RandomDrawBalancer implements Balancer {
   readonly kind = 'least-request'
-  readonly #targets: readonly Target[]
-  readonly #weights: Float64Array
-  readonly #random: () => number
-
-  constructor(targets: readonly Target[], random: () => number) {
-    this.#targets = targets
-    this.#weights = copyWeights(targets)
-    this.#random = random
-  }
 
   pick(tried: readonly Target[], triedCount: number, _hashValue: string | null, ignoreHealth = false): Target | null {
-    const targets = this.#targets
-    const weights = this.#weights
+    const targets = this.targets
+    const weights = this.weights
     const total = eligibleWeight(targets, weights, tried, triedCount, ignoreHealth)
     if (total <= 0) return null
-    const a = drawWeighted(targets, weights, total, -1, this.#random(), tried, triedCount, ignoreHealth)
+    const a = drawWeighted(targets, weights, total, -1, this.random(), tried, triedCount, ignoreHealth)
     if (a === -1) return null
     const rest = total - weights[a]!
     if (rest <= 0) return targets[a]!
-    const b = drawWeighted(targets, weights, rest, a, this.#random(), tried, triedCount, ignoreHealth)
+    const b = drawWeighted(targets, weights, rest, a, this.random(), tried, triedCount, ignoreHealth)
     if (b === -1) return targets[a]!
     // inflight[b]/weight[b] < inflight[a]/weight[a], without dividing.
     return targets[b]!.inflight * weights[a]! < targets[a]!.inflight * weights[b]! ? targets[b]! : targets[a]!
