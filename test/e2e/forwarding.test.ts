@@ -197,6 +197,48 @@ describe('methods and bodies', () => {
   })
 })
 
+describe('Content-Length bodies in pieces', () => {
+  it('streams each piece as it comes, ends the response with the last one and keeps the connection', async () => {
+    let sendRest: () => void = () => undefined
+    const up = await startUpstream({
+      handler: (req, res) => {
+        if (req.url === '/api/second') return void res.end('two')
+        res.writeHead(200, { 'content-length': '10' })
+        res.write('01234')
+        sendRest = () => res.end('56789')
+      },
+    })
+    const gw = await startGateway(route(up.url))
+    const socket = net.connect(gw.port, '127.0.0.1')
+    onTestFinished(() => { socket.destroy() })
+    let received = ''
+    let waiter: { until: (s: string) => boolean; resolve: () => void } | null = null
+    socket.setEncoding('latin1')
+    socket.on('data', (d: string) => {
+      received += d
+      if (waiter !== null && waiter.until(received)) waiter.resolve()
+    })
+    const receivedUntil = (until: (s: string) => boolean): Promise<void> => new Promise((resolve) => {
+      if (until(received)) return resolve()
+      waiter = { until, resolve }
+    })
+    socket.write('GET /api/first HTTP/1.1\r\nHost: a\r\n\r\n')
+    // The first piece reaches the client before the upstream has sent the rest.
+    await receivedUntil((s) => s.endsWith('\r\n\r\n01234'))
+    sendRest()
+    await receivedUntil((s) => s.endsWith('0123456789'))
+    expect(received).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
+    expect(received.toLowerCase()).toContain('content-length: 10\r\n')
+    // Same connection, next request: the first response ended cleanly at its 10th byte.
+    received = ''
+    socket.write('GET /api/second HTTP/1.1\r\nHost: a\r\n\r\n')
+    await receivedUntil((s) => s.endsWith('\r\n\r\ntwo'))
+    expect(up.requests.map((r) => r.url)).toEqual(['/api/first', '/api/second'])
+    const status = (await gw.admin('/status')).json() as { inflight: number }
+    expect(status.inflight).toBe(0)
+  })
+})
+
 describe('client going away', () => {
   it('a client that disconnects mid-response stops the upstream transfer', async () => {
     const total = 100 * 1024 * 1024

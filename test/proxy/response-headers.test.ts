@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest'
+import { buildResponseHeaders, type ResponseBody } from '../../src/proxy/headers.js'
+
+/** undici hands the response headers over as raw [name, value, ...] buffers. */
+function raw(...pairs: string[]): Buffer[] {
+  return pairs.map((s) => Buffer.from(s, 'latin1'))
+}
+
+function build(headers: Buffer[], close = false): { out: string[]; body: ResponseBody } {
+  const body: ResponseBody = { bytesLeft: 123 }
+  return { out: buildResponseHeaders(headers, 'rid', close, body), body }
+}
+
+describe('buildResponseHeaders', () => {
+  it('drops a bare Connection keep-alive or close in any case, and nothing else', () => {
+    for (const value of ['keep-alive', 'Keep-Alive', 'KEEP-ALIVE', 'close', 'Close']) {
+      const { out } = build(raw('Content-Type', 'text/plain', 'Connection', value, 'X-Up', '1'))
+      expect(out).toEqual(['content-type', 'text/plain', 'x-up', '1', 'x-request-id', 'rid'])
+    }
+  })
+
+  it('still drops the headers a Connection value lists, beside keep-alive or close', () => {
+    const { out } = build(raw('Connection', 'close, X-Secret', 'X-Secret', 'leak', 'X-Kept', 'yes', 'Keep-Alive', 'timeout=5'))
+    expect(out).toEqual(['x-kept', 'yes', 'x-request-id', 'rid'])
+  })
+
+  it('does not take a same-length value that is not keep-alive or close for one', () => {
+    // 10 and 5 bytes, like keep-alive and close: they name headers to drop.
+    const { out } = build(raw('Connection', 'x-private1', 'X-Private1', 'a', 'Connection', 'x-two', 'X-Two', 'b', 'X-Kept', 'c'))
+    expect(out).toEqual(['x-kept', 'c', 'x-request-id', 'rid'])
+  })
+
+  it('reports the Content-Length of the body, or -1 without one', () => {
+    expect(build(raw('Content-Length', '4096')).body.bytesLeft).toBe(4096)
+    expect(build(raw('Content-Length', '0')).body.bytesLeft).toBe(0)
+    expect(build(raw('Content-Type', 'text/plain')).body.bytesLeft).toBe(-1)
+  })
+
+  it('replaces the upstream X-Request-Id and adds Connection: close while draining', () => {
+    const { out } = build(raw('X-Request-Id', 'upstream-made'), true)
+    expect(out).toEqual(['x-request-id', 'rid', 'connection', 'close'])
+  })
+})
