@@ -24,6 +24,7 @@ import {
 } from './headers.js'
 import { sendRefusal } from './refusal.js'
 import type { ProxyState } from './proxy-state.js'
+import type { Watched } from './response-watch.js'
 
 const kExchange = Symbol('tollgate.exchange')
 type WithExchange = ServerResponse & { [kExchange]?: Exchange }
@@ -43,7 +44,7 @@ function onResponseDrain(this: WithExchange): void {
  * One request. It extends RequestHeaderFacts (what the header scan learns) rather than holding one, and is
  * undici's dispatch handler too: a request costs this one object of a fixed shape.
  */
-export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchHandler {
+export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchHandler, Watched {
   readonly state: ProxyState
   readonly table: RouteTable
   readonly req: IncomingMessage
@@ -72,6 +73,15 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
   /** The whole response is handed to node:http (res.end() called); completion waits for undici. */
   responseEnded = false
   status = 0
+  // timeouts.response, checked by state.watch's sweep (response-watch.ts says why not undici's timers).
+  watchPrev: Watched | null = null
+  watchNext: Watched | null = null
+  /** performance.now() when the upstream last showed progress (the attempt began, a sweep saw activity). */
+  activityMs = 0
+  /** Upstream progress since the last sweep: response headers or a body chunk. */
+  active = false
+  /** Reading from the upstream is paused until the client drains: the wait is the client's, not the upstream's. */
+  paused = false
 
   constructor(state: ProxyState, req: IncomingMessage, res: ServerResponse) {
     super()
@@ -124,6 +134,7 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
       nextTraceparent(facts, ids), false)
     if (upstream.hashKey !== null) this.hashValue = upstream.hashKey.valueOf(req, target.path, table.trustedProxies.clientIp(peer, facts.forwardedFor))
     if (expectContinue) res.writeContinue()
+    state.watch.add(this)
     this.attempt(null)
   }
 
@@ -138,6 +149,9 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     this.attemptStartMs = this.attempts === 1 ? this.startMs : performance.now()
     this.discarding = false
     this.nextTarget = null
+    this.activityMs = this.attemptStartMs
+    this.active = false
+    this.paused = false
     const req = this.req
     const hasBody = this.hasChunkedBody || this.contentLength > 0
     const dispatcher = target.dispatcher as Dispatcher
@@ -150,8 +164,8 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
       headers,
       // undici accepts async iterables at run time; its types only list streams.
       body: hasBody ? (this.hasChunkedBody ? countingBody(this) as unknown as Readable : req) : null,
-      headersTimeout: upstream.responseTimeoutMs,
-      bodyTimeout: upstream.responseTimeoutMs,
+      headersTimeout: 0, // timeouts.response: see sweep()
+      bodyTimeout: 0,
       upgrade: null,
     }, this)
   }
@@ -171,6 +185,7 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     const upstream = this.upstream!
     const target = this.target!
     this.resumeUpstream = resume
+    this.active = true
     upstream.metrics.duration.observe((performance.now() - this.attemptStartMs) / 1000)
     upstream.metrics.countResponse(target.hostPort, statusCode)
     if (statusCode >= 500 && upstream.retry.onStatus(statusCode) && this.canRetry()) {
@@ -190,6 +205,7 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
   }
 
   onData(chunk: Buffer): boolean {
+    this.active = true
     if (this.discarding || this.finished) return true
     const left = this.bytesLeft
     if (left === chunk.length) {
@@ -204,12 +220,37 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     if (left > 0) this.bytesLeft = left - chunk.length
     if (this.res.write(chunk)) return true
     // Backpressure: a slow client pauses the upstream read instead of buffering in the gateway.
+    this.paused = true
     this.res.once('drain', onResponseDrain)
     return false
   }
 
   onClientDrain(): void {
+    this.paused = false
+    this.active = true
     this.resumeUpstream?.()
+  }
+
+  /**
+   * timeouts.response (SPEC §4): no response headers, or no next body chunk, within it of the last progress
+   * is a timeout. Time the client takes (uploading the request body, draining the response) does not
+   * count; connecting has timeouts.connect. Called by state.watch every table.sweepMs.
+   */
+  sweep(now: number): void {
+    const abort = this.abortUpstream
+    if (abort === null) return // not sent yet (connecting, or between attempts)
+    if (this.active || this.paused || (this.status === 0 && !this.discarding && this.isUploading())) {
+      this.active = false
+      this.activityMs = now
+      return
+    }
+    if (now - this.activityMs < this.upstream!.responseTimeoutMs) return
+    this.abortUpstream = null
+    abort(RESPONSE_TIMEOUT)
+  }
+
+  isUploading(): boolean {
+    return (this.hasChunkedBody || this.contentLength > 0) && !this.req.complete
   }
 
   onComplete(): void {
@@ -313,6 +354,7 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
   complete(): void {
     if (this.finished) return
     this.finished = true
+    this.state.watch.remove(this)
     const route = this.route
     if (this.acquired) this.upstream!.pool.release()
     const seconds = (performance.now() - this.startMs) / 1000
@@ -338,6 +380,7 @@ const EMPTY_TRIED: Target[] = []
 const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
 
 const CLIENT_GONE = Object.assign(new Error('client closed the connection'), { code: 'TOLLGATE_CLIENT_GONE' })
+const RESPONSE_TIMEOUT = Object.assign(new Error('no response within timeouts.response'), { code: 'TOLLGATE_RESPONSE_TIMEOUT' })
 const BODY_TOO_LARGE = Object.assign(new Error('request body over maxBodySize'), { code: 'TOLLGATE_BODY_TOO_LARGE' })
 
 function retryTimer(ex: Exchange, next: Target): void {
@@ -355,7 +398,7 @@ function classify(err: Error): Failure {
     case 'ECONNREFUSED': case 'ENOTFOUND': case 'EHOSTUNREACH': case 'ENETUNREACH': case 'EAI_AGAIN':
     case 'UND_ERR_CONNECT_TIMEOUT': case 'EADDRNOTAVAIL':
       return Failure.ConnectFailure
-    case 'UND_ERR_HEADERS_TIMEOUT': case 'UND_ERR_BODY_TIMEOUT':
+    case 'TOLLGATE_RESPONSE_TIMEOUT': case 'UND_ERR_HEADERS_TIMEOUT': case 'UND_ERR_BODY_TIMEOUT':
       return Failure.Timeout
     case 'ECONNRESET': case 'EPIPE': case 'UND_ERR_SOCKET': case 'UND_ERR_CLOSED':
       return Failure.Reset

@@ -1,6 +1,7 @@
 // What the request path reads per request: the current table (replaced in one assignment on reload),
-// the draining flag, and the in-flight count that shutdown waits on.
+// the draining flag, the in-flight count that shutdown waits on, and the watch over response timeouts.
 import type { RouteTable } from '../router/route-table.js'
+import { ResponseWatch } from './response-watch.js'
 import type { Metrics, RouteMetrics } from '../telemetry/metrics.js'
 
 export class ProxyState {
@@ -9,6 +10,8 @@ export class ProxyState {
   inflight = 0
   readonly metrics: Metrics
   readonly unmatchedMetrics: RouteMetrics
+  /** Requests waiting on an upstream, swept for timeouts.response every table.sweepMs. */
+  readonly watch = new ResponseWatch(() => this.table.sweepMs)
   #idleWaiters: Array<() => void> = []
 
   constructor(table: RouteTable, metrics: Metrics) {

@@ -6,6 +6,7 @@ import { Pool } from '../upstream/undici-pool.js'
 import type { Config, Route, Upstream } from '../config/schema.js'
 import { parseDurationMs, parseSizeBytes } from '../config/units.js'
 import type { PathPolicy } from '../proxy/canonical-path.js'
+import { sweepIntervalMs } from '../proxy/response-watch.js'
 import { TrustedProxies } from '../proxy/headers.js'
 import type { Metrics, RouteMetrics, UpstreamMetrics } from '../telemetry/metrics.js'
 import { HashKey } from '../upstream/hash-key.js'
@@ -56,7 +57,12 @@ export class RouteTable {
     readonly routeMetrics: ReadonlyMap<string, RouteMetrics>,
     /** Some route matches on headers: only then does a request build Node's lazy req.headers object. */
     readonly matchesHeaders: boolean,
-  ) {}
+  ) {
+    this.sweepMs = sweepIntervalMs(Array.from(upstreams.values(), (u) => u.responseTimeoutMs))
+  }
+
+  /** How often timeouts.response is checked for requests in flight (response-watch.ts). */
+  readonly sweepMs: number
 }
 
 export interface BuildResult {
@@ -154,8 +160,9 @@ export function buildRouteTable(config: Config, prev: RouteTable | null, metrics
 function attachDispatcher(target: Target, upstream: CompiledUpstream): void {
   target.dispatcher = new Pool(target.origin, {
     connect: { timeout: upstream.connectTimeoutMs },
-    headersTimeout: upstream.responseTimeoutMs,
-    bodyTimeout: upstream.responseTimeoutMs,
+    // timeouts.response is enforced by the proxy's sweep (src/proxy/response-watch.ts), not undici's timers.
+    headersTimeout: 0,
+    bodyTimeout: 0,
     keepAliveTimeout: 4_000,
     pipelining: 1,
     strictContentLength: true,
@@ -175,7 +182,8 @@ function compileUpstream(name: string, spec: Upstream, old: CompiledUpstream | u
   let added: Target[]
   let retired: Target[] = []
   // Connection pools are built with the connect timeout: when it changes, every target gets a new one.
-  if (old !== undefined && old.connectTimeoutMs === connectMs && old.responseTimeoutMs === responseMs) {
+  // timeouts.response is not theirs (the proxy's sweep reads it per request), so it changes in place.
+  if (old !== undefined && old.connectTimeoutMs === connectMs) {
     const r = old.pool.withTargets(specs, { balancer: spec.balancer, maxConcurrent, onAllUnhealthy: spec.onAllUnhealthy })
     pool = r.pool
     added = r.added

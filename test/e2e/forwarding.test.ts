@@ -364,6 +364,58 @@ describe('upstream timeouts', () => {
     expect(elapsed).toBeLessThan(1500)
   })
 
+  it('an upstream that stops mid-body for timeouts.response is cut off: the client connection closes, the upstream request is aborted', async () => {
+    let upstreamClosed: () => void = () => undefined
+    const aborted = new Promise<void>((r) => { upstreamClosed = r })
+    const up = await startUpstream({
+      handler: (_req, res) => {
+        res.writeHead(200, { 'content-length': '10' })
+        res.write('01234') // and nothing more
+        res.on('close', () => upstreamClosed())
+      },
+    })
+    const gw = await startGateway(route(up.url, '', ', timeouts: { response: 300ms }'))
+    const socket = net.connect(gw.port, '127.0.0.1')
+    let received = ''
+    socket.on('data', (d: Buffer) => { received += d.toString('latin1') })
+    const closed = new Promise<void>((r) => socket.on('close', () => r()))
+    const t0 = performance.now()
+    socket.write('GET /api/x HTTP/1.1\r\nHost: a\r\n\r\n')
+    await closed
+    const elapsed = performance.now() - t0
+    expect(received).toMatch(/^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\n01234$/)
+    expect(elapsed).toBeGreaterThanOrEqual(280)
+    expect(elapsed).toBeLessThan(1500)
+    await aborted
+    const status = (await gw.admin('/status')).json() as { inflight: number }
+    expect(status.inflight).toBe(0)
+  })
+
+  it('a client reading slowly for longer than timeouts.response still gets the whole body', async () => {
+    const SIZE = 8 * 1024 * 1024
+    const up = await startUpstream({ body: Buffer.alloc(SIZE, 0x61), headers: { 'content-length': String(SIZE) } })
+    const gw = await startGateway(route(up.url, '', ', timeouts: { response: 200ms }'))
+    const socket = net.connect(gw.port, '127.0.0.1')
+    onTestFinished(() => { socket.destroy() })
+    let received = 0
+    socket.on('data', (d: Buffer) => { received += d.length })
+    const done = new Promise<void>((resolve) => socket.on('close', () => resolve())) // Connection: close
+    socket.pause() // the gateway fills the socket buffers, then has to wait for this client
+    socket.write('GET /api/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
+    await new Promise((r) => setTimeout(r, 800)) // a slow client: 4x timeouts.response without reading
+    socket.resume()
+    await done
+    expect(received).toBeGreaterThan(SIZE) // the body, plus the head
+  })
+
+  it('a reload that changes only timeouts.response applies it to the next request', async () => {
+    const up = await startUpstream({ delaysMs: [600] })
+    const gw = await startGateway(route(up.url, '', ', timeouts: { response: 5s }'))
+    expect((await gw.get('/api/x')).status).toBe(200)
+    expect(await gw.rewrite(route(up.url, '', ', timeouts: { response: 200ms }'))).toBe('applied')
+    expectGatewayResponse(await gw.get('/api/x'), 504, 'UPSTREAM_TIMEOUT')
+  })
+
   it('timeouts.response does not cut off a client upload that takes longer than it', async () => {
     const up = await startUpstream({ handler: (_req, res, body) => { res.end(String(body.length)) } })
     const gw = await startGateway(route(up.url, '', ', timeouts: { response: 300ms }'))
