@@ -108,7 +108,7 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
 
     const table = this.table
     const target = canonicalizeTarget(req.url ?? '', req.method ?? 'GET', facts.host, table.pathPolicy)
-    if ('rejected' in target) return this.refuse(BAD_REQUEST, facts.contentLength > 0 || facts.hasChunkedBody)
+    if ('rejected' in target) return this.refuse(BAD_REQUEST, facts.hasBody())
     if (target.path === '*') return this.answerOptionsStar()
 
     const match = table.router.match(req.method ?? 'GET', facts.host, target.path, table.matchesHeaders ? req.headers : NO_HEADERS)
@@ -153,7 +153,7 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     this.active = false
     this.paused = false
     const req = this.req
-    const hasBody = this.hasChunkedBody || this.contentLength > 0
+    const hasBody = this.hasBody()
     const dispatcher = target.dispatcher as Dispatcher
     const headers = this.upstreamHeaders!
     if (upstream.hostFromTarget) headers[1] = target.origin.slice(target.origin.indexOf('//') + 2)
@@ -250,7 +250,7 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
   }
 
   isUploading(): boolean {
-    return (this.hasChunkedBody || this.contentLength > 0) && !this.req.complete
+    return this.hasBody() && !this.req.complete
   }
 
   onComplete(): void {
@@ -294,7 +294,7 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     if (this.finished || this.headersSent) return false
     // Only idempotent requests without a body: the body stream cannot be replayed (it is not buffered).
     if (!IDEMPOTENT.has(this.req.method ?? '')) return false
-    return !(this.hasChunkedBody || this.contentLength > 0)
+    return !this.hasBody()
   }
 
   rememberTried(target: Target): Target[] {

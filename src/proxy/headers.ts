@@ -25,6 +25,11 @@ export class RequestHeaderFacts {
   contentLength = -1
   expectContinue = false
   upgrade = false
+
+  /** The request has a body (chunked, or a Content-Length above 0). */
+  hasBody(): boolean {
+    return this.hasChunkedBody || this.contentLength > 0
+  }
 }
 
 // Trace, span and request ids come from one pooled random buffer, read as ONE hex string per request:
