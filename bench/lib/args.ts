@@ -29,7 +29,7 @@ export const usage = `Usage: npm run bench -- [flags]
                           with fewer runs
   --duration 10s          measured time per run (wrk takes whole seconds)
   --warmup 2s             unmeasured load before the first repetition of each peer (0 to skip)
-  --reps 3                repetitions, interleaved across peers
+  --reps 5                repetitions, interleaved across peers
   --connections 50        concurrent connections of the load generator
   --only a,b              peers to run (direct,tollgate,undici-stream,fastify-http-proxy,
                           fast-gateway,http-proxy,nginx,haproxy,caddy)
@@ -77,7 +77,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     isQuick,
     durationMs: parseDurationMs(values.duration ?? (isQuick ? '1s' : '10s')),
     warmupMs: parseDurationMs(values.warmup ?? (isQuick ? '0s' : '2s')),
-    reps: positiveInteger('reps', values.reps ?? (isQuick ? '1' : '3')),
+    reps: positiveInteger('reps', values.reps ?? (isQuick ? '1' : '5')),
     connections: positiveInteger('connections', values.connections),
     onlyPeers: list(values.only),
     onlyScenarios: list(values.scenarios) ?? (isQuick ? new Set(['small']) : null),
