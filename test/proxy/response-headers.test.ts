@@ -41,3 +41,22 @@ describe('buildResponseHeaders', () => {
     expect(out).toEqual(['x-request-id', 'rid', 'connection', 'close'])
   })
 })
+
+describe('buildResponseHeaders with common and uncommon names', () => {
+  it('drops every hop-by-hop name, Upgrade and X-Request-Id in any letter case, whether or not the table knows it', () => {
+    const dropped = ['Keep-Alive', 'PROXY-CONNECTION', 'Proxy-Authorization', 'proxy-authenticate', 'TE', 'Trailer',
+      'Transfer-Encoding', 'HTTP2-Settings', 'Upgrade', 'x-REQUEST-id']
+    for (const name of dropped) {
+      const { out } = build(raw(name, 'v', 'X-Kept', 'k'))
+      expect(out, name).toEqual(['x-kept', 'k', 'x-request-id', 'rid'])
+    }
+  })
+
+  it('passes common and uncommon names on in lower case with their values unchanged', () => {
+    const { out, body } = build(raw('SERVER', 'nginx', 'Content-TYPE', 'text/html; charset=ISO-8859-1', 'ETag', '"a\xe9"',
+      'X-Custom-Thing', 'Mixed Case', 'content-LENGTH', '12'))
+    expect(out).toEqual(['server', 'nginx', 'content-type', 'text/html; charset=ISO-8859-1', 'etag', '"a\xe9"',
+      'x-custom-thing', 'Mixed Case', 'content-length', '12', 'x-request-id', 'rid'])
+    expect(body.bytesLeft).toBe(12)
+  })
+})
