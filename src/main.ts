@@ -13,6 +13,7 @@ import { formatIssue } from './errors.js'
 import { createProxyServer, type ProxyServer } from './proxy/proxy-server.js'
 import { ProxyState } from './proxy/proxy-state.js'
 import { buildRouteTable, type RouteTable } from './router/route-table.js'
+import { HeapTrimmer } from './telemetry/heap-trim.js'
 import { createLogger, type Logger } from './telemetry/log.js'
 import { Metrics } from './telemetry/metrics.js'
 
@@ -72,6 +73,8 @@ export class Gateway {
   #watcher: ConfigWatcher | null = null
   #shuttingDown = false
   #stopped: Promise<void> | null = null
+  /** Gives back the garbage of a large config load at once (heap-trim.ts says why). */
+  readonly heapTrimmer = new HeapTrimmer()
   readyzDraining = false
 
   private constructor(source: FileConfigSource, etcd: EtcdConfigSource | null, table: RouteTable, metrics: Metrics, log: Logger) {
@@ -116,6 +119,7 @@ export class Gateway {
       etcd.start()
     }
     log.info({ proxy: gateway.proxyAddress, admin: gateway.adminAddress, routes: table.routes.size, revision: source.revision }, 'tollgate started')
+    gateway.heapTrimmer.afterLoad()
     return gateway
   }
 
@@ -159,6 +163,7 @@ export class Gateway {
       this.log.error({ err }, 'config reload failed; the previous config stays in force')
       event = { result: 'rejected', revision: null }
     }
+    this.heapTrimmer.afterLoad()
     this.events.emit('reload', event)
     return event.result
   }
@@ -232,6 +237,8 @@ export class Gateway {
       this.metrics.configReloads.labels(source, 'rejected').inc()
       this.log.error({ err, source, revision }, 'config reload failed; the previous config stays in force')
       return 'rejected'
+    } finally {
+      this.heapTrimmer.afterLoad()
     }
   }
 
