@@ -10,7 +10,7 @@ import { collectVersions, describeMachine } from './lib/machine.js'
 import { microChecks, microTable, runMicro, type MicroRun } from './lib/micro.js'
 import { createPeers, PeerSkipped, type Peer, type RunningPeer } from './lib/peers.js'
 import { choosePinning, freePort, killAllChildren, probe, readRssKib, type Pinning } from './lib/processes.js'
-import { rssTable, scenarioTable, type PeerResult, type ScenarioReport, type Skip } from './lib/report.js'
+import { idleRssCheck, rssTable, scenarioTable, type PeerResult, type ScenarioReport, type Skip } from './lib/report.js'
 import { spread } from './lib/stats.js'
 import { formatMiB } from './lib/units.js'
 import { startUpstream, type Upstream } from './lib/upstream.js'
@@ -229,11 +229,8 @@ function printChecks(reports: readonly ScenarioReport[], micro: MicroRun | null)
     checks.push(`${report.name}: tollgate ÷ undici-stream req/s ${rpsRatio.toFixed(3)} (target ≥ ${TARGET_RPS_RATIO}), ` +
       `p99 ${p99Ratio.toFixed(3)} (target ≤ ${TARGET_P99_RATIO}): ${isMet ? 'met' : 'NOT met'}`)
   }
-  const idle = reports.flatMap((r) => r.results).find((r) => r.peer === 'tollgate' && r.rssIdleKib !== null)
-  if (idle?.rssIdleKib != null) {
-    const mib = idle.rssIdleKib / 1024
-    checks.push(`tollgate idle RSS ${formatMiB(idle.rssIdleKib)} MiB (target ≤ ${TARGET_IDLE_RSS_MIB} MB): ${mib <= TARGET_IDLE_RSS_MIB ? 'met' : 'NOT met'}`)
-  }
+  const idle = idleRssCheck(reports, new Set(scenarios.filter((s) => s.tollgateConfig === undefined).map((s) => s.name)), TARGET_IDLE_RSS_MIB)
+  if (idle !== null) checks.push(idle)
   if (micro?.report != null) checks.push(...microChecks(micro.report))
   if (checks.length > 0) {
     say('## Checks (issue 4)')

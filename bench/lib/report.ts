@@ -71,3 +71,19 @@ export function rssTable(report: ScenarioReport): string {
   ])
   return markdownTable(['peer', 'RSS idle MiB', `RSS under load MiB (max, ${report.name})`], rows, [false, true, true])
 }
+
+/**
+ * The idle-RSS check line: Tollgate's idle RSS in the first scenario that runs it with the one-route config
+ * (`oneRouteScenarios`); a scenario with 10k routes holds them in memory, so it does not count. Null when
+ * no such scenario ran Tollgate.
+ */
+export function idleRssCheck(reports: readonly ScenarioReport[], oneRouteScenarios: ReadonlySet<string>, targetMiB: number): string | null {
+  for (const report of reports) {
+    if (!oneRouteScenarios.has(report.name)) continue
+    const kib = report.results.find((r) => r.peer === 'tollgate')?.rssIdleKib
+    if (kib == null) continue
+    return `tollgate idle RSS ${formatMiB(kib)} MiB with the one-route config (${report.name}) ` +
+      `(target ≤ ${targetMiB} MB): ${kib / 1024 <= targetMiB ? 'met' : 'NOT met'}`
+  }
+  return null
+}
