@@ -65,13 +65,6 @@ for (const name of DROPPED_FROM_RESPONSES) add(name, NameKind.Drop)
 for (const name of COMMON_RESPONSE_NAMES) add(name, NameKind.Keep)
 for (let i = 0; i < byLength.length; i++) byLength[i] ??= []
 
-/** The kind of a name already in lower case (names not in the table are kept). */
-export function nameKind(lower: string): NameKind {
-  const bucket = byLength[lower.length]
-  if (bucket !== undefined) for (const k of bucket) if (k.name === lower) return k.kind
-  return NameKind.Keep
-}
-
 /** The table entry for a raw header name, in any letter case; null when the name is not in the table. */
 export function knownName(raw: Uint8Array): KnownName | null {
   const bucket = byLength[raw.length]

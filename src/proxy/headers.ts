@@ -11,7 +11,7 @@
 import { BlockList, isIPv6 } from 'node:net'
 import { randomFillSync, randomUUID } from 'node:crypto'
 import { BAD_REQUEST, EXPECTATION_FAILED, type Refusal } from '../errors.js'
-import { HOP_BY_HOP_NAMES, NameKind, knownName, nameKind } from './header-names.js'
+import { HOP_BY_HOP_NAMES, NameKind, knownName } from './header-names.js'
 
 /** What pass 1 learned about a request. One instance per request, every field assigned in order. */
 export class RequestHeaderFacts {
@@ -282,9 +282,10 @@ export function buildResponseHeaders(raw: readonly Buffer[], requestId: string, 
   for (let i = 0; i < raw.length; i += 2) {
     const rawName = raw[i]!
     // Common names come from the table as lower-case constants (header-names.ts says why); others as strings.
+    // Every name the gateway drops or reads is in the table, in any letter case, so the others are kept.
     const known = knownName(rawName)
     const lower = known !== null ? known.name : rawName.toString('latin1').toLowerCase()
-    const kind = known !== null ? known.kind : nameKind(lower)
+    const kind = known !== null ? known.kind : NameKind.Keep
     if (kind === NameKind.Connection) {
       // Nearly every upstream says just `keep-alive` or `close`, which name no header to drop: measured at
       // ~0.3 us per request (CPU profile, bench scenario small) when every response took the split below

@@ -19,7 +19,7 @@ export class HeapTrimmer {
   #usedAfterLast = 0
   #pending = false
   #collect: (() => void) | null | undefined = undefined
-  /** Full collections run so far (status and tests). */
+  /** Full collections run so far (tests read it). */
   collections = 0
 
   /** A config load just finished (applied or not: parsing made the garbage either way). */
