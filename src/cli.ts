@@ -2,14 +2,10 @@
 // tollgate [run] [--config F] [--listen A] [--admin A] [--workers N|auto]
 // tollgate validate [F]     tollgate schema
 // tollgate etcd put F [--prune] [--dry-run] | etcd get     tollgate register --upstream U --url URL
-import cluster from 'node:cluster'
 import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
-import { ConfigError, formatIssue } from './errors.js'
-import { runValidate, schemaJson } from './config/validate-command.js'
-import { Gateway } from './main.js'
-import { runPrimary, runWorker } from './workers.js'
-import { createLogger } from './telemetry/log.js'
+import { runValidate, schemaJson } from './commands/validate-command.js'
+import { runGateway } from './main.js'
 
 const USAGE = `usage:
   tollgate [--config routes.yaml] [--listen host:port] [--admin host:port] [--workers N|auto]
@@ -37,14 +33,14 @@ async function main(argv: string[]): Promise<number> {
       return run(rest)
     // Loaded on demand: the gateway itself never needs them (nor etcd3, unless the config has etcd:).
     case 'etcd': {
-      const { runEtcdCommand } = await import('./etcd/etcd-command.js')
+      const { runEtcdCommand } = await import('./etcd/commands/etcd-command.js')
       const code = await runEtcdCommand(rest, commandIo())
       // `etcd get` may print a lot into a pipe: let it drain before the exit below.
       await new Promise<void>((resolve) => process.stdout.write('', () => resolve()))
       return code
     }
     case 'register': {
-      const { runRegister } = await import('./etcd/register-command.js')
+      const { runRegister } = await import('./etcd/commands/register-command.js')
       return runRegister(rest, commandIo())
     }
     case 'help': case '--help': case '-h':
@@ -82,39 +78,7 @@ async function run(args: string[]): Promise<number> {
     process.stderr.write(`tollgate: --workers must be a positive integer or auto, got ${JSON.stringify(values.workers)}\n`)
     return 2
   }
-  const log = createLogger(env)
-  try {
-    if (cluster.isWorker) return await runWorker(configPath, env, log)
-    if (workers > 1) return await runPrimary(configPath, env, workers, log)
-    const gateway = await Gateway.start({ configPath, env, log })
-    return await untilSignal(gateway)
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      for (const issue of err.issues) process.stderr.write(formatIssue(issue) + '\n')
-      process.stderr.write(`tollgate: ${configPath} is invalid; not starting.\n`)
-      return 1
-    }
-    process.stderr.write(`tollgate: ${(err as Error).message}\n`)
-    return 1
-  }
-}
-
-/** SIGTERM/SIGINT: drain and exit 0; a second signal exits at once (SPEC §9). */
-export function untilSignal(gateway: Gateway): Promise<number> {
-  return new Promise((resolve) => {
-    let signalled = false
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (signalled) {
-        gateway.log.warn({ signal }, 'second signal: exiting now')
-        process.exit(1)
-      }
-      signalled = true
-      gateway.log.info({ signal }, 'shutting down')
-      gateway.shutdown().then(() => resolve(0), () => resolve(1))
-    }
-    process.on('SIGTERM', onSignal)
-    process.on('SIGINT', onSignal)
-  })
+  return runGateway(configPath, env, workers)
 }
 
 main(process.argv.slice(2)).then((code) => {

@@ -1,4 +1,4 @@
-import type { Gateway } from './main.js'
+import type { Gateway } from './lifecycle/gateway.js'
 
 /** Resolves after SIGINT/SIGTERM drained the gateway; a second signal exits at once. */
 export function untilSignalDemo(gateway: Gateway): Promise<void> {

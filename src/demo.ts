@@ -2,7 +2,7 @@
 // curl commands printed at the end work on a fresh machine. Ctrl-C stops everything.
 import http from 'node:http'
 import { resolve } from 'node:path'
-import { Gateway } from './main.js'
+import { Gateway } from './lifecycle/gateway.js'
 import { untilSignalDemo } from './demo-signal.js'
 
 function service(name: string, port: number): Promise<http.Server> {

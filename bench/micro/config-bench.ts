@@ -5,7 +5,7 @@
 // load on the machine hits them all alike.
 import { loadConfigText } from '../../src/config/load.js'
 import { parseYamlSource } from '../../src/config/yaml-source.js'
-import { buildRouteTable, type RouteTable } from '../../src/router/route-table.js'
+import { buildRouteTable, type RouteTable } from '../../src/table/route-table.js'
 import { Metrics } from '../../src/telemetry/metrics.js'
 import { RUN_KEYS, type MsPerRun } from './micro-report.js'
 

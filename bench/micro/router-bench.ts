@@ -2,7 +2,7 @@
 // Run by micro-bench.ts in its own process. Every operation runs in batches of 10,000 calls, round after
 // round so that a burst of load on the machine hits them all alike; a figure is the median over batches
 // of the wall time (hrtime) and of this process's CPU time per call.
-import { canonicalizeTarget, isPathRejection, type PathPolicy } from '../../src/proxy/canonical-path.js'
+import { canonicalizeTarget, isPathRejection, type PathPolicy } from '../../src/http/canonical-path.js'
 import type { Router } from '../../src/router/router.js'
 import { MICRO_HOST, REWRITTEN_TARGET, TYPICAL_TARGET } from './micro-routes.js'
 import type { NsPerCall } from './micro-report.js'

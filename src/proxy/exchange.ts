@@ -12,12 +12,12 @@ import {
   BAD_REQUEST, METHOD_NOT_ALLOWED, NO_HEALTHY_UPSTREAM, OVERLOADED, PAYLOAD_TOO_LARGE, ROUTE_NOT_FOUND,
   SHUTTING_DOWN, UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE, type Refusal,
 } from '../errors.js'
-import type { CompiledRoute, CompiledUpstream, RouteTable } from '../router/route-table.js'
+import type { CompiledRoute, CompiledUpstream, RouteTable } from '../table/route-table.js'
 import type { Target } from '../upstream/target.js'
 import { FailureKind as Failure } from '../upstream/retry-policy.js'
 import type { Socket } from 'node:net'
 import type { Readable } from 'node:stream'
-import { canonicalizeTarget } from './canonical-path.js'
+import { canonicalizeTarget } from '../http/canonical-path.js'
 import {
   RequestHeaderFacts, buildResponseHeaders, buildUpstreamHeaders, nextTraceparent, peerAddress, randomIds, requestIdFrom,
   scanRequestHeaders,

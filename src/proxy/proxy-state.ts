@@ -1,6 +1,6 @@
 // What the request path reads per request: the current table (replaced in one assignment on reload),
 // the draining flag, the in-flight count that shutdown waits on, and the watch over response timeouts.
-import type { RouteTable } from '../router/route-table.js'
+import type { RouteTable } from '../table/route-table.js'
 import { ResponseWatch } from './response-watch.js'
 import type { Metrics, RouteMetrics } from '../telemetry/metrics.js'
 

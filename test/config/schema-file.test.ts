@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { loadConfigText } from '../../src/config/load.js'
-import { schemaJson } from '../../src/config/validate-command.js'
+import { schemaJson } from '../../src/commands/validate-command.js'
 
 // SPEC §2's example, plus a second upstream and route for the variants it only mentions in comments.
 const FULL_EXAMPLE = `

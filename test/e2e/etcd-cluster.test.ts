@@ -2,7 +2,7 @@
 // while a stream of writes goes on; the gateway loses no change: its routes end equal to what etcd holds.
 import type { Etcd3 } from 'etcd3'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { createEtcdClient, readPrefix } from '../../src/config/etcd-client.js'
+import { createEtcdClient, readPrefix } from '../../src/etcd/client.js'
 import { nextEvent, startEtcdCluster, startEtcdGateway, type EtcdCluster, type EtcdMember } from '../helpers/etcd.js'
 import { startUpstream } from '../helpers/upstream.js'
 

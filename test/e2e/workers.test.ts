@@ -9,7 +9,7 @@ import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import net from 'node:net'
 import { describe, expect, it } from 'vitest'
-import { revisionOf } from '../../src/config/file-source.js'
+import { revisionOf } from '../../src/lifecycle/file-source.js'
 import { httpRequest, spawnGateway, type GatewayProcess } from '../helpers/gateway.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 

@@ -1,8 +1,8 @@
 // The merge rules of SPEC §3 on their own (no etcd needed): etcd wins on the same id, every item is
 // validated alone and a bad one keeps its previous version while the rest of the batch applies.
 import { describe, expect, it } from 'vitest'
-import { EtcdItems, type EtcdEntry } from '../../src/config/etcd-items.js'
-import { parseItemKey } from '../../src/config/etcd-keys.js'
+import { EtcdItems, type EtcdEntry } from '../../src/etcd/items.js'
+import { parseItemKey } from '../../src/etcd/keys.js'
 import { loadConfigText } from '../../src/config/load.js'
 import type { Config } from '../../src/config/schema.js'
 

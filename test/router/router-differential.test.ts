@@ -18,7 +18,7 @@
 //    a refusal is an accepted outcome.
 import FindMyWay from 'find-my-way'
 import { describe, expect, it } from 'vitest'
-import { canonicalizeTarget, isPathRejection } from '../../src/proxy/canonical-path.js'
+import { canonicalizeTarget, isPathRejection } from '../../src/http/canonical-path.js'
 import { Router, type RouteSpec } from '../../src/router/router.js'
 
 type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE' | 'PATCH'

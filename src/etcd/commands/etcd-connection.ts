@@ -1,10 +1,10 @@
 // Where the etcd commands find etcd (SPEC §4): flags first, then TOLLGATE_ETCD_* variables, then the
 // `etcd:` section of the config file, then the defaults of that section.
 import { existsSync } from 'node:fs'
-import { ConfigError, formatIssue } from '../errors.js'
-import type { EtcdConnectionSettings } from '../config/etcd-client.js'
-import { loadConfigFile } from '../config/load.js'
-import { Etcd } from '../config/schema.js'
+import { ConfigError, formatIssue } from '../../errors.js'
+import type { EtcdConnectionSettings } from '../client.js'
+import { loadConfigFile } from '../../config/load.js'
+import { Etcd } from '../../config/schema.js'
 
 export interface EtcdFlags {
   readonly config?: string | undefined

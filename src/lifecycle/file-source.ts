@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { ConfigError, type ConfigIssue } from '../errors.js'
-import { loadConfigText, type LoadResult } from './load.js'
+import { loadConfigText, type LoadResult } from '../config/load.js'
 
 export type ReloadOutcome =
   | { readonly kind: 'unchanged'; readonly revision: string }

@@ -5,15 +5,15 @@
 import { Pool } from '../upstream/undici-pool.js'
 import type { Config, Route, Upstream } from '../config/schema.js'
 import { parseDurationMs, parseSizeBytes } from '../config/units.js'
-import type { PathPolicy } from '../proxy/canonical-path.js'
+import type { PathPolicy } from '../http/canonical-path.js'
 import { sweepIntervalMs } from '../proxy/response-watch.js'
 import { TrustedProxies } from '../proxy/headers.js'
 import type { Metrics, RouteMetrics, UpstreamMetrics } from '../telemetry/metrics.js'
-import { HashKey } from '../upstream/hash-key.js'
+import { HashKey } from '../http/request-key.js'
 import { RetryPolicy } from '../upstream/retry-policy.js'
 import type { Target } from '../upstream/target.js'
 import { UpstreamPool } from '../upstream/upstream-pool.js'
-import { Router } from './router.js'
+import { Router } from '../router/router.js'
 
 export class CompiledUpstream {
   constructor(
@@ -63,6 +63,12 @@ export class RouteTable {
 
   /** How often timeouts.response is checked for requests in flight (response-watch.ts). */
   readonly sweepMs: number
+
+  /** At shutdown: destroys every connection pool of this table's upstreams (requests still in flight are cut). */
+  async close(): Promise<void> {
+    await Promise.all([...this.upstreams.values()].flatMap((u) => u.pool.targets.map((t) =>
+      (t.dispatcher as Pool | null)?.destroy().catch(() => undefined))))
+  }
 }
 
 export interface BuildResult {

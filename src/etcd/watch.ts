@@ -11,7 +11,7 @@
 //   row fails to deliver what the read shows (a silent, stuck stream: microsoft/etcd3#72, etcd#8980).
 // - Every handler runs inside try/catch: etcd3 rethrows listener errors as uncaught exceptions.
 import type { Etcd3, IWatchResponse, Watcher } from 'etcd3'
-import { describeEtcdError } from './etcd-client.js'
+import { describeEtcdError } from './client.js'
 
 export interface WatchCallbacks {
   /** The revision the caller's state reflects: the watch resumes after it. */

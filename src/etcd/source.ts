@@ -16,12 +16,12 @@ import { EventEmitter } from 'node:events'
 import { resolve } from 'node:path'
 import type { Etcd3, IOptions, IWatchResponse } from 'etcd3'
 import type { ConfigIssue } from '../errors.js'
-import { describeEtcdError, etcdClientOptions, loadEtcd3, readPrefix, type Etcd3Module } from './etcd-client.js'
-import { EtcdItems, type EtcdEntry, type EtcdRejection, type Registration } from './etcd-items.js'
-import { etcdWhere, keyPrefix } from './etcd-keys.js'
-import { readEtcdSnapshot, SnapshotWriter } from './etcd-snapshot.js'
-import { watchPrefix } from './etcd-watch.js'
-import type { Config } from './schema.js'
+import { describeEtcdError, etcdClientOptions, loadEtcd3, readPrefix, type Etcd3Module } from './client.js'
+import { EtcdItems, type EtcdEntry, type EtcdRejection, type Registration } from './items.js'
+import { etcdWhere, keyPrefix } from './keys.js'
+import { readEtcdSnapshot, SnapshotWriter } from './snapshot.js'
+import { watchPrefix } from './watch.js'
+import type { Config } from '../config/schema.js'
 
 export type EtcdSettings = NonNullable<Config['etcd']>
 

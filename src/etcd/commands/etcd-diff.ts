@@ -1,8 +1,8 @@
 // What `tollgate etcd put` would change: the routes and upstreams of a file against those in etcd,
 // compared after validation (defaults applied), so a value written differently but meaning the same
 // thing is unchanged. One line per item, field by field for a changed one.
-import { itemKey, parseItem, parseItemKey, type EtcdItemKey } from '../config/etcd-keys.js'
-import type { KeyValue } from '../config/etcd-client.js'
+import { itemKey, parseItem, parseItemKey, type EtcdItemKey } from '../keys.js'
+import type { KeyValue } from '../client.js'
 
 /** One route or upstream of the file, as it would be written. */
 export interface DesiredItem {

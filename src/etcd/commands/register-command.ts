@@ -7,10 +7,10 @@
 // and exits 0; a second signal exits at once.
 import { parseArgs } from 'node:util'
 import type { Lease } from 'etcd3'
-import { createEtcdClient, describeEtcdError } from '../config/etcd-client.js'
-import { itemKey, parseItem } from '../config/etcd-keys.js'
-import { parseDurationMs } from '../config/units.js'
-import { createLogger } from '../telemetry/log.js'
+import { createEtcdClient, describeEtcdError } from '../client.js'
+import { itemKey, parseItem } from '../keys.js'
+import { parseDurationMs } from '../../config/units.js'
+import { createLogger } from '../../telemetry/log.js'
 import type { CommandIo } from './etcd-command.js'
 import { ETCD_FLAG_OPTIONS, resolveEtcdTarget, type EtcdTarget } from './etcd-connection.js'
 

@@ -12,10 +12,10 @@
 // - Deleting an upstream that an item in force still uses is rejected the same way (the upstream stays)
 //   rather than taking the route down with it; it goes once nothing uses it.
 import type { ConfigIssue } from '../errors.js'
-import { checkConfig } from './check.js'
-import { etcdWhere, itemKey, parseItem, parseItemKey, type ParsedItem } from './etcd-keys.js'
-import type { Config, Route, Target, Upstream } from './schema.js'
-import { formatPath, type PathSegment } from './validate-value.js'
+import { checkConfig } from '../config/check.js'
+import { etcdWhere, itemKey, parseItem, parseItemKey, type ParsedItem } from './keys.js'
+import type { Config, Route, Target, Upstream } from '../config/schema.js'
+import { formatPath, type PathSegment } from '../config/validate-value.js'
 
 /** One key as read from etcd; `value` null for a deleted key (a tombstone until the next merge). */
 export interface EtcdEntry {

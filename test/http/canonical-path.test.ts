@@ -4,7 +4,7 @@ import {
   REJECT_DOT_SEGMENT, REJECT_FOREIGN_AUTHORITY, REJECT_FRAGMENT, REJECT_MALFORMED_PERCENT, REJECT_NON_ASCII,
   REJECT_NOT_ORIGIN_FORM, REJECT_OVERLONG_UTF8, REJECT_SEMICOLON,
   type PathPolicy, type PathRejection,
-} from '../../src/proxy/canonical-path.js'
+} from '../../src/http/canonical-path.js'
 
 const strict: PathPolicy = { mergeSlashes: true, rejectSemicolon: true }
 const lenient: PathPolicy = { mergeSlashes: false, rejectSemicolon: false }

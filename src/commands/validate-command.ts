@@ -1,7 +1,7 @@
 // `tollgate validate [F]` and `tollgate schema` (SPEC §4). Pure functions: the CLI prints and exits.
 import { ConfigError, formatIssue } from '../errors.js'
-import { loadConfigFile } from './load.js'
-import { Config } from './schema.js'
+import { loadConfigFile } from '../config/load.js'
+import { Config } from '../config/schema.js'
 
 export interface CommandOutput {
   readonly exitCode: 0 | 1

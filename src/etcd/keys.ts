@@ -1,7 +1,7 @@
 // etcd keys and values one at a time (SPEC §3): which item a key under the prefix names, and whether a
 // value is a valid item of that kind, checked alone with the schema of one routes.yaml entry.
-import { EtcdRoute, Route, Target, Upstream } from './schema.js'
-import { formatPath, validateValue, type PathSegment } from './validate-value.js'
+import { EtcdRoute, Route, Target, Upstream } from '../config/schema.js'
+import { formatPath, validateValue, type PathSegment } from '../config/validate-value.js'
 
 export type EtcdItemKey =
   | { readonly kind: 'route'; readonly id: string }

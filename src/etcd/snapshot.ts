@@ -4,7 +4,7 @@
 import { mkdirSync, readFileSync } from 'node:fs'
 import { mkdir, open, rename, rm } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import type { EtcdEntry } from './etcd-items.js'
+import type { EtcdEntry } from './items.js'
 
 export interface EtcdSnapshot {
   readonly version: 1

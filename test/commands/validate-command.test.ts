@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { runValidate, schemaJson } from '../../src/config/validate-command.js'
+import { runValidate, schemaJson } from '../../src/commands/validate-command.js'
 
 const yaml = (...lines: string[]): string => `${lines.join('\n')}\n`
 
