@@ -1,31 +1,63 @@
-// `hashKey` of a hash-balanced upstream, parsed once: client-ip | path | header:<name> | query:<name>.
+// Request keys, parsed once per config: `hashKey` of a hash-balanced upstream (one part) and, next, the
+// `key` of a rate limit (one or more parts joined by commas). Parts: client-ip | path | route |
+// header:<name> | query:<name>.
 import type { IncomingMessage } from 'node:http'
 
-const enum Source { ClientIp, Path, Header, Query }
+const enum Source { ClientIp, Path, Route, Header, Query }
 
-export class HashKey {
-  readonly #source: Source
-  readonly #name: string
+interface Part {
+  readonly source: Source
+  readonly name: string
+}
+
+/** What a key is read from, per request. The client IP is passed in already resolved (client-ip.ts). */
+
+export class RequestKey {
+  readonly #parts: readonly Part[]
+  /** Some part needs the client IP (the caller resolves X-Forwarded-For only then). */
+  readonly needsClientIp: boolean
 
   constructor(spec: string) {
-    if (spec === 'client-ip') { this.#source = Source.ClientIp; this.#name = '' }
-    else if (spec === 'path') { this.#source = Source.Path; this.#name = '' }
-    else if (spec.startsWith('header:')) { this.#source = Source.Header; this.#name = spec.slice(7).toLowerCase() }
-    else if (spec.startsWith('query:')) { this.#source = Source.Query; this.#name = spec.slice(6) }
-    else throw new TypeError(`hashKey: expected client-ip, path, header:<name> or query:<name>, got ${JSON.stringify(spec)}`)
+    this.#parts = spec.split(',').map(parsePart)
+    this.needsClientIp = this.#parts.some((p) => p.source === Source.ClientIp)
   }
 
-  /** The request's key, or null when it has none (the balancer then falls back to round-robin). */
-  valueOf(req: IncomingMessage, canonicalPath: string, clientIp: string): string | null {
-    switch (this.#source) {
-      case Source.ClientIp: return clientIp
-      case Source.Path: return canonicalPath
-      case Source.Header: {
-        const v = req.headers[this.#name]
-        return v === undefined ? null : Array.isArray(v) ? v.join(',') : v
-      }
-      case Source.Query: return queryValue(req.url ?? '', this.#name)
+  /**
+   * The request's key, or null when a part is missing (hashKey: the balancer falls back to round-robin).
+   * Parts are joined by U+0000, which no header value, path or address contains.
+   */
+  valueOf(req: IncomingMessage, canonicalPath: string, clientIp: string, routeId = ''): string | null {
+    const parts = this.#parts
+    if (parts.length === 1) return partValue(parts[0]!, req, canonicalPath, clientIp, routeId)
+    let out = ''
+    for (let i = 0; i < parts.length; i++) {
+      const v = partValue(parts[i]!, req, canonicalPath, clientIp, routeId)
+      if (v === null) return null
+      out += i === 0 ? v : '\u0000' + v
     }
+    return out
+  }
+}
+
+function parsePart(spec: string): Part {
+  if (spec === 'client-ip') return { source: Source.ClientIp, name: '' }
+  if (spec === 'path') return { source: Source.Path, name: '' }
+  if (spec === 'route') return { source: Source.Route, name: '' }
+  if (spec.startsWith('header:')) return { source: Source.Header, name: spec.slice(7).toLowerCase() }
+  if (spec.startsWith('query:')) return { source: Source.Query, name: spec.slice(6) }
+  throw new TypeError(`request key: expected client-ip, path, route, header:<name> or query:<name>, got ${JSON.stringify(spec)}`)
+}
+
+function partValue(part: Part, req: IncomingMessage, canonicalPath: string, clientIp: string, routeId: string): string | null {
+  switch (part.source) {
+    case Source.ClientIp: return clientIp
+    case Source.Path: return canonicalPath
+    case Source.Route: return routeId
+    case Source.Header: {
+      const v = req.headers[part.name]
+      return v === undefined ? null : Array.isArray(v) ? v.join(',') : v
+    }
+    case Source.Query: return queryValue(req.url ?? '', part.name)
   }
 }
 

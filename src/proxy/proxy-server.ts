@@ -7,8 +7,9 @@ import net, { type Socket } from 'node:net'
 import { BAD_REQUEST, EXPECTATION_FAILED, REQUEST_TIMEOUT } from '../errors.js'
 import { parseDurationMs } from '../config/units.js'
 import type { Config } from '../config/schema.js'
+import { newRequestId } from '../http/ids.js'
 import { Exchange, refuseInProgress } from './exchange.js'
-import { newRequestId } from './headers.js'
+import { startExchange } from './pipeline.js'
 import type { ProxyState } from './proxy-state.js'
 import { rawRefusal, sendRefusal } from './refusal.js'
 
@@ -38,11 +39,11 @@ export function createProxyServer(state: ProxyState, limits: Config['limits']): 
     joinDuplicateHeaders: false,
   })
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    new Exchange(state, req, res).start(false)
+    startExchange(new Exchange(state, req, res), false)
   })
   // Expect: 100-continue: answer 100 only once the route is known and the declared size is acceptable.
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    new Exchange(state, req, res).start(true)
+    startExchange(new Exchange(state, req, res), true)
   })
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     void req

@@ -1,23 +1,26 @@
 // What the request path reads per request: the current table (replaced in one assignment on reload),
-// the draining flag, the in-flight count that shutdown waits on, and the watch over response timeouts.
+// the draining flag, the in-flight count that shutdown waits on, the watch over response timeouts and the
+// end-of-request record.
 import type { RouteTable } from '../table/route-table.js'
-import { ResponseWatch } from './response-watch.js'
-import type { Metrics, RouteMetrics } from '../telemetry/metrics.js'
+import type { Metrics } from '../telemetry/metrics.js'
+import { Recorder } from './record.js'
+import { ResponseWatch, sweepIntervalMs } from './response-watch.js'
 
 export class ProxyState {
   table: RouteTable
   draining = false
   inflight = 0
   readonly metrics: Metrics
-  readonly unmatchedMetrics: RouteMetrics
-  /** Requests waiting on an upstream, swept for timeouts.response every table.sweepMs. */
-  readonly watch = new ResponseWatch(() => this.table.sweepMs)
+  /** Requests waiting on an upstream, swept for timeouts.response every tenth of the shortest one. */
+  readonly watch = new ResponseWatch(() => sweepIntervalMs([this.table.minResponseTimeoutMs]))
+  /** Where every ended request is told (record.ts). */
+  readonly recorder: Recorder
   #idleWaiters: Array<() => void> = []
 
   constructor(table: RouteTable, metrics: Metrics) {
     this.table = table
     this.metrics = metrics
-    this.unmatchedMetrics = metrics.forRoute('')
+    this.recorder = new Recorder(metrics)
     metrics.inflightNow = () => this.inflight
   }
 

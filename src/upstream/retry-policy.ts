@@ -2,10 +2,7 @@
 // how many extra attempts, and the full-jitter exponential back-off (base, capped at 10x base).
 import type { Retry } from '../config/schema.js'
 import { parseDurationMs } from '../config/units.js'
-
-/** Failure kinds, as named in `retry.on`. */
-export const FailureKind = { None: 0, ConnectFailure: 1, Reset: 2, Timeout: 3 } as const
-export type FailureKind = (typeof FailureKind)[keyof typeof FailureKind]
+import { FAILURE_NAMES, FailureKind } from './outcome.js'
 
 export class RetryPolicy {
   readonly attempts: number
@@ -21,18 +18,17 @@ export class RetryPolicy {
     let failures = 0
     const statuses = new Uint8Array(100)
     for (const on of retry?.on ?? []) {
-      if (on === 'connect-failure') failures |= 1 << FailureKind.ConnectFailure
-      else if (on === 'reset') failures |= 1 << FailureKind.Reset
-      else if (on === 'timeout') failures |= 1 << FailureKind.Timeout
-      else if (on === '5xx') statuses.fill(1)
+      if (on === '5xx') statuses.fill(1)
+      else if (typeof on === 'string') failures |= 1 << FAILURE_NAMES[on]!
       else statuses[on - 500] = 1
     }
     this.#failures = failures
     this.#statuses = statuses
   }
 
+  /** `kind` is one `retry.on` names. Never a client-caused failure: those are not the upstream's. */
   onFailure(kind: FailureKind): boolean {
-    return kind !== FailureKind.None && (this.#failures & (1 << kind)) !== 0
+    return kind !== FailureKind.None && kind !== FailureKind.ClientCaused && (this.#failures & (1 << kind)) !== 0
   }
 
   onStatus(status: number): boolean {

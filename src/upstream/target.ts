@@ -1,6 +1,7 @@
 // One upstream target: its parsed address plus the mutable state shared by everyone who routes to it.
 // A Target survives reloads while its URL is unchanged (UpstreamPool.withTargets), so its connection
 // pool, in-flight count and health carry over; it is never copied.
+import type { Pool } from './undici-pool.js'
 
 /** One upstream target, parsed once at build time. */
 export class Target {
@@ -16,8 +17,8 @@ export class Target {
   healthy: boolean
   /** Set when the target is leaving (removed on reload, lease expired): never picked again. */
   closing: boolean
-  /** The undici dispatcher the proxy hangs here; this module never looks at it. */
-  dispatcher: unknown
+  /** Its keep-alive connection pool, opened by the table builder (src/table/) when the target joins. */
+  dispatcher: Pool | null
   #weight: number
 
   constructor(url: string, weight: number) {

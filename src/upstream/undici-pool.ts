@@ -9,3 +9,16 @@ const require = createRequire(import.meta.url)
 
 export const Pool = require('undici/lib/dispatcher/pool.js') as typeof UndiciPool
 export type Pool = UndiciPool
+
+/** The keep-alive connection pool of one target. */
+export function createTargetPool(origin: string, connectTimeoutMs: number): Pool {
+  return new Pool(origin, {
+    connect: { timeout: connectTimeoutMs },
+    // timeouts.response is enforced by the proxy's sweep (src/proxy/response-watch.ts), not undici's timers.
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    keepAliveTimeout: 4_000,
+    pipelining: 1,
+    strictContentLength: true,
+  })
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { buildResponseHeaders, type ResponseBody } from '../../src/proxy/headers.js'
+import { buildResponseHeaders, type ResponseBody } from '../../src/proxy/response-headers.js'
 
 /** undici hands the response headers over as raw [name, value, ...] buffers. */
 function raw(...pairs: string[]): Buffer[] {

@@ -1,6 +1,7 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { Target } from '../../src/upstream/target.js'
 import { UpstreamPool, type TargetSpec } from '../../src/upstream/upstream-pool.js'
+import { createTargetPool } from '../../src/upstream/undici-pool.js'
 
 const NONE: readonly Target[] = []
 
@@ -106,7 +107,9 @@ describe('withTargets (reload)', () => {
   it('keeps the objects of unchanged targets, with their dispatcher, load and health, and reports the rest', () => {
     const old = UpstreamPool.fromSpecs('users', specs(3), 'round-robin', null, 'route-all')
     const [a, b, c] = old.targets
-    a!.dispatcher = 'pool-a'
+    const dispatcherA = createTargetPool(a!.origin, 1000)
+    onTestFinished(() => dispatcherA.destroy())
+    a!.dispatcher = dispatcherA
     a!.inflight = 4
     b!.healthy = false
     const { pool, added, removed } = old.withTargets([
@@ -116,7 +119,7 @@ describe('withTargets (reload)', () => {
     ])
     expect(pool.targets[0]).toBe(a)
     expect(pool.targets[1]).toBe(b)
-    expect(a!.dispatcher).toBe('pool-a')
+    expect(a!.dispatcher).toBe(dispatcherA)
     expect(a!.inflight).toBe(4)
     expect(b!.healthy).toBe(false)
     expect(added.map((t) => t.url)).toEqual(['http://127.0.0.1:9010'])

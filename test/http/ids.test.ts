@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import { RequestHeaderFacts, nextTraceparent, randomIds, requestIdFrom } from '../../src/proxy/headers.js'
+import { randomIds, requestIdFrom } from '../../src/http/ids.js'
+import { RequestHeaderFacts } from '../../src/http/request-facts.js'
+import { nextTraceparent } from '../../src/http/trace-context.js'
 
 describe('request and trace ids', () => {
   it('makes UUID v4 request ids, all distinct across pool refills', () => {

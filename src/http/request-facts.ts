@@ -1,0 +1,99 @@
+// What the gateway learns from a request's headers in one pass over req.rawHeaders (no req.headers object
+// is built): framing (one Host, Transfer-Encoding exactly "chunked" on one line, Expect), the client's
+// Connection tokens, and the headers it interprets (X-Forwarded-For, X-Request-Id, traceparent, tracestate).
+// Shared by the router's caller, the policies and the proxy; the copy pass is src/proxy/upstream-headers.ts.
+import { BAD_REQUEST, EXPECTATION_FAILED, type Refusal } from '../errors.js'
+
+/** What pass 1 learned about a request. One instance per request, every field assigned in order. */
+export class RequestHeaderFacts {
+  host: string | undefined = undefined
+  connectionTokens: string[] | null = null
+  forwardedFor: string | null = null
+  incomingRequestId: string | null = null
+  traceparent: string | null = null
+  traceparentCount = 0
+  tracestate: string | null = null
+  hasChunkedBody = false
+  contentLength = -1
+  expectContinue = false
+  upgrade = false
+
+  /** The request has a body (chunked, or a Content-Length above 0). */
+  hasBody(): boolean {
+    return this.hasChunkedBody || this.contentLength > 0
+  }
+}
+
+/** Pass 1. Returns a refusal for framing the gateway will not forward, else null. */
+export function scanRequestHeaders(raw: readonly string[], facts: RequestHeaderFacts): Refusal | null {
+  let hostCount = 0
+  let teCount = 0
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!
+    // Cheap first-character filter: most headers are none of the ones we interpret.
+    const c = name.charCodeAt(0) | 0x20
+    if (c !== 0x68 && c !== 0x74 && c !== 0x63 && c !== 0x78 && c !== 0x65 && c !== 0x75) continue // h t c x e u
+    const lower = name.toLowerCase()
+    const value = raw[i + 1]!
+    switch (lower) {
+      case 'host':
+        hostCount++
+        if (hostCount === 1) facts.host = value
+        break
+      case 'transfer-encoding':
+        teCount++
+        // SPEC §6: anything but exactly one `chunked` is ambiguous framing. Node joins split TE headers,
+        // so `gzip` + `chunked` on two lines would otherwise pass as "gzip, chunked".
+        if (value.length !== 7 || value.toLowerCase() !== 'chunked') return BAD_REQUEST
+        facts.hasChunkedBody = true
+        break
+      case 'content-length':
+        // llhttp already rejected duplicates, CL+TE and junk values.
+        facts.contentLength = Number(value)
+        break
+      case 'connection':
+        addConnectionTokens(facts, value)
+        break
+      case 'expect':
+        if (value.toLowerCase() !== '100-continue') return EXPECTATION_FAILED
+        facts.expectContinue = true
+        break
+      case 'x-forwarded-for':
+        facts.forwardedFor = facts.forwardedFor === null ? value : facts.forwardedFor + ', ' + value
+        break
+      case 'x-request-id':
+        if (facts.incomingRequestId === null && isUsableRequestId(value)) facts.incomingRequestId = value
+        break
+      case 'traceparent':
+        facts.traceparentCount++
+        facts.traceparent = value
+        break
+      case 'tracestate':
+        facts.tracestate = facts.tracestate === null ? value : facts.tracestate + ',' + value
+        break
+      case 'upgrade':
+        facts.upgrade = true
+        break
+    }
+  }
+  if (hostCount > 1 || teCount > 1) return BAD_REQUEST
+  return null
+}
+
+function addConnectionTokens(facts: RequestHeaderFacts, value: string): void {
+  for (const token of value.split(',')) {
+    const t = token.trim().toLowerCase()
+    if (t === '' || t === 'close' || t === 'keep-alive') continue
+    ;(facts.connectionTokens ??= []).push(t)
+  }
+}
+
+function isUsableRequestId(value: string): boolean {
+  if (value.length === 0 || value.length > 200) return false
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i)
+    if (c < 0x21 || c > 0x7e) return false
+  }
+  return true
+}
+

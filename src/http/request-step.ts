@@ -1,0 +1,43 @@
+// A per-route step of the request pipeline (src/proxy/pipeline.ts runs them in order): a limiter, the
+// breaker's admission, the upstream's bulkhead. The table builder (src/table/) chooses a route's steps once
+// per config version; a request only walks the array.
+import type { IncomingMessage } from 'node:http'
+import type { Refusal } from '../errors.js'
+
+/** What a step tells the pipeline. */
+export const Next = {
+  /** Go on with the next step (then forward). */
+  Continue: 0,
+  /** The step answered the request (a refusal): stop here. */
+  Done: 1,
+  /** The step waits for something (a store's decision) and calls ctx.resume() or ctx.refuse() later. */
+  Suspend: 2,
+} as const
+export type Next = (typeof Next)[keyof typeof Next]
+
+/** Something admitted per request and given back when it ends (a bulkhead slot). */
+export interface Admission {
+  release(): void
+}
+
+/** The request as a step sees it; the exchange (src/proxy/exchange.ts) implements it. */
+export interface StepContext {
+  readonly req: IncomingMessage
+  /** performance.now() read once when the request started: the one clock reading of a request. */
+  readonly startMs: number
+  /** The canonical path (src/http/canonical-path.ts), without the query. */
+  readonly canonicalPath: string
+  /** The client address (X-Forwarded-For past trusted proxies), resolved on first use. */
+  clientIp(): string
+  /** Hold `admission` until the request ends. One per request. */
+  hold(admission: Admission): void
+  /** Answer with a gateway-made response; `headers`: extra [name, value, ...] pairs (Retry-After...). */
+  refuse(refusal: Refusal, close: boolean, headers?: readonly string[]): void
+  /** A suspended step is done: run the next steps (does nothing if the request has ended meanwhile). */
+  resume(): void
+}
+
+export interface RequestStep {
+  /** Hot path: no closure, no Error; a refusal is a frozen value (src/errors.ts). */
+  run(ctx: StepContext): Next
+}

@@ -1,0 +1,241 @@
+// Forwarding a routed request: the upstream headers, the attempt on a target's undici pool, the response
+// streamed back with backpressure, retries on another target, and timeouts.response. Hot path.
+//
+// The exchange is undici's dispatch handler; its on* methods call the functions below with itself, so no
+// object or closure is made per attempt. A retry happens only before any response byte reached the client.
+import type { Readable } from 'node:stream'
+import type { Dispatcher } from 'undici'
+import { NO_HEALTHY_UPSTREAM, PAYLOAD_TOO_LARGE, UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE } from '../errors.js'
+import { socketPeer } from '../http/client-ip.js'
+import { nextTraceparent } from '../http/trace-context.js'
+import { FailureKind, classifyError, isConnectTimeout } from '../upstream/outcome.js'
+import type { Target } from '../upstream/target.js'
+import type { ServerResponse } from 'node:http'
+import type { Exchange } from './exchange.js'
+import { kExchange } from './exchange-key.js'
+import { buildResponseHeaders } from './response-headers.js'
+import { buildUpstreamHeaders } from './upstream-headers.js'
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
+const EMPTY_TRIED: Target[] = []
+
+const RESPONSE_TIMEOUT = Object.assign(new Error('no response within timeouts.response'), { code: 'TOLLGATE_RESPONSE_TIMEOUT' })
+const BODY_TOO_LARGE = Object.assign(new Error('request body over maxBodySize'), { code: 'TOLLGATE_BODY_TOO_LARGE' })
+export const CLIENT_GONE = Object.assign(new Error('client closed the connection'), { code: 'TOLLGATE_CLIENT_GONE' })
+
+/** The last step of the pipeline: headers for the upstream, then the first attempt. */
+export function forward(ex: Exchange): void {
+  const { req, table } = ex
+  const route = ex.route!
+  const upstream = route.upstream
+  ex.upstreamPath = route.rewritePath(ex.canonicalPath, ex.params!) + ex.query
+  const peer = socketPeer(req.socket)
+  const trusted = table.trustedProxies.isTrusted(peer)
+  const clientHost = ex.host ?? ''
+  ex.upstreamHeaders = buildUpstreamHeaders(req.rawHeaders, ex, trusted, peer,
+    upstream.hostHeader === null ? clientHost : upstream.hostHeader, clientHost, ex.requestId,
+    nextTraceparent(ex, ex.ids), false)
+  if (upstream.hashKey !== null) {
+    ex.hashValue = upstream.hashKey.valueOf(req, ex.canonicalPath, upstream.hashKey.needsClientIp ? ex.clientIp() : '', route.id)
+  }
+  if (ex.hasBody() && !ex.hasChunkedBody) ex.bytesIn = ex.contentLength
+  if (ex.sendContinue) ex.res.writeContinue()
+  ex.state.watch.add(ex)
+  attempt(ex, null)
+}
+
+/** Send to a target (the pre-picked one after a retry decision, else the balancer's choice). */
+function attempt(ex: Exchange, preferred: Target | null): void {
+  const upstream = ex.upstream!
+  const target = preferred ?? upstream.pool.pick(ex.tried ?? EMPTY_TRIED, ex.attempts, ex.hashValue)
+  if (target === null) return ex.refuse(NO_HEALTHY_UPSTREAM, false)
+  ex.target = target
+  ex.lastTarget = target.hostPort
+  target.inflight++
+  ex.attempts++
+  ex.attemptStartMs = ex.attempts === 1 ? ex.startMs : performance.now()
+  ex.discarding = false
+  ex.nextTarget = null
+  ex.failure = FailureKind.None
+  ex.activityMs = ex.attemptStartMs
+  ex.active = false
+  ex.paused = false
+  const req = ex.req
+  const headers = ex.upstreamHeaders!
+  if (upstream.hostFromTarget) headers[1] = target.origin.slice(target.origin.indexOf('//') + 2)
+  target.dispatcher!.dispatch({
+    origin: target.origin,
+    path: ex.upstreamPath,
+    method: req.method as Dispatcher.HttpMethod,
+    headers,
+    // undici accepts async iterables at run time; its types only list streams.
+    body: ex.hasBody() ? (ex.hasChunkedBody ? countingBody(ex) as unknown as Readable : req) : null,
+    headersTimeout: 0, // timeouts.response: see sweepExchange()
+    bodyTimeout: 0,
+    upgrade: null,
+  }, ex)
+}
+
+export function onUpstreamConnect(ex: Exchange, abort: (err?: Error) => void): void {
+  ex.abortUpstream = abort
+  if (ex.finished) abort(CLIENT_GONE)
+}
+
+export function onUpstreamHeaders(ex: Exchange, statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+  const upstream = ex.upstream!
+  const target = ex.target!
+  ex.resumeRead = resume
+  ex.active = true
+  upstream.metrics.duration.observe((performance.now() - ex.attemptStartMs) / 1000)
+  upstream.metrics.countResponse(target.hostPort, statusCode)
+  if (statusCode >= 500 && upstream.retry.onStatus(statusCode) && canRetry(ex)) {
+    const next = upstream.pool.pick(rememberTried(ex, target), ex.attempts, ex.hashValue)
+    if (next !== null) {
+      // Drain and drop this response, keep the connection, then try `next` (SPEC retry).
+      ex.discarding = true
+      ex.nextTarget = next
+      return true
+    }
+  }
+  if (ex.finished) return true
+  ex.status = statusCode
+  ex.headersSent = true
+  ex.res.writeHead(statusCode, buildResponseHeaders(rawHeaders, ex.requestId, ex.state.draining, ex))
+  return true
+}
+
+export function onUpstreamData(ex: Exchange, chunk: Buffer): boolean {
+  ex.active = true
+  if (ex.discarding || ex.finished) return true
+  ex.bytesOut += chunk.length
+  const left = ex.bytesLeft
+  if (left === chunk.length) {
+    // The last bytes of a Content-Length body: res.end(chunk) writes them and finishes in one pass,
+    // where write() + end() corks the socket and queues a tick to uncork it. Most responses arrive in
+    // one chunk, so this is the common path (measured: CPU profile of bench scenario small).
+    ex.bytesLeft = 0
+    ex.responseEnded = true
+    ex.res.end(chunk)
+    return true
+  }
+  if (left > 0) ex.bytesLeft = left - chunk.length
+  if (ex.res.write(chunk)) return true
+  // Backpressure: a slow client pauses the upstream read instead of buffering in the gateway.
+  ex.paused = true
+  ex.res.once('drain', onResponseDrain)
+  return false
+}
+
+/** 'drain' of the client response (`this`): read from the upstream again. No closure per request. */
+function onResponseDrain(this: ServerResponse & { [kExchange]?: Exchange }): void {
+  const ex = this[kExchange]
+  if (ex === undefined) return
+  ex.paused = false
+  ex.active = true
+  ex.resumeRead?.()
+}
+
+export function onUpstreamComplete(ex: Exchange): void {
+  releaseTarget(ex)
+  if (ex.discarding) {
+    const next = ex.nextTarget!
+    ex.discarding = false
+    retryAfterBackoff(ex, next)
+    return
+  }
+  if (ex.finished) return
+  if (!ex.responseEnded) ex.res.end()
+  ex.complete()
+}
+
+export function onUpstreamError(ex: Exchange, err: Error): void {
+  const target = ex.target
+  releaseTarget(ex)
+  const failure = classifyError(err)
+  if (ex.finished) return
+  ex.failure = failure
+  if (failure === FailureKind.ClientCaused) ex.causedByClient = true
+  if (ex.headersSent && !ex.discarding) {
+    // Bytes already went to the client: never retried; the client sees the connection close (unless
+    // every byte of a Content-Length body is already written: then the client has its whole response).
+    if (!ex.responseEnded) ex.res.destroy()
+    ex.complete()
+    return
+  }
+  const upstream = ex.upstream!
+  if (target !== null) upstream.metrics.countResponse(target.hostPort, 0)
+  if (upstream.retry.onFailure(failure) && canRetry(ex)) {
+    const next = upstream.pool.pick(rememberTried(ex, target!), ex.attempts, ex.hashValue)
+    if (next !== null) return retryAfterBackoff(ex, next)
+  }
+  if ((err as { code?: string }).code === 'TOLLGATE_BODY_TOO_LARGE') return ex.refuse(PAYLOAD_TOO_LARGE, true)
+  ex.refuse(failure === FailureKind.Timeout || isConnectTimeout(err) ? UPSTREAM_TIMEOUT : UPSTREAM_UNAVAILABLE, false)
+}
+
+/**
+ * timeouts.response (SPEC §4): no response headers, or no next body chunk, within it of the last progress
+ * is a timeout. Time the client takes (uploading the request body, draining the response) does not
+ * count; connecting has timeouts.connect. Called by state.watch's sweep.
+ */
+export function sweepExchange(ex: Exchange, now: number): void {
+  const abort = ex.abortUpstream
+  if (abort === null) return // not sent yet (connecting, or between attempts)
+  if (ex.active || ex.paused || (ex.status === 0 && !ex.discarding && isUploading(ex))) {
+    ex.active = false
+    ex.activityMs = now
+    return
+  }
+  if (now - ex.activityMs < ex.upstream!.responseTimeoutMs) return
+  ex.abortUpstream = null
+  abort(RESPONSE_TIMEOUT)
+}
+
+function isUploading(ex: Exchange): boolean {
+  return ex.hasBody() && !ex.req.complete
+}
+
+function canRetry(ex: Exchange): boolean {
+  if (ex.attempts > ex.upstream!.retry.attempts) return false
+  if (ex.finished || ex.headersSent) return false
+  // Only idempotent requests without a body: the body stream cannot be replayed (it is not buffered).
+  if (!IDEMPOTENT.has(ex.req.method ?? '')) return false
+  return !ex.hasBody()
+}
+
+function rememberTried(ex: Exchange, target: Target): Target[] {
+  const tried = (ex.tried ??= [])
+  tried.push(target)
+  return tried
+}
+
+function retryAfterBackoff(ex: Exchange, next: Target): void {
+  ex.route!.metrics.retries.inc()
+  const delayMs = ex.upstream!.retry.backoffMs(ex.attempts)
+  if (delayMs <= 0) return attempt(ex, next)
+  setTimeout(retryTimer, delayMs, ex, next)
+}
+
+function retryTimer(ex: Exchange, next: Target): void {
+  if (ex.finished) return
+  attempt(ex, !next.healthy || next.closing ? null : next)
+}
+
+function releaseTarget(ex: Exchange): void {
+  const t = ex.target
+  if (t !== null) {
+    t.inflight--
+    ex.target = null
+  }
+  ex.abortUpstream = null
+  ex.resumeRead = null
+}
+
+/** A chunked request body, counted while it streams: over maxBodySize the upstream request is aborted. */
+async function* countingBody(ex: Exchange): AsyncGenerator<Buffer> {
+  const max = ex.route!.maxBodyBytes
+  for await (const chunk of ex.req as AsyncIterable<Buffer>) {
+    ex.bytesIn += chunk.length
+    if (ex.bytesIn > max) throw BODY_TOO_LARGE
+    yield chunk
+  }
+}

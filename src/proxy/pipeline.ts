@@ -1,0 +1,80 @@
+// The request path, in order. Hot path.
+//
+//   fixed, for every request:   framing scan -> draining -> canonical path -> match -> route checks
+//   per route (table-built):    route.steps (limiters, breaker admission, bulkhead), in order
+//   then:                       forward (forward.ts)
+//
+// A route step returns Next.Continue, Next.Done (it answered) or Next.Suspend (it will call ex.resume()
+// when its store answers): the exchange remembers where it stopped (stepIndex), so a suspended request
+// needs no closure to go on.
+import { BAD_REQUEST, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE, ROUTE_NOT_FOUND, SHUTTING_DOWN } from '../errors.js'
+import { canonicalizeTarget } from '../http/canonical-path.js'
+import { randomIds, requestIdFrom } from '../http/ids.js'
+import { scanRequestHeaders } from '../http/request-facts.js'
+import { Next } from '../http/request-step.js'
+import type { Exchange } from './exchange.js'
+import { forward } from './forward.js'
+
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
+const OPTIONS_STAR_ALLOW = 'GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH'
+
+/** Runs a new request through the fixed steps, then its route's. */
+export function startExchange(ex: Exchange, sendContinue: boolean): void {
+  const req = ex.req
+  ex.begin()
+  ex.sendContinue = sendContinue
+
+  // 1. Framing: one Host, one Transfer-Encoding: chunked, a known Expect (src/http/request-facts.ts).
+  const framing = scanRequestHeaders(req.rawHeaders, ex)
+  ex.ids = randomIds()
+  ex.requestId = ex.incomingRequestId ?? requestIdFrom(ex.ids)
+  if (framing !== null) return ex.refuse(framing, true)
+
+  // 2. Draining: new requests are refused with Connection: close once shutdown began.
+  if (ex.state.draining) return ex.refuse(SHUTTING_DOWN, true)
+
+  // 3. The one canonical path: what is matched is what is forwarded (src/http/canonical-path.ts).
+  const table = ex.table
+  const method = req.method ?? 'GET'
+  const target = canonicalizeTarget(req.url ?? '', method, ex.host, table.pathPolicy)
+  if ('rejected' in target) return ex.refuse(BAD_REQUEST, ex.hasBody())
+  if (target.path === '*') return answerOptionsStar(ex)
+  ex.canonicalPath = target.path
+  ex.query = target.query
+
+  // 4. Match.
+  const match = table.router.match(method, ex.host, target.path, table.matchesHeaders ? req.headers : NO_HEADERS)
+  if (match === null) return ex.refuse(ROUTE_NOT_FOUND, false)
+  if (match.value === null) return ex.refuse(METHOD_NOT_ALLOWED, false, undefined, match.allow)
+  const route = match.value
+  ex.route = route
+  ex.upstream = route.upstream
+  ex.params = match.params
+
+  // 5. Route checks: an encoded slash where the route does not allow one; 413 from Content-Length before
+  // reading the body.
+  if (target.hasEncodedSlash && !route.allowEncodedSlash) return ex.refuse(BAD_REQUEST, true)
+  if (ex.contentLength > route.maxBodyBytes) return ex.refuse(PAYLOAD_TOO_LARGE, true)
+
+  runRouteSteps(ex)
+}
+
+/** The route's own steps from ex.stepIndex on, then forward. Also how a suspended request goes on. */
+export function runRouteSteps(ex: Exchange): void {
+  const steps = ex.route!.steps
+  for (let i = ex.stepIndex; i < steps.length; i++) {
+    const next = steps[i]!.run(ex)
+    if (next === Next.Continue) continue
+    if (next === Next.Suspend) ex.stepIndex = i + 1
+    return
+  }
+  ex.stepIndex = steps.length
+  forward(ex)
+}
+
+function answerOptionsStar(ex: Exchange): void {
+  ex.status = 204
+  ex.res.writeHead(204, ['x-request-id', ex.requestId, 'allow', OPTIONS_STAR_ALLOW])
+  ex.res.end()
+  ex.complete()
+}

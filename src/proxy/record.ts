@@ -1,0 +1,44 @@
+// The one end-of-request record. When a request ends, the exchange (which implements Outcome) is told to
+// every sink once, in order: metrics today; the breaker, passive health, the span and the access log as
+// they arrive. Nothing else on the request path counts a finished request.
+import type { CompiledRoute } from '../table/compiled-route.js'
+import type { Metrics, RouteMetrics } from '../telemetry/metrics.js'
+import type { Outcome } from '../upstream/outcome.js'
+
+/** Told once per ended request. `route` is null when none matched. Hot path: no allocation. */
+export interface OutcomeSink {
+  record(route: CompiledRoute | null, method: string, outcome: Outcome): void
+}
+
+/** tollgate_requests_total and tollgate_request_duration_seconds, by route ("" when unmatched). */
+class MetricsSink implements OutcomeSink {
+  readonly #unmatched: RouteMetrics
+
+  constructor(metrics: Metrics) {
+    this.#unmatched = metrics.forRoute('')
+  }
+
+  record(route: CompiledRoute | null, method: string, outcome: Outcome): void {
+    const m = route === null ? this.#unmatched : route.metrics
+    m.countRequest(method, outcome.status)
+    m.duration.observe(outcome.durationMs / 1000)
+  }
+}
+
+export class Recorder {
+  #sinks: readonly OutcomeSink[]
+
+  constructor(metrics: Metrics) {
+    this.#sinks = [new MetricsSink(metrics)]
+  }
+
+  /** Adds a sink after those present (a feature that reports per request: access log, spans). */
+  add(sink: OutcomeSink): void {
+    this.#sinks = [...this.#sinks, sink]
+  }
+
+  record(route: CompiledRoute | null, method: string, outcome: Outcome): void {
+    const sinks = this.#sinks
+    for (let i = 0; i < sinks.length; i++) sinks[i]!.record(route, method, outcome)
+  }
+}

@@ -1,0 +1,64 @@
+// The request headers sent upstream (pass 2 over req.rawHeaders; pass 1 is src/http/request-facts.ts).
+// Everything except hop-by-hop headers (RFC 9110 §7.6.1: Connection and every header it lists, plus the
+// fixed list), framing headers (we re-frame) and untrusted forwarding headers; THEN the gateway's own
+// headers are appended, so a client's `Connection: x-forwarded-for` can never remove them
+// (GHSA-gwhp-pf74-vj37).
+import type { RequestHeaderFacts } from '../http/request-facts.js'
+import { HOP_BY_HOP_NAMES } from './header-names.js'
+
+const HOP_BY_HOP = new Set(HOP_BY_HOP_NAMES)
+
+/** RFC 9110 §7.6.1: never forwarded in either direction (Upgrade is handled by the caller). */
+function isHopByHop(lower: string): boolean {
+  return HOP_BY_HOP.has(lower)
+}
+
+/**
+ * Pass 2: the header list sent upstream, as undici's flat [name, value, ...] array.
+ * Client hop-by-hop processing happens first; the gateway's own headers are appended last.
+ */
+export function buildUpstreamHeaders(
+  raw: readonly string[], facts: RequestHeaderFacts, trusted: boolean, peer: string, hostHeader: string,
+  forwardedHost: string, requestId: string, traceparent: string, keepUpgrade: boolean,
+): string[] {
+  // Host first, at a fixed index: hostHeader 'target' patches out[1] per attempt.
+  const out: string[] = ['host', hostHeader]
+  const listed = facts.connectionTokens
+  let hasProto = false
+  let hasFwdHost = false
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!
+    const lower = name.toLowerCase()
+    if (isHopByHop(lower)) continue
+    if (listed !== null && listed.includes(lower)) continue
+    switch (lower) {
+      case 'host': case 'content-length': case 'expect': case 'x-request-id': case 'traceparent': case 'tracestate':
+      case 'x-forwarded-for':
+        continue // re-added below from validated values
+      case 'upgrade':
+        if (!keepUpgrade) continue
+        break
+      case 'forwarded': case 'x-real-ip':
+        if (!trusted) continue
+        break
+      default:
+        if (lower.startsWith('x-forwarded-')) {
+          if (!trusted) continue
+          if (lower === 'x-forwarded-proto') hasProto = true
+          else if (lower === 'x-forwarded-host') hasFwdHost = true
+        } else if (!keepUpgrade && lower.startsWith('sec-websocket-')) {
+          continue
+        }
+    }
+    out.push(name, raw[i + 1]!)
+  }
+  if (facts.contentLength >= 0 && !facts.hasChunkedBody) out.push('content-length', String(facts.contentLength))
+  if (keepUpgrade && facts.upgrade) out.push('connection', 'upgrade')
+  out.push('x-forwarded-for', trusted && facts.forwardedFor !== null ? facts.forwardedFor + ', ' + peer : peer)
+  if (!hasProto) out.push('x-forwarded-proto', 'http')
+  if (!hasFwdHost) out.push('x-forwarded-host', forwardedHost)
+  out.push('x-request-id', requestId)
+  out.push('traceparent', traceparent)
+  if (facts.tracestate !== null) out.push('tracestate', facts.tracestate)
+  return out
+}

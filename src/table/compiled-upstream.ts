@@ -1,0 +1,87 @@
+// Config upstream -> CompiledUpstream: its pool of targets (with their undici connection pools), bulkhead,
+// retry policy, hash key, timeouts and metrics, each reused across reloads while its own settings are
+// unchanged (reuse.ts).
+import type { Upstream } from '../config/schema.js'
+import { parseDurationMs } from '../config/units.js'
+import { RequestKey } from '../http/request-key.js'
+import type { Metrics, UpstreamMetrics } from '../telemetry/metrics.js'
+import { Bulkhead } from '../upstream/bulkhead.js'
+import { RetryPolicy } from '../upstream/retry-policy.js'
+import type { Target } from '../upstream/target.js'
+import { UpstreamPool } from '../upstream/upstream-pool.js'
+import { reuse, type Keyed } from './reuse.js'
+
+/** The targets and bulkhead of an upstream: one component, since the bulkhead counts on the pool. */
+interface PoolPart {
+  readonly pool: UpstreamPool
+  readonly bulkhead: Bulkhead
+}
+
+export class CompiledUpstream {
+  constructor(
+    readonly name: string,
+    readonly pool: UpstreamPool,
+    readonly bulkhead: Bulkhead,
+    readonly hostHeader: string | null,   // null: pass the client's Host
+    readonly hostFromTarget: boolean,
+    readonly connectTimeoutMs: number,
+    readonly responseTimeoutMs: number,
+    readonly retry: RetryPolicy,
+    readonly hashKey: RequestKey | null,
+    readonly metrics: UpstreamMetrics,
+    /** The reuse keys of its components (reuse.ts). */
+    readonly parts: {
+      readonly pool: Keyed<PoolPart>
+      readonly retry: Keyed<RetryPolicy>
+      readonly hashKey: Keyed<RequestKey | null>
+    },
+  ) {}
+}
+
+export interface CompiledUpstreamResult {
+  readonly upstream: CompiledUpstream
+  /** Targets new in this build: open their connection pools. */
+  readonly added: readonly Target[]
+  /** Targets of the previous build this one no longer uses: close their connection pools after the swap. */
+  readonly retired: readonly Target[]
+}
+
+export function compileUpstream(name: string, spec: Upstream, old: CompiledUpstream | undefined, metrics: Metrics): CompiledUpstreamResult {
+  const connectMs = parseDurationMs(spec.timeouts.connect)
+  let added: Target[] = []
+  let retired: Target[] = []
+  const specs = spec.targets.map((t) => ({ url: t.url, weight: t.weight }))
+  const maxConcurrent = spec.maxConcurrent ?? null
+  const poolSettings = { targets: specs, balancer: spec.balancer, maxConcurrent, onAllUnhealthy: spec.onAllUnhealthy, connectMs }
+  const pool = reuse(old?.parts.pool, poolSettings, () => {
+    // Connection pools are built with the connect timeout: when it changes, every target gets a new one.
+    // Otherwise targets of unchanged URLs keep theirs (UpstreamPool.withTargets).
+    let next: UpstreamPool
+    if (old !== undefined && old.connectTimeoutMs === connectMs) {
+      const r = old.pool.withTargets(specs, { balancer: spec.balancer, maxConcurrent, onAllUnhealthy: spec.onAllUnhealthy })
+      next = r.pool
+      added = r.added
+      retired = r.removed
+    } else {
+      next = UpstreamPool.fromSpecs(name, specs, spec.balancer, maxConcurrent, spec.onAllUnhealthy)
+      added = [...next.targets]
+      if (old !== undefined) retired = [...old.pool.targets]
+    }
+    return { pool: next, bulkhead: new Bulkhead(next) }
+  })
+  const retry = reuse(old?.parts.retry, spec.retry ?? null, () => new RetryPolicy(spec.retry))
+  const hashSpec = spec.balancer === 'hash' && spec.hashKey !== undefined ? spec.hashKey : null
+  const hashKey = reuse(old?.parts.hashKey, hashSpec, () => (hashSpec === null ? null : new RequestKey(hashSpec)))
+  const responseMs = parseDurationMs(spec.timeouts.response)
+  const hostHeader = spec.hostHeader === 'pass' || spec.hostHeader === 'target' ? null : spec.hostHeader
+  const hostFromTarget = spec.hostHeader === 'target'
+  if (old !== undefined && old.parts.pool === pool && old.parts.retry === retry && old.parts.hashKey === hashKey &&
+    old.hostHeader === hostHeader && old.hostFromTarget === hostFromTarget && old.responseTimeoutMs === responseMs) {
+    return { upstream: old, added, retired }
+  }
+  const upstream = new CompiledUpstream(
+    name, pool.value.pool, pool.value.bulkhead, hostHeader, hostFromTarget, connectMs, responseMs,
+    retry.value, hashKey.value, old?.metrics ?? metrics.forUpstream(name), { pool, retry, hashKey },
+  )
+  return { upstream, added, retired }
+}

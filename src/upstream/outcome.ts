@@ -1,0 +1,63 @@
+// How an upstream attempt failed: one taxonomy for `retry.on` today and, next, the circuit breaker's
+// `failOn` and passive health checks. `classifyError` maps what undici and the socket layer report to it.
+//
+// A failure is the upstream's only when the upstream (or the path to it) caused it: a client that went away
+// (TOLLGATE_CLIENT_GONE) or sent too large a body (TOLLGATE_BODY_TOO_LARGE) is `ClientCaused`, which no
+// policy counts against a target.
+
+/** Failure kinds, as named in `retry.on` / `failOn` (`connect-failure`, `reset`, `timeout`). */
+export const FailureKind = { None: 0, ConnectFailure: 1, Reset: 2, Timeout: 3, ClientCaused: 4, Other: 5 } as const
+export type FailureKind = (typeof FailureKind)[keyof typeof FailureKind]
+
+/** The `retry.on` / `failOn` word for each kind that config can name. */
+export const FAILURE_NAMES: Readonly<Record<string, FailureKind>> = Object.freeze({
+  'connect-failure': FailureKind.ConnectFailure,
+  reset: FailureKind.Reset,
+  timeout: FailureKind.Timeout,
+})
+
+/** The kind of an error from undici's dispatch (onError) or the gateway's own abort reasons. */
+export function classifyError(err: Error): FailureKind {
+  switch ((err as { code?: string }).code) {
+    case 'ECONNREFUSED': case 'ENOTFOUND': case 'EHOSTUNREACH': case 'ENETUNREACH': case 'EAI_AGAIN':
+    case 'UND_ERR_CONNECT_TIMEOUT': case 'EADDRNOTAVAIL':
+      return FailureKind.ConnectFailure
+    case 'TOLLGATE_RESPONSE_TIMEOUT': case 'UND_ERR_HEADERS_TIMEOUT': case 'UND_ERR_BODY_TIMEOUT':
+      return FailureKind.Timeout
+    case 'ECONNRESET': case 'EPIPE': case 'UND_ERR_SOCKET': case 'UND_ERR_CLOSED':
+      return FailureKind.Reset
+    case 'TOLLGATE_CLIENT_GONE': case 'TOLLGATE_BODY_TOO_LARGE': case 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH':
+      return FailureKind.ClientCaused
+    default:
+      return FailureKind.Other
+  }
+}
+
+/** True for a connect timeout: answered 504 UPSTREAM_TIMEOUT although its kind is ConnectFailure. */
+export function isConnectTimeout(err: Error): boolean {
+  return (err as { code?: string }).code === 'UND_ERR_CONNECT_TIMEOUT'
+}
+
+/**
+ * What one request came to, read once when it ends (src/proxy/record.ts fans it out: metrics today; the
+ * breaker, passive health, the span and the access log as they arrive). The exchange implements it, so no
+ * object is made per request.
+ */
+export interface Outcome {
+  /** Status sent to the client (499 when the client left first, 0 if none could be sent). */
+  readonly status: number
+  /** Why the last attempt failed; None when the upstream answered (whatever the status). */
+  readonly failure: FailureKind
+  /** The client ended the exchange early or sent what could not be forwarded: not the upstream's fault. */
+  readonly causedByClient: boolean
+  /** Upstream attempts made (0: answered by the gateway). */
+  readonly attempts: number
+  /** `host:port` of the last target tried, null when none was. */
+  readonly lastTarget: string | null
+  /** Request body bytes forwarded upstream. */
+  readonly bytesIn: number
+  /** Response body bytes written to the client. */
+  readonly bytesOut: number
+  /** From the first byte of the request head being handled to the end of the response, in ms. */
+  readonly durationMs: number
+}
