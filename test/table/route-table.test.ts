@@ -1,0 +1,104 @@
+// The composition root: each component of a compiled upstream or route survives a rebuild while its own
+// settings are unchanged, whatever else changed; commit() releases what only the old table used.
+import { describe, expect, it, onTestFinished } from 'vitest'
+import { loadConfigText } from '../../src/config/load.js'
+import { buildRouteTable, type RouteTable } from '../../src/table/route-table.js'
+import { Metrics } from '../../src/telemetry/metrics.js'
+
+const metrics = new Metrics({ defaultMetrics: false })
+
+function config(upstreamExtra: string, routeExtra = '', targets = ['http://127.0.0.1:9001', 'http://127.0.0.1:9002']) {
+  return loadConfigText(`
+upstreams:
+  api:
+    targets: [${targets.map((t) => `{ url: "${t}" }`).join(', ')}]
+    ${upstreamExtra}
+routes:
+  - { id: api, match: { path: /api/* }, upstream: api${routeExtra} }
+`, 'routes.yaml', {}).config
+}
+
+function build(yaml: ReturnType<typeof config>, prev: RouteTable | null): RouteTable {
+  const built = buildRouteTable(yaml, prev, metrics)
+  built.commit()
+  onTestFinished(() => built.table.close())
+  return built.table
+}
+
+describe('reuse per component across a rebuild', () => {
+  it("keeps an upstream's pool, targets and connection pools when only its retry policy changes", () => {
+    const a = build(config('retry: { attempts: 1 }'), null)
+    const b = build(config('retry: { attempts: 3 }'), a)
+    const ua = a.upstreams.get('api')!
+    const ub = b.upstreams.get('api')!
+    expect(ub.pool).toBe(ua.pool)
+    expect(ub.bulkhead).toBe(ua.bulkhead)
+    expect(ub.pool.targets[0]!.dispatcher).toBe(ua.pool.targets[0]!.dispatcher)
+    expect(ub.retry).not.toBe(ua.retry)
+    expect(ub.retry.attempts).toBe(3)
+  })
+
+  it('keeps the retry policy and the hash key when only the targets change', () => {
+    const extra = 'retry: { attempts: 2 }\n    balancer: hash\n    hashKey: header:x-user'
+    const a = build(config(extra), null)
+    const b = build(config(extra, '', ['http://127.0.0.1:9001', 'http://127.0.0.1:9003']), a)
+    const ua = a.upstreams.get('api')!
+    const ub = b.upstreams.get('api')!
+    expect(ub.retry).toBe(ua.retry)
+    expect(ub.hashKey).not.toBeNull()
+    expect(ub.hashKey).toBe(ua.hashKey)
+    expect(ub.pool).not.toBe(ua.pool)
+    // The kept target keeps its connection pool; the new one has its own.
+    expect(ub.pool.targets[0]).toBe(ua.pool.targets[0])
+    expect(ub.pool.targets[1]!.url).toBe('http://127.0.0.1:9003')
+    expect(ub.pool.targets[1]!.dispatcher).not.toBeNull()
+  })
+
+  it("keeps a route's rewrite, upstream and steps when only a setting it does not compile changes", () => {
+    const a = build(config('', ', rewrite: { stripPrefix: /api }'), null)
+    const b = build(config('', ', rewrite: { stripPrefix: /api }, rateLimit: [{ algorithm: token-bucket, rate: 5 }]'), a)
+    const ra = a.routes.get('api')!
+    const rb = b.routes.get('api')!
+    expect(rb.rewritePath).toBe(ra.rewritePath)
+    expect(rb.upstream).toBe(ra.upstream)
+    expect(rb.steps).toEqual(ra.steps)
+    expect(rb.metrics).toBe(ra.metrics)
+  })
+
+  it("rebuilds a route's rewrite, and nothing of its upstream, when the rewrite changes", () => {
+    const a = build(config('', ', rewrite: { stripPrefix: /api }'), null)
+    const b = build(config('', ', rewrite: { path: /v2/* }'), a)
+    const ra = a.routes.get('api')!
+    const rb = b.routes.get('api')!
+    expect(rb.rewritePath).not.toBe(ra.rewritePath)
+    expect(rb.rewritePath('/api/x', { '*': 'x' })).toBe('/v2/x')
+    expect(rb.upstream).toBe(ra.upstream)
+  })
+
+  it('gives every target a new connection pool when timeouts.connect changes', () => {
+    const a = build(config('timeouts: { connect: 1s }'), null)
+    const b = build(config('timeouts: { connect: 2s }'), a)
+    const ta = a.upstreams.get('api')!.pool.targets[0]!
+    const tb = b.upstreams.get('api')!.pool.targets[0]!
+    expect(tb).not.toBe(ta)
+    expect(tb.dispatcher).not.toBe(ta.dispatcher)
+    expect(ta.closing).toBe(true)
+  })
+})
+
+describe('commit', () => {
+  it('closes the connection pools of removed targets only, after the swap', () => {
+    const a = build(config(''), null)
+    const [kept, removed] = a.upstreams.get('api')!.pool.targets
+    const built = buildRouteTable(config('', '', ['http://127.0.0.1:9001']), a, metrics)
+    onTestFinished(() => built.table.close())
+    // Built but not yet in service: nothing of the old table is touched.
+    expect(removed!.closing).toBe(false)
+    expect(removed!.dispatcher!.closed).toBe(false)
+    built.commit()
+    expect(removed!.closing).toBe(true)
+    expect(removed!.dispatcher!.closed).toBe(true)
+    expect(kept!.closing).toBe(false)
+    expect(kept!.dispatcher!.closed).toBe(false)
+  })
+})
