@@ -1,9 +1,11 @@
 // The one config pipeline: YAML text -> ${VAR} substitution -> TOLLGATE_* overrides -> schema validation
 // with defaults -> cross-checks -> deep-frozen Config. Every problem of a file is collected and thrown at
 // once as a ConfigError, each located as `file:line:col` (or the TOLLGATE_* variable that set the value).
-// Durations and sizes stay strings; modules parse them with units.ts when they build from a Config.
+// Durations become milliseconds and sizes bytes here, once (schema.ts Duration and Size): nothing
+// downstream parses them again.
 import { readFileSync } from 'node:fs'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
+import { TransformDecode } from '@sinclair/typebox/value'
 import { ConfigError, type ConfigIssue } from '../errors.js'
 import { checkConfig, listNotEnforced } from './check.js'
 import { applyEnvOverrides } from './env-overrides.js'
@@ -44,7 +46,9 @@ export function loadConfigText(text: string, file: string, env: NodeJS.ProcessEn
     }
     throw new ConfigError(inFileOrder(issues))
   }
-  const config = validated.value as Config
+  // Decoded only when valid (TypeBox checked it just above); otherwise the cross-checks below read only
+  // paths that validated, none of them a duration or a size.
+  const config = (validated.issues.length === 0 ? TransformDecode(Config, [], validated.value) : validated.value) as Config
   issues.push(...checkConfig(config, locate, isValid))
   if (issues.some(isError)) throw new ConfigError(inFileOrder(issues))
 

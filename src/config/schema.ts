@@ -1,19 +1,30 @@
 // The one description of routes.yaml and of etcd values (SPEC §2, §3). Types, validation, defaults and
 // schema/routes.schema.json all come from here. Every field has a description: it is the reference text.
-import { Type, type Static } from '@sinclair/typebox'
+import { Type, type StaticDecode } from '@sinclair/typebox'
+import { parseDurationMs, parseSizeBytes } from './units.js'
 
 const strict = { additionalProperties: false } as const
 
-/** A duration string: `250ms`, `5s`, `1m`, `1h`, or a sum such as `1m30s`. */
+/**
+ * A duration string: `250ms`, `5s`, `1m`, `1h`, or a sum such as `1m30s`. In the loaded Config it is a
+ * number of milliseconds (load.ts decodes it once), so nothing downstream parses it again.
+ */
 export const Duration = (description: string, def?: string) =>
-  Type.String({ pattern: '^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$', description: `${description} Duration, e.g. 250ms, 5s, 1m.`, ...(def === undefined ? {} : { default: def }) })
+  Type.Transform(Type.String({ pattern: DURATION_PATTERN, description: `${description} Duration, e.g. 250ms, 5s, 1m.`, ...(def === undefined ? {} : { default: def }) }))
+    .Decode((text) => parseDurationMs(text))
+    .Encode((ms) => `${ms}ms`)
 
-/** A size: bytes as an integer, or a string such as `512KiB`, `10MiB`, `1GiB`, `100kB`. */
+/** A size: bytes as an integer, or a string such as `512KiB`, `10MiB`, `1GiB`, `100kB`. A number of bytes in the loaded Config. */
 export const Size = (description: string, def?: string) =>
-  Type.Union([
+  Type.Transform(Type.Union([
     Type.Integer({ minimum: 0 }),
-    Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?\\s*(B|b|KiB|MiB|GiB|kB|KB|MB|GB)?$' }),
-  ], { description: `${description} Size in bytes, or e.g. 512KiB, 10MiB.`, ...(def === undefined ? {} : { default: def }) })
+    Type.String({ pattern: SIZE_PATTERN }),
+  ], { description: `${description} Size in bytes, or e.g. 512KiB, 10MiB.`, ...(def === undefined ? {} : { default: def }) }))
+    .Decode((v) => parseSizeBytes(v))
+    .Encode((bytes) => bytes)
+
+export const DURATION_PATTERN = '^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$'
+export const SIZE_PATTERN = '^[0-9]+(\\.[0-9]+)?\\s*(B|b|KiB|MiB|GiB|kB|KB|MB|GB)?$'
 
 const Address = (description: string, def: string) =>
   Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[^:\\s]*):[0-9]{1,5}$', description: `${description} host:port.`, default: def })
@@ -238,14 +249,15 @@ export const Config = Type.Object({
   description: 'Configuration of the Tollgate API gateway.',
 })
 
-export type Config = Static<typeof Config>
-export type Route = Static<typeof Route>
-export type EtcdRoute = Static<typeof EtcdRoute>
-export type Upstream = Static<typeof Upstream>
-export type Target = Static<typeof Target>
-export type RateLimit = Static<typeof RateLimit>
-export type TokenBucketLimit = Static<typeof TokenBucketLimit>
-export type SlidingWindowLimit = Static<typeof SlidingWindowLimit>
-export type CircuitBreaker = Static<typeof CircuitBreaker>
-export type Retry = Static<typeof Retry>
-export type Rewrite = Static<typeof Rewrite>
+/** The loaded config: validated, defaults applied, durations in ms and sizes in bytes, deep-frozen. */
+export type Config = StaticDecode<typeof Config>
+export type Route = StaticDecode<typeof Route>
+export type EtcdRoute = StaticDecode<typeof EtcdRoute>
+export type Upstream = StaticDecode<typeof Upstream>
+export type Target = StaticDecode<typeof Target>
+export type RateLimit = StaticDecode<typeof RateLimit>
+export type TokenBucketLimit = StaticDecode<typeof TokenBucketLimit>
+export type SlidingWindowLimit = StaticDecode<typeof SlidingWindowLimit>
+export type CircuitBreaker = StaticDecode<typeof CircuitBreaker>
+export type Retry = StaticDecode<typeof Retry>
+export type Rewrite = StaticDecode<typeof Rewrite>

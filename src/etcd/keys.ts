@@ -1,5 +1,6 @@
 // etcd keys and values one at a time (SPEC §3): which item a key under the prefix names, and whether a
 // value is a valid item of that kind, checked alone with the schema of one routes.yaml entry.
+import { Value } from '@sinclair/typebox/value'
 import { EtcdRoute, Route, Target, Upstream } from '../config/schema.js'
 import { formatPath, validateValue, type PathSegment } from '../config/validate-value.js'
 
@@ -77,13 +78,13 @@ export function parseItem(item: EtcdItemKey, value: string): { parsed: ParsedIte
       if (route['id'] !== undefined && route['id'] !== item.id) {
         return { reason: `id: ${JSON.stringify(route['id'])} differs from the key's id ${JSON.stringify(item.id)}; omit id or make them equal` }
       }
-      return { parsed: { kind: 'route', id: item.id, route: { ...route, id: item.id } as Route } }
+      return { parsed: { kind: 'route', id: item.id, route: { ...(Value.Decode(EtcdRoute, route) as object), id: item.id } as Route } }
     }
     case 'upstream': {
       if (!UPSTREAM_NAME.test(item.name)) return { reason: `the key's upstream name ${JSON.stringify(item.name)} must match ${UPSTREAM_NAME.source}` }
       const r = validateValue(Upstream, json)
       if (r.issues.length > 0) return { reason: joinIssues(r.issues) }
-      return { parsed: { kind: 'upstream', name: item.name, upstream: r.value as Upstream } }
+      return { parsed: { kind: 'upstream', name: item.name, upstream: Value.Decode(Upstream, r.value) } }
     }
     case 'service': {
       const r = validateValue(Target, json)

@@ -18,7 +18,6 @@ import { parseAddress, startAdminServer } from '../admin/admin-server.js'
 import { EtcdConfigSource } from '../etcd/source.js'
 import { FileConfigSource } from './file-source.js'
 import type { Config } from '../config/schema.js'
-import { parseDurationMs } from '../config/units.js'
 import { watchConfigFile } from './file-watch.js'
 import { formatIssue } from '../errors.js'
 import { Gateway, statusOf, type ReloadResult } from './gateway.js'
@@ -226,7 +225,7 @@ export async function runPrimary(configPath: string, env: NodeJS.ProcessEnv, cou
       void watcher.close()
       void etcd?.close()
       const all = [...workers.values()].map((w) => w.worker)
-      const limitMs = parseDurationMs(table.config.shutdown.delay) + parseDurationMs(table.config.shutdown.timeout) + 5000
+      const limitMs = table.config.shutdown.delay + table.config.shutdown.timeout + 5000
       const exited = Promise.all(all.map((w) => new Promise<void>((r) => {
         if (w.isDead()) return r()
         w.once('exit', () => r())

@@ -7,7 +7,6 @@ import { parseAddress, startAdminServer } from '../admin/admin-server.js'
 import type { Config } from '../config/schema.js'
 import { EtcdConfigSource, type EtcdSourceOptions, type EtcdUpdate } from '../etcd/source.js'
 import { FileConfigSource } from './file-source.js'
-import { parseDurationMs } from '../config/units.js'
 import { watchConfigFile, type ConfigWatcher } from './file-watch.js'
 import { formatIssue } from '../errors.js'
 import { createProxyServer, type ProxyServer } from '../proxy/proxy-server.js'
@@ -244,9 +243,9 @@ export class Gateway {
 
   #applyLimits(limits: Config['limits']): void {
     const server = this.#proxy.server
-    server.headersTimeout = parseDurationMs(limits.headersTimeout)
-    server.requestTimeout = parseDurationMs(limits.requestTimeout)
-    server.keepAliveTimeout = parseDurationMs(limits.keepAliveTimeout)
+    server.headersTimeout = limits.headersTimeout
+    server.requestTimeout = limits.requestTimeout
+    server.keepAliveTimeout = limits.keepAliveTimeout
   }
 
   notReadyReason(): string | null {
@@ -279,13 +278,13 @@ export class Gateway {
     this.readyzDraining = true
     await this.#watcher?.close()
     await this.etcd?.close() // config is frozen from here on; does not wait for an unreachable etcd
-    const delayMs = parseDurationMs(config.shutdown.delay)
+    const delayMs = config.shutdown.delay
     if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs))
     this.#shuttingDown = true
     this.state.draining = true
     this.log.info({ inflight: this.state.inflight }, 'draining')
     const closed = this.#proxy.stopAccepting()
-    const deadline = Date.now() + parseDurationMs(config.shutdown.timeout)
+    const deadline = Date.now() + config.shutdown.timeout
     if (await within(this.state.idle(), deadline)) {
       // Nothing in flight: close what is left (connections a response left idle, or still flushing one).
       this.#proxy.endAll()

@@ -5,7 +5,6 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import net, { type Socket } from 'node:net'
 import { BAD_REQUEST, EXPECTATION_FAILED, REQUEST_TIMEOUT } from '../errors.js'
-import { parseDurationMs } from '../config/units.js'
 import type { Config } from '../config/schema.js'
 import { newRequestId } from '../http/ids.js'
 import { Exchange, refuseInProgress } from './exchange.js'
@@ -29,9 +28,9 @@ export interface ProxyServer {
 
 export function createProxyServer(state: ProxyState, limits: Config['limits']): ProxyServer {
   const server = http.createServer({
-    headersTimeout: parseDurationMs(limits.headersTimeout),
-    requestTimeout: parseDurationMs(limits.requestTimeout),
-    keepAliveTimeout: parseDurationMs(limits.keepAliveTimeout),
+    headersTimeout: limits.headersTimeout,
+    requestTimeout: limits.requestTimeout,
+    keepAliveTimeout: limits.keepAliveTimeout,
     // Node checks the two timeouts above only this often (default 30 s: a slowloris lived 30 s). PITFALLS §0.5.
     connectionsCheckingInterval: 500,
     requireHostHeader: true,

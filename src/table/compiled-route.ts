@@ -1,7 +1,6 @@
 // Config route -> CompiledRoute: what a matched request reads (rewrite, body limit, its pipeline steps,
 // metrics), each component reused across reloads while its own settings are unchanged (reuse.ts).
 import type { Config, Route } from '../config/schema.js'
-import { parseSizeBytes } from '../config/units.js'
 import type { RequestStep } from '../http/request-step.js'
 import type { RouteMetrics } from '../telemetry/metrics.js'
 import type { CompiledUpstream } from './compiled-upstream.js'
@@ -27,7 +26,7 @@ export class CompiledRoute {
 
 export function compileRoute(route: Route, config: Config, upstream: CompiledUpstream, old: CompiledRoute | undefined, metrics: RouteMetrics): CompiledRoute {
   const rewrite = reuse(old?.parts.rewrite, route.rewrite ?? null, () => compileRewrite(route))
-  const maxBodyBytes = parseSizeBytes(route.maxBodySize ?? config.limits.maxBodySize)
+  const maxBodyBytes = route.maxBodySize ?? config.limits.maxBodySize
   const allowEncodedSlash = route.allowEncodedSlash ?? config.paths.allowEncodedSlash
   // The order of a route's steps (STYLE.md "How a request flows"): its limiters, its breaker's admission,
   // then the upstream's bulkhead. Limiters and breakers join here as they are built.

@@ -2,7 +2,6 @@
 // retry policy, hash key, timeouts and metrics, each reused across reloads while its own settings are
 // unchanged (reuse.ts).
 import type { Upstream } from '../config/schema.js'
-import { parseDurationMs } from '../config/units.js'
 import { RequestKey } from '../http/request-key.js'
 import type { Metrics, UpstreamMetrics } from '../telemetry/metrics.js'
 import { Bulkhead } from '../upstream/bulkhead.js'
@@ -47,7 +46,7 @@ export interface CompiledUpstreamResult {
 }
 
 export function compileUpstream(name: string, spec: Upstream, old: CompiledUpstream | undefined, metrics: Metrics): CompiledUpstreamResult {
-  const connectMs = parseDurationMs(spec.timeouts.connect)
+  const connectMs = spec.timeouts.connect
   let added: Target[] = []
   let retired: Target[] = []
   const specs = spec.targets.map((t) => ({ url: t.url, weight: t.weight }))
@@ -72,7 +71,7 @@ export function compileUpstream(name: string, spec: Upstream, old: CompiledUpstr
   const retry = reuse(old?.parts.retry, spec.retry ?? null, () => new RetryPolicy(spec.retry))
   const hashSpec = spec.balancer === 'hash' && spec.hashKey !== undefined ? spec.hashKey : null
   const hashKey = reuse(old?.parts.hashKey, hashSpec, () => (hashSpec === null ? null : new RequestKey(hashSpec)))
-  const responseMs = parseDurationMs(spec.timeouts.response)
+  const responseMs = spec.timeouts.response
   const hostHeader = spec.hostHeader === 'pass' || spec.hostHeader === 'target' ? null : spec.hostHeader
   const hostFromTarget = spec.hostHeader === 'target'
   if (old !== undefined && old.parts.pool === pool && old.parts.retry === retry && old.parts.hashKey === hashKey &&

@@ -1,7 +1,6 @@
 // `retry` of an upstream (SPEC §2), compiled once per config: which failures and statuses are retried,
 // how many extra attempts, and the full-jitter exponential back-off (base, capped at 10x base).
 import type { Retry } from '../config/schema.js'
-import { parseDurationMs } from '../config/units.js'
 import { FAILURE_NAMES, FailureKind } from './outcome.js'
 
 export class RetryPolicy {
@@ -13,7 +12,7 @@ export class RetryPolicy {
 
   constructor(retry: Retry | undefined, random: () => number = Math.random) {
     this.attempts = retry?.attempts ?? 0
-    this.#baseMs = retry === undefined ? 0 : parseDurationMs(retry.backoff)
+    this.#baseMs = retry === undefined ? 0 : retry.backoff
     this.#random = random
     let failures = 0
     const statuses = new Uint8Array(100)

@@ -155,9 +155,10 @@ describe('loadConfigText', () => {
     ), 'routes.yaml', {})
     expect(config.listen).toBe('0.0.0.0:8080')
     expect(config.admin).toBe('127.0.0.1:9901')
-    expect(config.limits).toEqual({ maxBodySize: '10MiB', headersTimeout: '10s', requestTimeout: '60s', keepAliveTimeout: '5s', maxLimiterKeys: 100000 })
+    // Durations come out in milliseconds and sizes in bytes: nothing downstream parses them again.
+    expect(config.limits).toEqual({ maxBodySize: 10 * 2 ** 20, headersTimeout: 10_000, requestTimeout: 60_000, keepAliveTimeout: 5_000, maxLimiterKeys: 100000 })
     expect(config.paths).toEqual({ mergeSlashes: true, rejectSemicolon: true, allowEncodedSlash: false })
-    expect(config.shutdown).toEqual({ delay: '0s', timeout: '30s' })
+    expect(config.shutdown).toEqual({ delay: 0, timeout: 30_000 })
     expect(config.clientIp).toEqual({ trustedProxies: [] })
     expect(config.tracing.exporter).toBe('none')
     expect(config.etcd).toBeUndefined()
@@ -165,7 +166,7 @@ describe('loadConfigText', () => {
       targets: [{ url: 'http://127.0.0.1:9001', weight: 1 }],
       balancer: 'round-robin',
       hostHeader: 'pass',
-      timeouts: { connect: '2s', response: '30s' },
+      timeouts: { connect: 2_000, response: 30_000 },
       onAllUnhealthy: 'route-all',
     })
     expect(config.routes[0]).toEqual({
@@ -174,7 +175,7 @@ describe('loadConfigText', () => {
       priority: 0,
       upstream: 'users',
       websocket: false,
-      rateLimit: [{ algorithm: 'token-bucket', rate: 5, period: '1s', key: 'client-ip', scope: 'local', onStoreError: 'local' }],
+      rateLimit: [{ algorithm: 'token-bucket', rate: 5, period: 1_000, key: 'client-ip', scope: 'local', onStoreError: 'local' }],
     })
   })
 
@@ -268,12 +269,12 @@ describe('TOLLGATE_* overrides', () => {
       UNRELATED: 'x',
     })
     expect(config.listen).toBe('0.0.0.0:80')
-    expect(config.limits.maxBodySize).toBe('5MiB')
+    expect(config.limits.maxBodySize).toBe(5 * 2 ** 20)
     expect(config.limits.maxLimiterKeys).toBe(10)
     expect(config.paths.mergeSlashes).toBe(false)
     expect(config.tracing.sampleRatio).toBe(0.5)
     expect(config.clientIp.trustedProxies).toEqual(['10.0.0.0/8', '192.168.0.0/16'])
-    expect(config.redis).toEqual({ url: 'redis://cache:6379', timeout: '50ms' })
+    expect(config.redis).toEqual({ url: 'redis://cache:6379', timeout: 50 })
   })
 
   it('reads a number for a size and a JSON list for a list', () => {

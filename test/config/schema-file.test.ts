@@ -138,12 +138,12 @@ describe('the SPEC §2 example', () => {
     const { config, warnings } = loadConfigText(FULL_EXAMPLE, 'routes.yaml', { ETCD_USER: 'root', ETCD_PASSWORD: 's3cret' })
     expect(warnings).toEqual([])
     expect(config.etcd).toMatchObject({ username: 'root', password: 's3cret', tls: { ca: '/etc/tollgate/etcd-ca.pem' } })
-    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', timeout: '50ms' })
+    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', timeout: 50 })
     expect(config.upstreams.users?.healthCheck?.passive?.maxEjectionPercent).toBe(50)
-    expect(config.upstreams['users-readonly']?.retry?.backoff).toBe('1m30s')
+    expect(config.upstreams['users-readonly']?.retry?.backoff).toBe(90_000)
     expect(config.routes.map((r) => r.id)).toEqual(['users', 'users-v2'])
     expect(config.routes[0]?.rateLimit?.[1]).toEqual({
-      name: 'per-key-minute', algorithm: 'sliding-window', limit: 1000, window: '1m',
+      name: 'per-key-minute', algorithm: 'sliding-window', limit: 1000, window: 60_000,
       key: 'header:x-api-key', scope: 'cluster', onStoreError: 'local',
     })
     expect(config.routes[0]?.circuitBreaker?.fallback).toEqual({ status: 503, body: '{"code":"CIRCUIT_OPEN"}', headers: { 'content-type': 'application/json' } })
