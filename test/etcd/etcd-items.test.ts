@@ -80,6 +80,29 @@ describe('merging etcd items into the file config', () => {
     expect(items.rejections).toHaveLength(5)
   })
 
+  it('rejects a route whose path no request can reach, with key, revision and reason, keeping its previous version', () => {
+    const items = new EtcdItems('/tg')
+    const v1 = put('routes/dots', { match: { path: '/b' }, upstream: 'users' })
+    items.replaceAll([v1], revision)
+    items.merge(FILE)
+    const v2 = put('routes/dots', { match: { path: '/a/../b' }, upstream: 'users' })
+    const query = put('routes/query', { match: { path: '/q?x=1' }, upstream: 'users' })
+    const slash = put('routes/slash', { match: { path: '/s%2Fx' }, upstream: 'users' })
+    items.apply([v2, query, slash])
+    const { config, newRejections } = items.merge(FILE)
+    expect(config.routes.find((r) => r.id === 'dots')?.match.path).toBe('/b')
+    expect(routeIds(config)).toEqual(['users', 'health', 'dots'])
+    expect(newRejections).toEqual([
+      { key: '/tg/routes/dots', revision: v2.modRevision, keptRevision: v1.modRevision,
+        reason: 'match.path: can never match: the segment ".." is a dot segment, and requests with one are refused with 400; write "/b"' },
+      { key: '/tg/routes/query', revision: query.modRevision, keptRevision: null, reason: expect.stringMatching(/^match\.path: can never match: "\?" starts the query string/) },
+      { key: '/tg/routes/slash', revision: slash.modRevision, keptRevision: null, reason: expect.stringMatching(/^match\.path: can never match: requests with %2F .* set allowEncodedSlash: true/) },
+    ])
+    // The route's own allowEncodedSlash makes %2F reachable.
+    items.apply([put('routes/slash', { match: { path: '/s%2Fx' }, upstream: 'users', allowEncodedSlash: true })])
+    expect(routeIds(items.merge(FILE).config)).toEqual(['users', 'health', 'dots', 'slash'])
+  })
+
   it('keeps the previous good version of an item whose new version is invalid, and reports that version once', () => {
     const items = new EtcdItems('/tg')
     const v1 = put('routes/a', { match: { path: '/a1' }, upstream: 'users' })
