@@ -1,5 +1,6 @@
-// The merge rules of SPEC §3 on their own (no etcd needed): etcd wins on the same id, every item is
-// validated alone and a bad one keeps its previous version while the rest of the batch applies.
+// The merge rules of README.md "Running several instances against etcd" on their own (no etcd needed): etcd
+// wins on the same id, every item is validated alone and a bad one keeps its previous version while the
+// rest of the batch applies.
 import { describe, expect, it } from 'vitest'
 import { EtcdItems, type EtcdEntry } from '../../src/etcd/items.js'
 import { parseItemKey } from '../../src/etcd/keys.js'
