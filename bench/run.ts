@@ -17,10 +17,13 @@ import { startUpstream, type Upstream } from './lib/upstream.js'
 import { scenarios, type Scenario } from './scenarios.js'
 
 const RSS_SAMPLE_MS = 100
-/** Issue 4 item 3: tollgate's req/s at least this share of the thinnest forwarder's, p99 at most this multiple. */
+/**
+ * bench/README.md "Targets": tollgate's req/s at least this share of the thinnest forwarder's, p99 at most
+ * this multiple.
+ */
 const TARGET_RPS_RATIO = 0.9
 const TARGET_P99_RATIO = 1.2
-/** Issue 4 item 4. */
+/** bench/README.md "Targets": idle RSS of a one-route gateway. */
 const TARGET_IDLE_RSS_MIB = 80
 
 const log = (line: string): void => { process.stderr.write(`${line}\n`) }
@@ -233,7 +236,7 @@ function printChecks(reports: readonly ScenarioReport[], micro: MicroRun | null)
   if (idle !== null) checks.push(idle)
   if (micro?.report != null) checks.push(...microChecks(micro.report))
   if (checks.length > 0) {
-    say('## Checks (issue 4)')
+    say('## Checks (bench/README.md "Targets")')
     say()
     for (const check of checks) say(`- ${check}`)
     say()

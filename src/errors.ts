@@ -17,7 +17,7 @@ export type ErrorCode =
   | 'SHUTTING_DOWN'
   | 'UPSTREAM_TIMEOUT'
 
-/** A response the gateway makes itself (SPEC §5). Frozen, made once: no stack trace per refusal. */
+/** A response the gateway makes itself (README.md "Error codes"). Frozen, made once: no stack per refusal. */
 export interface Refusal {
   readonly status: number
   readonly code: ErrorCode

@@ -1,4 +1,4 @@
-// The real `tollgate` binary (SPEC §4): what a user types, what they see, and the exit codes.
+// The real `tollgate` binary (README.md "Command line"): what a user types, what they see, and the exit codes.
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -57,6 +57,29 @@ describe('tollgate validate', () => {
     expect(r.status).toBe(1)
     expect(r.stderr).toMatch(new RegExp(`${path.replace(/[.]/g, '\\.')}:6:\\d+ routes\\[0\\]\\.upstream: `))
     expect(r.stderr).toMatch(new RegExp(`${path.replace(/[.]/g, '\\.')}:8:\\d+ routes\\[1\\]\\.match\\.mehtods: `))
+  })
+
+  it('refuses routes the router could never match, each at file:line:col with the reason, and exits 1', () => {
+    const path = file('unreachable.yaml', [
+      'upstreams:',
+      '  a: { targets: [{ url: http://127.0.0.1:1 }] }',
+      'routes:',
+      '  - { id: dots, match: { path: /a/../b }, upstream: a }',
+      '  - { id: query, match: { path: "/a?x=1" }, upstream: a }',
+      '  - { id: accent, match: { path: /caf\u00e9 }, upstream: a }',
+      '  - { id: fine, match: { path: /caf%C3%A9 }, upstream: a }',
+      '',
+    ].join('\n'))
+    const r = tollgate(['validate', path])
+    expect(r.status).toBe(1)
+    expect(r.stdout).toBe('')
+    expect(r.stderr.split('\n')).toEqual([
+      `${path}:4:32 routes[0].match.path: can never match: the segment ".." is a dot segment, and requests with one are refused with 400; write "/b"`,
+      `${path}:5:33 routes[1].match.path: can never match: "?" starts the query string, and routes match the path only (the query passes unchanged); remove "?x=1", or write %3F for a literal "?"`,
+      `${path}:6:34 routes[2].match.path: can never match: requests with raw non-ASCII characters are refused with 400 (clients send them percent-encoded as UTF-8); write "/caf%C3%A9"`,
+      `${path}: invalid — 3 errors`,
+      '',
+    ])
   })
 
   it('reports settings whose behaviour is not enforced yet', () => {

@@ -1,5 +1,6 @@
 // No Docker engine runs on our CI machines, so the image is checked in two parts: the Dockerfile says what
-// issue #2 item 11 asks, and its runtime stage (production dependencies only) really runs the gateway.
+// README.md "Deployment" promises, and its runtime stage (production dependencies only) really runs the
+// gateway.
 import { execFileSync, spawnSync } from 'node:child_process'
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'

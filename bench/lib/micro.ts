@@ -1,5 +1,6 @@
 // The micro-benchmarks from the harness's side: run bench/micro/micro-bench.ts in a child process (so that
-// the harness's heap does not skew them), read its JSON report, print it as a table and as issue 4 checks.
+// the harness's heap does not skew them), read its JSON report, print it as a table and as the checks of
+// bench/README.md "Targets".
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { CALL_KEYS, RUN_KEYS, type MicroReport, type MsPerRun, type NsPerCall } from '../micro/micro-report.js'
@@ -8,7 +9,7 @@ import { benchScript } from './paths.js'
 import { spawnChild, tailOf } from './processes.js'
 import { markdownTable } from './report.js'
 
-/** Issue 4 item 4. */
+/** bench/README.md "Targets". */
 const TARGET_LOOKUP_NS = 1000
 const TARGET_BUILD_MS = 200
 /** A full run takes 10-20 s; a child still running after this is stuck. */
@@ -51,7 +52,7 @@ export function microTable(report: MicroReport): string {
   return markdownTable(['operation', 'median', 'min–max', 'CPU median', 'runs'], rows, [false, true, true, true, true])
 }
 
-/** One line per issue 4 figure, with its target where the issue sets one. */
+/** One line per figure of bench/README.md "Targets", with its target where there is one. */
 export function microChecks(report: MicroReport): string[] {
   const call = (key: string): NsPerCall | undefined => report.calls.find((c) => c.key === key)
   const run = (key: string): MsPerRun | undefined => report.runs.find((r) => r.key === key)

@@ -1,6 +1,6 @@
-// The micro-benchmarks of issue 4, in a process of their own so that the harness's heap and timers do
-// not skew them: route lookup at 1k and 10k routes, canonicalization of a typical path, building 10k
-// routes (buildRouteTable on a validated config) and, separately, loading the 10k-route file
+// The micro-benchmarks of bench/README.md "Targets", in a process of their own so that the harness's heap
+// and timers do not skew them: route lookup at 1k and 10k routes, canonicalization of a typical path,
+// building 10k routes (buildRouteTable on a validated config) and, separately, loading the 10k-route file
 // (loadConfigText). `npm run bench` starts it (bench/lib/micro.ts) and prints the table:
 //
 //   node --expose-gc dist/bench/micro/micro-bench.js --out micro.json [--quick]

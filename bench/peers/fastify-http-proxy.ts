@@ -1,5 +1,5 @@
 // fastify + @fastify/http-proxy (reply-from over undici) with their defaults: the usual way to build a
-// gateway on fastify, and the baseline of the issue's reference table.
+// gateway on fastify, and the baseline of the peers' table (bench/README.md "Peers").
 // node dist/bench/peers/fastify-http-proxy.js --port P --upstream http://127.0.0.1:U
 import Fastify from 'fastify'
 import httpProxy from '@fastify/http-proxy'

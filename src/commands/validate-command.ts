@@ -1,4 +1,5 @@
-// `tollgate validate [F]` and `tollgate schema` (SPEC §4). Pure functions: the CLI prints and exits.
+// `tollgate validate [F]` and `tollgate schema` (README.md "Command line"). Pure functions: the CLI prints
+// and exits.
 import { ConfigError, formatIssue } from '../errors.js'
 import { loadConfigFile } from '../config/load.js'
 import { Config } from '../config/schema.js'

@@ -2,6 +2,7 @@
 // routes that can never match. Also lists settings that are accepted but not enforced yet.
 import type { ConfigIssue } from '../errors.js'
 import type { Config, Route } from './schema.js'
+import { parseRoutePath, policyProblem, type RoutePath } from './route-path.js'
 import { formatPath, type IssueTarget, type PathSegment } from './validate-value.js'
 
 /** `file:line:col` (or another source description) of the node at `path`. */
@@ -27,7 +28,8 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
     }
   }
   const routes = Array.isArray(config.routes) ? config.routes : []
-  const mergeSlashes = config.paths?.mergeSlashes !== false
+  const paths = { mergeSlashes: config.paths?.mergeSlashes !== false, rejectSemicolon: config.paths?.rejectSemicolon !== false }
+  const allowEncodedSlash = config.paths?.allowEncodedSlash === true
   const firstById = new Map<string, number>()
   const firstByMatch = new Map<string, number>()
   routes.forEach((route, i) => {
@@ -44,13 +46,17 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
       report('error', at('circuitBreaker', 'fallback', 'upstream'), undefinedUpstream(fallback.upstream, upstreamNames))
     }
     if (!ok('match', 'path')) return
-    const pathErrors = pathPatternErrors(route.match.path)
-    for (const message of pathErrors) report('error', at('match', 'path'), message)
+    // The router parses with the same function: what passes here is what it builds (config/route-path.ts).
+    const parsed = parseRoutePath(route.match.path)
+    const policy = { ...paths, allowEncodedSlash: ok('allowEncodedSlash') ? route.allowEncodedSlash ?? allowEncodedSlash : true }
+    const pathError = typeof parsed === 'string' ? parsed : policyProblem(parsed, route.match.path, policy)
+    if (pathError !== null) report('error', at('match', 'path'), pathError)
+    if (typeof parsed === 'string') return
     if (ok('rewrite') && route.rewrite !== undefined && 'path' in route.rewrite) {
-      for (const message of rewriteErrors(route.rewrite.path, route.match.path)) report('error', at('rewrite', 'path'), message)
+      for (const message of rewriteErrors(route.rewrite.path, route.match.path, parsed)) report('error', at('rewrite', 'path'), message)
     }
-    if (pathErrors.length > 0 || !ok('match') || !ok('priority') || !ok('id')) return
-    const key = matchKey(route, mergeSlashes)
+    if (pathError !== null || !ok('match') || !ok('priority') || !ok('id')) return
+    const key = matchKey(route, parsed)
     const shadowing = firstByMatch.get(key)
     if (shadowing === undefined) firstByMatch.set(key, i)
     else {
@@ -69,7 +75,7 @@ type Report = (severity: ConfigIssue['severity'], path: readonly PathSegment[], 
 
 const WILDCARD_HOSTS = new Set(['', '0.0.0.0', '[::]', '::'])
 
-// SPEC §1: admin never on the proxy port. Port 0 asks the OS for a free port, so two port-0 listeners are fine.
+// README.md "Configuration": admin is never on the proxy port. Port 0 asks the OS for a free port, so two port-0 listeners are fine.
 function checkListeners(config: Config, isValid: (path: readonly PathSegment[]) => boolean, locate: Locate, report: Report): void {
   if (!isValid(['listen']) || !isValid(['admin'])) return
   const split = (address: string): [string, string] => {
@@ -94,32 +100,9 @@ function undefinedUpstream(name: string, defined: readonly string[]): string {
   return `upstream "${name}" is not defined; defined upstreams: ${shown}${more}`
 }
 
-const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
-
-/** SPEC §2: static segments, `:name` (one segment), `*` (the rest; last segment only). */
-function pathPatternErrors(pattern: string): string[] {
-  const errors: string[] = []
-  const segments = pattern.split('/').slice(1)
-  const seen = new Set<string>()
-  segments.forEach((segment, i) => {
-    if (segment === '*') {
-      if (i !== segments.length - 1) errors.push(`"*" must be the last segment of the path, got ${JSON.stringify(pattern)}`)
-    } else if (segment.includes('*')) {
-      errors.push(`"*" must be a whole segment (/api/*), got ${JSON.stringify(segment)} in ${JSON.stringify(pattern)}`)
-    } else if (segment.startsWith(':')) {
-      const name = segment.slice(1)
-      if (!PARAM_NAME.test(name)) errors.push(`parameter ${JSON.stringify(segment)} needs a name of letters, digits and _ (not starting with a digit), e.g. :id`)
-      else if (seen.has(name)) errors.push(`parameter ":${name}" appears twice in ${JSON.stringify(pattern)}`)
-      seen.add(name)
-    }
-  })
-  return errors
-}
-
-function rewriteErrors(template: string, matchPath: string): string[] {
-  const matchSegments = matchPath.split('/')
-  const params = matchSegments.filter((s) => s.startsWith(':')).map((s) => s.slice(1))
-  const hasWildcard = matchSegments.includes('*')
+function rewriteErrors(template: string, matchPath: string, parsed: RoutePath): string[] {
+  const params = parsed.paramNames.filter((name) => name !== '*')
+  const hasWildcard = parsed.hasWildcard
   const errors: string[] = []
   for (const segment of template.split('/')) {
     if (segment.startsWith(':') && !params.includes(segment.slice(1))) {
@@ -132,10 +115,12 @@ function rewriteErrors(template: string, matchPath: string): string[] {
   return errors
 }
 
-/** Two routes with the same key take exactly the same requests; parameter names do not matter. */
-function matchKey(route: Route, mergeSlashes: boolean): string {
-  const path = (mergeSlashes ? route.match.path.replace(/\/{2,}/g, '/') : route.match.path)
-    .split('/').map((s) => (s.startsWith(':') ? ':' : s)).join('/')
+/**
+ * Two routes with the same key take exactly the same requests. The path part is the router's view of it:
+ * canonical static segments (`/%61dmin` is `/admin`), parameter names dropped.
+ */
+function matchKey(route: Route, parsed: RoutePath): string {
+  const path = parsed.segments.map((s) => (s.kind === 'param' ? ':' : s.label)).join('/') + (parsed.hasWildcard ? '/*' : '')
   const methods = route.match.methods === undefined ? '*' : [...new Set(route.match.methods.flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m])))].sort().join(',')
   const host = route.match.host?.toLowerCase() ?? ''
   const headers = Object.entries(route.match.headers ?? {}).map(([k, v]) => `${k.toLowerCase()}=${v}`).sort().join('\u0001')

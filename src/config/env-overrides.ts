@@ -1,8 +1,8 @@
-// TOLLGATE_<PATH> overrides (SPEC §1): `TOLLGATE_LIMITS_MAXBODYSIZE=5MiB` sets limits.maxBodySize. Each `_`
-// separates one key (config keys are camelCase, never contain `_`), matched case-insensitively against the
-// schema. Only scalar (and scalar-list) settings of fixed sections can be set this way, not routes or
-// upstreams. The string is turned into the setting's type here; validation then reports what is still wrong,
-// located at the variable's name.
+// TOLLGATE_<PATH> overrides (README.md "Configuration", **Environment**): `TOLLGATE_LIMITS_MAXBODYSIZE=5MiB`
+// sets limits.maxBodySize. Each `_` separates one key (config keys are camelCase, never contain `_`), matched
+// case-insensitively against the schema. Only scalar (and scalar-list) settings of fixed sections can be set
+// this way, not routes or upstreams. The string is turned into the setting's type here; validation then
+// reports what is still wrong, located at the variable's name.
 import type { ConfigIssue } from '../errors.js'
 import { Config } from './schema.js'
 import { formatPath } from './validate-value.js'

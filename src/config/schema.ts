@@ -1,5 +1,6 @@
-// The one description of routes.yaml and of etcd values (SPEC §2, §3). Types, validation, defaults and
-// schema/routes.schema.json all come from here. Every field has a description: it is the reference text.
+// The one description of routes.yaml and of etcd values (README.md "Configuration" and "Running several
+// instances against etcd"). Types, validation, defaults and schema/routes.schema.json all come from here.
+// Every field has a description: it is the reference text.
 import { Type, type StaticDecode } from '@sinclair/typebox'
 import { parseDurationMs, parseSizeBytes } from './units.js'
 

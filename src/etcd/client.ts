@@ -81,7 +81,8 @@ export interface KeyValue {
 
 /**
  * Every key under `prefix` at one revision (the first page's), `pageSize` keys per request, so a large
- * prefix never has to fit in one response (PITFALLS A6 "Limits").
+ * prefix never has to fit in one response (etcd's default request limit is 1.5 MiB: etcd.io dev guide,
+ * "System limits").
  */
 export async function readPrefix(client: Etcd3, prefix: string, pageSize = 256): Promise<{ revision: number; entries: KeyValue[] }> {
   const end = prefixEnd(prefix)

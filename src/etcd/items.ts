@@ -1,12 +1,14 @@
-// The etcd half of the config (SPEC §3): the latest value of every key under the prefix, the version of
-// each item in force, and the merge with routes.yaml. No I/O here, so the rules can be tested on their own.
+// The etcd half of the config (README.md "Running several instances against etcd"): the latest value of
+// every key under the prefix, the version of each item in force, and the merge with routes.yaml. No I/O
+// here, so the rules can be tested on their own.
 //
 // Rules:
 // - `routes/<id>`, `upstreams/<name>`: one JSON object each, validated on its own with the schema of one
 //   routes.yaml entry. `services/<upstream>/<instance>`: `{"url","weight"}`, a registered target.
 // - An etcd route or upstream replaces the file's item with the same id/name. Etcd routes that replace a
 //   file route take its place in the order; the others follow the file's routes, in key order (the last
-//   tie-break of SPEC §2 "the earlier route"). Registered targets follow the upstream's static targets.
+//   tie-break of README.md "Matching": the earlier route in the file). Registered targets follow the
+//   upstream's static targets.
 // - A version that fails (bad JSON, schema, cross-check such as an unknown upstream) is rejected: the
 //   version in force before, if any, stays. Every other item still applies (apache/apisix#11267).
 // - Deleting an upstream that an item in force still uses is rejected the same way (the upstream stays)

@@ -1,5 +1,6 @@
-// etcd keys and values one at a time (SPEC §3): which item a key under the prefix names, and whether a
-// value is a valid item of that kind, checked alone with the schema of one routes.yaml entry.
+// etcd keys and values one at a time (README.md "Running several instances against etcd"): which item a key
+// under the prefix names, and whether a value is a valid item of that kind, checked alone with the schema of
+// one routes.yaml entry.
 import { Value } from '@sinclair/typebox/value'
 import { EtcdRoute, Route, Target, Upstream } from '../config/schema.js'
 import { formatPath, validateValue, type PathSegment } from '../config/validate-value.js'

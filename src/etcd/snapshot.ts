@@ -1,6 +1,7 @@
-// The last good etcd config on local disk (SPEC §3 `snapshotFile`), so a gateway can start while etcd is
-// down. Written atomically after each applied change: a temp file in the same directory, fsynced, renamed
-// over the old one, so a crash leaves the old snapshot or the new one, never half of one.
+// The last good etcd config on local disk (`etcd.snapshotFile`, README.md "Running several instances against
+// etcd"), so a gateway can start while etcd is down. Written atomically after each applied change: a temp
+// file in the same directory, fsynced, renamed over the old one, so a crash leaves the old snapshot or the
+// new one, never half of one.
 import { mkdirSync, readFileSync } from 'node:fs'
 import { mkdir, open, rename, rm } from 'node:fs/promises'
 import { dirname } from 'node:path'

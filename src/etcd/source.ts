@@ -1,5 +1,7 @@
-// etcd as a live config source (SPEC §3): read the prefix, watch it, and hand the merged config to the
-// caller whenever what is in force changes. Robustness is the point (PITFALLS A6):
+// etcd as a live config source (README.md "Running several instances against etcd"): read the prefix,
+// watch it, and hand the merged config to the caller whenever what is in force changes. Robustness is the
+// point; the failure modes are etcd's and microsoft/etcd3's (etcd-io/etcd#8668, microsoft/etcd3#72,
+// apache/apisix#13067 for a gateway that lost changes):
 //
 //   connecting ──full read ok──> watching ──watch canceled (compaction) / watchdog──> connecting
 //       ^  └─fails: back-off (jittered, capped), etcd_up 0, one warning per 10 s        │
@@ -208,7 +210,7 @@ export class EtcdConfigSource {
     }
   }
 
-  /** Stops watching. Does not wait for an unreachable etcd (SPEC §9: shutdown works with etcd down). */
+  /** Stops watching. Does not wait for an unreachable etcd: shutdown works with etcd down (README "Deployment"). */
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true

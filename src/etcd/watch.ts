@@ -1,11 +1,12 @@
-// One watch of a prefix on one etcd3 client, with its watchdog, until it has to be replaced (PITFALLS A6).
+// One watch of a prefix on one etcd3 client, with its watchdog, until it has to be replaced.
 //
 // - It starts at the caller's revision + 1 and keeps that revision pinned into the etcd3 watcher after
 //   every event, connect and disconnect: etcd3 itself moves it to the header revision of a watch's
 //   `created` answer, which would skip the events still to come if the stream broke right then. So a
 //   reconnect (etcd3 does those itself) resumes exactly after what was applied, never from a guess.
 // - A watch etcd cancels (typically its revision was compacted away) is dropped by etcd3 with an `error`
-//   event, an uncaught exception without a listener (PITFALLS §0.9): that ends this watch.
+//   event, an uncaught exception without a listener (microsoft/etcd3 src/watch.ts; etcd-io/etcd#8668): that
+//   ends this watch.
 // - Watchdog: every watchdogMs a cheap read of the prefix (key count and newest mod revision) with a short
 //   deadline. No answer (etcd frozen, network black hole) ends the watch; so does a watch that twice in a
 //   row fails to deliver what the read shows (a silent, stuck stream: microsoft/etcd3#72, etcd#8980).

@@ -1,6 +1,6 @@
-// Router: host index, then the path trie, then methods and headers (SPEC §2 "Matching").
+// Router: host index, then the path trie, then methods and headers (README.md "Matching").
 //
-// Decisions where SPEC leaves room:
+// Decisions the README leaves open:
 // - Host levels, most specific first: the exact host (case-insensitive; the request's port and one
 //   trailing dot are ignored), then `*.example.com` wildcards, longest suffix first (a wildcard matches
 //   `a.example.com` and `a.b.example.com`, never `example.com`), then routes without a host. A level is a
@@ -16,14 +16,16 @@
 // - 405: no route accepts the request, but some route matched host and path with its headers holding.
 //   `allow` lists, sorted and joined with ", ", the methods of every such route (HEAD added next to GET).
 //   Routes that fail only on headers are invisible: their requests get null (404).
-// - Route paths: static segments are canonicalized like requests (`/%61dmin` is `/admin`); a route whose
-//   path no canonical request can contain (a dot segment, `\`, `%00`, ...) is left out and listed in
-//   `unreachable`, for `tollgate validate` to warn about; a syntax error throws (config checks catch it).
+// - Route paths: parsed by config/route-path.ts, the parser the config checks use, so static segments are
+//   canonicalized like requests (`/%61dmin` is `/admin`). A path it refuses (a syntax error, or a segment
+//   no canonical request contains, such as a dot segment) throws: the config checks report it first
+//   (config/check.ts), for files and etcd items alike, so a table is never built from one.
 //
 // Build everything once per config version; match() only reads and allocates just the params object
 // (routes without parameters return a result made at build time).
 
-import { LabelTable, parseRoutePath, SegmentTrie, type EndpointPicker, type EndpointVisitor } from './trie.js'
+import { parseRoutePath } from '../config/route-path.js'
+import { LabelTable, SegmentTrie, type EndpointPicker, type EndpointVisitor } from './trie.js'
 
 export interface RouteSpec {
   readonly id: string
@@ -180,11 +182,6 @@ class Matcher<T> implements EndpointPicker<Endpoint<T>, Candidate<T>>, EndpointV
 
 export class Router<T> {
   readonly size: number
-  /**
-   * Routes left out because no request can reach them: their path holds something canonicalization
-   * refuses (a dot segment, `\`, a control character...). Leaving them out changes no answer.
-   */
-  readonly unreachable: ReadonlyArray<{ readonly id: string; readonly reason: string }>
   readonly #exactHosts = new LabelTable<HostLevel<T>>(true)
   readonly #wildcardHosts = new LabelTable<HostLevel<T>>(true) // labels like '.example.com'
   readonly #anyHost: SegmentTrie<Endpoint<T>> | null
@@ -193,10 +190,9 @@ export class Router<T> {
   /** Every method some route names (HEAD included with GET) → 1, 2, ...; other methods are 0. */
   readonly #methodIds = new Map<string, number>()
 
-  /** Throws on a syntax error in a route path (config checks report those first: config/check.ts). */
+  /** Throws on a route path parseRoutePath refuses (config checks report those first: config/check.ts). */
   constructor(entries: ReadonlyArray<{ readonly spec: RouteSpec; readonly value: T }>) {
     this.size = entries.length
-    const unreachable: Array<{ readonly id: string; readonly reason: string }> = []
     let anyHost: SegmentTrie<Endpoint<T>> | null = null
     const tries: Array<SegmentTrie<Endpoint<T>>> = []
     const endpoints: Array<Endpoint<T>> = []
@@ -208,11 +204,7 @@ export class Router<T> {
     const paramNames = new Map<string, readonly string[]>() // shared arrays: fewer cold loads per match
     entries.forEach(({ spec, value }, order) => {
       const parsed = parseRoutePath(spec.path)
-      if (typeof parsed === 'string') throw new Error(`route ${spec.id}: match.path ${parsed}`)
-      if (parsed.unreachable !== null) {
-        unreachable.push({ id: spec.id, reason: parsed.unreachable })
-        return
-      }
+      if (typeof parsed === 'string') throw new Error(`route ${spec.id}: match.path: ${parsed}`)
       const namesKey = parsed.paramNames.join('/')
       let names = paramNames.get(namesKey)
       if (names === undefined) paramNames.set(namesKey, names = parsed.paramNames.length === 0 ? NONE : parsed.paramNames)
@@ -239,11 +231,10 @@ export class Router<T> {
     this.#exactHosts.seal()
     this.#wildcardHosts.seal()
     this.#anyHost = anyHost
-    this.unreachable = unreachable
     this.#spans = new Int32Array(2 * tries.reduce((max, t) => Math.max(max, t.maxParams), 1))
   }
 
-  /** Hot path. path is the canonical path (proxy/canonical-path.ts); host the raw Host header. */
+  /** Hot path. path is the canonical path (http/canonical-path.ts); host the raw Host header. */
   match(method: string, host: string | undefined, path: string, headers: RequestHeaders): MatchResult<T> {
     const matcher = this.#matcher
     matcher.methodId = this.#methodIds.get(method) ?? 0

@@ -10,20 +10,21 @@
 //   /api/*           n1.wildcard
 //   /api/            n1 ─statics ""─▶ n4 (terminal): a trailing slash is an empty last segment
 //
-// Search order at each node, with backtracking (SPEC §2): the path ends here → terminal, then wildcard with
+// Search order at each node, with backtracking (README.md "Matching"): the path ends here → terminal, then wildcard with
 // an empty rest (so `/api/*` answers `/api`); otherwise static child > param child (never an empty segment)
 // > wildcard (rest of the path, possibly empty, as for `/api/`). An endpoint counts as a match only when
 // the picker accepts it (method, headers); otherwise the search goes on, so a later branch may still win.
 //
-// Static route segments are put in canonical form at build time (parseRoutePath); the router then compares
-// them with the segment text of a canonical request path (proxy/canonical-path.ts) byte for byte and never
-// decodes anything per request.
+// Static route segments are put in canonical form at build time (config/route-path.ts); the router then
+// compares them with the segment text of a canonical request path (http/canonical-path.ts) byte for byte
+// and never decodes anything per request.
 //
 // Hot path (bench/micro/router-bench.ts): segments are found with indexOf('/') and compared in place, never
 // sliced out; a node with one static child keeps it in onlyStatic, larger sets are a LabelTable (hashed
 // above 8). The cost of a lookup is dominated by cache misses on the nodes it visits, so each level touches
 // as few objects as possible. Backtracking visits each matching node once: at most one static and one
 // param branch per segment, so the work is bounded by the route table, not by the request.
+import type { RoutePath } from '../config/route-path.js'
 
 /** Chooses a candidate of a matched endpoint (method, headers), or null to keep searching. */
 export interface EndpointPicker<E, C> {
@@ -33,92 +34,6 @@ export interface EndpointPicker<E, C> {
 /** Sees every endpoint whose path matches, in search order (for the Allow list of a 405). */
 export interface EndpointVisitor<E> {
   visit(endpoint: E): void
-}
-
-export type RouteSegment =
-  | { readonly kind: 'static'; readonly label: string }
-  | { readonly kind: 'param'; readonly name: string }
-
-export interface ParsedRoutePath {
-  /** Segments before the wildcard, if any; static labels in canonical form. */
-  readonly segments: readonly RouteSegment[]
-  /** Parameter names in path order; `*` last for a wildcard route. */
-  readonly paramNames: readonly string[]
-  readonly hasWildcard: boolean
-  /** Why no request can reach this path (canonicalization refuses every such request), or null. */
-  readonly unreachable: string | null
-}
-
-// Build time only: regexes are fine here.
-const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
-const HEX_PAIR = /^[0-9A-Fa-f]{2}$/
-const UNRESERVED_BYTE = /^[A-Za-z0-9\-._~]$/
-const ENCODED_WHEN_RAW = '"<>[]^`{|}'
-
-/**
- * Parse a route's `match.path`, or return its syntax error. Static segments are put in the canonical form
- * requests are matched in (proxy/canonical-path.ts): `/%61dmin` is `/admin`, `%2f` is `%2F`, `[` is `%5B`.
- */
-export function parseRoutePath(path: string): ParsedRoutePath | string {
-  if (!path.startsWith('/')) return `must start with '/', got ${JSON.stringify(path)}`
-  const parts = path.slice(1).split('/')
-  const segments: RouteSegment[] = []
-  const paramNames: string[] = []
-  let hasWildcard = false
-  let unreachable: string | null = null
-  for (let i = 0; i < parts.length; i++) {
-    const part = parts[i] as string
-    if (part === '*') {
-      if (i !== parts.length - 1) return "'*' is only allowed as the whole last segment"
-      hasWildcard = true
-      paramNames.push('*')
-      break
-    }
-    if (part.includes('*')) return `'*' must be a whole segment, got ${JSON.stringify(part)}; write %2A for a literal '*'`
-    if (part.startsWith(':')) {
-      const name = part.slice(1)
-      if (!PARAM_NAME.test(name)) return `parameter ${JSON.stringify(part)} must be ':' and a name of letters, digits and '_'`
-      if (paramNames.includes(name)) return `parameter ':${name}' appears twice`
-      paramNames.push(name)
-      segments.push({ kind: 'param', name })
-      continue
-    }
-    const label = canonicalSegment(part)
-    if (label.startsWith('!')) unreachable ??= `segment ${JSON.stringify(part)}: ${label.slice(1)}`
-    else segments.push({ kind: 'static', label })
-  }
-  return { segments, paramNames, hasWildcard, unreachable }
-}
-
-/** What is wrong with a route's `match.path` (a syntax error, or why it can never match), or null. */
-export function describeRoutePathProblem(path: string): string | null {
-  const parsed = parseRoutePath(path)
-  return typeof parsed === 'string' ? parsed : parsed.unreachable
-}
-
-/** The canonical spelling of one static segment, or '!' and why requests containing it are refused. */
-function canonicalSegment(segment: string): string {
-  let out = ''
-  for (let i = 0; i < segment.length; i++) {
-    const ch = segment[i] as string
-    const c = ch.charCodeAt(0)
-    if (ch === '%') {
-      const hex = segment.slice(i + 1, i + 3)
-      if (!HEX_PAIR.test(hex)) return '!malformed percent-encoding'
-      const b = Number.parseInt(hex, 16)
-      if (b < 0x20 || b === 0x7f || b === 0x5c || b === 0xc0 || b === 0xc1) return `!'%${hex}' is refused in request paths`
-      out += UNRESERVED_BYTE.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `%${hex.toUpperCase()}`
-      i += 2
-    } else if (c <= 0x20 || c >= 0x7f || ch === '\\' || ch === '#' || ch === '?') {
-      return `!character ${JSON.stringify(ch)} is refused in request paths`
-    } else if (ENCODED_WHEN_RAW.includes(ch)) {
-      out += `%${c.toString(16).toUpperCase()}`
-    } else {
-      out += ch
-    }
-  }
-  if (out === '.' || out === '..') return '!dot segments are refused in request paths'
-  return out
 }
 
 export class TrieNode<E> {
@@ -148,7 +63,7 @@ export class SegmentTrie<E> {
   }
 
   /** Build time: the endpoint for this path, made by create() if the path is new. */
-  endpoint(parsed: ParsedRoutePath, create: () => E): E {
+  endpoint(parsed: RoutePath, create: () => E): E {
     let node = this.#root
     for (const segment of parsed.segments) {
       if (segment.kind === 'static') {

@@ -1,11 +1,16 @@
-// Every prom-client metric of SPEC §8, created once per process. Reloads only add and remove label sets:
-// registering a metric twice throws (prometheus/client_js#196), so nothing here is ever re-created.
+// The prom-client metrics, created once per process. Reloads only add and remove label sets: registering a
+// metric twice throws (prometheus/client_js#196), so nothing here is ever re-created.
+//
+// Only families that some code writes are registered: an empty family on /metrics reads as "nothing
+// happened" when the feature does not exist yet. README.md "Admin endpoints and metrics" lists the names
+// still to come (rate limits, circuit breakers, ejections...): each feature registers its families here
+// together with the code that writes them. test/telemetry/metrics-families.test.ts fails on a family that nothing writes.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import { FastCounter, FastHistogram, type CounterCell, type HistogramCell } from './fast-metrics.js'
 
 const STANDARD_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'] as const
 
-/** SPEC §8: `method` is one of the standard methods or OTHER, so cardinality stays bounded. */
+/** `method` is one of the standard methods or OTHER, so cardinality stays bounded (README.md metrics table). */
 export function methodLabel(method: string): string {
   switch (method) {
     case 'GET': case 'HEAD': case 'POST': case 'PUT': case 'DELETE':
@@ -29,14 +34,8 @@ export class Metrics {
   /** Read at scrape time: the proxy keeps the in-flight count itself (no metric call per request). */
   inflightNow: () => number = () => 0
   readonly targetUp: Gauge<'upstream' | 'target'>
-  readonly ejections: Counter<'upstream' | 'target' | 'reason'>
   readonly configReloads: Counter<'source' | 'result'>
   readonly lastReloadSuccess: Gauge<'source'>
-  readonly rateLimitDecisions: Counter<'route' | 'limiter' | 'decision'>
-  readonly rateLimitStoreErrors: Counter
-  readonly rateLimitKeys: Gauge
-  readonly breakerState: Gauge<'route'>
-  readonly breakerTransitions: Counter<'route' | 'to'>
   readonly etcdUp: Gauge
 
   /**
@@ -58,14 +57,8 @@ export class Metrics {
     this.inflight = new Gauge({ name: 'tollgate_inflight_requests', help: 'Requests being handled now.', registers, collect() { this.set(self.inflightNow()) } })
     this.retries = new FastCounter('tollgate_retries_total', 'Retried upstream attempts, by route.', ['route'], registers)
     this.targetUp = new Gauge({ name: 'tollgate_upstream_target_up', help: '1 when the target is eligible for traffic, 0 when unhealthy or ejected.', labelNames: ['upstream', 'target'], registers })
-    this.ejections = new Counter({ name: 'tollgate_upstream_ejections_total', help: 'Targets ejected, by reason (active, passive).', labelNames: ['upstream', 'target', 'reason'], registers })
     this.configReloads = new Counter({ name: 'tollgate_config_reloads_total', help: 'Config loads, by source (file, etcd) and result (applied, rejected).', labelNames: ['source', 'result'], registers: controlRegisters })
     this.lastReloadSuccess = new Gauge({ name: 'tollgate_config_last_reload_success_timestamp_seconds', help: 'Unix time of the last applied config, by source.', labelNames: ['source'], registers: controlRegisters })
-    this.rateLimitDecisions = new Counter({ name: 'tollgate_ratelimit_decisions_total', help: 'Rate limit decisions, by route, limiter and decision.', labelNames: ['route', 'limiter', 'decision'], registers })
-    this.rateLimitStoreErrors = new Counter({ name: 'tollgate_ratelimit_store_errors_total', help: 'Cluster limiter decisions that failed in the store.', registers })
-    this.rateLimitKeys = new Gauge({ name: 'tollgate_ratelimit_keys', help: 'Keys held in local limiter memory.', registers })
-    this.breakerState = new Gauge({ name: 'tollgate_circuit_breaker_state', help: 'Circuit breaker state by route: 0 closed, 1 half-open, 2 open.', labelNames: ['route'], registers })
-    this.breakerTransitions = new Counter({ name: 'tollgate_circuit_breaker_transitions_total', help: 'Circuit breaker transitions, by route and new state.', labelNames: ['route', 'to'], registers })
     this.etcdUp = new Gauge({ name: 'tollgate_etcd_up', help: '1 while the etcd watch is connected, 0 otherwise.', registers: controlRegisters })
     for (const source of ['file', 'etcd']) {
       for (const result of ['applied', 'rejected']) this.configReloads.labels(source, result).inc(0)

@@ -67,7 +67,8 @@ describe('npm run bench -- --quick', () => {
     const thin = small?.results.find((r) => r.peer === 'undici-stream')
     expect(thin?.rps?.median).toBeGreaterThan(0)
 
-    // The micro-benchmarks: a table with a positive median in every row the issue asks for, and the same in the JSON.
+    // The micro-benchmarks: a table with a positive median in every row bench/README.md lists, and the same in
+    // the JSON.
     expect(run.stdout).toContain('## Micro-benchmarks')
     for (const label of ['Router.match, 1k routes (param-heavy mix)', 'Router.match, 10k routes (param-heavy mix)',
       'canonicalizeTarget /api/v1/users/12345/orders?limit=10']) {

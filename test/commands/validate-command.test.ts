@@ -66,6 +66,16 @@ describe('runValidate', () => {
     ])
   })
 
+  it('exits 1 for a route whose path the router could never match, at the path\'s file:line:col', () => {
+    const file = routesFile(yaml(...VALID, '  - { id: dots, match: { path: /a/../b }, upstream: users }'))
+    expect(runValidate(file, {})).toEqual({
+      exitCode: 1,
+      stdout: '',
+      stderr: `${file}:8:32 routes[3].match.path: can never match: the segment ".." is a dot segment, and requests with one are refused with 400; write "/b"\n` +
+        `${file}: invalid — 1 error\n`,
+    })
+  })
+
   it('does not take the variables that steer the process for config overrides', () => {
     const file = routesFile(yaml(...VALID))
     expect(runValidate(file, { TOLLGATE_LOG_LEVEL: 'debug', TOLLGATE_CONFIG: file }).exitCode).toBe(0)

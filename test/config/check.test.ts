@@ -99,7 +99,11 @@ describe('checkConfig', () => {
 
   it.each([
     ['/a/*/b', '"*" must be the last segment of the path, got "/a/*/b"'],
-    ['/a*', '"*" must be a whole segment (/api/*), got "a*" in "/a*"'],
+    ['/a*', '"*" must be a whole segment (/api/*), got "a*" in "/a*"; write %2A for a literal "*"'],
+    ['/a/../b', 'can never match: the segment ".." is a dot segment, and requests with one are refused with 400; write "/b"'],
+    ['/a?x=1', 'can never match: "?" starts the query string, and routes match the path only (the query passes unchanged); remove "?x=1", or write %3F for a literal "?"'],
+    ['/caf\u00e9', 'can never match: requests with raw non-ASCII characters are refused with 400 (clients send them percent-encoded as UTF-8); write "/caf%C3%A9"'],
+    ['/a//b', 'can never match: repeated slashes are merged before matching (paths.mergeSlashes is true), so no request path contains "//"; write "/a/b"'],
     ['/users/:', 'parameter ":" needs a name of letters, digits and _ (not starting with a digit), e.g. :id'],
     ['/users/:1st', 'parameter ":1st" needs a name of letters, digits and _ (not starting with a digit), e.g. :id'],
     ['/a/:id/b/:id', 'parameter ":id" appears twice in "/a/:id/b/:id"'],
@@ -107,6 +111,30 @@ describe('checkConfig', () => {
     expect(problems(yaml(...UPSTREAMS, `  - { id: a, match: { path: "${path}" }, upstream: users }`))).toEqual([
       `error: routes.yaml:5:29 routes[0].match.path: ${message}`,
     ])
+  })
+
+  it('judges a route path by the paths policy and the route\'s own allowEncodedSlash', () => {
+    const routes = [
+      '  - { id: a, match: { path: "/a;b" }, upstream: users }',
+      '  - { id: b, match: { path: "/b%2Fc" }, upstream: users }',
+      '  - { id: c, match: { path: "/c%2Fd" }, upstream: users, allowEncodedSlash: true }',
+      '  - { id: d, match: { path: "/d//e" }, upstream: users }',
+    ]
+    expect(problems(yaml(...UPSTREAMS, ...routes))).toEqual([
+      'error: routes.yaml:5:29 routes[0].match.path: can never match: requests with ";" or %3B in the path are refused with 400 while paths.rejectSemicolon is true (the default); remove it, or set paths.rejectSemicolon: false',
+      'error: routes.yaml:6:29 routes[1].match.path: can never match: requests with %2F (an encoded "/") in the path are refused with 400 unless the route allows it; set allowEncodedSlash: true on this route, or write "/"',
+      'error: routes.yaml:8:29 routes[3].match.path: can never match: repeated slashes are merged before matching (paths.mergeSlashes is true), so no request path contains "//"; write "/d/e"',
+    ])
+    const lenient = ['paths: { mergeSlashes: false, rejectSemicolon: false, allowEncodedSlash: true }', ...UPSTREAMS, ...routes]
+    expect(() => loadConfigText(yaml(...lenient), 'routes.yaml', {})).not.toThrow()
+  })
+
+  it('sees two spellings of one canonical path as the same match', () => {
+    expect(warnings(yaml(
+      ...UPSTREAMS,
+      '  - { id: a, match: { path: "/admin/[x]" }, upstream: users }',
+      '  - { id: b, match: { path: "/%61dmin/%5bx%5d" }, upstream: users }',
+    ))).toEqual(['routes.yaml:6:5 routes[1]: route "b" can never match: route "a" (routes.yaml:5:5) has the same match and comes first'])
   })
 
   it('warns about a route shadowed by an identical earlier one, whatever its parameter names', () => {

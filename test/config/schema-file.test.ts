@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest'
 import { loadConfigText } from '../../src/config/load.js'
 import { schemaJson } from '../../src/commands/validate-command.js'
 
-// SPEC §2's example, plus a second upstream and route for the variants it only mentions in comments.
+// A full routes.yaml using every setting (README.md "Configuration" shows most of it), plus a second
+// upstream and route for the variants it only mentions in comments.
 const FULL_EXAMPLE = `
 listen: 0.0.0.0:8080
 admin: 127.0.0.1:9901
@@ -133,7 +134,7 @@ describe('schema/routes.schema.json', () => {
   })
 })
 
-describe('the SPEC §2 example', () => {
+describe('the full example', () => {
   it('is valid, with every field it sets kept', () => {
     const { config, warnings } = loadConfigText(FULL_EXAMPLE, 'routes.yaml', { ETCD_USER: 'root', ETCD_PASSWORD: 's3cret' })
     expect(warnings).toEqual([])

@@ -1,4 +1,4 @@
-// The etcd commands (issue #3 items 6-7, SPEC §4) through the built CLI against a real etcd: put with its
+// The etcd commands (README.md "Command line") through the built CLI against a real etcd: put with its
 // diff, dry run, prune and one guarded transaction; get round-tripping through validate and put; the
 // request size limit; register with its lease; username/password auth and TLS.
 import { execFile, spawn } from 'node:child_process'

@@ -1,5 +1,6 @@
-// The merge rules of SPEC §3 on their own (no etcd needed): etcd wins on the same id, every item is
-// validated alone and a bad one keeps its previous version while the rest of the batch applies.
+// The merge rules of README.md "Running several instances against etcd" on their own (no etcd needed): etcd
+// wins on the same id, every item is validated alone and a bad one keeps its previous version while the
+// rest of the batch applies.
 import { describe, expect, it } from 'vitest'
 import { EtcdItems, type EtcdEntry } from '../../src/etcd/items.js'
 import { parseItemKey } from '../../src/etcd/keys.js'
@@ -78,6 +79,29 @@ describe('merging etcd items into the file config', () => {
     expect(byKey['/tg/routes/pattern']!.reason).toMatch(/^match\.path: "\*" must be the last segment/)
     expect(byKey['/tg/routes/list']!.reason).toBe('must be a JSON object, got a list')
     expect(items.rejections).toHaveLength(5)
+  })
+
+  it('rejects a route whose path no request can reach, with key, revision and reason, keeping its previous version', () => {
+    const items = new EtcdItems('/tg')
+    const v1 = put('routes/dots', { match: { path: '/b' }, upstream: 'users' })
+    items.replaceAll([v1], revision)
+    items.merge(FILE)
+    const v2 = put('routes/dots', { match: { path: '/a/../b' }, upstream: 'users' })
+    const query = put('routes/query', { match: { path: '/q?x=1' }, upstream: 'users' })
+    const slash = put('routes/slash', { match: { path: '/s%2Fx' }, upstream: 'users' })
+    items.apply([v2, query, slash])
+    const { config, newRejections } = items.merge(FILE)
+    expect(config.routes.find((r) => r.id === 'dots')?.match.path).toBe('/b')
+    expect(routeIds(config)).toEqual(['users', 'health', 'dots'])
+    expect(newRejections).toEqual([
+      { key: '/tg/routes/dots', revision: v2.modRevision, keptRevision: v1.modRevision,
+        reason: 'match.path: can never match: the segment ".." is a dot segment, and requests with one are refused with 400; write "/b"' },
+      { key: '/tg/routes/query', revision: query.modRevision, keptRevision: null, reason: expect.stringMatching(/^match\.path: can never match: "\?" starts the query string/) },
+      { key: '/tg/routes/slash', revision: slash.modRevision, keptRevision: null, reason: expect.stringMatching(/^match\.path: can never match: requests with %2F .* set allowEncodedSlash: true/) },
+    ])
+    // The route's own allowEncodedSlash makes %2F reachable.
+    items.apply([put('routes/slash', { match: { path: '/s%2Fx' }, upstream: 'users', allowEncodedSlash: true })])
+    expect(routeIds(items.merge(FILE).config)).toEqual(['users', 'health', 'dots', 'slash'])
   })
 
   it('keeps the previous good version of an item whose new version is invalid, and reports that version once', () => {

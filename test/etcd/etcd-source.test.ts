@@ -1,6 +1,6 @@
-// The etcd source against a real etcd (issue #3 items 1 and 3, PITFALLS A6): paginated read then watch,
-// recovery from a watch etcd canceled after a compaction, the watchdog on a frozen etcd, start from the
-// snapshot while etcd is down, and atomic snapshot writes.
+// The etcd source against a real etcd (failure modes: src/etcd/source.ts, src/etcd/watch.ts): paginated
+// read then watch, recovery from a watch etcd canceled after a compaction, the watchdog on a frozen etcd,
+// start from the snapshot while etcd is down, and atomic snapshot writes.
 import { mkdtempSync, readdirSync, readFileSync, rmSync, watch } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'

@@ -4,7 +4,7 @@
 // different route.
 //
 // Known semantic differences, handled explicitly:
-// 1. `/p/*` matches the bare `/p` here (SPEC §2), not in find-my-way: each wildcard route is also
+// 1. `/p/*` matches the bare `/p` here (README.md "Matching"), not in find-my-way: each wildcard route is also
 //    registered as static `/p` in find-my-way, after every real route, so a real `/p` route keeps its
 //    precedence (here a route ending at a node beats a wildcard with an empty rest).
 // 2. A `:param` never matches an empty segment here; find-my-way binds it to "" (`/a/` → `/a/:x`). Requests

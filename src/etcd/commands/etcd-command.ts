@@ -1,4 +1,4 @@
-// tollgate etcd put F [--prune] [--dry-run]   tollgate etcd get   (SPEC §4)
+// tollgate etcd put F [--prune] [--dry-run]   tollgate etcd get   (README.md "Command line")
 //
 // put: validate F as a whole, read the prefix at revision R, print the diff, then write every change in
 // ONE transaction guarded by R: it fails if any route or upstream key changed after R (a range compare on

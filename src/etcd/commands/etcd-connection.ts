@@ -1,5 +1,5 @@
-// Where the etcd commands find etcd (SPEC §4): flags first, then TOLLGATE_ETCD_* variables, then the
-// `etcd:` section of the config file, then the defaults of that section.
+// Where the etcd commands find etcd (README.md "Running several instances against etcd"): flags first, then
+// TOLLGATE_ETCD_* variables, then the `etcd:` section of the config file, then the defaults of that section.
 import { existsSync } from 'node:fs'
 import { ConfigError, formatIssue } from '../../errors.js'
 import type { EtcdConnectionSettings } from '../client.js'

@@ -42,7 +42,7 @@ export function desiredItems(prefix: string, raw: { routes?: unknown; upstreams?
       const { id, ...rest } = route as Record<string, unknown>
       if (typeof id !== 'string') continue
       const item: EtcdItemKey = { kind: 'route', id }
-      // The key carries the id (SPEC §3: it may be omitted from the value).
+      // The key carries the id; the value may omit it (README.md "Running several instances against etcd").
       out.push({ key: itemKey(prefix, item), item, value: JSON.stringify(rest) })
     }
   }

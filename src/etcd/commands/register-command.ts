@@ -1,4 +1,4 @@
-// tollgate register --upstream U --url URL [--ttl 10s] [--id ID] [--weight N]   (SPEC §3, §4)
+// tollgate register --upstream U --url URL [--ttl 10s] [--id ID] [--weight N]   (README.md "Command line")
 //
 // Puts `<prefix>/services/U/ID` = {"url","weight"} under a lease of `ttl` and keeps the lease alive, so
 // gateways route to this instance while it lives. A lost lease (etcd expired it while we could not reach
