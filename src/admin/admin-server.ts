@@ -1,6 +1,6 @@
-// The admin listener (SPEC §7): /healthz, /readyz, /status, /metrics. Never on the proxy port.
+// The admin listener (README "Admin endpoints and metrics"): /healthz, /readyz, /status, /metrics. Never on the proxy port.
 //
-// node:http rather than fastify: four GET endpoints need no router, and issue #4 sets idle RSS <= 80 MB.
+// node:http rather than fastify: four GET endpoints need no router, and bench/README.md "Targets" sets idle RSS <= 80 MiB.
 // Measured (node 20, this machine): our other dependencies loaded = 68.1 MiB RSS, + fastify = 75.6 MiB;
 // the whole gateway idled at 85 MiB with a fastify admin.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'

@@ -1,4 +1,4 @@
-// The one canonical path (SPEC §2 "One canonical path decides and is forwarded"; PITFALLS §0.1–2, A1).
+// The one canonical path (README "The canonical path"; RFC 3986 §2–3, RFC 9112 §3.2).
 //
 // Every request target goes through canonicalizeTarget() exactly once, before matching. Matching, limits,
 // every policy and the upstream all see the path it returns; the caller builds the upstream path from it by

@@ -2,7 +2,7 @@
 // (`clientIp.trustedProxies`). Used by forwarding headers, hashKey and (next) limiter keys.
 import { BlockList, isIPv6, type Socket } from 'node:net'
 
-/** Which peers may set forwarding headers: SPEC `clientIp.trustedProxies`, built once per config. */
+/** Which peers may set forwarding headers: `clientIp.trustedProxies` (README "Headers"), built once per config. */
 export class TrustedProxies {
   readonly #list: BlockList | null
 

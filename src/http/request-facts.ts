@@ -42,7 +42,7 @@ export function scanRequestHeaders(raw: readonly string[], facts: RequestHeaderF
         break
       case 'transfer-encoding':
         teCount++
-        // SPEC §6: anything but exactly one `chunked` is ambiguous framing. Node joins split TE headers,
+        // RFC 9112 §6.3 and README "Headers": anything but exactly one `chunked` is ambiguous framing. Node joins split TE headers,
         // so `gzip` + `chunked` on two lines would otherwise pass as "gzip, chunked".
         if (value.length !== 7 || value.toLowerCase() !== 'chunked') return BAD_REQUEST
         facts.hasChunkedBody = true

@@ -91,7 +91,7 @@ export function onUpstreamHeaders(ex: Exchange, statusCode: number, rawHeaders: 
   if (statusCode >= 500 && upstream.retry.onStatus(statusCode) && canRetry(ex)) {
     const next = upstream.pool.pick(rememberTried(ex, target), ex.attempts, ex.hashValue)
     if (next !== null) {
-      // Drain and drop this response, keep the connection, then try `next` (SPEC retry).
+      // Drain and drop this response, keep the connection, then try `next` (README "Retries and timeouts").
       ex.discarding = true
       ex.nextTarget = next
       return true
@@ -173,7 +173,7 @@ export function onUpstreamError(ex: Exchange, err: Error): void {
 }
 
 /**
- * timeouts.response (SPEC §4): no response headers, or no next body chunk, within it of the last progress
+ * timeouts.response (README "Retries and timeouts"): no response headers, or no next body chunk, within it of the last progress
  * is a timeout. Time the client takes (uploading the request body, draining the response) does not
  * count; connecting has timeouts.connect. Called by state.watch's sweep.
  */

@@ -31,7 +31,7 @@ export function createProxyServer(state: ProxyState, limits: Config['limits']): 
     headersTimeout: limits.headersTimeout,
     requestTimeout: limits.requestTimeout,
     keepAliveTimeout: limits.keepAliveTimeout,
-    // Node checks the two timeouts above only this often (default 30 s: a slowloris lived 30 s). PITFALLS §0.5.
+    // Node checks the two timeouts above only this often (default 30 s: a slowloris lived 30 s). (Node's server.connectionsCheckingInterval, default 30000 ms: nodejs.org/api/http.html)
     connectionsCheckingInterval: 500,
     requireHostHeader: true,
     insecureHTTPParser: false,

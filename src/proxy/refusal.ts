@@ -1,4 +1,4 @@
-// Responses made by the gateway itself (SPEC §5): JSON {code, message}, content-type, x-tollgate-error,
+// Responses made by the gateway itself (README "Error codes"): JSON {code, message}, content-type, x-tollgate-error,
 // x-request-id. Bodies are serialized once per code, not per response.
 import type { ServerResponse } from 'node:http'
 import type { Refusal } from '../errors.js'

@@ -28,7 +28,7 @@ export function compileRoute(route: Route, config: Config, upstream: CompiledUps
   const rewrite = reuse(old?.parts.rewrite, route.rewrite ?? null, () => compileRewrite(route))
   const maxBodyBytes = route.maxBodySize ?? config.limits.maxBodySize
   const allowEncodedSlash = route.allowEncodedSlash ?? config.paths.allowEncodedSlash
-  // The order of a route's steps (STYLE.md "How a request flows"): its limiters, its breaker's admission,
+  // The order of a route's steps (src/proxy/pipeline.ts): its limiters, its breaker's admission,
   // then the upstream's bulkhead. Limiters and breakers join here as they are built.
   const steps: RequestStep[] = [upstream.bulkhead]
   if (old !== undefined && old.upstream === upstream && old.parts.rewrite === rewrite && old.maxBodyBytes === maxBodyBytes &&

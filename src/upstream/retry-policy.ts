@@ -1,4 +1,4 @@
-// `retry` of an upstream (SPEC §2), compiled once per config: which failures and statuses are retried,
+// `retry` of an upstream (README "Retries and timeouts"), compiled once per config: which failures and statuses are retried,
 // how many extra attempts, and the full-jitter exponential back-off (base, capped at 10x base).
 import type { Retry } from '../config/schema.js'
 import { FAILURE_NAMES, FailureKind } from './outcome.js'

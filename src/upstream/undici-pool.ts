@@ -1,6 +1,6 @@
 // undici's Pool, loaded on its own. The package index also loads fetch, WebSocket, the cache and their
 // WASM; the gateway needs only Pool. Measured (node 20, this machine): import('undici') -> 59.4 MiB RSS,
-// import('undici/lib/dispatcher/pool.js') -> 51.1 MiB; issue #4 targets idle RSS <= 80 MB. undici has no
+// import('undici/lib/dispatcher/pool.js') -> 51.1 MiB; bench/README.md "Targets" sets idle RSS <= 80 MiB. undici has no
 // `exports` map, so the deep path is public; its types come from the package's own declarations.
 import { createRequire } from 'node:module'
 import type { Pool as UndiciPool } from 'undici'

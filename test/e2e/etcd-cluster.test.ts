@@ -1,4 +1,4 @@
-// A 3-member etcd cluster (issue #3 item 3e): the leader, then a follower, then the last member restart
+// A 3-member etcd cluster (README "Running several instances against etcd"): the leader, then a follower, then the last member restart
 // while a stream of writes goes on; the gateway loses no change: its routes end equal to what etcd holds.
 import type { Etcd3 } from 'etcd3'
 import { describe, expect, it, onTestFinished } from 'vitest'

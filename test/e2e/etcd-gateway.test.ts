@@ -1,4 +1,4 @@
-// The gateway with an etcd: section (issue #3 items 1-3, 5; SPEC §3): routes and upstreams from etcd
+// The gateway with an etcd: section (README "Running several instances against etcd"): routes and upstreams from etcd
 // merged with the file, rejected items in logs, metrics and /status, registered instances under leases,
 // readiness, and etcd going away and coming back.
 import { execFile } from 'node:child_process'

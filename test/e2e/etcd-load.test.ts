@@ -1,4 +1,4 @@
-// Reload semantics for etcd (issue #3 item 5): a gateway process serving a few hundred requests per
+// Reload semantics for etcd (README "Running several instances against etcd"): a gateway process serving a few hundred requests per
 // second loses none while 40 etcd changes stream in (targets, registrations joining and leaving, routes
 // added, changed and removed, a rejected item), and a request in flight on a route that etcd removes
 // finishes with 200.

@@ -1,4 +1,4 @@
-// Propagation speed (issue #3 item 4, SPEC §3 "in force within 1 s (p99) on every instance"): three
+// Propagation speed (README "Running several instances against etcd": target 1 s p99): three
 // gateway processes watch one etcd; for each of 100 route changes, the time from writing it until every
 // instance serves it, measured on the data path (a request that gets 200 instead of 404).
 import { mkdtempSync, rmSync } from 'node:fs'

@@ -1,4 +1,4 @@
-// Item 6 of issue #2: static targets with weights, the four balancers and maxConcurrent, end to end.
+// Upstreams (README "Configuration"): static targets with weights, the four balancers and maxConcurrent, end to end.
 import http, { type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { request } from 'undici'
