@@ -13,7 +13,7 @@ const LAYERS = [
   ['http'],
   ['etcd'],
   ['config'],
-  ['errors\\.ts'],
+  ['lib', 'errors\\.ts'],
 ]
 
 const pathOf = (name) => (name.endsWith('\\.ts') ? `^src/${name}$` : name === 'etcd' ? '^src/etcd/(?!commands/)' : `^src/${name}/`)

@@ -4,6 +4,8 @@ import type { ConfigIssue } from '../errors.js'
 import type { Config, Route } from './schema.js'
 import { parseRoutePath, policyProblem, type RoutePath } from './route-path.js'
 import { formatPath, type IssueTarget, type PathSegment } from './validate-value.js'
+import { isMapping } from '../lib/plain-data.js'
+import { splitHostPort } from '../lib/host-port.js'
 
 /** `file:line:col` (or another source description) of the node at `path`. */
 export type Locate = (path: readonly PathSegment[], at?: IssueTarget) => string
@@ -18,7 +20,7 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
     issues.push({ where: locate(path), path: formatPath(path), message, severity })
   }
   checkListeners(config, isValid, locate, report)
-  const upstreams = isMapping(config.upstreams) ? config.upstreams : {}
+  const upstreams: Config['upstreams'] = isMapping(config.upstreams) ? config.upstreams : {}
   const upstreamNames = Object.keys(upstreams)
   for (const name of upstreamNames) {
     const upstream = upstreams[name]
@@ -67,10 +69,6 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
   return issues
 }
 
-function isMapping<T>(v: Readonly<Record<string, T>> | undefined): v is Readonly<Record<string, T>> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
-}
-
 type Report = (severity: ConfigIssue['severity'], path: readonly PathSegment[], message: string) => void
 
 const WILDCARD_HOSTS = new Set(['', '0.0.0.0', '[::]', '::'])
@@ -79,8 +77,8 @@ const WILDCARD_HOSTS = new Set(['', '0.0.0.0', '[::]', '::'])
 function checkListeners(config: Config, isValid: (path: readonly PathSegment[]) => boolean, locate: Locate, report: Report): void {
   if (!isValid(['listen']) || !isValid(['admin'])) return
   const split = (address: string): [string, string] => {
-    const colon = address.lastIndexOf(':')
-    return [address.slice(0, colon).toLowerCase(), address.slice(colon + 1)]
+    const { host, port } = splitHostPort(address)
+    return [host.toLowerCase(), port]
   }
   const [listenHost, listenPort] = split(config.listen)
   const [adminHost, adminPort] = split(config.admin)

@@ -12,6 +12,7 @@ import { applyEnvOverrides } from './env-overrides.js'
 import { Config } from './schema.js'
 import { formatPath, validateValue, type IssueTarget, type PathSegment, type ValueIssue } from './validate-value.js'
 import { parseYamlSource } from './yaml-source.js'
+import { deepFreeze } from '../lib/plain-data.js'
 
 export interface LoadResult {
   readonly config: Config
@@ -111,12 +112,4 @@ let compiled: TypeCheck<typeof Config> | undefined
 function configCheck(): TypeCheck<typeof Config> {
   compiled ??= TypeCompiler.Compile(Config)
   return compiled
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value)
-    for (const child of Object.values(value)) deepFreeze(child)
-  }
-  return value
 }

@@ -9,6 +9,7 @@
 import type { TSchema } from '@sinclair/typebox'
 import { Config, Duration, LimitKey, RouteMatch, Size, Target, Upstream } from './schema.js'
 import { parseDurationMs, parseSizeBytes } from './units.js'
+import { isMapping } from '../lib/plain-data.js'
 
 export type PathSegment = string | number
 
@@ -77,10 +78,6 @@ function visit(s: SchemaNode, v: unknown, path: PathSegment[], issues: Issues): 
     default:
       return v
   }
-}
-
-function isMapping(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
 
 function visitObject(s: SchemaNode, v: unknown, path: PathSegment[], issues: Issues): unknown {

@@ -4,6 +4,7 @@
 // `etcd:` section or an etcd command runs; everything else imports this file's types only.
 import { readFileSync } from 'node:fs'
 import type { Etcd3, IOptions } from 'etcd3'
+import { equalJitterMs } from '../lib/backoff.js'
 
 export type Etcd3Module = typeof import('etcd3')
 
@@ -129,11 +130,10 @@ function readPem(path: string, field: string): Buffer {
 
 type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>
 
-/** Exponential back-off with full jitter, for etcd3's watch reconnects (its default grows to 30 s). */
+/** Exponential back-off with jitter, for etcd3's watch reconnects (its default grows to 30 s). */
 function jitteredBackoff(baseMs: number, capMs: number, attempt = 0): WatchBackoff {
-  const ceiling = Math.min(capMs, baseMs * 2 ** attempt)
   return {
-    duration: Math.round(baseMs / 2 + Math.random() * (ceiling - baseMs / 2)),
+    duration: Math.round(equalJitterMs(attempt, baseMs, capMs)),
     next: () => jitteredBackoff(baseMs, capMs, attempt + 1),
   }
 }

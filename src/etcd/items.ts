@@ -18,6 +18,7 @@ import { checkConfig } from '../config/check.js'
 import { etcdWhere, itemKey, parseItem, parseItemKey, type ParsedItem } from './keys.js'
 import type { Config, Route, Target, Upstream } from '../config/schema.js'
 import { formatPath, type PathSegment } from '../config/validate-value.js'
+import { deepFreeze } from '../lib/plain-data.js'
 
 /** One key as read from etcd; `value` null for a deleted key (a tombstone until the next merge). */
 export interface EtcdEntry {
@@ -348,12 +349,4 @@ function buildMerged(file: Config, candidates: ReadonlyMap<string, ParsedItem | 
     return `routes.yaml ${formatPath(path)}`
   }
   return { config, keyOf, itemPath, locate }
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value)
-    for (const child of Object.values(value)) deepFreeze(child)
-  }
-  return value
 }

@@ -24,6 +24,7 @@ import { etcdWhere, keyPrefix } from './keys.js'
 import { readEtcdSnapshot, SnapshotWriter } from './snapshot.js'
 import { watchPrefix } from './watch.js'
 import type { Config } from '../config/schema.js'
+import { equalJitterMs, fullJitterMs } from '../lib/backoff.js'
 
 export type EtcdSettings = NonNullable<Config['etcd']>
 
@@ -269,8 +270,7 @@ export class EtcdConfigSource {
   }
 
   #backoffMs(failures: number): number {
-    const ceiling = Math.min(this.#retryCapMs, this.#retryBaseMs * 2 ** Math.max(0, failures - 1))
-    return failures === 0 ? Math.random() * this.#retryBaseMs : ceiling / 2 + Math.random() * (ceiling / 2)
+    return failures === 0 ? fullJitterMs(0, this.#retryBaseMs, this.#retryCapMs) : equalJitterMs(failures - 1, this.#retryBaseMs, this.#retryCapMs)
   }
 
   #sleep(ms: number): Promise<void> {

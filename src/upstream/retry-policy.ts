@@ -1,6 +1,7 @@
 // `retry` of an upstream (README "Retries and timeouts"), compiled once per config: which failures and statuses are retried,
 // how many extra attempts, and the full-jitter exponential back-off (base, capped at 10x base).
 import type { Retry } from '../config/schema.js'
+import { fullJitterMs } from '../lib/backoff.js'
 import { FAILURE_NAMES, FailureKind } from './outcome.js'
 
 export class RetryPolicy {
@@ -37,7 +38,6 @@ export class RetryPolicy {
   /** Full jitter (AWS architecture blog, as Envoy): uniform in [0, min(10 x base, base x 2^(n-1))). */
   backoffMs(attemptsSoFar: number): number {
     if (this.#baseMs <= 0) return 0
-    const ceiling = Math.min(this.#baseMs * 10, this.#baseMs * 2 ** Math.max(0, attemptsSoFar - 1))
-    return Math.floor(this.#random() * ceiling)
+    return Math.floor(fullJitterMs(attemptsSoFar - 1, this.#baseMs, this.#baseMs * 10, this.#random))
   }
 }

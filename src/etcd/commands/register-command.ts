@@ -13,6 +13,7 @@ import { parseDurationMs } from '../../config/units.js'
 import { createLogger } from '../../telemetry/log.js'
 import type { CommandIo } from './etcd-command.js'
 import { ETCD_FLAG_OPTIONS, resolveEtcdTarget, type EtcdTarget } from './etcd-connection.js'
+import { equalJitterMs } from '../../lib/backoff.js'
 
 export const REGISTER_USAGE = `usage:
   tollgate register --upstream U --url http://host:port [--ttl 10s] [--id ID] [--weight N]
@@ -116,8 +117,7 @@ export async function runRegister(args: readonly string[], io: CommandIo): Promi
         }
       }
       if (stopping) break
-      const ceiling = Math.min(5_000, 250 * 2 ** Math.min(failures, 5))
-      await Promise.race([new Promise((r) => setTimeout(r, failures === 0 ? 0 : ceiling / 2 + Math.random() * ceiling / 2)), stopped])
+      await Promise.race([new Promise((r) => setTimeout(r, failures === 0 ? 0 : equalJitterMs(failures, 250, 5_000))), stopped])
     }
     if (lease !== null) {
       try {
