@@ -263,7 +263,7 @@ routes: [{ id: f, match: { path: /f }, upstream: u }]
   it('loads etcd3 (about 28 MB of RSS) only when the config has an etcd: section', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tollgate-etcd-lazy-'))
     onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
-    const main = join(CLI, '..', 'main.js')
+    const main = join(CLI, '..', 'lifecycle', 'gateway.js')
     const script = `
       import { createRequire } from 'node:module'
       const { Gateway } = await import(${JSON.stringify(main)})

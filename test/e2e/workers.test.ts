@@ -5,10 +5,13 @@
 // Which worker served a request is read from the kernel, not from the gateway: the upstream records the
 // client port of each request, and /proc tells which process owns the socket with that local port
 // (Linux; the suite watches files with inotify anyway).
-import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import net from 'node:net'
-import { describe, expect, it } from 'vitest'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { revisionOf } from '../../src/lifecycle/file-source.js'
 import { httpRequest, spawnGateway, type GatewayProcess } from '../helpers/gateway.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
@@ -286,5 +289,75 @@ routes:
     expect(await inflight).toEqual({ status: 200, connection: 'close', body: 'slow done' })
     expect(await proc.exited).toEqual({ code: 0, signal: null })
     expect(workers.filter(isAlive)).toEqual([])
+  })
+})
+
+/**
+ * A preload (NODE_OPTIONS=--import, inherited by the workers) that writes, at exit, the CommonJS modules each
+ * process loaded to <dir>/<pid>.json. undici is CommonJS and src/upstream/undici-pool.ts require()s its Pool,
+ * so a process that could hold an undici pool has undici in that list.
+ */
+function moduleProbe(): { env: Record<string, string>; modulesOf(pid: number): string[] } {
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-modules-'))
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+  const probe = join(dir, 'probe.mjs')
+  writeFileSync(probe, `import { createRequire } from 'node:module'
+import { writeFileSync } from 'node:fs'
+const require = createRequire(import.meta.url)
+process.on('exit', () => writeFileSync(${JSON.stringify(dir)} + '/' + process.pid + '.json', JSON.stringify(Object.keys(require.cache))))
+`)
+  return {
+    env: { NODE_OPTIONS: `--import=${pathToFileURL(probe).href}` },
+    modulesOf: (pid) => JSON.parse(readFileSync(join(dir, `${pid}.json`), 'utf8')) as string[],
+  }
+}
+
+describe('--workers 2: the primary validates, the workers only apply', () => {
+  it('workers serve the config the primary loaded, at start and after a reload, without parsing the file again', async () => {
+    // The primary forks its workers with TOLLGATE_WORKER=1 in their environment and has none itself: a file
+    // that uses it resolves to one config in the primary and another in a worker, so a worker that parsed
+    // the YAML itself would serve /1/* instead of the primary's route.
+    expect(process.env['TOLLGATE_WORKER']).toBeUndefined()
+    const up = await startRecordingUpstream()
+    const perProcess = (name: string): string => `upstreams:
+  api: { targets: [{ url: ${up.url} }] }
+routes:
+  - { id: r, match: { path: "/\${TOLLGATE_WORKER:-${name}}/*" }, upstream: api }
+`
+    const proc = await spawnGateway(perProcess('primary'), ['--workers', '2'])
+    const workers = childrenOf(proc.pid)
+    for (const pid of workers) expect(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')).toContain('TOLLGATE_WORKER=1')
+
+    expect((await freshGets(proc.url + '/primary/x', 20)).map((r) => r.status)).toEqual(new Array(20).fill(200))
+    expect(servedBy(up, workers)).toEqual(new Set(workers))
+    expect((await freshGets(proc.url + '/1/x', 4)).map((r) => r.status)).toEqual([404, 404, 404, 404])
+
+    const text = fullText(proc, perProcess('reloaded'))
+    writeFileSync(proc.configPath, text)
+    await statusUntil(proc, (w) => w.processes.length === 2 && w.processes.every((p) => p.revision === revisionOf(text)), 'every worker on the new revision')
+    const from = up.ports.length
+    expect((await freshGets(proc.url + '/reloaded/x', 20)).map((r) => r.status)).toEqual(new Array(20).fill(200))
+    expect(servedBy(up, workers, from)).toEqual(new Set(workers))
+  })
+
+  it('the primary holds no undici pool and still lists every target in /status', async () => {
+    const probe = moduleProbe()
+    const up = await startRecordingUpstream()
+    const proc = await spawnGateway(routesYaml(up, ['a']), ['--workers', '2'], probe.env)
+    const workers = childrenOf(proc.pid)
+    expect((await freshGets(proc.url + '/a/x', 10)).every((r) => r.status === 200)).toBe(true)
+    const status = (await httpRequest(proc.adminUrl + '/status')).json() as {
+      upstreams: Array<{ name: string; targets: Array<{ url: string; weight: number; healthy: boolean | null; inflight: number | null }> }>
+    }
+
+    expect(await proc.stop()).toEqual({ code: 0, signal: null })
+
+    const undici = (pid: number): boolean => probe.modulesOf(pid).some((m) => m.includes('/node_modules/undici/'))
+    expect(workers.map(undici)).toEqual([true, true]) // the probe sees undici where it is loaded
+    expect(undici(proc.pid)).toBe(false)
+    // Rendered from the config: what only a live pool knows (health, requests in flight) is null there.
+    expect(status.upstreams).toEqual([expect.objectContaining({
+      name: 'api', targets: [expect.objectContaining({ url: up.url, weight: 1, healthy: null, inflight: null })],
+    })])
   })
 })
