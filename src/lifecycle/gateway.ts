@@ -15,7 +15,7 @@ import { HeapTrimmer } from '../telemetry/heap-trim.js'
 import { createLogger, type Logger } from '../telemetry/log.js'
 import { Metrics } from '../telemetry/metrics.js'
 import { ConfigApplier, type ApplyResult, type ConfigOrigin } from './config-applier.js'
-import { ConfigSources, type EtcdApplyEvent, type ReloadEvent } from './config-sources.js'
+import type { ConfigSources, EtcdApplyEvent, ReloadEvent } from './config-sources.js'
 import { Drain, settlesBefore, type DrainState } from './drain.js'
 import { TableHolder } from './table-holder.js'
 
@@ -75,6 +75,8 @@ export class Gateway {
     const log = options.log ?? createLogger(env)
     const metrics = options.metrics ?? new Metrics()
     const heapTrimmer = new HeapTrimmer()
+    // Imported here, not at the top: a cluster worker (serve() below) never loads the YAML parser.
+    const { ConfigSources } = await import('./config-sources.js')
     const sources = await ConfigSources.open({ ...options, env, log, metrics, heapTrimmer })
     let gateway: Gateway
     try {

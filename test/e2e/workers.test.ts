@@ -293,22 +293,31 @@ routes:
 })
 
 /**
- * A preload (NODE_OPTIONS=--import, inherited by the workers) that writes, at exit, the CommonJS modules each
- * process loaded to <dir>/<pid>.json. undici is CommonJS and src/upstream/undici-pool.ts require()s its Pool,
- * so a process that could hold an undici pool has undici in that list.
+ * A preload (NODE_OPTIONS=--import, inherited by the workers) that records the modules each process loads:
+ * ES modules through a module.register() load hook, appended to <dir>/<pid>.esm as they load, and at exit
+ * the CommonJS ones (require.cache) to <dir>/<pid>.cjs. src/upstream/undici-pool.ts require()s undici's
+ * Pool, and src/config/yaml-source.ts imports yaml's ES module build.
  */
 function moduleProbe(): { env: Record<string, string>; modulesOf(pid: number): string[] } {
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-modules-'))
   onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+  const hooks = join(dir, 'hooks.mjs')
+  writeFileSync(hooks, `import { appendFileSync } from 'node:fs'
+export async function load(url, context, next) {
+  appendFileSync(${JSON.stringify(dir)} + '/' + process.pid + '.esm', url + '\\n')
+  return next(url, context)
+}
+`)
   const probe = join(dir, 'probe.mjs')
-  writeFileSync(probe, `import { createRequire } from 'node:module'
+  writeFileSync(probe, `import { createRequire, register } from 'node:module'
 import { writeFileSync } from 'node:fs'
+register(${JSON.stringify(pathToFileURL(hooks).href)})
 const require = createRequire(import.meta.url)
-process.on('exit', () => writeFileSync(${JSON.stringify(dir)} + '/' + process.pid + '.json', JSON.stringify(Object.keys(require.cache))))
+process.on('exit', () => writeFileSync(${JSON.stringify(dir)} + '/' + process.pid + '.cjs', Object.keys(require.cache).join('\\n')))
 `)
   return {
     env: { NODE_OPTIONS: `--import=${pathToFileURL(probe).href}` },
-    modulesOf: (pid) => JSON.parse(readFileSync(join(dir, `${pid}.json`), 'utf8')) as string[],
+    modulesOf: (pid) => ['esm', 'cjs'].flatMap((ext) => readFileSync(join(dir, `${pid}.${ext}`), 'utf8').split('\n')),
   }
 }
 
@@ -340,7 +349,7 @@ routes:
     expect(servedBy(up, workers, from)).toEqual(new Set(workers))
   })
 
-  it('the primary holds no undici pool and still lists every target in /status', async () => {
+  it('the primary loads no undici (so holds no pool) and the workers no YAML parser; /status still lists every target', async () => {
     const probe = moduleProbe()
     const up = await startRecordingUpstream()
     const proc = await spawnGateway(routesYaml(up, ['a']), ['--workers', '2'], probe.env)
@@ -355,6 +364,9 @@ routes:
     const undici = (pid: number): boolean => probe.modulesOf(pid).some((m) => m.includes('/node_modules/undici/'))
     expect(workers.map(undici)).toEqual([true, true]) // the probe sees undici where it is loaded
     expect(undici(proc.pid)).toBe(false)
+    const yaml = (pid: number): boolean => probe.modulesOf(pid).some((m) => m.includes('/node_modules/yaml/'))
+    expect(yaml(proc.pid)).toBe(true) // the primary parses routes.yaml
+    expect(workers.map(yaml)).toEqual([false, false])
     // Rendered from the config: what only a live pool knows (health, requests in flight) is null there.
     expect(status.upstreams).toEqual([expect.objectContaining({
       name: 'api', targets: [expect.objectContaining({ url: up.url, weight: 1, healthy: null, inflight: null })],
