@@ -16,7 +16,7 @@ import { createLogger, type Logger } from '../telemetry/log.js'
 import { Metrics } from '../telemetry/metrics.js'
 import { ConfigApplier, type ApplyResult, type ConfigOrigin } from './config-applier.js'
 import type { ConfigSources, EtcdApplyEvent, ReloadEvent } from './config-sources.js'
-import { Drain, settlesBefore, type DrainState } from './drain.js'
+import { Drain, settlesBefore } from './drain.js'
 import { TableHolder } from './table-holder.js'
 
 export interface GatewayOptions {
@@ -83,7 +83,7 @@ export class Gateway {
       gateway = new Gateway(sources.config, sources, metrics, log, heapTrimmer)
       gateway.#applier.started('file')
       await gateway.#listen()
-      gateway.#admin = await startAdminServer(parseAddress(gateway.#holder.config.admin), gateway.adminSources())
+      gateway.#admin = await startAdminServer(parseAddress(gateway.#holder.config.admin), gateway.#adminSources(sources))
     } catch (err) {
       await sources.close()
       throw err
@@ -131,10 +131,6 @@ export class Gateway {
     return this.sources?.etcd ?? null
   }
 
-  get drainState(): DrainState {
-    return this.#drain.state
-  }
-
   /** Re-reads routes.yaml now (a worker has no file: 'unchanged'). Never throws. */
   reload(): ApplyResult {
     return this.sources?.reload() ?? 'unchanged'
@@ -156,15 +152,15 @@ export class Gateway {
     return this.#drain.notReadyReason() ?? this.sources?.notReadyReason() ?? null
   }
 
-  adminSources(): AdminSources {
+  #adminSources(sources: ConfigSources): AdminSources {
     return {
       notReadyReason: () => this.notReadyReason(),
       status: () => {
         const table = this.#holder.table
         const state = this.#holder.state
         return renderStatus({
-          file: this.sources!.file, config: table.config, version: table.version, table,
-          inflight: state.inflight, draining: state.draining, etcd: this.etcd?.status() ?? null,
+          file: sources.file, config: table.config, version: table.version, table,
+          inflight: state.inflight, draining: state.draining, etcd: sources.etcd?.status() ?? null,
         })
       },
       metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
