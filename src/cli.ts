@@ -4,7 +4,6 @@
 // tollgate etcd put F [--prune] [--dry-run] | etcd get     tollgate register --upstream U --url URL
 import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
-import { runValidate, schemaJson } from './commands/validate-command.js'
 import { runGateway } from './main.js'
 
 const USAGE = `usage:
@@ -20,15 +19,19 @@ async function main(argv: string[]): Promise<number> {
   const command = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : 'run'
   const rest = command === 'run' && argv[0] !== 'run' ? argv : argv.slice(1)
   switch (command) {
+    // Loaded on demand, like the etcd commands below: a cluster worker never loads the config parser.
     case 'validate': {
+      const { runValidate } = await import('./commands/validate-command.js')
       const r = runValidate(rest[0] ?? 'routes.yaml', process.env)
       process.stdout.write(r.stdout)
       process.stderr.write(r.stderr)
       return r.exitCode
     }
-    case 'schema':
+    case 'schema': {
+      const { schemaJson } = await import('./commands/validate-command.js')
       process.stdout.write(schemaJson())
       return 0
+    }
     case 'run':
       return run(rest)
     // Loaded on demand: the gateway itself never needs them (nor etcd3, unless the config has etcd:).

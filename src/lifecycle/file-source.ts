@@ -28,18 +28,18 @@ export class FileConfigSource {
   }
 
   /** Start-up: every error at once, as a ConfigError. */
-  loadInitial(textOverride?: string): LoadResult {
-    const text = textOverride ?? readFileSync(this.path, 'utf8')
+  loadInitial(): LoadResult {
+    const text = readFileSync(this.path, 'utf8')
     const result = loadConfigText(text, this.path, this.env)
     this.markApplied(text, result)
     return result
   }
 
   /** Reload: unchanged content is a no-op; an invalid file is rejected and the current config stays. */
-  reload(textOverride?: string): ReloadOutcome {
+  reload(): ReloadOutcome {
     let text: string
     try {
-      text = textOverride ?? readFileSync(this.path, 'utf8')
+      text = readFileSync(this.path, 'utf8')
     } catch (err) {
       return this.reject([{ where: this.path, path: '', message: `cannot read: ${(err as Error).message}`, severity: 'error' }], null)
     }

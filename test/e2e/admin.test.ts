@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { startGateway } from '../helpers/gateway.js'
+import { httpRequest, spawnGateway, startGateway } from '../helpers/gateway.js'
 import { startUpstream } from '../helpers/upstream.js'
 
 const PROMTOOL = ['/opt/prom/usr/bin/promtool', '/usr/bin/promtool'].find((p) => existsSync(p))
@@ -32,13 +32,26 @@ describe('admin listener', () => {
     expect(ready.status).toBe(200)
   })
 
-  it('turns /readyz to 503 with a reason while draining', async () => {
-    const { gw } = await gatewayWithTraffic()
-    gw.gateway.readyzDraining = true
-    const r = await gw.admin('/readyz')
-    expect(r.status).toBe(503)
-    expect(r.json()).toMatchObject({ reason: 'draining' })
-    gw.gateway.readyzDraining = false
+  it('turns /readyz to 503 on SIGTERM while the proxy still serves for shutdown.delay, then exits 0', async () => {
+    const up = await startUpstream({ statuses: [200] })
+    const proc = await spawnGateway(`shutdown: { delay: 2s, timeout: 5s }
+upstreams:
+  users: { targets: [{ url: ${up.url} }] }
+routes:
+  - { id: users, match: { path: /users/:id }, upstream: users }
+`)
+    expect((await httpRequest(proc.adminUrl + '/readyz')).status).toBe(200)
+
+    process.kill(proc.pid, 'SIGTERM')
+
+    // The signal is delivered asynchronously: ask until the answer changes (the test timeout bounds it).
+    let readyz = await httpRequest(proc.adminUrl + '/readyz')
+    while (readyz.status === 200) readyz = await httpRequest(proc.adminUrl + '/readyz')
+    expect(readyz.status).toBe(503)
+    expect(readyz.json()).toEqual({ status: 'not ready', reason: 'draining' })
+    expect((await httpRequest(proc.url + '/users/1')).status).toBe(200)
+    expect(proc.child.exitCode).toBeNull()
+    expect(await proc.exited).toEqual({ code: 0, signal: null })
   })
 
   it('reports config, routes and upstream targets in /status', async () => {

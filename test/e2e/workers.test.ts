@@ -5,10 +5,13 @@
 // Which worker served a request is read from the kernel, not from the gateway: the upstream records the
 // client port of each request, and /proc tells which process owns the socket with that local port
 // (Linux; the suite watches files with inotify anyway).
-import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import net from 'node:net'
-import { describe, expect, it } from 'vitest'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { revisionOf } from '../../src/lifecycle/file-source.js'
 import { httpRequest, spawnGateway, type GatewayProcess } from '../helpers/gateway.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
@@ -286,5 +289,87 @@ routes:
     expect(await inflight).toEqual({ status: 200, connection: 'close', body: 'slow done' })
     expect(await proc.exited).toEqual({ code: 0, signal: null })
     expect(workers.filter(isAlive)).toEqual([])
+  })
+})
+
+/**
+ * A preload (NODE_OPTIONS=--import, inherited by the workers) that records the modules each process loads:
+ * ES modules through a module.register() load hook, appended to <dir>/<pid>.esm as they load, and at exit
+ * the CommonJS ones (require.cache) to <dir>/<pid>.cjs. src/upstream/undici-pool.ts require()s undici's
+ * Pool, and src/config/yaml-source.ts imports yaml's ES module build.
+ */
+function moduleProbe(): { env: Record<string, string>; modulesOf(pid: number): string[] } {
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-modules-'))
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+  const hooks = join(dir, 'hooks.mjs')
+  writeFileSync(hooks, `import { appendFileSync } from 'node:fs'
+export async function load(url, context, next) {
+  appendFileSync(${JSON.stringify(dir)} + '/' + process.pid + '.esm', url + '\\n')
+  return next(url, context)
+}
+`)
+  const probe = join(dir, 'probe.mjs')
+  writeFileSync(probe, `import { createRequire, register } from 'node:module'
+import { writeFileSync } from 'node:fs'
+register(${JSON.stringify(pathToFileURL(hooks).href)})
+const require = createRequire(import.meta.url)
+process.on('exit', () => writeFileSync(${JSON.stringify(dir)} + '/' + process.pid + '.cjs', Object.keys(require.cache).join('\\n')))
+`)
+  return {
+    env: { NODE_OPTIONS: `--import=${pathToFileURL(probe).href}` },
+    modulesOf: (pid) => ['esm', 'cjs'].flatMap((ext) => readFileSync(join(dir, `${pid}.${ext}`), 'utf8').split('\n')),
+  }
+}
+
+describe('--workers 2: the primary validates, the workers only apply', () => {
+  it('workers serve the config the primary loaded, at start and after a reload, without parsing the file again', async () => {
+    // The primary forks its workers with TOLLGATE_WORKER=1 in their environment and has none itself: a file
+    // that uses it resolves to one config in the primary and another in a worker, so a worker that parsed
+    // the YAML itself would serve /1/* instead of the primary's route.
+    expect(process.env['TOLLGATE_WORKER']).toBeUndefined()
+    const up = await startRecordingUpstream()
+    const perProcess = (name: string): string => `upstreams:
+  api: { targets: [{ url: ${up.url} }] }
+routes:
+  - { id: r, match: { path: "/\${TOLLGATE_WORKER:-${name}}/*" }, upstream: api }
+`
+    const proc = await spawnGateway(perProcess('primary'), ['--workers', '2'])
+    const workers = childrenOf(proc.pid)
+    for (const pid of workers) expect(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')).toContain('TOLLGATE_WORKER=1')
+
+    expect((await freshGets(proc.url + '/primary/x', 20)).map((r) => r.status)).toEqual(new Array(20).fill(200))
+    expect(servedBy(up, workers)).toEqual(new Set(workers))
+    expect((await freshGets(proc.url + '/1/x', 4)).map((r) => r.status)).toEqual([404, 404, 404, 404])
+
+    const text = fullText(proc, perProcess('reloaded'))
+    writeFileSync(proc.configPath, text)
+    await statusUntil(proc, (w) => w.processes.length === 2 && w.processes.every((p) => p.revision === revisionOf(text)), 'every worker on the new revision')
+    const from = up.ports.length
+    expect((await freshGets(proc.url + '/reloaded/x', 20)).map((r) => r.status)).toEqual(new Array(20).fill(200))
+    expect(servedBy(up, workers, from)).toEqual(new Set(workers))
+  })
+
+  it('the primary loads no undici (so holds no pool) and the workers no YAML parser; /status still lists every target', async () => {
+    const probe = moduleProbe()
+    const up = await startRecordingUpstream()
+    const proc = await spawnGateway(routesYaml(up, ['a']), ['--workers', '2'], probe.env)
+    const workers = childrenOf(proc.pid)
+    expect((await freshGets(proc.url + '/a/x', 10)).every((r) => r.status === 200)).toBe(true)
+    const status = (await httpRequest(proc.adminUrl + '/status')).json() as {
+      upstreams: Array<{ name: string; targets: Array<{ url: string; weight: number; healthy: boolean | null; inflight: number | null }> }>
+    }
+
+    expect(await proc.stop()).toEqual({ code: 0, signal: null })
+
+    const undici = (pid: number): boolean => probe.modulesOf(pid).some((m) => m.includes('/node_modules/undici/'))
+    expect(workers.map(undici)).toEqual([true, true]) // the probe sees undici where it is loaded
+    expect(undici(proc.pid)).toBe(false)
+    const yaml = (pid: number): boolean => probe.modulesOf(pid).some((m) => m.includes('/node_modules/yaml/'))
+    expect(yaml(proc.pid)).toBe(true) // the primary parses routes.yaml
+    expect(workers.map(yaml)).toEqual([false, false])
+    // Rendered from the config: what only a live pool knows (health, requests in flight) is null there.
+    expect(status.upstreams).toEqual([expect.objectContaining({
+      name: 'api', targets: [expect.objectContaining({ url: up.url, weight: 1, healthy: null, inflight: null })],
+    })])
   })
 })

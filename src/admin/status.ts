@@ -1,0 +1,94 @@
+// The /status JSON (SPEC §7): config source and revision, applied-at time, rejected items with reasons,
+// routes, upstreams with each target's state. Built from the config in force plus, where this process
+// serves traffic, the live route table; the cluster primary has no table (its workers hold the pools), so
+// there what only a live pool knows (health, requests in flight, panic) is null and the rest comes from
+// the config.
+import type { Config } from '../config/schema.js'
+import type { EtcdStatus } from '../etcd/source.js'
+import { formatIssue, type ConfigIssue } from '../errors.js'
+import type { RouteTable } from '../table/route-table.js'
+import { Target } from '../upstream/target.js'
+
+/** What the file source knows (src/lifecycle/file-source.ts has these fields). */
+export interface FileFacts {
+  readonly path: string
+  readonly revision: string
+  readonly appliedAt: Date | null
+  readonly rejected: readonly ConfigIssue[]
+  readonly rejectedAt: Date | null
+  readonly current: { readonly warnings: readonly ConfigIssue[]; readonly notEnforced: readonly string[] } | null
+}
+
+export interface StatusInput {
+  readonly file: FileFacts
+  readonly config: Config
+  /** Config version: the table's, or the primary's count of configs applied. */
+  readonly version: number
+  /** The table serving requests in this process; null in the cluster primary. */
+  readonly table: RouteTable | null
+  /** Requests in flight in this process; null in the cluster primary. */
+  readonly inflight: number | null
+  readonly draining: boolean
+  readonly etcd: EtcdStatus | null
+}
+
+export function renderStatus(input: StatusInput): Record<string, unknown> {
+  const { file, config, table, etcd } = input
+  const registered = new Set<string>()
+  for (const r of etcd?.registrations ?? []) if (r.attached) registered.add(`${r.upstream} ${new URL(r.url).origin}`)
+  return {
+    config: {
+      source: etcd === null ? 'file' : 'file+etcd',
+      path: file.path,
+      revision: file.revision,
+      version: input.version,
+      appliedAt: file.appliedAt?.toISOString() ?? null,
+      rejected: [
+        ...file.rejected.map((i) => ({ where: i.where, path: i.path, reason: i.message })),
+        ...(etcd?.rejected ?? []).map((r) => ({
+          where: `etcd ${r.key} (rev ${r.revision})`, path: '', reason: r.reason, key: r.key, revision: r.revision, keptRevision: r.keptRevision,
+        })),
+      ],
+      rejectedAt: file.rejectedAt?.toISOString() ?? null,
+      warnings: (file.current?.warnings ?? []).map(formatIssue),
+      notEnforced: file.current?.notEnforced ?? [],
+      etcd: etcd === null ? null : { ...etcd, rejected: undefined },
+    },
+    inflight: input.inflight,
+    draining: input.draining,
+    routes: config.routes.map((r) => ({ id: r.id, match: r.match, upstream: r.upstream, priority: r.priority })),
+    upstreams: table === null ? upstreamsOfConfig(config, registered) : upstreamsOfTable(table, registered),
+    breakers: {},
+    limiterStore: { state: 'none' },
+  }
+}
+
+function upstreamsOfTable(table: RouteTable, registered: ReadonlySet<string>): unknown[] {
+  return [...table.upstreams.values()].map((u) => ({
+    name: u.name,
+    balancer: u.pool.balancerKind,
+    inflight: u.pool.inflight,
+    maxConcurrent: u.pool.maxConcurrent,
+    panic: u.pool.isPanicking,
+    targets: u.pool.targets.map((t) => ({
+      url: t.url, weight: t.weight, healthy: t.healthy, ejected: false, registered: registered.has(`${u.name} ${t.origin}`), inflight: t.inflight,
+    })),
+  }))
+}
+
+function upstreamsOfConfig(config: Config, registered: ReadonlySet<string>): unknown[] {
+  return Object.entries(config.upstreams).map(([name, spec]) => ({
+    name,
+    balancer: spec.balancer,
+    inflight: null,
+    maxConcurrent: spec.maxConcurrent ?? null,
+    panic: null,
+    targets: spec.targets.map((t) => {
+      // A Target is plain data (no connection): it normalises the URL the way the workers' tables do.
+      const target = new Target(t.url, t.weight)
+      return {
+        url: target.url, weight: target.weight, healthy: null, ejected: false, registered: registered.has(`${name} ${target.origin}`), inflight: null,
+      }
+    }),
+  }))
+}

@@ -1,0 +1,68 @@
+// The IPC protocol between the cluster primary and its workers. A worker's first message is `hello`, sent
+// once its message handler exists: messages that reach a process before that are lost, so the primary never
+// sends before it.
+//
+//   worker -> primary: hello | ready {revision} | applied {revision, result} | metrics {id, metrics}
+//   primary -> worker: config {config, origin, revision} | shutdown | metrics {id}
+//
+// `config` carries the Config the primary validated (and merged with etcd): plain frozen data, sent as JSON
+// by node:cluster. Workers never read or parse routes.yaml; `revision` is that of the file text the config
+// came from, which the worker reports back for /status.
+import type { Worker } from 'node:cluster'
+import type { Config } from '../../config/schema.js'
+import type { ApplyResult, ConfigOrigin } from '../config-applier.js'
+
+export interface ConfigMessage {
+  readonly type: 'tollgate:config'
+  readonly config: Config
+  readonly origin: ConfigOrigin
+  readonly revision: string
+}
+
+export type ToWorker =
+  | ConfigMessage
+  | { readonly type: 'tollgate:shutdown' }
+  | { readonly type: 'tollgate:metrics'; readonly id: number }
+
+export type ToPrimary =
+  | { readonly type: 'tollgate:hello' }
+  | { readonly type: 'tollgate:ready'; readonly revision: string }
+  | { readonly type: 'tollgate:applied'; readonly revision: string; readonly result: ApplyResult }
+  | { readonly type: 'tollgate:metrics'; readonly id: number; readonly metrics: object[] }
+
+/** One of ours (other IPC users, e.g. node:cluster itself, send their own shapes). */
+function isOurs(m: unknown): m is { readonly type: string } {
+  if (typeof m !== 'object' || m === null) return false
+  const type = (m as { type?: unknown }).type
+  return typeof type === 'string' && type.startsWith('tollgate:')
+}
+
+/** Narrows a message from the primary; null when it is not one of ours. */
+export function toWorker(m: unknown): ToWorker | null {
+  return isOurs(m) ? (m as ToWorker) : null
+}
+
+/** Narrows a message from a worker; null when it is not one of ours. */
+export function toPrimary(m: unknown): ToPrimary | null {
+  return isOurs(m) ? (m as ToPrimary) : null
+}
+
+/** false when the worker's channel is gone (it is dying): the caller decides what that means. */
+export function sendToWorker(worker: Worker, message: ToWorker): boolean {
+  if (!worker.isConnected()) return false
+  worker.send(message)
+  return true
+}
+
+export function sendToPrimary(message: ToPrimary): void {
+  if (process.connected) process.send?.(message)
+}
+
+/** The config as it arrived over IPC, frozen again (JSON made a fresh, mutable copy). */
+export function frozen<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const child of Object.values(value)) frozen(child)
+    Object.freeze(value)
+  }
+  return value
+}

@@ -1,0 +1,72 @@
+// A cluster worker: serves the proxy port it shares with the other workers, with the config its primary
+// sends (messages.ts). It owns no config source and no admin listener, and never parses routes.yaml: the
+// primary validated the config already, so a reload costs a worker the table build only.
+import { Gateway } from '../gateway.js'
+import type { Logger } from '../../telemetry/log.js'
+import { Metrics } from '../../telemetry/metrics.js'
+import { handleShutdownSignals } from '../signals.js'
+import { frozen, sendToPrimary, toWorker, type ConfigMessage } from './messages.js'
+
+export function runWorker(log: Logger): Promise<number> {
+  const metrics = new Metrics({ defaultMetrics: true, data: true, control: false })
+  let gateway: Gateway | null = null
+  let starting: Promise<Gateway | null> | null = null
+  let pending: ConfigMessage | null = null // the newest config that arrived while starting
+  let revision = ''
+  let resolveFailed!: (code: number) => void
+  const failed = new Promise<number>((resolve) => { resolveFailed = resolve })
+
+  // The whole process group gets ^C; the primary coordinates, so a worker only drains on SIGTERM or when told.
+  const shutdown = handleShutdownSignals(async () => {
+    const g = gateway ?? await starting
+    await g?.shutdown()
+  }, log, { signals: ['SIGTERM'], ignored: ['SIGINT'] })
+
+  const apply = (g: Gateway, message: ConfigMessage): void => {
+    const result = g.applyConfig(frozen(message.config), message.origin, message.revision)
+    if (result !== 'rejected') revision = message.revision
+    sendToPrimary({ type: 'tollgate:applied', revision, result })
+  }
+  const start = async (message: ConfigMessage): Promise<Gateway | null> => {
+    try {
+      const g = await Gateway.serve(frozen(message.config), { log, metrics })
+      revision = message.revision
+      return g
+    } catch (err) {
+      log.error({ err }, 'worker failed to start')
+      resolveFailed(1)
+      return null
+    }
+  }
+
+  process.on('message', (m: unknown) => {
+    const message = toWorker(m)
+    switch (message?.type) {
+      case 'tollgate:config':
+        if (gateway !== null) return apply(gateway, message)
+        if (starting !== null) {
+          pending = message
+          return
+        }
+        starting = start(message)
+        void starting.then((g) => {
+          if (g === null) return
+          gateway = g
+          sendToPrimary({ type: 'tollgate:ready', revision })
+          if (pending !== null) apply(g, pending)
+          pending = null
+        })
+        return
+      case 'tollgate:shutdown':
+        return shutdown.begin('told by the primary')
+      case 'tollgate:metrics': {
+        const id = message.id
+        metrics.registry.getMetricsAsJSON().then((json) => sendToPrimary({ type: 'tollgate:metrics', id, metrics: json }), () => undefined)
+        return
+      }
+      default:
+    }
+  })
+  sendToPrimary({ type: 'tollgate:hello' })
+  return Promise.race([shutdown.exitCode, failed])
+}
