@@ -74,11 +74,3 @@ function json(res: ServerResponse, status: number, value: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) })
   res.end(res.req.method === 'HEAD' ? undefined : body)
 }
-
-/** 'host:port' (IPv6 in brackets) -> parts. */
-export function parseAddress(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(':')
-  let host = address.slice(0, i)
-  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1)
-  return { host: host === '' ? '0.0.0.0' : host, port: Number(address.slice(i + 1)) }
-}

@@ -4,7 +4,7 @@
 // its primary sent.
 import { EventEmitter } from 'node:events'
 import type { AddressInfo } from 'node:net'
-import { parseAddress, startAdminServer, type AdminServer, type AdminSources } from '../admin/admin-server.js'
+import { startAdminServer, type AdminServer, type AdminSources } from '../admin/admin-server.js'
 import { renderStatus } from '../admin/status.js'
 import type { Config } from '../config/schema.js'
 import type { EtcdConfigSource, EtcdSourceOptions } from '../etcd/source.js'
@@ -17,6 +17,7 @@ import { ConfigApplier, type ApplyResult, type ConfigOrigin } from './config-app
 import type { ConfigSources, EtcdApplyEvent, ReloadEvent } from './config-sources.js'
 import { Drain, settlesBefore } from './drain.js'
 import { TableHolder } from './table-holder.js'
+import { listenAddress } from '../lib/host-port.js'
 
 export interface GatewayOptions {
   readonly configPath: string
@@ -82,7 +83,7 @@ export class Gateway {
       gateway = new Gateway(sources.config, sources, metrics, log, heapTrimmer)
       gateway.#applier.started('file')
       await gateway.#listen()
-      gateway.#admin = await startAdminServer(parseAddress(gateway.#holder.config.admin), gateway.#adminSources(sources))
+      gateway.#admin = await startAdminServer(listenAddress(gateway.#holder.config.admin), gateway.#adminSources(sources))
     } catch (err) {
       await sources.close()
       throw err
@@ -103,7 +104,7 @@ export class Gateway {
   }
 
   async #listen(): Promise<void> {
-    const { host, port } = parseAddress(this.#holder.config.listen)
+    const { host, port } = listenAddress(this.#holder.config.listen)
     const server = this.#proxy.server
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)

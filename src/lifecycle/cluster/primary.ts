@@ -9,7 +9,7 @@
 // etcd3's ~28 MB) is here too.
 import cluster, { type Worker } from 'node:cluster'
 import { AggregatorRegistry } from 'prom-client'
-import { parseAddress, startAdminServer, type AdminServer } from '../../admin/admin-server.js'
+import { startAdminServer, type AdminServer } from '../../admin/admin-server.js'
 import { renderStatus } from '../../admin/status.js'
 import type { Config } from '../../config/schema.js'
 import { HeapTrimmer } from '../../telemetry/heap-trim.js'
@@ -20,6 +20,7 @@ import { ConfigSources } from '../config-sources.js'
 import { Drain } from '../drain.js'
 import { handleShutdownSignals } from '../signals.js'
 import { sendToWorker, toPrimary, type ToWorker } from './messages.js'
+import { listenAddress } from '../../lib/host-port.js'
 
 /** The primary's ConfigHolder: the config in force and its version, nothing built from it. */
 class ConfigRecord implements ConfigHolder {
@@ -169,7 +170,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   })
 
   try {
-    admin = await startAdminServer(parseAddress(record.config.admin), {
+    admin = await startAdminServer(listenAddress(record.config.admin), {
       notReadyReason: () => {
         const reason = drain.notReadyReason() ?? sources.notReadyReason()
         if (reason !== null) return reason
