@@ -527,7 +527,7 @@ routes:
     const gw = await startGateway(limited(up.url))
     const res = await rawRequest(gw.port,
       'POST /small/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n' +
-      `1f4\r\n${'z'.repeat(500)}\r\n1f4\r\n${'z'.repeat(500)}\r\n0\r\n\r\n`)
+      `1f4\r\n${'z'.repeat(500)}\r\n1f4\r\n${'z'.repeat(500)}\r\n0\r\n\r\n`, 10_000) // ends when the gateway closes
     expect(statusOf(res)).toBe(200)
     expect(up.seen[0]).toMatchObject({ bytes: 1000, complete: true })
   })
