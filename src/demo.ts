@@ -1,6 +1,8 @@
 // `npm run demo`: the gateway on the bundled routes.yaml plus two small example upstream services, so the
 // curl commands printed at the end work on a fresh machine. Ctrl-C stops everything.
+import { readFileSync } from 'node:fs'
 import http from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { resolve } from 'node:path'
 import { Gateway } from './lifecycle/gateway.js'
 import { untilSignalDemo } from './demo-signal.js'
@@ -33,14 +35,29 @@ function service(name: string, port: number): Promise<http.Server> {
 }
 
 async function main(): Promise<void> {
-  const users = await service('users', 9001)
-  const orders = await service('orders', 9002)
-  const gateway = await Gateway.start({ configPath: resolve(process.env['TOLLGATE_CONFIG'] ?? 'routes.yaml') })
+  // DEMO_PORTS=0 (test/demo.test.ts): every listener on a port the system picks, so a machine where 8080
+  // or 9001 is taken still runs the demo; the services' URLs in the config are pointed at their ports, and
+  // the file is not watched (a reload would read the fixed URLs back).
+  const anyPort = process.env['DEMO_PORTS'] === '0'
+  const users = await service('users', anyPort ? 0 : 9001)
+  const orders = await service('orders', anyPort ? 0 : 9002)
+  const up = (s: http.Server): number => (s.address() as AddressInfo).port
+  const configPath = resolve(process.env['TOLLGATE_CONFIG'] ?? 'routes.yaml')
+  const gateway = await Gateway.start(anyPort
+    ? {
+      configPath,
+      initialText: readFileSync(configPath, 'utf8')
+        .replaceAll('http://127.0.0.1:9001', `http://127.0.0.1:${up(users)}`)
+        .replaceAll('http://127.0.0.1:9002', `http://127.0.0.1:${up(orders)}`),
+      env: { ...process.env, TOLLGATE_LISTEN: '127.0.0.1:0', TOLLGATE_ADMIN: '127.0.0.1:0' },
+      watchFile: false,
+    }
+    : { configPath })
   const p = gateway.proxyAddress.port
   const a = gateway.adminAddress?.port
   process.stdout.write(`
 Tollgate demo: gateway on http://127.0.0.1:${p}, admin on http://127.0.0.1:${a}
-example services: users on :9001, orders on :9002. Try:
+example services: users on :${up(users)}, orders on :${up(orders)}. Try:
 
   curl -i http://127.0.0.1:${p}/api/users/42                 # routed, rewritten to /users/42
   curl -i -X POST http://127.0.0.1:${p}/api/users/42         # 405 with Allow

@@ -176,5 +176,5 @@ routes:
     const r = spawnSync('npx', ['tollgate', 'validate', 'routes.yaml'], { cwd: root, encoding: 'utf8', timeout: 60_000 })
     expect(r.status).toBe(0)
     expect(r.stdout).toContain('OK')
-  })
+  }, 90_000) // npx takes tens of seconds on a loaded machine; the spawn's own 60 s bound comes first
 })

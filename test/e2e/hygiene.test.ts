@@ -266,22 +266,31 @@ routes:
 
 describe('traceparent', () => {
   const valid = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+
+  /** Sends one request on its own path; returns its status and the headers the upstream saw for IT. */
+  async function traced(name: string, header: string): Promise<{ status: number; seen: Upstream['requests'][number]['headers'] | undefined }> {
+    const path = `/api/trace-${name.replace(/\W/g, '-')}-${up.hits}`
+    const status = statusOf(await rawRequest(gw.port, req(path, header)))
+    return { status, seen: up.requests.find((r) => r.url === path)?.headers }
+  }
+
   it('keeps a valid incoming trace id and makes the gateway the parent', async () => {
-    await rawRequest(gw.port, req('/api/t', `traceparent: ${valid}\r\ntracestate: a=1\r\n`))
-    const seen = up.requests[up.requests.length - 1]!.headers
-    expect(seen['traceparent']).toMatch(/^00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-01$/)
-    expect(seen['traceparent']).not.toBe(valid)
-    expect(seen['tracestate']).toBe('a=1')
+    const { status, seen } = await traced('valid', `traceparent: ${valid}\r\ntracestate: a=1\r\n`)
+    expect(status).toBe(200)
+    expect(seen?.['traceparent']).toMatch(/^00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-01$/)
+    expect(seen?.['traceparent']).not.toBe(valid)
+    expect(seen?.['tracestate']).toBe('a=1')
   })
   it.each([
     ['invalid', `traceparent: 00-xyz-00f067aa0ba902b7-01\r\n`],
     ['duplicated', `traceparent: ${valid}\r\ntraceparent: ${valid}\r\n`],
     ['all-zero trace id', `traceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01\r\n`],
-  ])('starts a new trace when the incoming one is %s', async (_name, header) => {
-    await rawRequest(gw.port, req('/api/t', header + 'tracestate: a=1\r\n'))
-    const seen = up.requests[up.requests.length - 1]!.headers
-    expect(seen['traceparent']).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/)
-    expect(seen['traceparent']).not.toContain('4bf92f3577b34da6a3ce929d0e0e4736')
-    expect(seen['tracestate']).toBeUndefined()
+  ])('forwards the request with a new trace when the incoming one is %s', async (name, header) => {
+    const { status, seen } = await traced(name, header + 'tracestate: a=1\r\n')
+    expect(status).toBe(200)
+    expect(seen).toBeDefined()
+    expect(seen!['traceparent']).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/)
+    expect(seen!['traceparent']).not.toContain('4bf92f3577b34da6a3ce929d0e0e4736')
+    expect(seen!['tracestate']).toBeUndefined()
   })
 })

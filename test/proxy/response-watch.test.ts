@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, onTestFinished, vi } from 'vitest'
 import { ResponseWatch, sweepIntervalMs, type Watched } from '../../src/proxy/response-watch.js'
 
 class Entry implements Watched {
@@ -22,7 +22,7 @@ function nextSweep(watch: ResponseWatch, probe: Entry): Promise<void> {
 }
 
 describe('ResponseWatch', () => {
-  it('sweeps every entry, lets an entry remove itself mid-sweep, and stops when the list is empty', async () => {
+  it('sweeps every entry, lets an entry remove itself mid-sweep, and sweeps again for an entry added after the list emptied', async () => {
     const watch = new ResponseWatch(() => 5)
     const a = new Entry()
     const b = new Entry((self) => watch.remove(self)) // a timeout completes the request during the sweep
@@ -43,6 +43,32 @@ describe('ResponseWatch', () => {
     await nextSweep(watch, a)
     expect(a.sweeps).toBe(3)
     watch.remove(a)
+  })
+
+  it('stops its timer once the list is empty, and starts it again with the next entry', () => {
+    vi.useFakeTimers()
+    onTestFinished(() => { vi.useRealTimers() })
+    const watch = new ResponseWatch(() => 5)
+    const a = new Entry()
+    expect(vi.getTimerCount()).toBe(0) // no entry, no timer
+    watch.add(a)
+    watch.add(new Entry((self) => watch.remove(self)))
+    expect(vi.getTimerCount()).toBe(1) // one timer for the list, not one per entry
+    vi.advanceTimersByTime(5)
+    expect(a.sweeps).toBe(1)
+    expect(vi.getTimerCount()).toBe(1)
+    watch.remove(a)
+    vi.advanceTimersByTime(5) // the sweep that finds the list empty does not schedule another
+    expect(vi.getTimerCount()).toBe(0)
+    vi.advanceTimersByTime(1000)
+    expect(a.sweeps).toBe(1)
+    watch.add(a)
+    expect(vi.getTimerCount()).toBe(1)
+    vi.advanceTimersByTime(5)
+    expect(a.sweeps).toBe(2)
+    watch.remove(a)
+    vi.advanceTimersByTime(5)
+    expect(vi.getTimerCount()).toBe(0)
   })
 
   it('removing an entry that was never added leaves the list alone', () => {
