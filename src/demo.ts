@@ -1,9 +1,10 @@
 // `npm run demo`: the gateway on the bundled routes.yaml plus two small example upstream services, so the
 // curl commands printed at the end work on a fresh machine. Ctrl-C stops everything.
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { resolve } from 'node:path'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
 import { Gateway } from './lifecycle/gateway.js'
 import { untilSignalDemo } from './demo-signal.js'
 
@@ -42,16 +43,19 @@ async function main(): Promise<void> {
   const users = await service('users', anyPort ? 0 : 9001)
   const orders = await service('orders', anyPort ? 0 : 9002)
   const up = (s: http.Server): number => (s.address() as AddressInfo).port
-  const configPath = resolve(process.env['TOLLGATE_CONFIG'] ?? 'routes.yaml')
+  let configPath = resolve(process.env['TOLLGATE_CONFIG'] ?? 'routes.yaml')
+  if (anyPort) {
+    // A copy of the bundled config pointed at the services' ports, in a directory of its own.
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-demo-'))
+    const text = readFileSync(configPath, 'utf8')
+      .replaceAll('http://127.0.0.1:9001', `http://127.0.0.1:${up(users)}`)
+      .replaceAll('http://127.0.0.1:9002', `http://127.0.0.1:${up(orders)}`)
+    configPath = join(dir, 'routes.yaml')
+    writeFileSync(configPath, text)
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }))
+  }
   const gateway = await Gateway.start(anyPort
-    ? {
-      configPath,
-      initialText: readFileSync(configPath, 'utf8')
-        .replaceAll('http://127.0.0.1:9001', `http://127.0.0.1:${up(users)}`)
-        .replaceAll('http://127.0.0.1:9002', `http://127.0.0.1:${up(orders)}`),
-      env: { ...process.env, TOLLGATE_LISTEN: '127.0.0.1:0', TOLLGATE_ADMIN: '127.0.0.1:0' },
-      watchFile: false,
-    }
+    ? { configPath, env: { ...process.env, TOLLGATE_LISTEN: '127.0.0.1:0', TOLLGATE_ADMIN: '127.0.0.1:0' }, watchFile: false }
     : { configPath })
   const p = gateway.proxyAddress.port
   const a = gateway.adminAddress?.port

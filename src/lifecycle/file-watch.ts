@@ -2,7 +2,7 @@
 // and renaming it over the original, and Kubernetes ConfigMaps swap a `..data` symlink; a watch on the file
 // itself dies with the old inode (traefik#1188, envoy#3928). Events are debounced, and the caller compares
 // contents, so a burst of writes becomes one reload. A slow stat poll covers filesystems without inotify.
-import { watch, type FSWatcher } from 'node:fs'
+import { statSync, watch, type FSWatcher } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import { basename, dirname, resolve } from 'node:path'
 
@@ -34,7 +34,14 @@ export function watchConfigFile(file: string, onChange: () => void, debounceMs =
     watcher = null
   }
   // Poll fallback (NFS, some container overlays): mtime/size/inode change triggers the same path.
+  // The baseline is taken now, not at the first tick: a change in the first period is seen too.
   let last = ''
+  try {
+    const s = statSync(path)
+    last = `${s.mtimeMs}:${s.size}:${s.ino}`
+  } catch {
+    // not there yet: the first tick that finds it sets the baseline
+  }
   const poll = setInterval(() => {
     stat(path).then((s) => {
       const sig = `${s.mtimeMs}:${s.size}:${s.ino}`

@@ -1,7 +1,8 @@
 // The gateway in-process with its file watcher on, on a config path the test chooses (a symlink, say),
 // and with the stat poll period the test chooses.
 import { onTestFinished } from 'vitest'
-import { Gateway, type ReloadEvent } from '../../src/lifecycle/gateway.js'
+import { Gateway } from '../../src/lifecycle/gateway.js'
+import type { ReloadEvent } from '../../src/lifecycle/config-sources.js'
 import { createLogger } from '../../src/telemetry/log.js'
 import { Metrics } from '../../src/telemetry/metrics.js'
 import { httpRequest, type Response } from './gateway.js'
