@@ -1,4 +1,4 @@
-// Import direction (STYLE.md "Layout"), checked by `npm run lint`. Each line of LAYERS may import only from
+// Import direction (README.md "Architecture"), checked by `npm run lint`. Each line of LAYERS may import only from
 // the lines below it, never from a line above nor from a sibling folder on its own line; a folder may
 // import its own files, and the entry files on the top line may import each other. etcd/commands/ are
 // CLI commands: they sit with commands/, above the etcd runtime they use. `import type` of config/ is fine anywhere (it is the bottom layer in any case).

@@ -1,4 +1,4 @@
-// The /status JSON (SPEC §7): config source and revision, applied-at time, rejected items with reasons,
+// The /status JSON (README "Admin endpoints and metrics"): config source and revision, applied-at time, rejected items with reasons,
 // routes, upstreams with each target's state. Built from the config in force plus, where this process
 // serves traffic, the live route table; the cluster primary has no table (its workers hold the pools), so
 // there what only a live pool knows (health, requests in flight, panic) is null and the rest comes from

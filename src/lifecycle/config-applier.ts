@@ -11,7 +11,7 @@ import type { HeapTrimmer } from '../telemetry/heap-trim.js'
 import type { Logger } from '../telemetry/log.js'
 import type { Metrics } from '../telemetry/metrics.js'
 
-/** Where a config came from: the `source` label of tollgate_config_reloads_total (SPEC §8). */
+/** Where a config came from: the `source` label of tollgate_config_reloads_total (README "Admin endpoints and metrics"). */
 export type ConfigOrigin = 'file' | 'etcd'
 
 export type ApplyResult = 'applied' | 'rejected' | 'unchanged'

@@ -91,7 +91,7 @@ export class ConfigSources {
     }
   }
 
-  /** SPEC §3: /readyz is 503 until the first full read of etcd. */
+  /** README "Running several instances against etcd": /readyz is 503 until the first full read of etcd. */
   notReadyReason(): string | null {
     if (this.etcd === null || this.etcd.isReady) return null
     return `waiting for the first full read of etcd (${this.etcd.status().lastError ?? 'connecting'})`

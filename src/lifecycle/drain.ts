@@ -1,4 +1,4 @@
-// Shutdown as one state machine (SPEC §9), for the single process, each cluster worker and the primary:
+// Shutdown as one state machine (README "Deployment"), for the single process, each cluster worker and the primary:
 //
 //   serving ──begin()──> delaying ──shutdown.delay──> draining ──work done or timed out──> stopped
 //
@@ -40,7 +40,7 @@ export class Drain {
     return this.#state
   }
 
-  /** SPEC §7: /readyz is 503 from the first signal on. */
+  /** README "Admin endpoints and metrics": /readyz is 503 from the first signal on. */
   notReadyReason(): string | null {
     return this.#state === 'serving' ? null : 'draining'
   }

@@ -167,7 +167,7 @@ export class Gateway {
     }
   }
 
-  /** SPEC §9, through drain.ts: /readyz 503, serve for shutdown.delay, drain, close. Idempotent. */
+  /** README "Deployment", through drain.ts: /readyz 503, serve for shutdown.delay, drain, close. Idempotent. */
   shutdown(): Promise<void> {
     return this.#drain.begin()
   }

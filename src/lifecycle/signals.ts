@@ -1,4 +1,4 @@
-// SPEC §9: the first SIGTERM or SIGINT starts a graceful shutdown; a second one exits at once with 1.
+// README "Deployment" (shutdown): the first SIGTERM or SIGINT starts a graceful shutdown; a second one exits at once with 1.
 // One helper for the single process, the cluster primary and each worker.
 import type { Logger } from '../telemetry/log.js'
 

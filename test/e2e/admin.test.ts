@@ -1,4 +1,4 @@
-// Admin listener (SPEC §7) and metrics (SPEC §8).
+// Admin listener and metrics (README "Admin endpoints and metrics").
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'

@@ -1,4 +1,4 @@
-// Item 5 of issue #2: forwarding. Real gateway, real upstreams on 127.0.0.1, no mocks.
+// Forwarding (README "Headers", "The canonical path"). Real gateway, real upstreams on 127.0.0.1, no mocks.
 import { spawn } from 'node:child_process'
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import net, { type AddressInfo } from 'node:net'
@@ -56,7 +56,7 @@ routes:
 `
 }
 
-/** Every gateway-made response, SPEC §5: JSON {code, message}, content-type, x-tollgate-error, x-request-id. */
+/** Every gateway-made response, README "Error codes": JSON {code, message}, content-type, x-tollgate-error, x-request-id. */
 function expectGatewayResponse(r: Response, status: number, code: string): void {
   expect(r.status).toBe(status)
   expect(r.headers['content-type']).toBe('application/json')
@@ -593,7 +593,7 @@ describe('client limits', () => {
   })
 })
 
-describe('gateway-made responses (SPEC §5)', () => {
+describe('gateway-made responses (README "Error codes")', () => {
   it('404 ROUTE_NOT_FOUND', async () => {
     const up = await startUpstream()
     const gw = await startGateway(route(up.url))

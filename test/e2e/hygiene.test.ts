@@ -1,4 +1,4 @@
-// Hostile HTTP (issue #2 item 4, SPEC §2 canonical path, §6 headers): every rejection answers the right
+// Hostile HTTP (README "The canonical path", "Headers"): every rejection answers the right
 // status AND the upstream receives nothing; accepted requests reach the upstream in the routed form.
 import net from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'

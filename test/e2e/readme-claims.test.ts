@@ -1,4 +1,4 @@
-// README claims that had no test of their own (issue 10 item 7): the limits (keepAliveTimeout, limits.*
+// README claims that had no test of their own: the limits (keepAliveTimeout, limits.*
 // on reload, no 100 Continue above maxBodySize), the command line (--workers auto, TOLLGATE_CONFIG), and
 // the configuration example itself.
 import { spawn, spawnSync } from 'node:child_process'

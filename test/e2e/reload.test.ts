@@ -1,4 +1,4 @@
-// Hot reload (issue #2 item 7, SPEC §2 "Invalid file on reload", "Reload never drops a request"): the
+// Hot reload (README "Configuration", reload): the
 // gateway watches routes.yaml's directory and applies saves made in place, by rename and by a Kubernetes
 // ConfigMap symlink swap; rejects a bad file while the old config keeps serving; keeps the connection
 // pools of unchanged targets; and a load of a few hundred requests per second sees no error while the file

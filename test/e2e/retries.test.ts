@@ -1,4 +1,4 @@
-// Item 6 of issue #2: retries per SPEC `retry`. Idempotent methods only, on another target than the one
+// Retries (README "Retries and timeouts"). Idempotent methods only, on another target than the one
 // that failed, full-jitter exponential back-off capped at 10x, never once response bytes went to the
 // client, counted in tollgate_retries_total.
 import { describe, expect, it } from 'vitest'

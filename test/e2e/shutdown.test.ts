@@ -1,4 +1,4 @@
-// Graceful shutdown (issue #2 item 9, SPEC §9), on the built CLI as a real process: SIGTERM turns /readyz
+// Graceful shutdown (README "Deployment"), on the built CLI as a real process: SIGTERM turns /readyz
 // to 503, traffic is served for shutdown.delay, then the listener closes, idle keep-alive connections close
 // at once, busy ones after their response (Connection: close), and the process exits 0 when the last
 // request in flight is done or shutdown.timeout passed. A second signal exits at once.

@@ -1,4 +1,4 @@
-// Item 5 of issue #2: bodies stream through the gateway in both directions with backpressure. The gateway
+// Streaming: bodies stream through the gateway in both directions with backpressure. The gateway
 // runs as its own process (the built CLI), so its resident memory can be read from /proc while 50 MB go
 // through it towards a slow reader.
 import { readFileSync } from 'node:fs'

@@ -1,4 +1,4 @@
-// --workers N (issue #2 item 10, SPEC §1): node:cluster workers share the proxy port. Both serve; a reload
+// --workers N (README "Deployment", several cores): node:cluster workers share the proxy port. Both serve; a reload
 // reaches every one; a crashed worker is replaced; /metrics on the primary sums the workers' counters;
 // SIGTERM drains them all and the primary exits 0.
 //

@@ -2,7 +2,7 @@
 // the etcd source) and the admin listener; workers share the proxy port and serve traffic. A config is
 // validated once, here, and the Config object sent to every worker, so all workers run the same revision
 // and none parses YAML. A worker that dies is replaced (with the config in force). SIGTERM drains every
-// worker (SPEC §9).
+// worker (README "Deployment").
 //
 // The primary holds no route table and no connection pool: it keeps the config alone (ConfigRecord below),
 // and renders /status from it. With an `etcd:` section, the one etcd connection of the instance (and
