@@ -4,7 +4,7 @@
 // CLI commands: they sit with commands/, above the etcd runtime they use. `import type` of config/ is fine anywhere (it is the bottom layer in any case).
 // No runtime cycle either: the exchange and its pipeline/forward modules refer to each other's types only.
 const LAYERS = [
-  ['cli\\.ts', 'main\\.ts', 'demo\\.ts', 'demo-signal\\.ts'],
+  ['cli\\.ts', 'main\\.ts', 'demo\\.ts'],
   ['lifecycle', 'commands', 'etcd/commands'],
   ['proxy', 'admin'],
   ['table'],

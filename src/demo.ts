@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { Gateway } from './lifecycle/gateway.js'
-import { untilSignalDemo } from './demo-signal.js'
+import { handleShutdownSignals } from './lifecycle/signals.js'
 
 function service(name: string, port: number): Promise<http.Server> {
   const server = http.createServer((req, res) => {
@@ -75,7 +75,7 @@ example services: users on :${up(users)}, orders on :${up(orders)}. Try:
 Edit routes.yaml while it runs: valid changes apply live, invalid ones are logged and rejected.
 Ctrl-C drains and stops.
 `)
-  await untilSignalDemo(gateway)
+  await handleShutdownSignals(() => gateway.shutdown(), gateway.log).exitCode
   users.close()
   orders.close()
   users.closeAllConnections()

@@ -1,5 +1,5 @@
-// Durations and sizes as written in routes.yaml (README.md "Configuration"). Config keeps the strings;
-// modules turn them into numbers once, when they build from a Config, never per request.
+// Durations and sizes as written in routes.yaml (README.md "Configuration"). load.ts turns them into
+// milliseconds and bytes once (schema.ts Duration and Size); nothing downstream parses them again.
 
 const DURATION_PART = /(\d+(?:\.\d+)?)(ms|s|m|h)/y
 const MS_PER_UNIT: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }

@@ -1,4 +1,4 @@
-// The data-path listener: node:http, not fastify. Issue #4 measured fastify + @fastify/http-proxy at
+// The data-path listener: node:http, not fastify. bench/README.md "Peers" measured fastify + @fastify/http-proxy at
 // 17.4k req/s vs 24.5k for node:http + undici on the same 2-core machine (0.71x); the data path has one
 // route of its own (the trie), so fastify's router and hooks would be pure overhead here. The admin
 // listener is node:http too (src/admin/admin-server.ts says why).
