@@ -59,8 +59,22 @@ export function renderStatus(input: StatusInput): Record<string, unknown> {
     routes: config.routes.map((r) => ({ id: r.id, match: r.match, upstream: r.upstream, priority: r.priority })),
     upstreams: table === null ? upstreamsOfConfig(config, registered) : upstreamsOfTable(table, registered),
     breakers: {},
-    limiterStore: { state: 'none' },
+    limiterStore: limiterStore(config, table),
   }
+}
+
+/**
+ * The rate-limit stores: the Redis store of cluster-scope limits (state, errors, last error) and the local
+ * key store. In the cluster primary the workers hold both, so only what the config says is shown.
+ */
+function limiterStore(config: Config, table: RouteTable | null): Record<string, unknown> {
+  const redis = config.redis
+  const kind = redis === undefined ? 'none' : redis.cluster !== undefined ? 'redis-cluster' : 'redis'
+  const local = table === null ? null : { keys: table.keyStore.size, maxKeys: table.keyStore.maxKeys }
+  if (table === null) return { kind, state: null, errors: null, lastError: null, lastErrorAt: null, local }
+  const store = table.clusterStore.value
+  if (store === null) return { kind, state: 'none', errors: 0, lastError: null, lastErrorAt: null, local }
+  return { ...store.status(), local }
 }
 
 function upstreamsOfTable(table: RouteTable, registered: ReadonlySet<string>): unknown[] {

@@ -1,7 +1,7 @@
 // What the schema cannot say: references between items, path pattern syntax, listeners that collide,
 // routes that can never match. Also lists settings that are accepted but not enforced yet.
 import type { ConfigIssue } from '../errors.js'
-import type { Config, Route } from './schema.js'
+import type { Config, RateLimit, Route } from './schema.js'
 import { parseRoutePath, policyProblem, type RoutePath } from './route-path.js'
 import { formatPath, type IssueTarget, type PathSegment } from './validate-value.js'
 import { isMapping } from '../lib/plain-data.js'
@@ -29,6 +29,7 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
       report('error', ['upstreams', name, 'balancer'], 'balancer "hash" needs hashKey (client-ip, path, header:<name> or query:<name>)')
     }
   }
+  checkRedis(config, isValid, report)
   const routes = Array.isArray(config.routes) ? config.routes : []
   const paths = { mergeSlashes: config.paths?.mergeSlashes !== false, rejectSemicolon: config.paths?.rejectSemicolon !== false }
   const allowEncodedSlash = config.paths?.allowEncodedSlash === true
@@ -47,6 +48,7 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
     if (fallback !== undefined && 'upstream' in fallback && !Object.hasOwn(upstreams, fallback.upstream)) {
       report('error', at('circuitBreaker', 'fallback', 'upstream'), undefinedUpstream(fallback.upstream, upstreamNames))
     }
+    if (ok('rateLimit') && route.rateLimit !== undefined) checkRateLimits(route.rateLimit, config, at, locate, report)
     if (!ok('match', 'path')) return
     // The router parses with the same function: what passes here is what it builds (config/route-path.ts).
     const parsed = parseRoutePath(route.match.path)
@@ -70,6 +72,35 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
 }
 
 type Report = (severity: ConfigIssue['severity'], path: readonly PathSegment[], message: string) => void
+
+/** A limiter's name: its `name`, else `<algorithm>-<position>` (`token-bucket-0`). Labels metrics and Redis keys. */
+export function limiterName(limit: RateLimit, index: number): string {
+  return limit.name ?? `${limit.algorithm}-${index}`
+}
+
+function checkRedis(config: Config, isValid: (path: readonly PathSegment[]) => boolean, report: Report): void {
+  const redis = config.redis
+  if (redis === undefined || !isValid(['redis'])) return
+  if (redis.url === undefined && redis.cluster === undefined) report('error', ['redis'], 'needs url (one Redis) or cluster (Redis Cluster seed nodes)')
+  if (redis.url !== undefined && redis.cluster !== undefined) report('error', ['redis', 'cluster'], 'give either url or cluster, not both')
+}
+
+function checkRateLimits(limits: readonly RateLimit[], config: Config, at: (...rest: PathSegment[]) => PathSegment[], locate: Locate, report: Report): void {
+  const firstByName = new Map<string, number>()
+  limits.forEach((limit, j) => {
+    const name = limiterName(limit, j)
+    const first = firstByName.get(name)
+    if (first === undefined) firstByName.set(name, j)
+    else {
+      const where = limit.name === undefined ? at('rateLimit', j) : at('rateLimit', j, 'name')
+      const why = limit.name === undefined ? ` (the default name of an unnamed ${limit.algorithm} limiter at position ${j})` : ''
+      report('error', where, `limiter name "${name}"${why} is used twice on this route: rateLimit[${first}] (${locate(at('rateLimit', first))}) already uses it; names label metrics and Redis keys`)
+    }
+    if (limit.scope === 'cluster' && config.redis === undefined) {
+      report('error', at('rateLimit', j, 'scope'), 'scope "cluster" needs a top-level redis: section (url or cluster); or use scope "local"')
+    }
+  })
+}
 
 const WILDCARD_HOSTS = new Set(['', '0.0.0.0', '[::]', '::'])
 
@@ -131,7 +162,6 @@ export function listNotEnforced(config: Config): string[] {
   config.routes.forEach((route, i) => {
     const at = `routes[${i}]`
     const label = `(route "${route.id}")`
-    if (route.rateLimit !== undefined) out.push(`${at}.rateLimit ${label}: rate limiting is not enforced yet`)
     if (route.circuitBreaker !== undefined) out.push(`${at}.circuitBreaker ${label}: circuit breaking is not enforced yet`)
     if (route.tracing !== undefined) out.push(`${at}.tracing ${label}: per-route trace sampling is not enforced yet`)
     if (route.websocket) out.push(`${at}.websocket ${label}: WebSocket upgrades are not supported yet`)
@@ -139,7 +169,6 @@ export function listNotEnforced(config: Config): string[] {
   for (const [name, upstream] of Object.entries(config.upstreams)) {
     if (upstream.healthCheck !== undefined) out.push(`${formatPath(['upstreams', name, 'healthCheck'])}: health checks are not enforced yet`)
   }
-  if (config.redis !== undefined) out.push('redis: the Redis store for cluster-scope limits is not used yet')
   if (config.tracing.exporter !== 'none') out.push(`tracing.exporter (${config.tracing.exporter}): trace export is not enforced yet`)
   return out
 }

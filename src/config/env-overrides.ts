@@ -10,7 +10,7 @@ import { formatPath } from './validate-value.js'
 export const ENV_PREFIX = 'TOLLGATE_'
 
 /** TOLLGATE_* variables that steer the process, not the config: never read as overrides. */
-export const PROCESS_VARIABLES: ReadonlySet<string> = new Set(['TOLLGATE_LOG_LEVEL', 'TOLLGATE_CONFIG', 'TOLLGATE_WORKER', 'TOLLGATE_TEST_LOG'])
+export const PROCESS_VARIABLES: ReadonlySet<string> = new Set(['TOLLGATE_LOG_LEVEL', 'TOLLGATE_CONFIG', 'TOLLGATE_WORKER', 'TOLLGATE_WORKERS', 'TOLLGATE_TEST_LOG'])
 
 interface SchemaNode {
   readonly type?: string

@@ -77,10 +77,13 @@ export const Etcd = Type.Object({
   tls: Type.Optional(EtcdTls),
 }, { ...strict, description: 'etcd as a config source (optional).' })
 
+const RedisUrl = (description: string) => Type.String({ pattern: '^rediss?://[^\\s]+$', description })
+
 export const Redis = Type.Object({
-  url: Type.String({ pattern: '^rediss?://', description: 'Redis URL, e.g. redis://127.0.0.1:6379.' }),
+  url: Type.Optional(RedisUrl('One Redis: redis://user:pass@host:port/db, or rediss:// for TLS. Either url or cluster.')),
+  cluster: Type.Optional(Type.Array(RedisUrl('A seed node.'), { minItems: 1, description: 'Redis Cluster seed nodes (redis://host:port) instead of url.' })),
   timeout: Duration('Per decision; then the limiter\'s onStoreError applies.', '50ms'),
-}, { ...strict, description: 'Redis for cluster-scope rate limits (optional).' })
+}, { ...strict, description: 'Redis for cluster-scope rate limits (optional): url, or cluster.' })
 
 export const Tracing = Type.Object({
   exporter: Type.Union([Type.Literal('none'), Type.Literal('otlp'), Type.Literal('console')], { default: 'none', description: 'Where spans go.' }),

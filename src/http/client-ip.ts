@@ -54,3 +54,32 @@ const kPeer = Symbol('tollgate.peer')
 export function socketPeer(socket: Socket & { [kPeer]?: string }): string {
   return socket[kPeer] ??= peerAddress(socket.remoteAddress)
 }
+
+/**
+ * The client address as a rate-limit key (README "Rate limiting"): an IPv6 client is keyed by its /64, since
+ * one host owns a whole /64 and could otherwise rotate through 2^64 addresses, each with a fresh quota;
+ * an IPv4-mapped IPv6 address is its IPv4 address. Anything else (IPv4, or a value that is no address) is
+ * returned as it is.
+ */
+export function limiterAddress(ip: string): string {
+  if (ip.indexOf(':') < 0) return ip
+  if (!isIPv6(ip)) return ip
+  const lower = ip.toLowerCase()
+  if (lower.startsWith('::ffff:') && lower.indexOf('.') > 0) return lower.slice(7)
+  const zone = lower.indexOf('%')
+  const address = zone < 0 ? lower : lower.slice(0, zone)
+  const gap = address.indexOf('::')
+  const head = gap < 0 ? address.split(':') : address.slice(0, gap).split(':').filter((g) => g !== '')
+  const tail = gap < 0 ? [] : address.slice(gap + 2).split(':').filter((g) => g !== '')
+  // An embedded IPv4 tail (::1.2.3.4) stands for two groups.
+  const tailGroups = tail.length > 0 && tail[tail.length - 1]!.includes('.') ? tail.length + 1 : tail.length
+  const groups: string[] = []
+  for (let i = 0; i < 4; i++) {
+    let group: string
+    if (i < head.length) group = head[i]!
+    else if (i >= 8 - tailGroups) group = tail[i - (8 - tailGroups)] ?? '0'
+    else group = '0'
+    groups.push(group.includes('.') ? '0' : parseInt(group, 16).toString(16))
+  }
+  return `${groups.join(':')}::/64`
+}

@@ -1,6 +1,8 @@
-// Request keys, parsed once per config: `hashKey` of a hash-balanced upstream (one part) and, next, the
-// `key` of a rate limit (one or more parts joined by commas). Parts: client-ip | path | route |
-// header:<name> | query:<name>.
+// Request keys, parsed once per config: `hashKey` of a hash-balanced upstream (one part) and the `key` of a
+// rate limit (one or more parts joined by commas). Parts: client-ip | path | route | header:<name> |
+// query:<name>. A hash key with a part missing is null (the balancer falls back); a limiter key uses a
+// stand-in for the missing part instead, so requests without the header share one bucket and leaving the
+// header out is never a way around the limit.
 import type { IncomingMessage } from 'node:http'
 
 const enum Source { ClientIp, Path, Route, Header, Query }
@@ -17,8 +19,12 @@ export class RequestKey {
   /** Some part needs the client IP (the caller resolves X-Forwarded-For only then). */
   readonly needsClientIp: boolean
 
-  constructor(spec: string) {
+  /** The value of a missing part; null: a request with a part missing has no key. */
+  readonly #missing: string | null
+
+  constructor(spec: string, missing: string | null = null) {
     this.#parts = spec.split(',').map(parsePart)
+    this.#missing = missing
     this.needsClientIp = this.#parts.some((p) => p.source === Source.ClientIp)
   }
 
@@ -28,10 +34,10 @@ export class RequestKey {
    */
   valueOf(req: IncomingMessage, canonicalPath: string, clientIp: string, routeId = ''): string | null {
     const parts = this.#parts
-    if (parts.length === 1) return partValue(parts[0]!, req, canonicalPath, clientIp, routeId)
+    if (parts.length === 1) return partValue(parts[0]!, req, canonicalPath, clientIp, routeId) ?? this.#missing
     let out = ''
     for (let i = 0; i < parts.length; i++) {
-      const v = partValue(parts[i]!, req, canonicalPath, clientIp, routeId)
+      const v = partValue(parts[i]!, req, canonicalPath, clientIp, routeId) ?? this.#missing
       if (v === null) return null
       out += i === 0 ? v : '\u0000' + v
     }

@@ -20,6 +20,13 @@ export interface Admission {
   release(): void
 }
 
+/** A limiter as the RateLimit-* response headers name it (src/policy/ratelimit/). */
+export interface QuotaSource {
+  /** RateLimit-Limit and RateLimit-Policy, made once per limiter. */
+  readonly limitHeader: string
+  readonly policyHeader: string
+}
+
 /** The request as a step sees it; the exchange (src/proxy/exchange.ts) implements it. */
 export interface StepContext {
   readonly req: IncomingMessage
@@ -35,6 +42,15 @@ export interface StepContext {
   refuse(refusal: Refusal, close: boolean, headers?: readonly string[]): void
   /** A suspended step is done: run the next steps (does nothing if the request has ended meanwhile). */
   resume(): void
+  /** The request has ended (answered, or the client went away): a suspended step stops here. */
+  readonly finished: boolean
+  /**
+   * A limiter's quota after this request; the response's RateLimit-* headers show the lowest remaining.
+   * A refusing limiter reports remaining -1 so that it is the one shown (as 0).
+   */
+  reportQuota(source: QuotaSource, remaining: number, resetMs: number): void
+  /** Where a suspended step is: which of its store decisions is pending. 0 when the request starts. */
+  pending: number
 }
 
 export interface RequestStep {

@@ -47,13 +47,13 @@ export class Gateway {
   readonly #drain: Drain
   #admin: AdminServer | null = null
 
-  private constructor(config: Config, sources: ConfigSources | null, metrics: Metrics, log: Logger, heapTrimmer: HeapTrimmer) {
+  private constructor(config: Config, sources: ConfigSources | null, metrics: Metrics, log: Logger, heapTrimmer: HeapTrimmer, workers = 1) {
     this.sources = sources
     this.events = sources?.events ?? new EventEmitter()
     this.metrics = metrics
     this.log = log
     this.heapTrimmer = heapTrimmer
-    this.#holder = new TableHolder(config, metrics, (next) => this.#applyLimits(next.limits))
+    this.#holder = new TableHolder(config, metrics, (next) => this.#applyLimits(next.limits), { workers })
     this.#applier = new ConfigApplier(this.#holder, metrics, log, heapTrimmer)
     this.#proxy = createProxyServer(this.#holder.state, config.limits)
     this.#drain = new Drain({
@@ -95,9 +95,9 @@ export class Gateway {
   }
 
   /** A cluster worker: serves `config` (validated by the primary) on the shared proxy port; no admin listener. */
-  static async serve(config: Config, options: { readonly log: Logger; readonly metrics: Metrics }): Promise<Gateway> {
+  static async serve(config: Config, options: { readonly log: Logger; readonly metrics: Metrics; readonly workers: number }): Promise<Gateway> {
     const heapTrimmer = new HeapTrimmer()
-    const gateway = new Gateway(config, null, options.metrics, options.log, heapTrimmer)
+    const gateway = new Gateway(config, null, options.metrics, options.log, heapTrimmer, options.workers)
     await gateway.#listen()
     heapTrimmer.afterLoad()
     return gateway

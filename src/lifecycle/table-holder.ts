@@ -4,7 +4,7 @@
 // src/table and src/proxy is buildRouteTable, RouteTable's config/version/routes/close and ProxyState.table.
 import type { Config } from '../config/schema.js'
 import { ProxyState } from '../proxy/proxy-state.js'
-import { buildRouteTable, type RouteTable } from '../table/route-table.js'
+import { buildRouteTable, type RouteTable, type TableOptions } from '../table/route-table.js'
 import type { Metrics } from '../telemetry/metrics.js'
 import type { BuiltConfig, ConfigHolder } from './config-applier.js'
 
@@ -13,12 +13,14 @@ export class TableHolder implements ConfigHolder {
   readonly state: ProxyState
   readonly #metrics: Metrics
   readonly #afterSwap: (config: Config) => void
+  readonly #options: TableOptions
 
   /** Builds the first table. `afterSwap` runs after each later swap (the listener's timeouts). */
-  constructor(config: Config, metrics: Metrics, afterSwap: (config: Config) => void) {
+  constructor(config: Config, metrics: Metrics, afterSwap: (config: Config) => void, options: TableOptions = {}) {
     this.#metrics = metrics
     this.#afterSwap = afterSwap
-    this.state = new ProxyState(buildRouteTable(config, null, metrics).table, metrics)
+    this.#options = options
+    this.state = new ProxyState(buildRouteTable(config, null, metrics, options).table, metrics)
   }
 
   get config(): Config {
@@ -30,7 +32,7 @@ export class TableHolder implements ConfigHolder {
   }
 
   build(next: Config): BuiltConfig {
-    const built = buildRouteTable(next, this.state.table, this.#metrics)
+    const built = buildRouteTable(next, this.state.table, this.#metrics, this.#options)
     return {
       version: built.table.version,
       routes: built.table.routes.size,

@@ -17,7 +17,7 @@ import type { Dispatcher } from 'undici'
 import type { Refusal } from '../errors.js'
 import { socketPeer } from '../http/client-ip.js'
 import { RequestHeaderFacts } from '../http/request-facts.js'
-import type { Admission, StepContext } from '../http/request-step.js'
+import type { Admission, QuotaSource, StepContext } from '../http/request-step.js'
 import type { CompiledRoute } from '../table/compiled-route.js'
 import type { CompiledUpstream } from '../table/compiled-upstream.js'
 import type { RouteTable } from '../table/route-table.js'
@@ -28,6 +28,7 @@ import { CLIENT_GONE, onUpstreamComplete, onUpstreamConnect, onUpstreamData, onU
 import { runRouteSteps } from './pipeline.js'
 import type { ProxyState } from './proxy-state.js'
 import { sendRefusal } from './refusal.js'
+import { appendQuotaHeaders } from './response-headers.js'
 import type { Watched } from './response-watch.js'
 
 type WithExchange = ServerResponse & { [kExchange]?: Exchange }
@@ -57,6 +58,12 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
   sendContinue = false
   /** Index of the route step to run next (pipeline.ts). */
   stepIndex = 0
+  /** StepContext.pending: where a suspended step is. */
+  pending = 0
+  /** The RateLimit-* headers to send: the limiter with the lowest remaining quota (null: none reported). */
+  quotaSource: QuotaSource | null = null
+  quotaRemaining = 0
+  quotaResetMs = 0
   #clientIp: string | null = null
   #admission: Admission | null = null
 
@@ -127,6 +134,13 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     if (!this.finished) runRouteSteps(this)
   }
 
+  reportQuota(source: QuotaSource, remaining: number, resetMs: number): void {
+    if (this.quotaSource !== null && remaining >= this.quotaRemaining) return
+    this.quotaSource = source
+    this.quotaRemaining = remaining
+    this.quotaResetMs = resetMs
+  }
+
   refuse(refusal: Refusal, close: boolean, headers?: readonly string[], allow?: string): void {
     if (this.finished) return
     const res = this.res
@@ -135,7 +149,13 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
       res.destroy()
     } else {
       this.headersSent = true
-      sendRefusal(res, refusal, this.requestId, close || this.state.draining, allow, headers)
+      let extra = headers
+      if (this.quotaSource !== null) {
+        const out = headers === undefined ? [] : [...headers]
+        appendQuotaHeaders(out, this.quotaSource, this.quotaRemaining, this.quotaResetMs)
+        extra = out
+      }
+      sendRefusal(res, refusal, this.requestId, close || this.state.draining, allow, extra)
     }
     this.complete()
   }

@@ -13,7 +13,7 @@ import type { Target } from '../upstream/target.js'
 import type { ServerResponse } from 'node:http'
 import type { Exchange } from './exchange.js'
 import { kExchange } from './exchange-key.js'
-import { buildResponseHeaders } from './response-headers.js'
+import { appendQuotaHeaders, buildResponseHeaders } from './response-headers.js'
 import { buildUpstreamHeaders } from './upstream-headers.js'
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
@@ -100,7 +100,9 @@ export function onUpstreamHeaders(ex: Exchange, statusCode: number, rawHeaders: 
   if (ex.finished) return true
   ex.status = statusCode
   ex.headersSent = true
-  ex.res.writeHead(statusCode, buildResponseHeaders(rawHeaders, ex.requestId, ex.state.draining, ex))
+  const headers = buildResponseHeaders(rawHeaders, ex.requestId, ex.state.draining, ex)
+  if (ex.quotaSource !== null) appendQuotaHeaders(headers, ex.quotaSource, ex.quotaRemaining, ex.quotaResetMs)
+  ex.res.writeHead(statusCode, headers)
   return true
 }
 

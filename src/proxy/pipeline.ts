@@ -63,10 +63,9 @@ export function startExchange(ex: Exchange, sendContinue: boolean): void {
 export function runRouteSteps(ex: Exchange): void {
   const steps = ex.route!.steps
   for (let i = ex.stepIndex; i < steps.length; i++) {
-    const next = steps[i]!.run(ex)
-    if (next === Next.Continue) continue
-    if (next === Next.Suspend) ex.stepIndex = i + 1
-    return
+    // Set before run(): a store that answers at once resumes from the right step.
+    ex.stepIndex = i + 1
+    if (steps[i]!.run(ex) !== Next.Continue) return
   }
   ex.stepIndex = steps.length
   forward(ex)

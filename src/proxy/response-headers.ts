@@ -1,5 +1,6 @@
 // The upstream's response headers on their way to the client: the same hop-by-hop list as the request side
 // (src/proxy/header-names.ts) and whatever the upstream's Connection header lists are removed.
+import type { QuotaSource } from '../http/request-step.js'
 import { NameKind, knownName } from './header-names.js'
 
 const KEEP_ALIVE = Buffer.from('keep-alive')
@@ -58,4 +59,19 @@ export function buildResponseHeaders(raw: readonly Buffer[], requestId: string, 
   out.push('x-request-id', requestId)
   if (close) out.push('connection', 'close')
   return out
+}
+
+/**
+ * RateLimit-Limit/Remaining/Reset/Policy of the limiter with the lowest remaining quota (README "Rate
+ * limiting"), replacing any the upstream sent: two sets would contradict each other. Reset is whole
+ * seconds until the quota is full again.
+ */
+export function appendQuotaHeaders(out: string[], source: QuotaSource, remaining: number, resetMs: number): void {
+  for (let i = out.length - 2; i >= 0; i -= 2) if (out[i]!.startsWith('ratelimit-')) out.splice(i, 2)
+  out.push(
+    'ratelimit-limit', source.limitHeader,
+    'ratelimit-remaining', remaining > 0 ? String(remaining) : '0',
+    'ratelimit-reset', String(resetMs > 0 ? Math.ceil(resetMs / 1000) : 0),
+    'ratelimit-policy', source.policyHeader,
+  )
 }

@@ -3,7 +3,9 @@
 import type { Config, Route } from '../config/schema.js'
 import type { RequestStep } from '../http/request-step.js'
 import type { RouteMetrics } from '../telemetry/metrics.js'
+import { compileRateLimits, type LimitContext, type Limiter } from './compiled-limits.js'
 import type { CompiledUpstream } from './compiled-upstream.js'
+import type { RateLimitStep } from '../policy/ratelimit/ratelimit-step.js'
 import { reuse, type Keyed } from './reuse.js'
 import { compileRewrite, type RewriteFn } from './rewrite.js'
 
@@ -20,25 +22,30 @@ export class CompiledRoute {
     readonly metrics: RouteMetrics,
     readonly parts: {
       readonly rewrite: Keyed<RewriteFn>
+      /** The rate-limit step (null: no rateLimit) and its limiters, each with its reuse key. */
+      readonly rateLimit: RateLimitStep | null
+      readonly limiters: readonly Keyed<Limiter>[]
     },
   ) {}
 }
 
-export function compileRoute(route: Route, config: Config, upstream: CompiledUpstream, old: CompiledRoute | undefined, metrics: RouteMetrics): CompiledRoute {
+export function compileRoute(route: Route, config: Config, upstream: CompiledUpstream, old: CompiledRoute | undefined, metrics: RouteMetrics, limitContext: LimitContext): CompiledRoute {
   const rewrite = reuse(old?.parts.rewrite, route.rewrite ?? null, () => compileRewrite(route))
+  const limits = compileRateLimits(route, old === undefined ? undefined : { step: old.parts.rateLimit, parts: old.parts.limiters }, limitContext)
   const maxBodyBytes = route.maxBodySize ?? config.limits.maxBodySize
   const allowEncodedSlash = route.allowEncodedSlash ?? config.paths.allowEncodedSlash
   // The order of a route's steps (src/proxy/pipeline.ts): its limiters, its breaker's admission,
-  // then the upstream's bulkhead. Limiters and breakers join here as they are built.
-  const steps: RequestStep[] = [upstream.bulkhead]
+  // then the upstream's bulkhead. Breakers join here as they are built.
+  const steps: RequestStep[] = limits.step === null ? [upstream.bulkhead] : [limits.step, upstream.bulkhead]
   if (old !== undefined && old.upstream === upstream && old.parts.rewrite === rewrite && old.maxBodyBytes === maxBodyBytes &&
     old.allowEncodedSlash === allowEncodedSlash && old.websocket === route.websocket && old.metrics === metrics &&
-    sameSteps(old.steps, steps)) {
+    sameSteps(old.steps, steps) && sameSteps(old.parts.limiters, limits.parts)) {
     return old
   }
-  return new CompiledRoute(route.id, upstream, rewrite.value, maxBodyBytes, allowEncodedSlash, route.websocket, steps, metrics, { rewrite })
+  return new CompiledRoute(route.id, upstream, rewrite.value, maxBodyBytes, allowEncodedSlash, route.websocket, steps, metrics,
+    { rewrite, rateLimit: limits.step, limiters: limits.parts })
 }
 
-function sameSteps(a: readonly RequestStep[], b: readonly RequestStep[]): boolean {
+function sameSteps<T>(a: readonly T[], b: readonly T[]): boolean {
   return a.length === b.length && a.every((s, i) => s === b[i])
 }

@@ -9,7 +9,12 @@ import { Router } from '../router/router.js'
 import type { Metrics, RouteMetrics } from '../telemetry/metrics.js'
 import type { Target } from '../upstream/target.js'
 import { createTargetPool } from '../upstream/undici-pool.js'
+import type { ClusterStore } from '../policy/ratelimit/cluster-store.js'
+import { KeyStore } from '../policy/ratelimit/key-store.js'
+import { retireLimiter, type LimitContext, type Limiter } from './compiled-limits.js'
 import { compileRoute, type CompiledRoute } from './compiled-route.js'
+import { openClusterStore } from './cluster-store-factory.js'
+import { reuse, type Keyed } from './reuse.js'
 import { compileUpstream, type CompiledUpstream } from './compiled-upstream.js'
 
 export class RouteTable {
@@ -27,6 +32,10 @@ export class RouteTable {
     readonly routeMetrics: ReadonlyMap<string, RouteMetrics>,
     /** Some route matches on headers: only then does a request build Node's lazy req.headers object. */
     readonly matchesHeaders: boolean,
+    /** The local limiters' key state: one per gateway, handed from table to table. */
+    readonly keyStore: KeyStore,
+    /** The Redis store of cluster-scope limits (null: no redis: section), reused while redis: is unchanged. */
+    readonly clusterStore: Keyed<ClusterStore | null>,
   ) {
     let min = Infinity
     for (const u of upstreams.values()) if (u.responseTimeoutMs > 0 && u.responseTimeoutMs < min) min = u.responseTimeoutMs
@@ -35,8 +44,11 @@ export class RouteTable {
 
   /** At shutdown: destroys every connection pool of this table's upstreams (requests still in flight are cut). */
   async close(): Promise<void> {
-    await Promise.all([...this.upstreams.values()].flatMap((u) => u.pool.targets.map((t) =>
-      t.dispatcher?.destroy().catch(() => undefined))))
+    this.keyStore.close()
+    await Promise.all([
+      ...[...this.upstreams.values()].flatMap((u) => u.pool.targets.map((t) => t.dispatcher?.destroy().catch(() => undefined))),
+      this.clusterStore.value?.close().catch(() => undefined),
+    ])
   }
 }
 
@@ -46,8 +58,18 @@ export interface BuildResult {
   commit(): void
 }
 
+export interface TableOptions {
+  /** Processes serving the port (--workers N): local limiters count 1/N each. Default 1. */
+  readonly workers?: number
+}
+
 /** Builds a table from a validated config. Throws only on programming errors; config errors are load.ts's. */
-export function buildRouteTable(config: Config, prev: RouteTable | null, metrics: Metrics): BuildResult {
+export function buildRouteTable(config: Config, prev: RouteTable | null, metrics: Metrics, options: TableOptions = {}): BuildResult {
+  const keyStore = prev?.keyStore ?? new KeyStore(config.limits.maxLimiterKeys)
+  if (prev === null) metrics.limiterKeysNow = () => keyStore.size
+  const redis = config.redis ?? null
+  const clusterStore = reuse(prev?.clusterStore, redis, () => (redis === null ? null : openClusterStore(redis, metrics)))
+  const limitContext: LimitContext = { keyStore, clusterStore: clusterStore.value, workers: options.workers ?? 1, metrics }
   const upstreams = new Map<string, CompiledUpstream>()
   const added: Array<{ readonly target: Target; readonly upstream: CompiledUpstream }> = []
   const retired: Target[] = []
@@ -70,7 +92,7 @@ export function buildRouteTable(config: Config, prev: RouteTable | null, metrics
     if (upstream === undefined) throw new Error(`route ${route.id}: upstream ${route.upstream} is not defined (load.ts should have rejected this)`)
     const m = prev?.routeMetrics.get(route.id) ?? metrics.forRoute(route.id)
     routeMetrics.set(route.id, m)
-    const compiled = compileRoute(route, config, upstream, prev?.routes.get(route.id), m)
+    const compiled = compileRoute(route, config, upstream, prev?.routes.get(route.id), m, limitContext)
     routes.set(route.id, compiled)
     entries.push({
       spec: {
@@ -98,11 +120,29 @@ export function buildRouteTable(config: Config, prev: RouteTable | null, metrics
     new TrustedProxies(config.clientIp.trustedProxies),
     routeMetrics,
     config.routes.some((r) => r.match.headers !== undefined && Object.keys(r.match.headers).length > 0),
+    keyStore,
+    clusterStore,
   )
   return {
     table,
     commit() {
       if (prev === null) return
+      keyStore.setMaxKeys(config.limits.maxLimiterKeys)
+      const liveLimiters = new Set<Limiter>()
+      const liveNames = new Set<string>()
+      for (const [id, r] of routes) {
+        for (const p of r.parts.limiters) {
+          liveLimiters.add(p.value)
+          liveNames.add(`${id}\u0000${p.value.name}`)
+        }
+      }
+      for (const [id, r] of prev.routes) {
+        for (const p of r.parts.limiters) {
+          // A changed limiter under the same name writes the same metric series: those stay.
+          if (!liveLimiters.has(p.value)) retireLimiter(p.value, id, metrics, !liveNames.has(`${id}\u0000${p.value.name}`))
+        }
+      }
+      if (prev.clusterStore !== clusterStore) void prev.clusterStore.value?.close().catch(() => undefined)
       const live = new Set<Target>()
       for (const u of upstreams.values()) for (const t of u.pool.targets) live.add(t)
       for (const target of retired) {

@@ -37,6 +37,11 @@ export class Metrics {
   readonly configReloads: Counter<'source' | 'result'>
   readonly lastReloadSuccess: Gauge<'source'>
   readonly etcdUp: Gauge
+  readonly ratelimitDecisions: FastCounter
+  readonly ratelimitStoreErrors: Counter
+  readonly ratelimitKeys: Gauge
+  /** Read at scrape time: keys held by the local limiters (policy/ratelimit/key-store.ts). */
+  limiterKeysNow: () => number = () => 0
 
   /**
    * `data`: the request-path families; `control`: config and etcd families. A single process has both;
@@ -56,6 +61,9 @@ export class Metrics {
     const self = this
     this.inflight = new Gauge({ name: 'tollgate_inflight_requests', help: 'Requests being handled now.', registers, collect() { this.set(self.inflightNow()) } })
     this.retries = new FastCounter('tollgate_retries_total', 'Retried upstream attempts, by route.', ['route'], registers)
+    this.ratelimitDecisions = new FastCounter('tollgate_ratelimit_decisions_total', 'Rate-limit decisions, by route, limiter and decision (allowed, rejected).', ['route', 'limiter', 'decision'], registers)
+    this.ratelimitStoreErrors = new Counter({ name: 'tollgate_ratelimit_store_errors_total', help: 'Cluster-scope limiter decisions the store (Redis) failed to make in time; onStoreError applied.', registers })
+    this.ratelimitKeys = new Gauge({ name: 'tollgate_ratelimit_keys', help: 'Keys held in local limiter memory (at most limits.maxLimiterKeys).', registers, collect() { this.set(self.limiterKeysNow()) } })
     this.targetUp = new Gauge({ name: 'tollgate_upstream_target_up', help: '1 when the target is eligible for traffic, 0 when unhealthy or ejected.', labelNames: ['upstream', 'target'], registers })
     this.configReloads = new Counter({ name: 'tollgate_config_reloads_total', help: 'Config loads, by source (file, etcd) and result (applied, rejected).', labelNames: ['source', 'result'], registers: controlRegisters })
     this.lastReloadSuccess = new Gauge({ name: 'tollgate_config_last_reload_success_timestamp_seconds', help: 'Unix time of the last applied config, by source.', labelNames: ['source'], registers: controlRegisters })

@@ -139,7 +139,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
 
   const fork = (): void => {
     if (drain.state !== 'serving') return
-    const worker = cluster.fork({ ...env, TOLLGATE_WORKER: '1' })
+    const worker = cluster.fork({ ...env, TOLLGATE_WORKER: '1', TOLLGATE_WORKERS: String(count) })
     const state: WorkerState = { worker, pid: worker.process.pid ?? 0, configured: false, ready: false, revision: null }
     workers.set(worker, state)
     worker.on('message', (m: unknown) => onMessage(state, m))

@@ -29,7 +29,9 @@ export function runWorker(log: Logger): Promise<number> {
   }
   const start = async (message: ConfigMessage): Promise<Gateway | null> => {
     try {
-      const g = await Gateway.serve(frozen(message.config), { log, metrics })
+      // Local limiters count 1/N of their quota in each of the N workers (README "Rate limiting").
+      const workers = Number(process.env['TOLLGATE_WORKERS'] ?? '1')
+      const g = await Gateway.serve(frozen(message.config), { log, metrics, workers: Number.isInteger(workers) && workers > 0 ? workers : 1 })
       revision = message.revision
       return g
     } catch (err) {
