@@ -90,11 +90,11 @@ routes:
   - id: limited
     match: { path: /a }
     upstream: a
-    rateLimit: [{ algorithm: token-bucket, rate: 10 }]
+    circuitBreaker: {}
 `)
     const r = tollgate(['validate', path])
     expect(r.status).toBe(0)
-    expect(r.stderr).toMatch(/routes\[0\]\.rateLimit .*not enforced yet/)
+    expect(r.stderr).toMatch(/routes\[0\]\.circuitBreaker .*not enforced yet/)
   })
 
   it('honours TOLLGATE_* overrides and rejects one that names no setting', () => {

@@ -29,7 +29,7 @@ describe('renderStatus', () => {
       ],
     }])
     const nullLive = (u: unknown): unknown => JSON.parse(JSON.stringify(u), (key, value: unknown) =>
-      ['inflight', 'panic', 'healthy'].includes(key) ? null : value)
-    expect(fromConfig).toEqual({ ...live, inflight: null, upstreams: nullLive(live['upstreams']) })
+      ['inflight', 'panic', 'healthy', 'state', 'errors', 'local'].includes(key) ? null : value)
+    expect(fromConfig).toEqual({ ...live, inflight: null, upstreams: nullLive(live['upstreams']), limiterStore: nullLive(live['limiterStore']) })
   })
 })

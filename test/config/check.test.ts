@@ -210,12 +210,10 @@ describe('notEnforced', () => {
       '  - { id: plain, match: { path: /plain }, upstream: users }',
     ), 'routes.yaml', {})
     expect(notEnforced).toEqual([
-      'routes[0].rateLimit (route "users"): rate limiting is not enforced yet',
       'routes[0].circuitBreaker (route "users"): circuit breaking is not enforced yet',
       'routes[0].tracing (route "users"): per-route trace sampling is not enforced yet',
       'routes[0].websocket (route "users"): WebSocket upgrades are not supported yet',
       'upstreams.users.healthCheck: health checks are not enforced yet',
-      'redis: the Redis store for cluster-scope limits is not used yet',
       'tracing.exporter (otlp): trace export is not enforced yet',
     ])
   })

@@ -54,15 +54,31 @@ describe('reuse per component across a rebuild', () => {
     expect(ub.pool.targets[1]!.dispatcher).not.toBeNull()
   })
 
-  it("keeps a route's rewrite, upstream and steps when only a setting it does not compile changes", () => {
+  it("keeps a route's rewrite, upstream and bulkhead when a rate limit is added, which runs first", () => {
     const a = build(config('', ', rewrite: { stripPrefix: /api }'), null)
     const b = build(config('', ', rewrite: { stripPrefix: /api }, rateLimit: [{ algorithm: token-bucket, rate: 5 }]'), a)
     const ra = a.routes.get('api')!
     const rb = b.routes.get('api')!
     expect(rb.rewritePath).toBe(ra.rewritePath)
     expect(rb.upstream).toBe(ra.upstream)
-    expect(rb.steps).toEqual(ra.steps)
+    expect(rb.steps).toEqual([rb.parts.rateLimit, ...ra.steps])
+    expect(rb.parts.rateLimit).not.toBeNull()
     expect(rb.metrics).toBe(ra.metrics)
+  })
+
+  it('keeps each limiter whose settings did not change and rebuilds the one that did', () => {
+    const limits = (burst: number, maxBody: string): string =>
+      `, maxBodySize: ${maxBody}, rateLimit: [{ name: a, algorithm: token-bucket, rate: 5 }, { name: b, algorithm: sliding-window, limit: ${burst} }]`
+    const a = build(config('', limits(10, '1MiB')), null)
+    const b = build(config('', limits(10, '2MiB')), a)
+    const c = build(config('', limits(20, '2MiB')), b)
+    const [la, lb, lc] = [a, b, c].map((t) => t.routes.get('api')!.parts.limiters.map((p) => p.value))
+    expect(lb).toEqual(la) // an unrelated edit: the same limiter objects, so the same quotas
+    expect(lb![0]).toBe(la![0])
+    expect(lc![0]).toBe(lb![0])
+    expect(lc![1]).not.toBe(lb![1])
+    expect(b.routes.get('api')!.parts.rateLimit).toBe(a.routes.get('api')!.parts.rateLimit)
+    expect(c.keyStore).toBe(a.keyStore)
   })
 
   it("rebuilds a route's rewrite, and nothing of its upstream, when the rewrite changes", () => {

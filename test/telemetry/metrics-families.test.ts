@@ -11,6 +11,7 @@ import { startUpstream } from '../helpers/upstream.js'
 const ZERO_AT_REST: ReadonlyMap<string, string> = new Map([
   ['tollgate_inflight_requests', 'read from the proxy at scrape time; 0 when no request is in flight'],
   ['tollgate_etcd_up', 'set by the etcd source; this config has no etcd: section'],
+  ['tollgate_ratelimit_store_errors_total', 'counts failed Redis decisions; this config has no redis: section'],
 ])
 
 interface Family {
@@ -41,7 +42,7 @@ describe('/metrics', () => {
 upstreams:
   users: { targets: [{ url: ${up.url} }], retry: { attempts: 1, on: [502] } }
 routes:
-  - { id: users, match: { path: /users/:id }, upstream: users }
+  - { id: users, match: { path: /users/:id }, upstream: users, rateLimit: [{ algorithm: token-bucket, rate: 100 }] }
 `)
     expect((await gw.get('/users/1')).status).toBe(200)
     expect((await gw.get('/users/2')).status).toBe(502)
