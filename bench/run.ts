@@ -5,179 +5,20 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { parseBenchArgs, usage, type BenchOptions } from './lib/args.js'
-import { chooseLoadGenerator, type LoadGenerator } from './lib/load.js'
+import { scenarioChecks } from './lib/checks.js'
+import { chooseLoadGenerator } from './lib/load.js'
 import { collectVersions, describeMachine } from './lib/machine.js'
 import { microChecks, microTable, runMicro, type MicroRun } from './lib/micro.js'
-import { createPeers, PeerSkipped, type Peer, type RunningPeer } from './lib/peers.js'
-import { choosePinning, freePort, killAllChildren, probe, readRssKib, type Pinning } from './lib/processes.js'
-import { idleRssCheck, rssTable, scenarioTable, type PeerResult, type ScenarioReport, type Skip } from './lib/report.js'
-import { spread } from './lib/stats.js'
-import { formatMiB } from './lib/units.js'
+import { createPeers, type Peer } from './lib/peers.js'
+import { choosePinning, killAllChildren, type Pinning } from './lib/processes.js'
+import { rssTable, scenarioTable, type ScenarioReport, type Skip } from './lib/report.js'
+import { runScenario, type Bench } from './lib/scenario-runner.js'
 import { startUpstream, type Upstream } from './lib/upstream.js'
 import { scenarios, type Scenario } from './scenarios.js'
 
-const RSS_SAMPLE_MS = 100
-/**
- * bench/README.md "Targets": tollgate's req/s at least this share of the thinnest forwarder's, p99 at most
- * this multiple.
- */
-const TARGET_RPS_RATIO = 0.9
-const TARGET_P99_RATIO = 1.2
-/** bench/README.md "Targets": idle RSS of a one-route gateway. */
-const TARGET_IDLE_RSS_MIB = 80
-
 const log = (line: string): void => { process.stderr.write(`${line}\n`) }
 const say = (line = ''): void => { process.stdout.write(`${line}\n`) }
-
-interface Bench {
-  readonly options: BenchOptions
-  readonly pinning: Pinning
-  readonly load: LoadGenerator
-  readonly upstream: Upstream
-  readonly tmpDir: string
-}
-
-interface Started {
-  readonly peer: Peer
-  readonly running: RunningPeer
-  readonly result: PeerResult
-}
-
 const message = (error: unknown): string => (error instanceof Error ? error.message : String(error))
-
-function emptyResult(peer: string): PeerResult {
-  return {
-    peer, runs: [], failures: [], rps: null, p50Ms: null, p99Ms: null,
-    rssIdleKib: null, rssMaxLoadKib: null, tollgateRatio: null, exitCode: null,
-  }
-}
-
-async function startPeer(bench: Bench, peer: Peer, scenario: Scenario, body: Buffer | null, expectedBytes: number): Promise<Started | Skip> {
-  const dir = join(bench.tmpDir, scenario.name, peer.name)
-  mkdirSync(dir, { recursive: true })
-  let running: RunningPeer
-  try {
-    running = await peer.start({ port: await freePort(), upstream: bench.upstream, scenario, dir, core: bench.pinning.proxyCore })
-  } catch (error) {
-    return { peer: peer.name, reason: error instanceof PeerSkipped ? error.message : `failed to start: ${message(error)}` }
-  }
-  // One request first: a peer that cannot serve the scenario would only measure its error path.
-  const method = scenario.method ?? 'GET'
-  const answer = await probe(`${running.url}${scenario.path}`, method, body).catch((error: unknown) => message(error))
-  if (typeof answer === 'string' || answer.status < 200 || answer.status > 299) {
-    await running.stop()
-    const what = typeof answer === 'string' ? answer : `answered ${answer.status}`
-    return { peer: peer.name, reason: `${method} ${scenario.path} ${what}` }
-  }
-  if (answer.bytes !== expectedBytes) {
-    await running.stop()
-    return { peer: peer.name, reason: `${method} ${scenario.path} answered ${answer.bytes} bytes; the upstream serves ${expectedBytes}` }
-  }
-  const result = emptyResult(peer.name)
-  result.rssIdleKib = running.child === null ? null : readRssKib(running.child.pid)
-  return { peer, running, result }
-}
-
-async function measure(bench: Bench, started: Started, scenario: Scenario, body: Buffer | null, durationMs: number, isRecorded: boolean): Promise<void> {
-  const { running, result } = started
-  const pid = running.child?.pid ?? null
-  const sampler = pid === null ? null : setInterval(() => {
-    const rss = readRssKib(pid)
-    if (rss !== null && isRecorded) result.rssMaxLoadKib = Math.max(result.rssMaxLoadKib ?? 0, rss)
-  }, RSS_SAMPLE_MS)
-  try {
-    const outcome = await bench.load.run({
-      url: `${running.url}${scenario.path}`, method: scenario.method ?? 'GET', body,
-      connections: bench.options.connections, durationMs, core: bench.pinning.loadCore,
-    })
-    if (isRecorded) result.runs.push(outcome)
-  } catch (error) {
-    if (isRecorded) result.failures.push(message(error))
-    log(`  ${result.peer}: ${message(error)}`)
-  } finally {
-    if (sampler !== null) clearInterval(sampler)
-  }
-}
-
-function summarize(results: readonly PeerResult[]): void {
-  for (const r of results) {
-    if (r.runs.length === 0) continue
-    r.rps = spread(r.runs.map((run) => run.rps))
-    r.p50Ms = spread(r.runs.map((run) => run.p50Ms))
-    r.p99Ms = spread(r.runs.map((run) => run.p99Ms))
-  }
-  const tollgate = results.find((r) => r.peer === 'tollgate')?.rps ?? null
-  for (const r of results) {
-    if (tollgate !== null && r.rps !== null && r.rps.median > 0) r.tollgateRatio = tollgate.median / r.rps.median
-  }
-}
-
-async function runScenario(bench: Bench, scenario: Scenario, candidates: readonly Peer[]): Promise<ScenarioReport> {
-  const report: ScenarioReport = {
-    name: scenario.name, description: scenario.description, path: scenario.path, method: scenario.method ?? 'GET',
-    skipped: null, skippedPeers: [], results: [],
-  }
-  const wanted = candidates.filter((p) => scenario.peers === undefined || scenario.peers.includes(p.name))
-  if (scenario.needsTollgate === true && !wanted.some((p) => p.name === 'tollgate')) {
-    report.skipped = 'tollgate is not among the peers run'
-    return report
-  }
-  if (wanted.length === 0) {
-    report.skipped = 'none of its peers is among the peers run'
-    return report
-  }
-  const body = scenario.body === undefined ? null : Buffer.from(scenario.body)
-  const expected = await probe(`${bench.upstream.url}${scenario.path}`, scenario.method ?? 'GET', body)
-  const outcomes = await Promise.all(wanted.map((peer) => startPeer(bench, peer, scenario, body, expected.bytes)))
-  const started: Started[] = []
-  for (const outcome of outcomes) {
-    if ('running' in outcome) started.push(outcome)
-    else {
-      report.skippedPeers.push(outcome)
-      say(`skipped ${outcome.peer} (${scenario.name}): ${outcome.reason}`)
-    }
-  }
-  try {
-    const tollgateSkip = report.skippedPeers.find((s) => s.peer === 'tollgate')
-    if (scenario.needsTollgate === true && tollgateSkip !== undefined) {
-      report.skipped = `tollgate: ${tollgateSkip.reason}`
-      return report
-    }
-    const { durationMs, warmupMs, reps } = bench.options
-    // Only the peer under load runs: the others are frozen meanwhile (Child.setFrozen says why).
-    const alone = async (s: Started, run: () => Promise<void>): Promise<void> => {
-      for (const other of started) if (other !== s) other.running.child?.setFrozen(true)
-      try {
-        await run()
-      } finally {
-        for (const other of started) other.running.child?.setFrozen(false)
-      }
-    }
-    if (warmupMs > 0) {
-      for (const s of started) {
-        log(`${scenario.name}: warm-up ${s.peer.name}`)
-        await alone(s, () => measure(bench, s, scenario, body, warmupMs, false))
-      }
-    }
-    for (let rep = 1; rep <= reps; rep++) {
-      for (const s of started) {
-        await alone(s, () => measure(bench, s, scenario, body, durationMs, true))
-        const last = s.result.runs.at(-1)
-        log(`${scenario.name} ${rep}/${reps} ${s.peer.name}: ${last === undefined ? 'failed' : `${Math.round(last.rps)} req/s`}`)
-      }
-    }
-  } finally {
-    for (const s of started) {
-      s.result.exitCode = await s.running.stop()
-      // null: ended by the signal itself, which is how haproxy and the peer scripts may stop.
-      const isClean = s.result.exitCode === 0 || (s.result.exitCode === null && s.peer.name !== 'tollgate')
-      if (s.running.child !== null && !isClean) log(`${s.peer.name} (${scenario.name}) exited with ${s.result.exitCode} on SIGTERM`)
-    }
-  }
-  report.results.push(...started.map((s) => s.result))
-  summarize(report.results)
-  return report
-}
 
 /** `bench` null: only the micro-benchmarks run (--micro-only). */
 function printHeader(options: BenchOptions, pinning: Pinning, bench: Bench | null, versions: Record<string, string | null>): void {
@@ -220,20 +61,7 @@ async function microSection(options: BenchOptions, pinning: Pinning, tmpDir: str
 }
 
 function printChecks(reports: readonly ScenarioReport[], micro: MicroRun | null): string[] {
-  const checks: string[] = []
-  for (const report of reports) {
-    const tollgate = report.results.find((r) => r.peer === 'tollgate')
-    const thin = report.results.find((r) => r.peer === 'undici-stream')
-    if (tollgate?.rps == null || tollgate.p99Ms === null || thin?.rps == null || thin.p99Ms === null) continue
-    const rpsRatio = tollgate.rps.median / thin.rps.median
-    const p99Ratio = tollgate.p99Ms.median / thin.p99Ms.median
-    const isMet = rpsRatio >= TARGET_RPS_RATIO && p99Ratio <= TARGET_P99_RATIO
-    // Three decimals: 0.899 must not print as a "0.90" that fails a 0.9 target.
-    checks.push(`${report.name}: tollgate ÷ undici-stream req/s ${rpsRatio.toFixed(3)} (target ≥ ${TARGET_RPS_RATIO}), ` +
-      `p99 ${p99Ratio.toFixed(3)} (target ≤ ${TARGET_P99_RATIO}): ${isMet ? 'met' : 'NOT met'}`)
-  }
-  const idle = idleRssCheck(reports, new Set(scenarios.filter((s) => s.tollgateConfig === undefined).map((s) => s.name)), TARGET_IDLE_RSS_MIB)
-  if (idle !== null) checks.push(idle)
+  const checks = scenarioChecks(reports, new Set(scenarios.filter((s) => s.tollgateConfig === undefined).map((s) => s.name)))
   if (micro?.report != null) checks.push(...microChecks(micro.report))
   if (checks.length > 0) {
     say('## Checks (bench/README.md "Targets")')
@@ -318,6 +146,8 @@ async function main(): Promise<number> {
         say()
         say(report.skipped === null ? scenarioTable(report) : `skipped ${report.name}: ${report.skipped}`)
         say()
+        for (const note of report.notes) say(`- ${note}`)
+        if (report.notes.length > 0) say()
       }
       const firstMeasured = reports.find((r) => r.results.some((x) => x.rssIdleKib !== null))
       if (firstMeasured !== undefined) {

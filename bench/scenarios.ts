@@ -8,14 +8,19 @@ export interface Scenario {
   readonly path: string
   readonly method?: string
   readonly body?: string
-  /** Tollgate's routes.yaml for this scenario; default: one catch-all route (minimalConfig). */
-  readonly tollgateConfig?: (upstreamUrl: string) => string
+  /**
+   * Tollgate's routes.yaml for this scenario; default: one catch-all route (minimalConfig). `redisUrl` is the
+   * bench's own redis-server when the scenario needsRedis, else null.
+   */
+  readonly tollgateConfig?: (upstreamUrl: string, redisUrl: string | null) => string
   /** Peers to run; default: every peer. */
   readonly peers?: readonly string[]
   /** Skip the whole scenario when Tollgate cannot run it (it is what the scenario measures). */
   readonly needsTollgate?: boolean
   /** Skip Tollgate (and so the scenario, with needsTollgate) while its start-up log says a setting is "not enforced". */
   readonly needsEnforcedPolicies?: boolean
+  /** Start a local redis-server for the scenario (bench/lib/redis.ts); skip the scenario without one. */
+  readonly needsRedis?: boolean
 }
 
 /** One upstream, one catch-all route. */
@@ -34,7 +39,11 @@ export function manyRoutesConfig(n: number): (upstreamUrl: string) => string {
   }
 }
 
-/** Every policy on a route, with limits far above what the bench can send so that nothing is refused. */
+/**
+ * The two local limiters on the route, with limits far above what the bench can send so that nothing is
+ * refused. No circuitBreaker yet: breakers are not enforced (issue 12), and a config with one would skip
+ * Tollgate (needsEnforcedPolicies); it comes back here with issue 12.
+ */
 const policiesConfig = (upstreamUrl: string): string => `upstreams:
   up: { targets: [{ url: ${upstreamUrl} }] }
 routes:
@@ -44,8 +53,25 @@ routes:
     rateLimit:
       - { algorithm: token-bucket, rate: 100000000, period: 1s, key: client-ip }
       - { algorithm: sliding-window, limit: 100000000, window: 1m, key: route }
-    circuitBreaker: { window: 10s, minRequests: 20, errorRate: 50, openFor: 5s }
 `
+
+/**
+ * One cluster-scope limiter, counted in the bench's redis-server, far above the load. onStoreError deny: a
+ * store that fails shows as 503s in the errors column instead of being measured as the local fallback.
+ */
+function clusterLimitConfig(upstreamUrl: string, redisUrl: string | null): string {
+  if (redisUrl === null) throw new Error('cluster-limit: no redis-server (the scenario needsRedis)')
+  return `redis: { url: ${redisUrl} }
+upstreams:
+  up: { targets: [{ url: ${upstreamUrl} }] }
+routes:
+  - id: r0
+    match: { path: /* }
+    upstream: up
+    rateLimit:
+      - { algorithm: token-bucket, rate: 100000000, period: 1s, key: client-ip, scope: cluster, onStoreError: deny }
+`
+}
 
 const REFERENCE_PEERS = ['tollgate', 'undici-stream'] as const
 
@@ -71,11 +97,21 @@ export const scenarios: readonly Scenario[] = [
   },
   {
     name: 'policies',
-    description: 'GET / with two rate limits and a circuit breaker on the route (limits never reached)',
+    description: 'GET / with two local rate limits on the route (limits never reached)',
     path: '/',
     tollgateConfig: policiesConfig,
     peers: REFERENCE_PEERS,
     needsTollgate: true,
     needsEnforcedPolicies: true,
+  },
+  {
+    name: 'cluster-limit',
+    description: 'GET / with one cluster-scope rate limit on a local redis-server (limit never reached)',
+    path: '/',
+    tollgateConfig: clusterLimitConfig,
+    peers: REFERENCE_PEERS,
+    needsTollgate: true,
+    needsEnforcedPolicies: true,
+    needsRedis: true,
   },
 ]

@@ -33,11 +33,13 @@ export const usage = `Usage: npm run bench -- [flags]
   --connections 50        concurrent connections of the load generator
   --only a,b              peers to run (direct,tollgate,undici-stream,fastify-http-proxy,
                           fast-gateway,http-proxy,nginx,haproxy,caddy)
-  --scenarios a,b         scenarios to run (small,4k,1m-stream,routes-1k,routes-10k,policies)
+  --scenarios a,b         scenarios to run (small,4k,1m-stream,routes-1k,routes-10k,policies,
+                          cluster-limit)
   --json out.json         where the JSON report goes (default bench/results/last.json)
   --no-pin                do not pin processes to cores with taskset
   --tollgate-cli path     the gateway to run as peer tollgate (default dist/src/cli.js)
-  --no-micro              skip the micro-benchmarks (route lookup, canonicalization, config load and build)
+  --no-micro              skip the micro-benchmarks (route lookup, canonicalization, config load and build,
+                          limiter decisions)
   --micro-only            run only the micro-benchmarks
   --help                  this text
 `

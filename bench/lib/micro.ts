@@ -12,6 +12,9 @@ import { markdownTable } from './report.js'
 /** bench/README.md "Targets". */
 const TARGET_LOOKUP_NS = 1000
 const TARGET_BUILD_MS = 200
+/** A local limiter's decision for one hot key, and over a store of 100,000 live keys (issue 11, item 10). */
+const TARGET_DECISION_NS = 100
+const TARGET_DECISION_LIVE_KEYS_NS = 300
 /** A full run takes 10-20 s; a child still running after this is stuck. */
 const TIMEOUT_MS = 180_000
 
@@ -73,6 +76,11 @@ export function microChecks(report: MicroReport): string[] {
   if (build !== undefined && load !== undefined) {
     checks.push(`loading the same 10k-route file (loadConfigText: YAML parse + validation), not part of that target: ` +
       `median ${ms(load.wallMs)}; load + build ${ms(report.loadPlusBuildMs)}`)
+  }
+  for (const [key, target] of [[CALL_KEYS.tokenBucketHot, TARGET_DECISION_NS], [CALL_KEYS.slidingWindowHot, TARGET_DECISION_NS],
+    [CALL_KEYS.tokenBucketLive, TARGET_DECISION_LIVE_KEYS_NS]] as const) {
+    const decision = call(key)
+    if (decision !== undefined) checks.push(`${decision.label}: median ${ns(decision.wallNs)} (target ≤ ${ns(target)}): ${met(decision.wallNs <= target)}`)
   }
   const canonical = call(CALL_KEYS.canonicalizeTypical)
   if (canonical !== undefined) checks.push(`canonicalization of a typical path (${TYPICAL_TARGET}): median ${ns(canonical.wallNs)} (no target)`)

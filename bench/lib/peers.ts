@@ -15,6 +15,8 @@ export interface PeerStartContext {
   /** A fresh directory for this instance's config and log. */
   readonly dir: string
   readonly core: number | null
+  /** The scenario's redis-server (Scenario.needsRedis), else null. */
+  readonly redisUrl: string | null
 }
 
 export interface RunningPeer {
@@ -97,11 +99,11 @@ function notEnforcedLine(logPath: string): string | null {
 function tollgatePeer(tollgateCli: string): Peer {
   return {
     name: 'tollgate',
-    description: 'this project: node dist/src/cli.js with a one-route routes.yaml (scenario configs for routes-*/policies)',
+    description: 'this project: node dist/src/cli.js with a one-route routes.yaml (scenario configs for routes-*, policies, cluster-limit)',
     missing: () => (existsSync(tollgateCli) ? null : `${tollgateCli} not built (run npx tsc -p .)`),
-    async start({ port, upstream, scenario, dir, core }) {
+    async start({ port, upstream, scenario, dir, core, redisUrl }) {
       const config = join(dir, 'routes.yaml')
-      writeFileSync(config, (scenario.tollgateConfig ?? minimalConfig)(upstream.url))
+      writeFileSync(config, (scenario.tollgateConfig ?? minimalConfig)(upstream.url, redisUrl))
       const adminPort = await freePort()
       const child = spawnChild('tollgate', process.execPath, [tollgateCli, '--config', config,
         '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`], { core, logPath: join(dir, 'log') })

@@ -1,7 +1,7 @@
 // Child processes of the bench: spawn (optionally pinned to a core), wait until they answer, sample their
 // memory, stop them. Every child is tracked so that a crash or Ctrl-C of the harness stops them all.
-import { spawn, type ChildProcess } from 'node:child_process'
-import { accessSync, constants, closeSync, openSync, readFileSync } from 'node:fs'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { accessSync, constants, closeSync, openSync, readdirSync, readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { createServer, request as httpRequest } from 'node:http'
@@ -148,6 +148,59 @@ export function readRssKib(pid: number): number | null {
   } catch {
     return null
   }
+}
+
+/** Fields of /proc/<pid>/stat counted from 1 as in proc(5); the name (field 2) may hold spaces and parentheses. */
+const STAT_PGRP = 5
+const STAT_UTIME = 14
+const STAT_STIME = 15
+
+/** utime + stime and the process group of one process, in clock ticks; null when it is gone. */
+function readStat(pid: string): { readonly pgrp: number, readonly ticks: number } | null {
+  let stat: string
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  } catch {
+    return null
+  }
+  // After ") " comes field 3, so field n is at index n - 3.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return { pgrp: Number(fields[STAT_PGRP - 3]), ticks: Number(fields[STAT_UTIME - 3]) + Number(fields[STAT_STIME - 3]) }
+}
+
+/**
+ * CPU time (user + system, every thread) of the process group `pgid` in clock ticks, from /proc: a child of
+ * spawnChild leads its own group, so this counts nginx's worker as well as its master, and a gateway's
+ * --workers. Null when the group has no process left or /proc is not there.
+ */
+export function readGroupCpuTicks(pgid: number): number | null {
+  let pids: string[]
+  try {
+    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name))
+  } catch {
+    return null
+  }
+  let ticks = 0
+  let found = false
+  for (const pid of pids) {
+    const stat = readStat(pid)
+    if (stat === null || stat.pgrp !== pgid) continue
+    ticks += stat.ticks
+    found = true
+  }
+  return found ? ticks : null
+}
+
+let ticksPerSecond: number | null = null
+
+/** USER_HZ, the unit of /proc/<pid>/stat times: `getconf CLK_TCK`, 100 on every common Linux. */
+export function clockTicksPerSecond(): number {
+  if (ticksPerSecond === null) {
+    const out = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })
+    const value = Number(out.stdout?.trim())
+    ticksPerSecond = Number.isInteger(value) && value > 0 ? value : 100
+  }
+  return ticksPerSecond
 }
 
 /** A port that was free a moment ago on 127.0.0.1. */

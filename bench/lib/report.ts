@@ -1,16 +1,27 @@
 // The results: their shape in the JSON report, and the markdown tables printed on stdout.
 import type { LoadResult } from './load.js'
 import type { Spread } from './stats.js'
-import { formatCount, formatMiB, formatMs, formatRatio } from './units.js'
+import { formatCount, formatMiB, formatMs, formatRatio, formatUs } from './units.js'
+
+/** One measured run: the load generator's figures and the peer's CPU time over the run. */
+export interface MeasuredRun extends LoadResult {
+  /**
+   * CPU time (user + system) of the peer's process group during the run, in µs, divided by the requests the
+   * load generator completed; null for `direct` or when /proc could not be read.
+   */
+  readonly cpuUsPerRequest: number | null
+}
 
 export interface PeerResult {
   readonly peer: string
-  readonly runs: LoadResult[]
+  readonly runs: MeasuredRun[]
   /** Runs whose load generator failed, with the reason. */
   readonly failures: string[]
   rps: Spread | null
   p50Ms: Spread | null
   p99Ms: Spread | null
+  /** Over the runs that have it (MeasuredRun.cpuUsPerRequest). */
+  cpuUsPerRequest: Spread | null
   /** RSS right after start, before any load. */
   rssIdleKib: number | null
   /** Highest RSS seen while under load in this scenario. */
@@ -33,6 +44,8 @@ export interface ScenarioReport {
   skipped: string | null
   readonly skippedPeers: Skip[]
   readonly results: PeerResult[]
+  /** Lines printed under the table (e.g. what the scenario's redis-server saw). */
+  readonly notes: string[]
 }
 
 /** Pad columns so the markdown also reads well as plain text. */
@@ -55,12 +68,13 @@ export function scenarioTable(report: ScenarioReport): string {
       r.rps === null ? DASH : `${formatCount(r.rps.min)}–${formatCount(r.rps.max)}`,
       r.p50Ms === null ? DASH : formatMs(r.p50Ms.median),
       r.p99Ms === null ? DASH : formatMs(r.p99Ms.median),
+      r.cpuUsPerRequest === null ? DASH : formatUs(r.cpuUsPerRequest.median),
       r.tollgateRatio === null ? DASH : formatRatio(r.tollgateRatio),
       String(bad) + (r.failures.length > 0 ? ` (${r.failures.length} failed)` : ''),
     ]
   })
-  return markdownTable(['peer', 'req/s', 'min–max', 'p50 ms', 'p99 ms', 'tollgate ÷ peer', 'errors'], rows,
-    [false, true, true, true, true, true, true])
+  return markdownTable(['peer', 'req/s', 'min–max', 'p50 ms', 'p99 ms', 'CPU µs/req', 'tollgate ÷ peer', 'errors'], rows,
+    [false, true, true, true, true, true, true, true])
 }
 
 export function rssTable(report: ScenarioReport): string {

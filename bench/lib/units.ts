@@ -29,3 +29,6 @@ export const formatRatio = (r: number): string => r.toFixed(2)
 
 /** Kibibytes as mebibytes with one decimal. */
 export const formatMiB = (kib: number): string => (kib / 1024).toFixed(1)
+
+/** Microseconds with two decimals: a limiter's cost per request is a fraction of one. */
+export const formatUs = (us: number): string => us.toFixed(2)

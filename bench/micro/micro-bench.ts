@@ -1,6 +1,6 @@
 // The micro-benchmarks of bench/README.md "Targets", in a process of their own so that the harness's heap
-// and timers do not skew them: route lookup at 1k and 10k routes, canonicalization of a typical path,
-// building 10k routes (buildRouteTable on a validated config) and, separately, loading the 10k-route file
+// and timers do not skew them: route lookup at 1k and 10k routes, canonicalization of a typical path, a
+// local rate-limit decision (one hot key, and 100,000 live keys), building 10k routes (buildRouteTable on a validated config) and, separately, loading the 10k-route file
 // (loadConfigText). `npm run bench` starts it (bench/lib/micro.ts) and prints the table:
 //
 //   node --expose-gc dist/bench/micro/micro-bench.js --out micro.json [--quick]
@@ -13,7 +13,9 @@ import { yamlBuild } from '../../src/config/yaml-source.js'
 import { collectGarbage, loadAndBuild, measureConfigRuns } from './config-bench.js'
 import { RUN_KEYS, type MicroReport } from './micro-report.js'
 import { microRequestPaths, microRoutesYaml, servicesIn } from './micro-routes.js'
-import { measureCalls } from './router-bench.js'
+import { measureOperations } from './batches.js'
+import { limiterOperations } from './limiter-bench.js'
+import { routerOperations } from './router-bench.js'
 
 const SMALL = 1_000
 const LARGE = 10_000
@@ -27,15 +29,19 @@ const largeText = microRoutesYaml(LARGE)
 
 const config = measureConfigRuns(largeText, '10k', isQuick ? 1 : 5)
 const small = loadAndBuild(microRoutesYaml(SMALL), 'routes-1k.yaml')
+const limiters = limiterOperations()
 collectGarbage()
-const calls = measureCalls({
+const routing = routerOperations({
   small: small.router,
   large: config.table.router,
   smallPaths: microRequestPaths(servicesIn(SMALL)),
   largePaths: microRequestPaths(servicesIn(LARGE)),
   smallLabel: '1k',
   largeLabel: '10k',
-}, isQuick ? { rounds: 1, batchesPerRound: 3, warmupBatches: 2 } : { rounds: 5, batchesPerRound: 15, warmupBatches: 5 })
+})
+const calls = measureOperations([...routing, ...limiters.operations],
+  isQuick ? { rounds: 1, batchesPerRound: 3, warmupBatches: 2 } : { rounds: 5, batchesPerRound: 15, warmupBatches: 5 })
+limiters.close()
 
 const runOf = (key: string): number => config.runs.find((r) => r.key === key)?.wallMs ?? Number.NaN
 const report: MicroReport = {

@@ -34,7 +34,7 @@ export interface MicroReport {
   readonly loadAverage1m: number
   /** The large table's routes.yaml (micro-routes.ts). */
   readonly routes: { readonly small: number; readonly large: number; readonly largeFileBytes: number }
-  /** Router.match and canonicalizeTarget. */
+  /** Router.match, canonicalizeTarget and the local limiters' decisions (limiter-bench.ts). */
   readonly calls: readonly NsPerCall[]
   /** buildRouteTable, loadConfigText and its YAML part, for the large table. */
   readonly runs: readonly MsPerRun[]
@@ -46,6 +46,9 @@ export const CALL_KEYS = {
   lookupSmall: 'lookup1k',
   lookupLarge: 'lookup10k',
   canonicalizeTypical: 'canonicalizeTypical',
+  tokenBucketHot: 'tokenBucketHotKey',
+  slidingWindowHot: 'slidingWindowHotKey',
+  tokenBucketLive: 'tokenBucket100kKeys',
 } as const
 
 export const RUN_KEYS = {

@@ -3,10 +3,10 @@ import { idleRssCheck, type PeerResult, type ScenarioReport } from '../../bench/
 
 function report(name: string, tollgateIdleMiB: number | null): ScenarioReport {
   const result: PeerResult = {
-    peer: 'tollgate', runs: [], failures: [], rps: null, p50Ms: null, p99Ms: null, rssMaxLoadKib: null, tollgateRatio: null,
+    peer: 'tollgate', runs: [], failures: [], rps: null, p50Ms: null, p99Ms: null, cpuUsPerRequest: null, rssMaxLoadKib: null, tollgateRatio: null,
     exitCode: 0, rssIdleKib: tollgateIdleMiB === null ? null : tollgateIdleMiB * 1024,
   }
-  return { name, description: name, path: '/', method: 'GET', skipped: null, skippedPeers: [], results: [result] }
+  return { name, description: name, path: '/', method: 'GET', skipped: null, skippedPeers: [], results: [result], notes: [] }
 }
 
 describe('idleRssCheck', () => {

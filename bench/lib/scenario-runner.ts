@@ -1,0 +1,221 @@
+// One scenario from start to end: start its peers (and its redis-server), check each answers the scenario
+// like the upstream, warm them up, run the interleaved repetitions with every other peer frozen, stop them.
+// Per run: the load generator's figures, the peer's CPU time per request and its RSS under load.
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Scenario } from '../scenarios.js'
+import type { BenchOptions } from './args.js'
+import type { LoadGenerator } from './load.js'
+import { PeerSkipped, type Peer, type RunningPeer } from './peers.js'
+import { clockTicksPerSecond, freePort, probe, readGroupCpuTicks, readRssKib, type Pinning } from './processes.js'
+import { redisInfo, redisMissing, startRedis, type RedisServer } from './redis.js'
+import type { PeerResult, ScenarioReport, Skip } from './report.js'
+import { spread } from './stats.js'
+import type { Upstream } from './upstream.js'
+
+const RSS_SAMPLE_MS = 100
+
+const log = (line: string): void => { process.stderr.write(`${line}\n`) }
+const say = (line = ''): void => { process.stdout.write(`${line}\n`) }
+
+export interface Bench {
+  readonly options: BenchOptions
+  readonly pinning: Pinning
+  readonly load: LoadGenerator
+  readonly upstream: Upstream
+  readonly tmpDir: string
+}
+
+interface Started {
+  readonly peer: Peer
+  readonly running: RunningPeer
+  readonly result: PeerResult
+}
+
+const message = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
+function emptyResult(peer: string): PeerResult {
+  return {
+    peer, runs: [], failures: [], rps: null, p50Ms: null, p99Ms: null, cpuUsPerRequest: null,
+    rssIdleKib: null, rssMaxLoadKib: null, tollgateRatio: null, exitCode: null,
+  }
+}
+
+async function startPeer(bench: Bench, peer: Peer, scenario: Scenario, body: Buffer | null, expectedBytes: number,
+  redis: RedisServer | null): Promise<Started | Skip> {
+  const dir = join(bench.tmpDir, scenario.name, peer.name)
+  mkdirSync(dir, { recursive: true })
+  let running: RunningPeer
+  try {
+    running = await peer.start({
+      port: await freePort(), upstream: bench.upstream, scenario, dir, core: bench.pinning.proxyCore, redisUrl: redis?.url ?? null,
+    })
+  } catch (error) {
+    return { peer: peer.name, reason: error instanceof PeerSkipped ? error.message : `failed to start: ${message(error)}` }
+  }
+  // One request first: a peer that cannot serve the scenario would only measure its error path.
+  const method = scenario.method ?? 'GET'
+  const answer = await probe(`${running.url}${scenario.path}`, method, body).catch((error: unknown) => message(error))
+  if (typeof answer === 'string' || answer.status < 200 || answer.status > 299) {
+    await running.stop()
+    const what = typeof answer === 'string' ? answer : `answered ${answer.status}`
+    return { peer: peer.name, reason: `${method} ${scenario.path} ${what}` }
+  }
+  if (answer.bytes !== expectedBytes) {
+    await running.stop()
+    return { peer: peer.name, reason: `${method} ${scenario.path} answered ${answer.bytes} bytes; the upstream serves ${expectedBytes}` }
+  }
+  const result = emptyResult(peer.name)
+  result.rssIdleKib = running.child === null ? null : readRssKib(running.child.pid)
+  return { peer, running, result }
+}
+
+async function measure(bench: Bench, started: Started, scenario: Scenario, body: Buffer | null, durationMs: number, isRecorded: boolean): Promise<void> {
+  const { running, result } = started
+  const pid = running.child?.pid ?? null
+  const sampler = pid === null ? null : setInterval(() => {
+    const rss = readRssKib(pid)
+    if (rss !== null && isRecorded) result.rssMaxLoadKib = Math.max(result.rssMaxLoadKib ?? 0, rss)
+  }, RSS_SAMPLE_MS)
+  // The peer's whole process group (workers included); the others are frozen, so this is its own work.
+  const cpuBefore = pid === null ? null : readGroupCpuTicks(pid)
+  try {
+    const outcome = await bench.load.run({
+      url: `${running.url}${scenario.path}`, method: scenario.method ?? 'GET', body,
+      connections: bench.options.connections, durationMs, core: bench.pinning.loadCore,
+    })
+    const cpuAfter = pid === null ? null : readGroupCpuTicks(pid)
+    const cpuUsPerRequest = cpuBefore === null || cpuAfter === null || outcome.requests === 0
+      ? null
+      : ((cpuAfter - cpuBefore) * 1e6) / clockTicksPerSecond() / outcome.requests
+    if (isRecorded) result.runs.push({ ...outcome, cpuUsPerRequest })
+  } catch (error) {
+    if (isRecorded) result.failures.push(message(error))
+    log(`  ${result.peer}: ${message(error)}`)
+  } finally {
+    if (sampler !== null) clearInterval(sampler)
+  }
+}
+
+function summarize(results: readonly PeerResult[]): void {
+  for (const r of results) {
+    if (r.runs.length === 0) continue
+    r.rps = spread(r.runs.map((run) => run.rps))
+    r.p50Ms = spread(r.runs.map((run) => run.p50Ms))
+    r.p99Ms = spread(r.runs.map((run) => run.p99Ms))
+    const cpu = r.runs.map((run) => run.cpuUsPerRequest).filter((us): us is number => us !== null)
+    r.cpuUsPerRequest = cpu.length === 0 ? null : spread(cpu)
+  }
+  const tollgate = results.find((r) => r.peer === 'tollgate')?.rps ?? null
+  for (const r of results) {
+    if (tollgate !== null && r.rps !== null && r.rps.median > 0) r.tollgateRatio = tollgate.median / r.rps.median
+  }
+}
+
+/** What the scenario's redis-server did during the measured runs: proof that Tollgate asked it, and how often. */
+function redisNote(redis: RedisServer, before: Map<string, number> | null, after: Map<string, number> | null, tollgate: PeerResult | undefined): string {
+  const commands = (after?.get('total_commands_processed') ?? 0) - (before?.get('total_commands_processed') ?? 0)
+  const requests = tollgate?.runs.reduce((sum, run) => sum + run.requests, 0) ?? 0
+  // Less the connection of this INFO itself.
+  const clients = after?.get('connected_clients')
+  const head = `redis-server ${redis.version} (${redis.url}, pinned like the upstream): ${commands.toLocaleString('en-US')} commands ` +
+    `for ${requests.toLocaleString('en-US')} tollgate requests in the measured runs`
+  if (commands === 0 && requests > 0) return `${head}: Tollgate did not ask Redis, these figures are not of the cluster store`
+  const perCommand = commands > 0 ? `, ${(requests / commands).toFixed(1)} requests per command` : ''
+  return `${head}${perCommand}${clients === undefined ? '' : `; ${clients - 1} client connection(s) at the end`}`
+}
+
+export async function runScenario(bench: Bench, scenario: Scenario, candidates: readonly Peer[]): Promise<ScenarioReport> {
+  const report: ScenarioReport = {
+    name: scenario.name, description: scenario.description, path: scenario.path, method: scenario.method ?? 'GET',
+    skipped: null, skippedPeers: [], results: [], notes: [],
+  }
+  const wanted = candidates.filter((p) => scenario.peers === undefined || scenario.peers.includes(p.name))
+  if (scenario.needsTollgate === true && !wanted.some((p) => p.name === 'tollgate')) {
+    report.skipped = 'tollgate is not among the peers run'
+    return report
+  }
+  if (wanted.length === 0) {
+    report.skipped = 'none of its peers is among the peers run'
+    return report
+  }
+  if (scenario.needsRedis === true) {
+    report.skipped = redisMissing()
+    if (report.skipped !== null) return report
+  }
+  let redis: RedisServer | null = null
+  if (scenario.needsRedis === true) {
+    try {
+      redis = await startRedis(join(bench.tmpDir, scenario.name, 'redis'), bench.pinning.loadCore)
+    } catch (error) {
+      report.skipped = message(error)
+      return report
+    }
+  }
+  try {
+    await runPeers(bench, scenario, wanted, report, redis)
+  } finally {
+    // By its pid, like every child (processes.ts): nothing else of the machine's is touched.
+    await redis?.child.stop()
+  }
+  return report
+}
+
+async function runPeers(bench: Bench, scenario: Scenario, wanted: readonly Peer[], report: ScenarioReport, redis: RedisServer | null): Promise<void> {
+  const body = scenario.body === undefined ? null : Buffer.from(scenario.body)
+  const expected = await probe(`${bench.upstream.url}${scenario.path}`, scenario.method ?? 'GET', body)
+  const outcomes = await Promise.all(wanted.map((peer) => startPeer(bench, peer, scenario, body, expected.bytes, redis)))
+  const started: Started[] = []
+  for (const outcome of outcomes) {
+    if ('running' in outcome) started.push(outcome)
+    else {
+      report.skippedPeers.push(outcome)
+      say(`skipped ${outcome.peer} (${scenario.name}): ${outcome.reason}`)
+    }
+  }
+  let redisBefore: Map<string, number> | null = null
+  try {
+    const tollgateSkip = report.skippedPeers.find((s) => s.peer === 'tollgate')
+    if (scenario.needsTollgate === true && tollgateSkip !== undefined) {
+      report.skipped = `tollgate: ${tollgateSkip.reason}`
+      return
+    }
+    const { durationMs, warmupMs, reps } = bench.options
+    // Only the peer under load runs: the others are frozen meanwhile (Child.setFrozen says why).
+    const alone = async (s: Started, run: () => Promise<void>): Promise<void> => {
+      for (const other of started) if (other !== s) other.running.child?.setFrozen(true)
+      try {
+        await run()
+      } finally {
+        for (const other of started) other.running.child?.setFrozen(false)
+      }
+    }
+    if (warmupMs > 0) {
+      for (const s of started) {
+        log(`${scenario.name}: warm-up ${s.peer.name}`)
+        await alone(s, () => measure(bench, s, scenario, body, warmupMs, false))
+      }
+    }
+    if (redis !== null) redisBefore = await redisInfo(redis.port, 'all').catch(() => null)
+    for (let rep = 1; rep <= reps; rep++) {
+      for (const s of started) {
+        await alone(s, () => measure(bench, s, scenario, body, durationMs, true))
+        const last = s.result.runs.at(-1)
+        log(`${scenario.name} ${rep}/${reps} ${s.peer.name}: ${last === undefined ? 'failed' : `${Math.round(last.rps)} req/s`}`)
+      }
+    }
+    if (redis !== null) {
+      const after = await redisInfo(redis.port, 'all').catch(() => null)
+      report.notes.push(redisNote(redis, redisBefore, after, started.find((s) => s.peer.name === 'tollgate')?.result))
+    }
+  } finally {
+    for (const s of started) {
+      s.result.exitCode = await s.running.stop()
+      // null: ended by the signal itself, which is how haproxy and the peer scripts may stop.
+      const isClean = s.result.exitCode === 0 || (s.result.exitCode === null && s.peer.name !== 'tollgate')
+      if (s.running.child !== null && !isClean) log(`${s.peer.name} (${scenario.name}) exited with ${s.result.exitCode} on SIGTERM`)
+    }
+  }
+  report.results.push(...started.map((s) => s.result))
+  summarize(report.results)
+}

@@ -1,0 +1,86 @@
+// One local rate-limit decision, per call, on the real classes (src/policy/ratelimit/): the key's entry
+// looked up and brought to now (LocalLimiter.entryFor: Map.get, LRU touch, refill or window rotation), then
+// admits and take, as RateLimitStep.run does for each limiter of a route. Not included: reading the key
+// from the request, the RateLimit-* headers and the decision counters (no-ops here).
+// Run by micro-bench.ts in its own process, timed by batches.ts with the other operations.
+//
+// The clock is injected, as the gateway injects the request's one clock reading, and advances 1 µs per
+// decision so that refill and rotation really run. Limits are far above what the calls take (as in the
+// bench scenario policies): every decision admits.
+import { RequestKey } from '../../src/http/request-key.js'
+import { KeyStore } from '../../src/policy/ratelimit/key-store.js'
+import { LocalLimiter, type DecisionCounters, type LocalAlgorithm } from '../../src/policy/ratelimit/local-limiter.js'
+import { SlidingWindow } from '../../src/policy/ratelimit/sliding-window.js'
+import { TokenBucket } from '../../src/policy/ratelimit/token-bucket.js'
+import { operation, type Operation } from './batches.js'
+import { CALL_KEYS } from './micro-report.js'
+
+/** limits.maxLimiterKeys's default: a store full of live keys. */
+export const LIVE_KEYS = 100_000
+const STEP_MS = 0.001
+const RATE = 100_000_000
+const PERIOD_MS = 1000
+/** Short, so that the window rotates every 100,000 decisions (a few times per run), not once a minute. */
+const WINDOW_MS = 100
+
+const NO_COUNTERS: DecisionCounters = Object.freeze({ allowed: { inc() {} }, rejected: { inc() {} } })
+
+/** The injected clock, shared by the operations: it only moves forward. */
+const clock = { nowMs: performance.now() }
+
+function limiterOf(name: string, algorithm: LocalAlgorithm, store: KeyStore): LocalLimiter {
+  return new LocalLimiter(name, algorithm, new RequestKey('header:x-k', '\u0000'), store, NO_COUNTERS)
+}
+
+/** One decision, as RateLimitStep.run makes it for one limiter: 1 when admitted (and taken). */
+function decide(limiter: LocalLimiter, key: string): number {
+  const nowMs = (clock.nowMs += STEP_MS)
+  const entry = limiter.entryFor(key, nowMs)
+  if (!limiter.algorithm.admits(entry, nowMs)) return 0
+  limiter.algorithm.take(entry)
+  return 1
+}
+
+/** `count` distinct client addresses, 10.x.y.z, built once: the calls pick among them. */
+function clientAddresses(count: number): string[] {
+  const keys: string[] = []
+  for (let i = 0; i < count; i++) keys.push(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`)
+  return keys
+}
+
+export interface LimiterBench {
+  readonly operations: Operation[]
+  /** Stops the key stores' sweep timers. */
+  close(): void
+}
+
+export function limiterOperations(): LimiterBench {
+  const store = (): KeyStore => new KeyStore(LIVE_KEYS, () => clock.nowMs)
+  const hotStore = store()
+  const liveStore = store()
+  const bucket = limiterOf('tb', new TokenBucket(RATE, PERIOD_MS, RATE), hotStore)
+  const window = limiterOf('sw', new SlidingWindow(RATE, WINDOW_MS), hotStore)
+  const many = limiterOf('tb-live', new TokenBucket(RATE, PERIOD_MS, RATE), liveStore)
+  const keys = clientAddresses(LIVE_KEYS)
+  // Every key live before the first call, and the store exactly full: no call adds or evicts.
+  for (const key of keys) decide(many, key)
+  if (liveStore.size !== LIVE_KEYS) throw new Error(`limiter bench: ${liveStore.size} keys in the store, expected ${LIVE_KEYS}`)
+  let seed = 12345
+  return {
+    operations: [
+      operation(CALL_KEYS.tokenBucketHot, 'token-bucket decision, one hot key', () => decide(bucket, '10.0.0.1'), true),
+      operation(CALL_KEYS.slidingWindowHot, 'sliding-window decision, one hot key', () => decide(window, '10.0.0.1'), true),
+      operation(CALL_KEYS.tokenBucketLive, `token-bucket decision, ${LIVE_KEYS.toLocaleString('en-US')} live keys (random key per call)`, () => {
+        // A pseudo-random key per call: the Map lookup misses the CPU caches and the LRU touch moves an entry
+        // from deep in the list, as with many clients. (The key strings are built once, so their hashes are
+        // cached; a request's key string is new and hashed once in the lookup.)
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+        return decide(many, keys[(seed >>> 8) % LIVE_KEYS]!) // the high bits: an LCG's low bits cycle fast
+      }, true),
+    ],
+    close() {
+      hotStore.close()
+      liveStore.close()
+    },
+  }
+}
