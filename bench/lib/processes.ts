@@ -155,7 +155,7 @@ const STAT_PGRP = 5
 const STAT_UTIME = 14
 const STAT_STIME = 15
 
-/** utime + stime and the process group of one process, in clock ticks; null when it is gone. */
+/** utime + stime and the process group of one process, in clock ticks; null when it is gone (or a zombie). */
 function readStat(pid: string): { readonly pgrp: number, readonly ticks: number } | null {
   let stat: string
   try {
@@ -165,6 +165,8 @@ function readStat(pid: string): { readonly pgrp: number, readonly ticks: number 
   }
   // After ") " comes field 3, so field n is at index n - 3.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  // An orphan that exited stays a zombie until reaped, which a container's init may never do.
+  if (fields[0] === 'Z') return null
   return { pgrp: Number(fields[STAT_PGRP - 3]), ticks: Number(fields[STAT_UTIME - 3]) + Number(fields[STAT_STIME - 3]) }
 }
 

@@ -30,7 +30,12 @@ function runBench(args: readonly string[]): Promise<Run> {
 }
 
 interface JsonReport {
-  scenarios: { name: string, results: { peer: string, rps: { median: number } | null }[] }[]
+  scenarios: {
+    name: string
+    skipped: string | null
+    notes: string[]
+    results: { peer: string, rps: { median: number } | null, cpuUsPerRequest: { median: number } | null }[]
+  }[]
   micro: {
     yamlBuild: string
     calls: { key: string, wallNs: number, cpuNs: number }[]
@@ -71,7 +76,8 @@ describe('npm run bench -- --quick', () => {
     // the JSON.
     expect(run.stdout).toContain('## Micro-benchmarks')
     for (const label of ['Router.match, 1k routes (param-heavy mix)', 'Router.match, 10k routes (param-heavy mix)',
-      'canonicalizeTarget /api/v1/users/12345/orders?limit=10']) {
+      'canonicalizeTarget /api/v1/users/12345/orders?limit=10', 'token-bucket decision, one hot key',
+      'sliding-window decision, one hot key', 'token-bucket decision, 100,000 live keys (random key per call)']) {
       expect(microFigure(run.stdout, label, 'ns'), `${label}\n${run.stdout}`).toBeGreaterThan(0)
     }
     for (const label of ['buildRouteTable, 10k routes: validated config, no previous table',
@@ -79,7 +85,7 @@ describe('npm run bench -- --quick', () => {
       expect(microFigure(run.stdout, label, 'ms'), `${label}\n${run.stdout}`).toBeGreaterThan(0)
     }
     const micro = report.micro
-    for (const key of ['lookup1k', 'lookup10k', 'canonicalizeTypical']) {
+    for (const key of ['lookup1k', 'lookup10k', 'canonicalizeTypical', 'tokenBucketHotKey', 'slidingWindowHotKey', 'tokenBucket100kKeys']) {
       expect(micro?.calls.find((c) => c.key === key)?.wallNs, key).toBeGreaterThan(0)
     }
     for (const key of ['build10k', 'load10k', 'parse10k']) {
@@ -90,6 +96,36 @@ describe('npm run bench -- --quick', () => {
     expect(micro?.yamlBuild).toBe('neutral')
     expect(report.checks.some((c) => c.startsWith('route lookup median:'))).toBe(true)
     expect(report.checks.some((c) => c.startsWith('building 10k routes'))).toBe(true)
+    expect(report.checks.some((c) => c.startsWith('token-bucket decision, 100,000 live keys'))).toBe(true)
+  })
+
+  it('runs the limiter scenarios against the core path: CPU per request, the checks, and no crash when cluster-limit cannot start', { timeout: RUN_TIMEOUT_MS + 10_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-smoke-'))
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+    const jsonPath = join(dir, 'out.json')
+
+    const run = await runBench(['--quick', '--no-micro', '--only', 'tollgate', '--scenarios', 'small,policies,cluster-limit', '--json', jsonPath])
+
+    expect(run.code, run.stderr).toBe(0)
+    const report = JSON.parse(readFileSync(jsonPath, 'utf8')) as JsonReport
+    for (const name of ['small', 'policies']) {
+      const tollgate = report.scenarios.find((s) => s.name === name)?.results.find((r) => r.peer === 'tollgate')
+      expect(tollgate?.rps?.median, `${name}\n${run.stdout}`).toBeGreaterThan(0)
+      expect(tollgate?.cpuUsPerRequest?.median, `${name}\n${run.stdout}`).toBeGreaterThan(0)
+    }
+    expect(run.stdout).toMatch(/^\| tollgate\s+\|\s+[\d,]+ \|\s+[\d,]+–[\d,]+ \|\s+[\d.]+ \|\s+[\d.]+ \|\s+[\d.]+ \|/m)
+    expect(report.checks.some((c) => c.startsWith('policies: tollgate req/s ÷ small tollgate req/s'))).toBe(true)
+    expect(report.checks.some((c) => c.startsWith('policies: the local limiters\' CPU per request'))).toBe(true)
+    // Either measured, with what its redis-server saw, or skipped with the reason (no redis-server, or a
+    // gateway that cannot open the store): never a crashed run.
+    const cluster = report.scenarios.find((s) => s.name === 'cluster-limit')
+    expect(cluster).toBeDefined()
+    if (cluster!.skipped === null) {
+      expect(cluster!.notes.some((n) => /^redis-server .* [1-9][\d,]* commands for/.test(n)), run.stdout).toBe(true)
+      expect(report.checks.some((c) => c.startsWith('cluster-limit: tollgate req/s ÷ small tollgate req/s'))).toBe(true)
+    } else {
+      expect(run.stdout).toContain(`skipped cluster-limit: ${cluster!.skipped}`)
+    }
   })
 
   it('rejects an unknown peer name with exit code 2 and the list of known peers', async () => {

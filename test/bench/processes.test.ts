@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { spawnChild } from '../../bench/lib/processes.js'
+import { clockTicksPerSecond, readGroupCpuTicks, spawnChild } from '../../bench/lib/processes.js'
 
 /** The state letter of /proc/<pid>/stat: R, S, T (stopped), ... */
 function stateOf(pid: number): string {
@@ -55,5 +55,32 @@ setInterval(() => {}, 1000);`
     expect(await waitForState(child.pid, (s) => s === 'T')).toBe('T')
     // SIGTERM to a stopped process stays pending: stop() thaws it first, so it exits cleanly.
     expect(await child.stop(5_000)).toBe(0)
+  })
+})
+
+describe('readGroupCpuTicks', () => {
+  it('counts the CPU time of a child and of its own children, and nothing once they are gone', { timeout: 60_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-cpu-'))
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+    // Parent and grandchild each spin for 300 ms of their own CPU time, then wait to be stopped: the group's
+    // total is at least 600 ms, which the parent's /proc entry alone would not show (like nginx's worker).
+    const spin = 'const t = process.cpuUsage(); while ((process.cpuUsage(t).user + process.cpuUsage(t).system) < 300000); console.log("spun");'
+    const script = `const { spawn } = require('node:child_process');
+const c = spawn(process.execPath, ['-e', ${JSON.stringify(`${spin} setInterval(() => {}, 1000)`)}], { stdio: 'inherit' });
+process.on('SIGTERM', () => { c.kill('SIGTERM'); process.exit(0) });
+${spin} setInterval(() => {}, 1000);`
+    const logPath = join(dir, 'log')
+    const child = spawnChild('cpu-test', process.execPath, ['-e', script], { core: null, logPath })
+    onTestFinished(async () => { await child.stop(2_000) })
+    for (let i = 0; i < 3_000 && (readFileSync(logPath, 'utf8').match(/spun/g) ?? []).length < 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+
+    const seconds = readGroupCpuTicks(child.pid)! / clockTicksPerSecond()
+
+    expect(seconds).toBeGreaterThanOrEqual(0.55) // tick rounding
+    await child.stop(5_000)
+    await new Promise((resolve) => setTimeout(resolve, 200)) // the grandchild's own SIGTERM
+    expect(readGroupCpuTicks(child.pid)).toBeNull()
   })
 })
