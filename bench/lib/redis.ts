@@ -61,6 +61,16 @@ export async function redisInfo(port: number, section: string): Promise<Map<stri
   return fields
 }
 
+/** Calls per command since the start, from `INFO commandstats` (`cmdstat_evalsha:calls=12,…`); the commands a Lua script makes count too. */
+export async function redisCommandCalls(port: number): Promise<Map<string, number>> {
+  const calls = new Map<string, number>()
+  for (const line of (await redisCommand(port, 'INFO commandstats')).split('\r\n')) {
+    const match = /^cmdstat_([^:]+):calls=(\d+)/.exec(line)
+    if (match !== null) calls.set(match[1]!, Number(match[2]))
+  }
+  return calls
+}
+
 export async function startRedis(dir: string, core: number | null): Promise<RedisServer> {
   const bin = findBinary('redis-server')
   if (bin === null) throw new Error(redisMissing() ?? 'redis-server not found')

@@ -8,7 +8,7 @@ import type { BenchOptions } from './args.js'
 import type { LoadGenerator } from './load.js'
 import { PeerSkipped, type Peer, type RunningPeer } from './peers.js'
 import { clockTicksPerSecond, freePort, probe, readGroupCpuTicks, readRssKib, type Pinning } from './processes.js'
-import { redisInfo, redisMissing, startRedis, type RedisServer } from './redis.js'
+import { redisCommandCalls, redisInfo, redisMissing, startRedis, type RedisServer } from './redis.js'
 import type { PeerResult, ScenarioReport, Skip } from './report.js'
 import { spread } from './stats.js'
 import type { Upstream } from './upstream.js'
@@ -112,17 +112,42 @@ function summarize(results: readonly PeerResult[]): void {
   }
 }
 
+/** What a redis-server had done at one moment: calls per command, and its connected clients. */
+interface RedisSnapshot {
+  readonly calls: Map<string, number>
+  readonly clients: number | null
+}
+
+async function redisSnapshot(redis: RedisServer): Promise<RedisSnapshot | null> {
+  try {
+    const calls = await redisCommandCalls(redis.port)
+    // Less the connection of this very query.
+    const clients = (await redisInfo(redis.port, 'clients')).get('connected_clients')
+    return { calls, clients: clients === undefined ? null : clients - 1 }
+  } catch {
+    return null
+  }
+}
+
+/** Script calls are what the store sends; the commands inside a script count apart in commandstats. */
+const SCRIPT_COMMANDS = ['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']
+
 /** What the scenario's redis-server did during the measured runs: proof that Tollgate asked it, and how often. */
-function redisNote(redis: RedisServer, before: Map<string, number> | null, after: Map<string, number> | null, tollgate: PeerResult | undefined): string {
-  const commands = (after?.get('total_commands_processed') ?? 0) - (before?.get('total_commands_processed') ?? 0)
+function redisNote(redis: RedisServer, before: RedisSnapshot | null, after: RedisSnapshot | null, tollgate: PeerResult | undefined): string {
+  const count = (names: readonly string[] | null): number => {
+    let n = 0
+    for (const [name, calls] of after?.calls ?? []) if (names === null || names.includes(name)) n += calls - (before?.calls.get(name) ?? 0)
+    return n
+  }
+  const scripts = count(SCRIPT_COMMANDS)
   const requests = tollgate?.runs.reduce((sum, run) => sum + run.requests, 0) ?? 0
-  // Less the connection of this INFO itself.
-  const clients = after?.get('connected_clients')
-  const head = `redis-server ${redis.version} (${redis.url}, pinned like the upstream): ${commands.toLocaleString('en-US')} commands ` +
-    `for ${requests.toLocaleString('en-US')} tollgate requests in the measured runs`
-  if (commands === 0 && requests > 0) return `${head}: Tollgate did not ask Redis, these figures are not of the cluster store`
-  const perCommand = commands > 0 ? `, ${(requests / commands).toFixed(1)} requests per command` : ''
-  return `${head}${perCommand}${clients === undefined ? '' : `; ${clients - 1} client connection(s) at the end`}`
+  const head = `redis-server ${redis.version} (${redis.url}, pinned like the upstream), during the measured runs: ` +
+    `${scripts.toLocaleString('en-US')} script calls for ${requests.toLocaleString('en-US')} tollgate requests`
+  if (after === null) return `${head}: its counters could not be read`
+  if (scripts === 0 && requests > 0) return `${head}: Tollgate did not ask Redis, these figures are not of the cluster store`
+  const perCall = scripts > 0 ? ` (${(requests / scripts).toFixed(1)} requests decided per call)` : ''
+  return `${head}${perCall}, ${count(null).toLocaleString('en-US')} commands in all (the scripts' own included)` +
+    `${after.clients === null ? '' : `; ${after.clients} client connection(s) at the end`}`
 }
 
 export async function runScenario(bench: Bench, scenario: Scenario, candidates: readonly Peer[]): Promise<ScenarioReport> {
@@ -173,7 +198,7 @@ async function runPeers(bench: Bench, scenario: Scenario, wanted: readonly Peer[
       say(`skipped ${outcome.peer} (${scenario.name}): ${outcome.reason}`)
     }
   }
-  let redisBefore: Map<string, number> | null = null
+  let redisBefore: RedisSnapshot | null = null
   try {
     const tollgateSkip = report.skippedPeers.find((s) => s.peer === 'tollgate')
     if (scenario.needsTollgate === true && tollgateSkip !== undefined) {
@@ -196,7 +221,7 @@ async function runPeers(bench: Bench, scenario: Scenario, wanted: readonly Peer[
         await alone(s, () => measure(bench, s, scenario, body, warmupMs, false))
       }
     }
-    if (redis !== null) redisBefore = await redisInfo(redis.port, 'all').catch(() => null)
+    if (redis !== null) redisBefore = await redisSnapshot(redis)
     for (let rep = 1; rep <= reps; rep++) {
       for (const s of started) {
         await alone(s, () => measure(bench, s, scenario, body, durationMs, true))
@@ -205,8 +230,7 @@ async function runPeers(bench: Bench, scenario: Scenario, wanted: readonly Peer[
       }
     }
     if (redis !== null) {
-      const after = await redisInfo(redis.port, 'all').catch(() => null)
-      report.notes.push(redisNote(redis, redisBefore, after, started.find((s) => s.peer.name === 'tollgate')?.result))
+      report.notes.push(redisNote(redis, redisBefore, await redisSnapshot(redis), started.find((s) => s.peer.name === 'tollgate')?.result))
     }
   } finally {
     for (const s of started) {

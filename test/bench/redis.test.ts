@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { redisCommand, redisInfo, redisMissing, startRedis } from '../../bench/lib/redis.js'
+import { redisCommand, redisCommandCalls, redisInfo, redisMissing, startRedis } from '../../bench/lib/redis.js'
 
 describe.skipIf(redisMissing() !== null)('startRedis', () => {
   it('starts a redis-server that answers PING and INFO, with no snapshots, and stops it', { timeout: 30_000 }, async () => {
@@ -19,6 +19,10 @@ describe.skipIf(redisMissing() !== null)('startRedis', () => {
     expect(stats.get('total_commands_processed')).toBeGreaterThan(0)
     expect(stats.get('aof_enabled')).toBe(0)
     await expect(redisCommand(redis.port, 'NOSUCHCOMMAND')).rejects.toThrow(/unknown command/)
+    await redisCommand(redis.port, 'EVAL "return redis.call(\'PING\')" 0')
+    const calls = await redisCommandCalls(redis.port)
+    expect(calls.get('eval')).toBe(1)
+    expect(calls.get('ping')).toBe(3) // startRedis's, ours, and the script's
 
     expect(await redis.child.stop(5_000)).toBe(0)
     await expect(redisCommand(redis.port, 'PING')).rejects.toThrow()
