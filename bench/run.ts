@@ -9,7 +9,7 @@ import { scenarioChecks } from './lib/checks.js'
 import { chooseLoadGenerator } from './lib/load.js'
 import { collectVersions, describeMachine } from './lib/machine.js'
 import { microChecks, microTable, runMicro, type MicroRun } from './lib/micro.js'
-import { createPeers, type Peer } from './lib/peers.js'
+import { createCorePeer, createPeers, type Peer } from './lib/peers.js'
 import { choosePinning, killAllChildren, type Pinning } from './lib/processes.js'
 import { rssTable, scenarioTable, type ScenarioReport, type Skip } from './lib/report.js'
 import { runScenario, type Bench } from './lib/scenario-runner.js'
@@ -131,7 +131,7 @@ async function main(): Promise<number> {
     let bench: Bench | null = null
     if (!options.isMicroOnly) {
       upstream = await startUpstream(tmpDir, pinning.loadCore)
-      bench = { options, pinning, load: chooseLoadGenerator(tmpDir), upstream, tmpDir }
+      bench = { options, pinning, load: chooseLoadGenerator(tmpDir), upstream, tmpDir, corePeer: createCorePeer(options.tollgateCli) }
     }
     const versions = collectVersions()
     printHeader(options, pinning, bench, versions)
@@ -169,7 +169,7 @@ async function main(): Promise<number> {
         warmupMs: options.warmupMs, reps: options.reps, upstream: upstream?.kind ?? null, pinning: pinning.note,
         loadAverageAtStart,
       },
-      peers: bench === null ? [] : peers.map((p) => ({ name: p.name, description: p.description })),
+      peers: bench === null ? [] : [...peers, bench.corePeer].map((p) => ({ name: p.name, description: p.description })),
       skippedPeers: bench === null ? [] : chosenPeers.missing,
       scenarios: reports,
       micro: micro?.report ?? null,

@@ -21,6 +21,11 @@ export interface Scenario {
   readonly needsEnforcedPolicies?: boolean
   /** Start a local redis-server for the scenario (bench/lib/redis.ts); skip the scenario without one. */
   readonly needsRedis?: boolean
+  /**
+   * With tollgate, also run peer tollgate-core: Tollgate with the one-route config (the core path of scenario
+   * small), interleaved with the others, so that the scenario's checks compare runs of the same minutes.
+   */
+  readonly hasCoreBaseline?: boolean
 }
 
 /** One upstream, one catch-all route. */
@@ -103,6 +108,7 @@ export const scenarios: readonly Scenario[] = [
     peers: REFERENCE_PEERS,
     needsTollgate: true,
     needsEnforcedPolicies: true,
+    hasCoreBaseline: true,
   },
   {
     name: 'cluster-limit',
@@ -113,5 +119,6 @@ export const scenarios: readonly Scenario[] = [
     needsTollgate: true,
     needsEnforcedPolicies: true,
     needsRedis: true,
+    hasCoreBaseline: true,
   },
 ]

@@ -96,14 +96,17 @@ function notEnforcedLine(logPath: string): string | null {
   return line.length > 200 ? `${line.slice(0, 200)}…` : line
 }
 
-function tollgatePeer(tollgateCli: string): Peer {
+/** `isCore`: always the one-route config (peer tollgate-core), whatever the scenario's. */
+function tollgatePeer(tollgateCli: string, isCore: boolean): Peer {
   return {
-    name: 'tollgate',
-    description: 'this project: node dist/src/cli.js with a one-route routes.yaml (scenario configs for routes-*, policies, cluster-limit)',
+    name: isCore ? CORE_PEER : 'tollgate',
+    description: isCore
+      ? 'the same gateway with the one-route config of scenario small, beside tollgate in the limit scenarios: their baseline'
+      : 'this project: node dist/src/cli.js with a one-route routes.yaml (scenario configs for routes-*, policies, cluster-limit)',
     missing: () => (existsSync(tollgateCli) ? null : `${tollgateCli} not built (run npx tsc -p .)`),
     async start({ port, upstream, scenario, dir, core, redisUrl }) {
       const config = join(dir, 'routes.yaml')
-      writeFileSync(config, (scenario.tollgateConfig ?? minimalConfig)(upstream.url, redisUrl))
+      writeFileSync(config, ((isCore ? undefined : scenario.tollgateConfig) ?? minimalConfig)(upstream.url, redisUrl))
       const adminPort = await freePort()
       const child = spawnChild('tollgate', process.execPath, [tollgateCli, '--config', config,
         '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`], { core, logPath: join(dir, 'log') })
@@ -112,7 +115,7 @@ function tollgatePeer(tollgateCli: string): Peer {
         await child.stop()
         throw new PeerSkipped(notReady)
       }
-      if (scenario.needsEnforcedPolicies === true) {
+      if (scenario.needsEnforcedPolicies === true && !isCore) {
         const line = notEnforcedLine(child.logPath)
         if (line !== null) {
           await child.stop()
@@ -131,10 +134,16 @@ const direct: Peer = {
   start: async ({ upstream }) => ({ url: upstream.url, child: null, stop: async () => 0 }),
 }
 
+/** The name of the core-path baseline peer (Scenario.hasCoreBaseline). */
+export const CORE_PEER = 'tollgate-core'
+
+/** Tollgate with the one-route config, run beside tollgate in scenarios with hasCoreBaseline (not a --only choice). */
+export const createCorePeer = (tollgateCli: string): Peer => tollgatePeer(tollgateCli, true)
+
 /** Every peer, in table order; tollgateCli is the gateway's entry (dist/src/cli.js unless --tollgate-cli). */
 export const createPeers = (tollgateCli: string): readonly Peer[] => [
   direct,
-  tollgatePeer(tollgateCli),
+  tollgatePeer(tollgateCli, false),
   nodeScriptPeer('undici-stream', 'undici-stream-forwarder',
     'node:http + undici Pool.stream, no routing or policies: the thinnest Node forwarder (bench/peers/undici-stream-forwarder.ts)'),
   nodeScriptPeer('fastify-http-proxy', 'fastify-http-proxy',

@@ -24,6 +24,8 @@ export interface Bench {
   readonly load: LoadGenerator
   readonly upstream: Upstream
   readonly tmpDir: string
+  /** Peer tollgate-core, added after tollgate in scenarios with hasCoreBaseline. */
+  readonly corePeer: Peer
 }
 
 interface Started {
@@ -156,6 +158,8 @@ export async function runScenario(bench: Bench, scenario: Scenario, candidates: 
     skipped: null, skippedPeers: [], results: [], notes: [],
   }
   const wanted = candidates.filter((p) => scenario.peers === undefined || scenario.peers.includes(p.name))
+  const tollgateAt = wanted.findIndex((p) => p.name === 'tollgate')
+  if (scenario.hasCoreBaseline === true && tollgateAt >= 0) wanted.splice(tollgateAt + 1, 0, bench.corePeer)
   if (scenario.needsTollgate === true && !wanted.some((p) => p.name === 'tollgate')) {
     report.skipped = 'tollgate is not among the peers run'
     return report
