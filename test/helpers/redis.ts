@@ -1,8 +1,8 @@
 // Real Redis for the tests: Debian's redis-server (package redis-server, which .ci/run installs) on random
 // loopback ports, no persistence, a temporary --dir, stopped by its PID. Also a Redis Cluster of masters
 // made with `redis-cli --cluster create`.
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { onTestFinished } from 'vitest'
@@ -13,7 +13,7 @@ const REDIS_CLI = process.env['REDIS_CLI_BIN'] ?? 'redis-cli'
 
 export interface RedisServer {
   readonly port: number
-  /** redis://127.0.0.1:<port> */
+  /** redis://127.0.0.1:<port>, or rediss:// when it serves TLS */
   readonly url: string
   readonly pid: number
   readonly isRunning: boolean
@@ -38,10 +38,28 @@ export interface RedisOptions {
   readonly args?: readonly string[]
   /** Used by cli(): the password of the default user. */
   readonly password?: string
+  /** Serve TLS only (url: rediss://), with these files from makeRedisCertificates(). */
+  readonly tls?: RedisTlsFiles
 }
 
-export function redisCli(port: number, args: readonly string[], password?: string): Promise<string> {
-  const auth = password === undefined ? [] : ['-a', password, '--no-auth-warning']
+export interface RedisTlsFiles {
+  readonly ca: string
+  readonly cert: string
+  readonly key: string
+}
+
+/** A CA and a server certificate for 127.0.0.1, made with openssl in `dir`. */
+export function makeRedisCertificates(dir: string): RedisTlsFiles {
+  const run = (args: string[]): void => { execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' }) }
+  writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n')
+  run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca-key.pem', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=tollgate-test-ca'])
+  run(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server-key.pem', '-out', 'server.csr', '-subj', '/CN=127.0.0.1'])
+  run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca-key.pem', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'server.ext'])
+  return { ca: join(dir, 'ca.pem'), cert: join(dir, 'server.pem'), key: join(dir, 'server-key.pem') }
+}
+
+export function redisCli(port: number, args: readonly string[], password?: string, tls?: RedisTlsFiles): Promise<string> {
+  const auth = [...(password === undefined ? [] : ['-a', password, '--no-auth-warning']), ...(tls === undefined ? [] : ['--tls', '--cacert', tls.ca])]
   return new Promise((resolve, reject) => {
     execFile(REDIS_CLI, ['-h', '127.0.0.1', '-p', String(port), ...auth, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
       if (err !== null) reject(new Error(`redis-cli ${args.join(' ')}: ${stderr || stdout || err.message}`))
@@ -56,7 +74,7 @@ interface Launch {
   readonly args: readonly string[]
 }
 
-function spawnRedis(spec: Launch, password: string | undefined): RedisServer & { ready: Promise<void> } {
+function spawnRedis(spec: Launch, password: string | undefined, tls?: RedisTlsFiles): RedisServer & { ready: Promise<void> } {
   let child: ChildProcess
   let out = ''
   let exited: Promise<void>
@@ -96,7 +114,7 @@ function spawnRedis(spec: Launch, password: string | undefined): RedisServer & {
   }
   return {
     port: spec.port,
-    url: `redis://127.0.0.1:${spec.port}`,
+    url: `${tls === undefined ? 'redis' : 'rediss'}://127.0.0.1:${spec.port}`,
     get pid() { return child.pid! },
     get isRunning() { return isRunning() },
     get ready() { return ready },
@@ -108,7 +126,7 @@ function spawnRedis(spec: Launch, password: string | undefined): RedisServer & {
       launch()
       await ready
     },
-    cli: (args) => redisCli(spec.port, args, password),
+    cli: (args) => redisCli(spec.port, args, password, tls),
     output: () => out,
     async close() {
       if (!isRunning()) return
@@ -123,7 +141,12 @@ function spawnRedis(spec: Launch, password: string | undefined): RedisServer & {
 export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
   for (let attempt = 0; ; attempt++) {
     const dir = mkdtempSync(join(tmpdir(), 'tollgate-redis-'))
-    const server = spawnRedis({ port: await freePort(), dir, args: options.args ?? [] }, options.password)
+    const port = await freePort()
+    const tls = options.tls === undefined ? [] : [
+      '--port', '0', '--tls-port', String(port), '--tls-cert-file', options.tls.cert, '--tls-key-file', options.tls.key,
+      '--tls-ca-cert-file', options.tls.ca, '--tls-auth-clients', 'no',
+    ]
+    const server = spawnRedis({ port, dir, args: [...tls, ...(options.args ?? [])] }, options.password, options.tls)
     try {
       await server.ready
     } catch (err) {

@@ -4,7 +4,8 @@
 // Batching: decide() only appends to a batch; the batches are sent once per event-loop turn (setImmediate),
 // each as ONE script call over up to MAX_BATCH keys (numkeys = N), answered by one `.then` that walks the
 // flat reply. A batch is atomic as a whole, so each of its decisions is. On Redis Cluster a batch holds keys
-// of one slot only. Batches are pooled: after warm-up a decision allocates only its key string.
+// of one slot only. Batches are pooled and their handlers made once, so a decision costs its key string and
+// a few array pushes.
 // Measured with bench/micro/redis-store-bench.ts (one local redis-server, 2-core machine): see BATCHING below.
 //
 // Failure: no offline queue and no retries per command, so nothing waits for a Redis that is away. A batch
@@ -16,11 +17,11 @@
 // Scripts: ioredis defineCommand sends EVAL the first time on each connection (so a restarted Redis, which
 // has no scripts, or a new cluster node gets the script), then EVALSHA; a NOSCRIPT reply (SCRIPT FLUSH on
 // a live connection) is answered by resending as EVAL, still inside the batch's one timer.
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import type { StepContext } from '../../http/request-step.js'
 import { Algorithm, type ClusterDecisionSink, type ClusterLimit, type ClusterStore, type ClusterStoreStatus } from './cluster-store.js'
+import { openClient, type StoreClient } from './redis-client.js'
 import { keySlot } from './redis-key-slot.js'
-import { DECIDE_LUA, REFUND_LUA, REPLY_FIELDS } from './redis-scripts.js'
+import { REPLY_FIELDS } from './redis-scripts.js'
 
 export interface RedisStoreSettings {
   /** redis://[user:pass@]host:port[/db] or rediss:// (TLS); null when `cluster` is given. */
@@ -31,25 +32,21 @@ export interface RedisStoreSettings {
   readonly timeoutMs: number
 }
 
-// BATCHING figures (decisions/s, mean latency per decision at 256 concurrent decisions; see the bench):
-// batched (this file) vs one EVALSHA per decision with ioredis auto-pipelining: filled in from the bench.
+// BATCHING, measured by bench/micro/redis-store-bench.ts (closed loop, token bucket over 10k keys, one local
+// redis-server sharing this 2-core machine, two runs): decisions/s and the gateway's CPU µs per decision.
+//   concurrent   batched (this file)    one EVALSHA each      one EVALSHA each + enableAutoPipelining
+//   1            12-18k/s, 29-46 µs     17-18k/s, 27-34 µs    12k/s, 56-59 µs
+//   16           84k/s, 4.1 µs          38k/s, 13.7 µs        39k/s, 14.5 µs
+//   64           119k/s, 2.3 µs         47k/s, 11.0 µs        49k/s, 10.8 µs
+//   256          130-134k/s, 1.9 µs     41-52k/s, 10-12 µs    47-50k/s, 10-11 µs
+// Redis's CPU per decision drops too (256 concurrent: 5.6 vs 9-10 µs). A lone decision waits one
+// event-loop turn (setImmediate) before it is sent; setImmediate rather than nextTick so that decisions
+// of all the sockets read in one turn share a call.
 const MAX_BATCH = 64
 /** Batches sent and not yet answered by Redis; past this (Redis stalled), new batches fail at once. */
 const MAX_IN_FLIGHT = 1024
 const POOL_SIZE = 64
-const CONNECT_TIMEOUT_MS = 2000
 const CLOSE_TIMEOUT_MS = 1000
-
-/** ioredis retryStrategy: reconnect after 100, 200, 400, 800, then every 1000 ms, forever. */
-function reconnectDelayMs(attempt: number): number {
-  return Math.min(50 * 2 ** Math.min(attempt, 5), 1000)
-}
-
-/** The commands defineCommand adds (ioredis types them only through module augmentation). */
-interface ScriptCommands {
-  tollgateDecide(numKeys: number, keys: readonly string[], argv: readonly number[]): Promise<unknown>
-  tollgateRefund(key: string, algorithm: number, p1: number, p2: number): Promise<unknown>
-}
 
 interface BatchHooks {
   answer(batch: Batch, reply: unknown): void
@@ -76,8 +73,6 @@ class Batch {
     this.onTimeout = () => hooks.expire(this)
   }
 }
-
-type StoreClient = (Redis | Cluster) & ScriptCommands
 
 export class RedisStore implements ClusterStore {
   readonly #client: StoreClient
@@ -121,34 +116,9 @@ export class RedisStore implements ClusterStore {
       this.#inFlight--
       this.#remember(err)
     }
-    const common: RedisOptions = {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-      connectTimeout: CONNECT_TIMEOUT_MS,
-      retryStrategy: reconnectDelayMs,
-    }
-    if (settings.cluster !== null) {
-      this.#kind = 'redis-cluster'
-      this.#bySlot = new Map()
-      const nodes = settings.cluster.map(parseNode)
-      const first = nodes[0]
-      const options: ClusterOptions = {
-        enableOfflineQueue: false,
-        clusterRetryStrategy: reconnectDelayMs,
-        slotsRefreshTimeout: CONNECT_TIMEOUT_MS,
-        redisOptions: { ...common, ...(first === undefined ? {} : first.auth) },
-      }
-      this.#client = new Cluster(nodes.map((n) => ({ host: n.host, port: n.port })), options) as StoreClient
-    } else if (settings.url !== null) {
-      this.#kind = 'redis'
-      this.#bySlot = null
-      this.#client = new Redis(settings.url, common) as StoreClient
-    } else {
-      throw new Error('RedisStore: settings need redis.url or redis.cluster, got neither')
-    }
-    this.#client.defineCommand('tollgateDecide', { lua: DECIDE_LUA })
-    this.#client.defineCommand('tollgateRefund', { lua: REFUND_LUA, numberOfKeys: 1 })
+    this.#client = openClient(settings.url, settings.cluster)
+    this.#kind = settings.cluster !== null ? 'redis-cluster' : 'redis'
+    this.#bySlot = settings.cluster !== null ? new Map() : null
     this.#client.on('ready', () => { this.#isDown = false })
     this.#client.on('error', (err: unknown) => {
       this.#isDown = true
@@ -334,20 +304,4 @@ export class RedisStore implements ClusterStore {
     this.#lastError = message.split('\n', 1)[0] ?? message
     this.#lastErrorAt = new Date().toISOString()
   }
-}
-
-interface NodeAddress {
-  readonly host: string
-  readonly port: number
-  readonly auth: Pick<RedisOptions, 'username' | 'password' | 'tls'>
-}
-
-/** redis://[user:pass@]host[:port] or rediss:// of a cluster node. */
-function parseNode(url: string): NodeAddress {
-  const u = new URL(url)
-  const auth: { username?: string; password?: string; tls?: RedisOptions['tls'] } = {}
-  if (u.username !== '') auth.username = decodeURIComponent(u.username)
-  if (u.password !== '') auth.password = decodeURIComponent(u.password)
-  if (u.protocol === 'rediss:') auth.tls = {}
-  return { host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port === '' ? 6379 : Number(u.port), auth }
 }
