@@ -31,7 +31,11 @@ export function openClient(url: string | null, cluster: readonly string[] | null
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
     connectTimeout: CONNECT_TIMEOUT_MS,
+    // A socket that does not close within this after disconnect() (the peer is gone) is destroyed.
+    disconnectTimeout: 500,
     retryStrategy: reconnectDelayMs,
+    // Shown by CLIENT LIST, for the operator (and the tests) to tell the limiter's connections apart.
+    connectionName: 'tollgate-ratelimit',
   }
   let client: Redis | Cluster
   if (cluster !== null) {

@@ -46,6 +46,12 @@ const MAX_BATCH = 64
 /** Batches sent and not yet answered by Redis; past this (Redis stalled), new batches fail at once. */
 const MAX_IN_FLIGHT = 1024
 const POOL_SIZE = 64
+/**
+ * Batches have timed out, and none was answered, for this long: the connection is taken for dead and
+ * replaced. A Redis host that vanished without a TCP reset would otherwise hold the socket for the
+ * kernel's retransmission timeout (about 15 min on Linux), every decision failing meanwhile.
+ */
+const STALL_RECONNECT_MS = 2000
 const CLOSE_TIMEOUT_MS = 1000
 
 interface BatchHooks {
@@ -95,6 +101,8 @@ export class RedisStore implements ClusterStore {
   #lastErrorAt: string | null = null
   /** The client's last 'error' event: why a decision failed fast while not connected. */
   #connectionError: string | null = null
+  /** performance.now() of the first timeout since the last reply, or null. */
+  #stalledSinceMs: number | null = null
   readonly #hooks: BatchHooks
   readonly #flush: () => void
   readonly #onRefundDone: () => void
@@ -236,6 +244,7 @@ export class RedisStore implements ClusterStore {
 
   #answer(batch: Batch, reply: unknown): void {
     this.#inFlight--
+    this.#stalledSinceMs = null
     if (batch.isAnswered) return this.#recycle(batch)
     clearTimeout(batch.timer ?? undefined)
     const n = batch.keys.length
@@ -270,6 +279,14 @@ export class RedisStore implements ClusterStore {
     if (batch.isAnswered) return
     // The command stays with ioredis until Redis answers or the connection drops; #answer/#failed recycle.
     this.#failAll(batch, `no answer within ${this.#timeoutMs} ms (redis.timeout)`)
+    const now = performance.now()
+    if (this.#stalledSinceMs === null) {
+      this.#stalledSinceMs = now
+    } else if (now - this.#stalledSinceMs >= STALL_RECONNECT_MS) {
+      this.#remember(`no answer from Redis for ${Math.round(now - this.#stalledSinceMs)} ms; reconnecting`)
+      this.#stalledSinceMs = null
+      this.#client.disconnect(true)
+    }
   }
 
   #failAll(batch: Batch, err: unknown): void {

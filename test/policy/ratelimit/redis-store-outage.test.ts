@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { makeRedisCertificates, startRedis, type RedisServer } from '../../helpers/redis.js'
 import { freePort } from '../../helpers/upstream.js'
-import { allowedOf, decide, decideInChild, openStore, tokenBucket, until } from './redis-decisions.js'
+import { allowedOf, decide, decideInChild, openStore, sleep, tokenBucket, until } from './redis-decisions.js'
 
 describe('RedisStore when Redis fails', () => {
   it('fails every decision within redis.timeout while Redis is stopped (SIGSTOP), and answers again after SIGCONT', async () => {
@@ -24,6 +24,31 @@ describe('RedisStore when Redis fails', () => {
     redis.resume()
     const again = await decide(store, limit, 'k', 2)
     expect(again.map((a) => a.ok)).toEqual([true, true])
+  })
+
+  it('replaces a connection that has not answered for 2 s of timeouts, and decides on the new one', async () => {
+    const redis = await startRedis()
+    const { store } = await openStore({ url: redis.url, timeoutMs: 100 })
+    const limit = tokenBucket(1e-9, 1000)
+    expect(allowedOf(await decide(store, limit, 'k'))).toEqual([true])
+    const connections = async (): Promise<string[]> => (await redis.cli(['CLIENT', 'LIST']))
+      .split('\n').filter((line) => line.includes(' name=tollgate-ratelimit ')).map((line) => /^id=(\d+)/.exec(line)![1]!)
+    const [first] = await connections()
+    redis.pause() // the socket stays open: only the store's own timing can tell
+    const deadline = Date.now() + 6000
+    while (!/reconnecting/.test(store.status().lastError ?? '')) {
+      expect(Date.now()).toBeLessThan(deadline)
+      expect((await decide(store, limit, 'k')).map((a) => a.ok)).toEqual([false])
+      await sleep(200)
+    }
+    // The old socket is ended, then destroyed when Redis does not close its side (disconnectTimeout).
+    await until(() => store.status().state !== 'ready', 'the old connection is gone')
+    redis.resume()
+    await until(() => store.status().state === 'ready', 'the store reconnected')
+    expect(allowedOf(await decide(store, limit, 'k'))).toEqual([true])
+    const now = await connections()
+    expect(now).toHaveLength(1)
+    expect(now[0]).not.toBe(first)
   })
 
   it('resumes deciding after Redis is killed and restarted on the same port, with no new store', async () => {
