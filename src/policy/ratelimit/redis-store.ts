@@ -69,6 +69,8 @@ class Batch {
   readonly ctxs: StepContext[] = []
   /** Answered (reply, failure or timeout): later news of this send is ignored. */
   isAnswered = false
+  /** Waiting for the first connection (see #park). */
+  isParked = false
   timer: NodeJS.Timeout | null = null
   readonly onReply: (reply: unknown) => void
   readonly onFailure: (err: unknown) => void
@@ -90,6 +92,8 @@ export class RedisStore implements ClusterStore {
   readonly #bySlot: Map<number, Batch> | null
   /** Full batches waiting for the flush. */
   readonly #sealed: Batch[] = []
+  /** Batches waiting for the first connection, each under its own redis.timeout (see #park). */
+  readonly #parked: Batch[] = []
   readonly #pool: Batch[] = []
   #isScheduled = false
   #inFlight = 0
@@ -127,14 +131,21 @@ export class RedisStore implements ClusterStore {
     this.#client = openClient(settings.url, settings.cluster)
     this.#kind = settings.cluster !== null ? 'redis-cluster' : 'redis'
     this.#bySlot = settings.cluster !== null ? new Map() : null
-    this.#client.on('ready', () => { this.#isDown = false })
+    this.#client.on('ready', () => {
+      this.#isDown = false
+      this.#sendParked()
+    })
     this.#client.on('error', (err: unknown) => {
       this.#isDown = true
       this.#remember(err)
       this.#connectionError = this.#lastError
+      this.#failParked(this.#lastError)
     })
     this.#client.on('node error', (err: unknown) => this.#remember(err))
-    this.#client.on('close', () => { this.#isDown = true })
+    this.#client.on('close', () => {
+      this.#isDown = true
+      this.#failParked('connection closed')
+    })
   }
 
   // Hot path: once per request per cluster limiter. Appends to a batch; the answer comes through `sink`.
@@ -197,6 +208,7 @@ export class RedisStore implements ClusterStore {
     if (this.#isClosed) return
     this.#isClosed = true
     this.#flushAll()
+    this.#failParked('store closed')
     const client = this.#client
     if (client.status === 'ready') {
       let timer: NodeJS.Timeout | undefined
@@ -229,6 +241,10 @@ export class RedisStore implements ClusterStore {
 
   #send(batch: Batch): void {
     batch.isAnswered = false
+    if (!this.#isClosed && this.#client.status !== 'ready' && !this.#isDown && this.#inFlight < MAX_IN_FLIGHT) {
+      this.#park(batch)
+      return
+    }
     const why = this.#isClosed ? 'store closed'
       : this.#client.status !== 'ready' ? `not connected (${this.#client.status}): ${this.#connectionError ?? 'no error yet'}`
         : this.#inFlight >= MAX_IN_FLIGHT ? `${MAX_IN_FLIGHT} batches unanswered` : null
@@ -240,6 +256,43 @@ export class RedisStore implements ClusterStore {
     this.#inFlight++
     batch.timer = setTimeout(batch.onTimeout, this.#timeoutMs)
     this.#client.tollgateDecide(batch.keys.length, batch.keys, batch.argv).then(batch.onReply, batch.onFailure)
+  }
+
+  /**
+   * The first connection is still being made (the gateway just started, or redis: just changed) and has
+   * not failed: the batch waits for it, within its redis.timeout, instead of failing at once. Otherwise
+   * every gateway start would answer its first requests by onStoreError. Once a connection was lost
+   * (#isDown), batches fail at once until it is back.
+   */
+  #park(batch: Batch): void {
+    this.#inFlight++
+    batch.isParked = true
+    batch.timer = setTimeout(batch.onTimeout, this.#timeoutMs)
+    this.#parked.push(batch)
+  }
+
+  #sendParked(): void {
+    for (const batch of this.#parked.splice(0)) {
+      batch.isParked = false
+      if (batch.isAnswered) { // timed out while waiting
+        this.#inFlight--
+        this.#recycle(batch)
+        continue
+      }
+      this.#client.tollgateDecide(batch.keys.length, batch.keys, batch.argv).then(batch.onReply, batch.onFailure)
+    }
+  }
+
+  #failParked(why: string | null): void {
+    for (const batch of this.#parked.splice(0)) {
+      batch.isParked = false
+      this.#inFlight--
+      if (!batch.isAnswered) {
+        clearTimeout(batch.timer ?? undefined)
+        this.#failAll(batch, why ?? 'not connected')
+      }
+      this.#recycle(batch)
+    }
   }
 
   #answer(batch: Batch, reply: unknown): void {
@@ -278,6 +331,10 @@ export class RedisStore implements ClusterStore {
     batch.timer = null
     if (batch.isAnswered) return
     // The command stays with ioredis until Redis answers or the connection drops; #answer/#failed recycle.
+    if (batch.isParked) {
+      this.#failAll(batch, `not connected within ${this.#timeoutMs} ms (redis.timeout): ${this.#client.status}`)
+      return // stays parked until the connection is made or fails (#sendParked, #failParked)
+    }
     this.#failAll(batch, `no answer within ${this.#timeoutMs} ms (redis.timeout)`)
     const now = performance.now()
     if (this.#stalledSinceMs === null) {

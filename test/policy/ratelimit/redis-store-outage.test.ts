@@ -72,6 +72,17 @@ describe('RedisStore when Redis fails', () => {
     expect(await redis.cli(['INFO', 'commandstats'])).toMatch(/cmdstat_eval:calls=1,/)
   })
 
+  it('lets decisions made before the first connection is up wait for it (within redis.timeout) rather than fail', async () => {
+    const redis = await startRedis()
+    const { store, errors } = await openStore({ url: redis.url, timeoutMs: 2000, ready: false })
+    expect(store.status().state).toBe('connecting')
+    const answers = await decide(store, tokenBucket(1 / 1000, 2), 'early', 3)
+    expect(answers.map((a) => a.ok)).toEqual([true, true, true])
+    expect(allowedOf(answers)).toEqual([true, true, false])
+    expect(errors()).toBe(0)
+    await store.close()
+  })
+
   it('fails decisions fast when Redis is not running at all, and closes anyway', async () => {
     const port = await freePort()
     const { store, errors } = await openStore({ url: `redis://127.0.0.1:${port}`, timeoutMs: 500, ready: false })
