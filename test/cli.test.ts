@@ -97,12 +97,16 @@ routes:
     expect(r.stderr).toMatch(/routes\[0\]\.circuitBreaker .*not enforced yet/)
   })
 
-  it('honours TOLLGATE_* overrides and rejects one that names no setting', () => {
+  it('honours TOLLGATE_* overrides, warns about one that names no setting and refuses a bad value', () => {
     const path = join(root, 'routes.yaml')
     expect(tollgate(['validate', path], { TOLLGATE_LIMITS_MAXBODYSIZE: '2MiB' }).status).toBe(0)
-    const bad = tollgate(['validate', path], { TOLLGATE_LIMITS_MAXBODYSIZ: '2MiB' })
+    const typo = tollgate(['validate', path], { TOLLGATE_LIMITS_MAXBODYSIZ: '2MiB', TOLLGATE_SERVICE_HOST: '10.0.0.1' })
+    expect(typo.status).toBe(0)
+    expect(typo.stderr).toContain('TOLLGATE_LIMITS_MAXBODYSIZ')
+    expect(typo.stderr).not.toContain('TOLLGATE_SERVICE_HOST')
+    const bad = tollgate(['validate', path], { TOLLGATE_LIMITS_MAXBODYSIZE: 'huge' })
     expect(bad.status).toBe(1)
-    expect(bad.stderr).toContain('TOLLGATE_LIMITS_MAXBODYSIZ')
+    expect(bad.stderr).toContain('TOLLGATE_LIMITS_MAXBODYSIZE')
   })
 })
 

@@ -2,7 +2,10 @@
 // sets limits.maxBodySize. Each `_` separates one key (config keys are camelCase, never contain `_`), matched
 // case-insensitively against the schema. Only scalar (and scalar-list) settings of fixed sections can be set
 // this way, not routes or upstreams. The string is turned into the setting's type here; validation then
-// reports what is still wrong, located at the variable's name.
+// reports what is still wrong, located at the variable's name. A variable that names no setting is a
+// warning and is ignored (SPEC §1): Kubernetes injects service links (TOLLGATE_PORT, TOLLGATE_SERVICE_HOST,
+// TOLLGATE_PORT_8080_TCP_ADDR...) into every pod of a namespace with a Service named tollgate, and those are
+// skipped without a word.
 import type { ConfigIssue } from '../errors.js'
 import { Config } from './schema.js'
 import { formatPath } from './validate-value.js'
@@ -11,6 +14,12 @@ export const ENV_PREFIX = 'TOLLGATE_'
 
 /** TOLLGATE_* variables that steer the process, not the config: never read as overrides. */
 export const PROCESS_VARIABLES: ReadonlySet<string> = new Set(['TOLLGATE_LOG_LEVEL', 'TOLLGATE_CONFIG', 'TOLLGATE_WORKER', 'TOLLGATE_WORKERS', 'TOLLGATE_TEST_LOG'])
+
+/**
+ * Kubernetes service links of a Service named `tollgate` or `tollgate-<x>` (upper-cased, `-` as `_`):
+ * <NAME>_SERVICE_HOST, <NAME>_SERVICE_PORT[_<port name>], <NAME>_PORT, <NAME>_PORT_<n>_<proto>[_ADDR|_PORT|_PROTO].
+ */
+const SERVICE_LINK = /^TOLLGATE(_[A-Z0-9]+)*_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_(ADDR|PORT|PROTO))?)?)$/
 
 interface SchemaNode {
   readonly type?: string
@@ -36,7 +45,7 @@ export function applyEnvOverrides(root: Record<string, unknown>, env: NodeJS.Pro
     if (raw === undefined) continue
     const resolved = resolveSetting(name)
     if (typeof resolved === 'string') {
-      issues.push({ where: name, path: '', message: resolved, severity: 'error' })
+      if (!SERVICE_LINK.test(name)) issues.push({ where: name, path: '', message: `${resolved} (ignored)`, severity: 'warning' })
       continue
     }
     const { path, leaf } = resolved

@@ -286,20 +286,42 @@ describe('TOLLGATE_* overrides', () => {
     expect(config.etcd?.endpoints).toEqual(['http://a:2379', 'http://b:2379'])
   })
 
-  it('refuses a variable naming no setting, and reports bad values at the variable', () => {
-    expect(problems(text, {
+  it('reports bad values at the variable, and ignores a variable naming no setting with a warning', () => {
+    const env = {
       TOLLGATE_LISTN: '0.0.0.0:80',
       TOLLGATE_LIMITS: '1',
       TOLLGATE_ROUTES_0_UPSTREAM: 'x',
       TOLLGATE_PATHS_MERGESLASHES: 'maybe',
       TOLLGATE_LIMITS_MAXLIMITERKEYS: '0',
-    })).toEqual([
-      'TOLLGATE_LIMITS limits is a section; set one of its settings, e.g. TOLLGATE_LIMITS_MAXBODYSIZE',
+    }
+    expect(problems(text, env).filter((p) => !p.endsWith('(ignored)'))).toEqual([
       'TOLLGATE_LIMITS_MAXLIMITERKEYS limits.maxLimiterKeys: must be an integer >= 1, got 0',
-      'TOLLGATE_LISTN names no setting: "LISTN" is not one of the top-level settings: listen, admin, clientIp, limits, paths, shutdown, etcd, redis, tracing, upstreams, routes',
       'TOLLGATE_PATHS_MERGESLASHES paths.mergeSlashes: must be true or false, got "maybe"',
-      'TOLLGATE_ROUTES_0_UPSTREAM routes cannot be set from the environment; only settings outside routes and upstreams can',
     ])
+    const { warnings } = loadConfigText(text, 'routes.yaml', { TOLLGATE_LISTN: '0.0.0.0:80', TOLLGATE_LIMITS: '1', TOLLGATE_ROUTES_0_UPSTREAM: 'x' })
+    expect(warnings.map(formatIssue)).toEqual([
+      'TOLLGATE_LIMITS limits is a section; set one of its settings, e.g. TOLLGATE_LIMITS_MAXBODYSIZE (ignored)',
+      'TOLLGATE_LISTN names no setting: "LISTN" is not one of the top-level settings: listen, admin, clientIp, limits, paths, shutdown, etcd, redis, tracing, upstreams, routes (ignored)',
+      'TOLLGATE_ROUTES_0_UPSTREAM routes cannot be set from the environment; only settings outside routes and upstreams can (ignored)',
+    ])
+  })
+
+  it('skips the Kubernetes service links of a Service named tollgate without a word', () => {
+    const links = {
+      TOLLGATE_PORT: 'tcp://10.0.0.1:8080',
+      TOLLGATE_SERVICE_HOST: '10.0.0.1',
+      TOLLGATE_SERVICE_PORT: '8080',
+      TOLLGATE_SERVICE_PORT_HTTP: '8080',
+      TOLLGATE_PORT_8080_TCP: 'tcp://10.0.0.1:8080',
+      TOLLGATE_PORT_8080_TCP_ADDR: '10.0.0.1',
+      TOLLGATE_PORT_8080_TCP_PORT: '8080',
+      TOLLGATE_PORT_8080_TCP_PROTO: 'tcp',
+      TOLLGATE_ADMIN_SERVICE_HOST: '10.0.0.2',
+      TOLLGATE_ADMIN_PORT_9901_TCP_ADDR: '10.0.0.2',
+    }
+    const { config, warnings } = loadConfigText(text, 'routes.yaml', links)
+    expect(warnings).toEqual([])
+    expect(config.listen).toBe('0.0.0.0:8080')
   })
 })
 
