@@ -10,19 +10,29 @@ const USAGE = `usage:
   tollgate [--config routes.yaml] [--listen host:port] [--admin host:port] [--workers N|auto]
   tollgate validate [routes.yaml]
   tollgate schema
+  tollgate --version | --help
   tollgate etcd put F [--prune] [--dry-run]
   tollgate etcd get
   tollgate register --upstream U --url URL [--ttl 10s] [--id ID] [--weight N]
   (etcd commands: --endpoints, --prefix, --config; see tollgate etcd help)`
 
 async function main(argv: string[]): Promise<number> {
+  if (argv.includes('--version') || argv[0] === 'version') {
+    process.stdout.write(`tollgate ${await packageVersion()}\n`)
+    return 0
+  }
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(USAGE + '\n')
+    return 0
+  }
   const command = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : 'run'
   const rest = command === 'run' && argv[0] !== 'run' ? argv : argv.slice(1)
   switch (command) {
     // Loaded on demand, like the etcd commands below: a cluster worker never loads the config parser.
     case 'validate': {
       const { runValidate } = await import('./commands/validate-command.js')
-      const r = runValidate(rest[0] ?? 'routes.yaml', process.env)
+      // The same file the gateway would run: TOLLGATE_CONFIG names it for both (SPEC §1).
+      const r = runValidate(rest[0] ?? process.env['TOLLGATE_CONFIG'] ?? 'routes.yaml', process.env)
       process.stdout.write(r.stdout)
       process.stderr.write(r.stderr)
       return r.exitCode
@@ -55,6 +65,12 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+async function packageVersion(): Promise<string> {
+  const { readFile } = await import('node:fs/promises')
+  const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }
+  return pkg.version ?? 'unknown'
+}
+
 function commandIo(): { stdout(text: string): void; stderr(text: string): void; env: NodeJS.ProcessEnv } {
   return { stdout: (t) => { process.stdout.write(t) }, stderr: (t) => { process.stderr.write(t) }, env: process.env }
 }
@@ -73,8 +89,17 @@ async function run(args: string[]): Promise<number> {
   }
   // Flags win over TOLLGATE_* variables, which win over the file: pass them through the same override path.
   const env = { ...process.env }
-  if (values.listen !== undefined) env['TOLLGATE_LISTEN'] = values.listen
-  if (values.admin !== undefined) env['TOLLGATE_ADMIN'] = values.admin
+  // TOLLGATE_FROM_FLAGS tells the override code to name the flag, not the variable, in messages.
+  const fromFlags: string[] = []
+  if (values.listen !== undefined) {
+    env['TOLLGATE_LISTEN'] = values.listen
+    fromFlags.push('listen')
+  }
+  if (values.admin !== undefined) {
+    env['TOLLGATE_ADMIN'] = values.admin
+    fromFlags.push('admin')
+  }
+  if (fromFlags.length > 0) env['TOLLGATE_FROM_FLAGS'] = fromFlags.join(',')
   const configPath = values.config ?? env['TOLLGATE_CONFIG'] ?? 'routes.yaml'
   const workers = values.workers === undefined ? 1 : values.workers === 'auto' ? availableParallelism() : Number(values.workers)
   if (!Number.isInteger(workers) || workers < 1) {

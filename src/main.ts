@@ -7,7 +7,13 @@ import { createLogger } from './telemetry/log.js'
 
 /** Runs the gateway until SIGTERM/SIGINT; resolves with the exit code. */
 export async function runGateway(configPath: string, env: NodeJS.ProcessEnv, workers: number): Promise<number> {
-  const log = createLogger(env)
+  let log
+  try {
+    log = createLogger(env)
+  } catch (err) {
+    process.stderr.write(`tollgate: ${(err as Error).message}\n`)
+    return 1
+  }
   try {
     if (cluster.isWorker) {
       const { runWorker } = await import('./lifecycle/cluster/worker.js')

@@ -182,3 +182,59 @@ routes:
     expect(r.stdout).toContain('OK')
   }, 90_000) // npx takes tens of seconds on a loaded machine; the spawn's own 60 s bound comes first
 })
+
+describe('what an operator types wrong (issue 14 item 3)', () => {
+  it('validates the file TOLLGATE_CONFIG names, as the gateway would run it', () => {
+    const bad = file('elsewhere.yaml', 'listen: nope\n')
+    const r = tollgate(['validate'], { TOLLGATE_CONFIG: bad })
+    expect(r.status).toBe(1)
+    expect(r.stderr).toContain(`${bad}:1:9 listen:`)
+  })
+
+  it('answers --help and --version with exit 0', () => {
+    const help = tollgate(['--help'])
+    expect(help.status).toBe(0)
+    expect(help.stdout).toMatch(/^usage:/)
+    const version = tollgate(['--version'])
+    expect(version.status).toBe(0)
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }
+    expect(version.stdout.trim()).toBe(`tollgate ${pkg.version}`)
+  })
+
+  it('blames a bad --listen on the flag, not on TOLLGATE_LISTEN or the file', () => {
+    const r = tollgate(['--config', join(root, 'routes.yaml'), '--listen', 'nope'])
+    expect(r.status).toBe(1)
+    expect(r.stderr).toContain('--listen listen: must be host:port')
+    expect(r.stderr).not.toContain('TOLLGATE_LISTEN')
+  })
+
+  it('says in one line that TOLLGATE_LOG_LEVEL is bad, without a stack trace', () => {
+    const r = tollgate(['--config', join(root, 'routes.yaml')], { TOLLGATE_LOG_LEVEL: 'loud' })
+    expect(r.status).toBe(1)
+    expect(r.stderr.trim()).toBe('tollgate: TOLLGATE_LOG_LEVEL: expected one of trace, debug, info, warn, error, fatal, silent, got "loud"')
+  })
+
+  it('says in plain words that the config path is a directory or missing', () => {
+    const isDir = tollgate(['--config', dir])
+    expect(isDir.status).toBe(1)
+    expect(isDir.stderr).toContain(`${dir} cannot read the config file: it is a directory; name the routes.yaml file in it`)
+    const missing = tollgate(['--config', join(dir, 'nope.yaml')])
+    expect(missing.stderr).toContain('cannot read the config file: no such file')
+    expect(missing.stderr).not.toMatch(/\n\s+at /)
+  })
+
+  it('says which listener found its address in use', async () => {
+    const { createServer } = await import('node:net')
+    const busy = createServer()
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r))
+    onTestFinished(() => new Promise<void>((r) => busy.close(() => r())))
+    const port = (busy.address() as { port: number }).port
+    const admin = await freePort()
+    const proxyBusy = tollgate(['--config', join(root, 'routes.yaml'), '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${admin}`])
+    expect(proxyBusy.status).toBe(1)
+    expect(proxyBusy.stderr).toContain(`proxy listener 127.0.0.1:${port} (listen): address already in use`)
+    const adminBusy = tollgate(['--config', join(root, 'routes.yaml'), '--listen', `127.0.0.1:${await freePort()}`, '--admin', `127.0.0.1:${port}`])
+    expect(adminBusy.status).toBe(1)
+    expect(adminBusy.stderr).toContain(`admin listener 127.0.0.1:${port} (admin): address already in use`)
+  })
+})

@@ -3,6 +3,7 @@
 // node:http rather than fastify: four GET endpoints need no router, and bench/README.md "Targets" sets idle RSS <= 80 MiB.
 // Measured (node 20, this machine): our other dependencies loaded = 68.1 MiB RSS, + fastify = 75.6 MiB;
 // the whole gateway idled at 85 MiB with a fastify admin.
+import { listenError } from '../lib/host-port.js'
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 
@@ -27,9 +28,10 @@ export async function startAdminServer(address: { host: string; port: number }, 
   })
   server.keepAliveTimeout = 5_000
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
+    const failed = (err: unknown): void => reject(listenError(err, 'admin', 'admin', address.host, address.port))
+    server.once('error', failed)
     server.listen(address.port, address.host, () => {
-      server.off('error', reject)
+      server.off('error', failed)
       resolve()
     })
   })

@@ -13,7 +13,7 @@ import { formatPath } from './validate-value.js'
 export const ENV_PREFIX = 'TOLLGATE_'
 
 /** TOLLGATE_* variables that steer the process, not the config: never read as overrides. */
-export const PROCESS_VARIABLES: ReadonlySet<string> = new Set(['TOLLGATE_LOG_LEVEL', 'TOLLGATE_CONFIG', 'TOLLGATE_WORKER', 'TOLLGATE_WORKERS', 'TOLLGATE_TEST_LOG'])
+export const PROCESS_VARIABLES: ReadonlySet<string> = new Set(['TOLLGATE_LOG_LEVEL', 'TOLLGATE_CONFIG', 'TOLLGATE_WORKER', 'TOLLGATE_WORKERS', 'TOLLGATE_FROM_FLAGS', 'TOLLGATE_TEST_LOG'])
 
 /**
  * Kubernetes service links of a Service named `tollgate` or `tollgate-<x>` (upper-cased, `-` as `_`):
@@ -40,6 +40,12 @@ export function applyEnvOverrides(root: Record<string, unknown>, env: NodeJS.Pro
   const issues: ConfigIssue[] = []
   const bySetting = new Map<string, string>()
   const names = Object.keys(env).filter((n) => n.startsWith(ENV_PREFIX) && !PROCESS_VARIABLES.has(n)).sort()
+  // `tollgate --listen A` passes A as TOLLGATE_LISTEN; its problems are the flag's (src/cli.ts).
+  const flags = new Set((env['TOLLGATE_FROM_FLAGS'] ?? '').split(',').filter((f) => f !== ''))
+  const sourceOf = (name: string): string => {
+    const flag = name.slice(ENV_PREFIX.length).toLowerCase()
+    return flags.has(flag) ? `--${flag}` : name
+  }
   for (const name of names) {
     const raw = env[name]
     if (raw === undefined) continue
@@ -64,7 +70,7 @@ export function applyEnvOverrides(root: Record<string, unknown>, env: NodeJS.Pro
       }
     }
     parent[path[path.length - 1] ?? ''] = coerce(raw, leaf)
-    bySetting.set(formatPath(path), name)
+    bySetting.set(formatPath(path), sourceOf(name))
   }
   return {
     issues,

@@ -62,14 +62,21 @@ export function loadConfigText(text: string, file: string, env: NodeJS.ProcessEn
 
 /** Reads and loads a file; messages name `path` as given. */
 export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): LoadResult {
-  let text: string
+  return loadConfigText(readConfigText(path), path, env)
+}
+
+/** The text of the config file, or a ConfigError that says in plain words why it cannot be read. */
+export function readConfigText(path: string): string {
   try {
-    text = readFileSync(path, 'utf8')
+    return readFileSync(path, 'utf8')
   } catch (err) {
-    const reason = err instanceof Error && 'code' in err && err.code === 'ENOENT' ? 'no such file' : err instanceof Error ? err.message : String(err)
+    const code = err instanceof Error && 'code' in err ? err.code : undefined
+    const reason = code === 'ENOENT' ? 'no such file'
+      : code === 'EISDIR' ? 'it is a directory; name the routes.yaml file in it'
+        : code === 'EACCES' ? 'permission denied'
+          : err instanceof Error ? err.message : String(err)
     throw new ConfigError([{ where: path, path: '', message: `cannot read the config file: ${reason}`, severity: 'error' }])
   }
-  return loadConfigText(text, path, env)
 }
 
 function isError(issue: ConfigIssue): boolean {

@@ -1,9 +1,8 @@
 // routes.yaml as a config source: the text last applied, its revision, and what the last rejected reload
 // said. Reading and validating happen here; building and swapping the table is the caller's job.
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { ConfigError, type ConfigIssue } from '../errors.js'
-import { loadConfigText, type LoadResult } from '../config/load.js'
+import { loadConfigText, readConfigText, type LoadResult } from '../config/load.js'
 
 export type ReloadOutcome =
   | { readonly kind: 'unchanged'; readonly revision: string }
@@ -29,7 +28,7 @@ export class FileConfigSource {
 
   /** Start-up: every error at once, as a ConfigError. */
   loadInitial(): LoadResult {
-    const text = readFileSync(this.path, 'utf8')
+    const text = readConfigText(this.path)
     const result = loadConfigText(text, this.path, this.env)
     this.markApplied(text, result)
     return result
@@ -39,9 +38,10 @@ export class FileConfigSource {
   reload(): ReloadOutcome {
     let text: string
     try {
-      text = readFileSync(this.path, 'utf8')
+      text = readConfigText(this.path)
     } catch (err) {
-      return this.reject([{ where: this.path, path: '', message: `cannot read: ${(err as Error).message}`, severity: 'error' }], null)
+      if (err instanceof ConfigError) return this.reject([...err.issues], null)
+      throw err
     }
     const revision = revisionOf(text)
     if (revision === this.revision) {

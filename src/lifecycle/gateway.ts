@@ -17,7 +17,7 @@ import { ConfigApplier, type ApplyResult, type ConfigOrigin } from './config-app
 import type { ConfigSources, EtcdApplyEvent, ReloadEvent } from './config-sources.js'
 import { Drain, settlesBefore } from './drain.js'
 import { TableHolder } from './table-holder.js'
-import { listenAddress } from '../lib/host-port.js'
+import { listenAddress, listenError } from '../lib/host-port.js'
 
 export interface GatewayOptions {
   readonly configPath: string
@@ -107,9 +107,10 @@ export class Gateway {
     const { host, port } = listenAddress(this.#holder.config.listen)
     const server = this.#proxy.server
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
+      const failed = (err: unknown): void => reject(listenError(err, 'proxy', 'listen', host, port))
+      server.once('error', failed)
       server.listen({ host, port }, () => {
-        server.off('error', reject)
+        server.off('error', failed)
         resolve()
       })
     })
