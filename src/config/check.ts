@@ -25,12 +25,22 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
   for (const name of upstreamNames) {
     const upstream = upstreams[name]
     if (upstream === undefined || !isValid(['upstreams', name])) continue
+    if (isValid(['upstreams', name, 'targets'])) {
+      upstream.targets.forEach((target, t) => {
+        const problem = targetUrlProblem(target.url)
+        if (problem !== null) report('error', ['upstreams', name, 'targets', t, 'url'], problem)
+      })
+    }
     if (upstream.balancer === 'hash' && upstream.hashKey === undefined) {
       report('error', ['upstreams', name, 'balancer'], 'balancer "hash" needs hashKey (client-ip, path, header:<name> or query:<name>)')
     }
   }
   checkRedis(config, isValid, report)
   const routes = Array.isArray(config.routes) ? config.routes : []
+  // SPEC §1: a file that routes nothing serves only 404s; it is a mistake unless etcd brings the routes.
+  if (routes.length === 0 && config.etcd === undefined && isValid(['routes'])) {
+    report('error', [], 'the config has no routes (and no etcd: section to bring them): every request would get 404. Add routes: or an etcd: section')
+  }
   const paths = { mergeSlashes: config.paths?.mergeSlashes !== false, rejectSemicolon: config.paths?.rejectSemicolon !== false }
   const allowEncodedSlash = config.paths?.allowEncodedSlash === true
   const firstById = new Map<string, number>()
@@ -69,6 +79,24 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
     }
   })
   return issues
+}
+
+/** What is wrong with a target URL the schema's pattern let through (a port that is no port), or null. */
+function targetUrlProblem(url: string): string | null {
+  const authority = /^https?:\/\/([^/?#]+)/.exec(url)?.[1] ?? ''
+  const at = authority.lastIndexOf('@')
+  if (at >= 0) return 'a target URL has no user or password part'
+  const m = /^(\[[^\]]*\]|[^:]*)(?::(.*))?$/.exec(authority)
+  const port = m?.[2]
+  if (port !== undefined && (!/^[0-9]{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535)) {
+    return `port ${JSON.stringify(port)} is not a port number from 1 to 65535`
+  }
+  try {
+    new URL(url)
+  } catch {
+    return `${JSON.stringify(url)} is not a valid URL`
+  }
+  return null
 }
 
 type Report = (severity: ConfigIssue['severity'], path: readonly PathSegment[], message: string) => void

@@ -8,15 +8,21 @@ import { ConfigError, formatIssue } from '../../src/errors.js'
 /** Joins lines, so the line numbers in expectations can be counted. */
 const yaml = (...lines: string[]): string => `${lines.join('\n')}\n`
 
+/** The "no routes" error of a file that routes nothing (its own test below); the other tests look past it. */
+const NO_ROUTES = 'the config has no routes (and no etcd: section to bring them)'
+
 function problems(text: string, env: NodeJS.ProcessEnv = {}): string[] {
   try {
     loadConfigText(text, 'routes.yaml', env)
   } catch (err) {
-    if (err instanceof ConfigError) return err.issues.map(formatIssue)
+    if (err instanceof ConfigError) return err.issues.map(formatIssue).filter((line) => !line.includes(NO_ROUTES))
     throw err
   }
   throw new Error('expected the config to be rejected')
 }
+
+/** One route, for tests about other settings: a file with no routes is refused. */
+const A_ROUTE = ['upstreams: { u0: { targets: [{ url: "http://127.0.0.1:9009" }] } }', 'routes: [{ id: r0, match: { path: /r0 }, upstream: u0 }]']
 
 const UPSTREAM = ['upstreams:', '  users:', '    targets: [{ url: "http://127.0.0.1:9001" }]']
 
@@ -179,12 +185,25 @@ describe('loadConfigText', () => {
     })
   })
 
-  it('loads an empty file as all defaults with no routes', () => {
-    const { config, warnings, notEnforced } = loadConfigText('# nothing yet\n', 'routes.yaml', {})
+  it('refuses an empty file, or one with no routes, unless an etcd: section brings the routes', () => {
+    for (const text of ['', '# nothing yet\n', 'listen: 0.0.0.0:8080\n', 'routes: []\n']) {
+      expect(() => loadConfigText(text, 'routes.yaml', {})).toThrow(`routes.yaml:1:1 ${NO_ROUTES}: every request would get 404. Add routes: or an etcd: section`)
+    }
+    const { config, warnings } = loadConfigText('etcd: { endpoints: ["http://127.0.0.1:2379"] }\n', 'routes.yaml', {})
     expect(config.routes).toEqual([])
-    expect(config.upstreams).toEqual({})
     expect(warnings).toEqual([])
-    expect(notEnforced).toEqual([])
+  })
+
+  it('refuses a target URL whose port is no port, at its line and column', () => {
+    expect(problems(yaml(
+      'upstreams:',
+      '  a: { targets: [{ url: "http://127.0.0.1:1700l" }, { url: "http://127.0.0.1:170011" }, { url: "http://[::1]:0" }] }',
+      'routes: [{ id: r, match: { path: /a }, upstream: a }]',
+    ))).toEqual([
+      'routes.yaml:2:25 upstreams.a.targets[0].url: port "1700l" is not a port number from 1 to 65535',
+      'routes.yaml:2:60 upstreams.a.targets[1].url: port "170011" is not a port number from 1 to 65535',
+      'routes.yaml:2:96 upstreams.a.targets[2].url: port "0" is not a port number from 1 to 65535',
+    ])
   })
 
   it('reads YAML anchors and merge keys', () => {
@@ -255,7 +274,7 @@ describe('${VAR} substitution', () => {
 })
 
 describe('TOLLGATE_* overrides', () => {
-  const text = yaml('listen: 0.0.0.0:8080', 'paths: { mergeSlashes: true }')
+  const text = yaml('listen: 0.0.0.0:8080', 'paths: { mergeSlashes: true }', ...A_ROUTE)
 
   it('override settings of fixed sections, turned into the setting type', () => {
     const { config } = loadConfigText(text, 'routes.yaml', {
@@ -332,7 +351,7 @@ describe('loadConfigFile', () => {
     const file = join(dir, 'routes.yaml')
     writeFileSync(file, yaml('listen: 0.0.0.0:8080', 'admin: x'))
     expect(() => loadConfigFile(file, {})).toThrow(`${file}:2:8 admin: must be host:port`)
-    writeFileSync(file, yaml('listen: 0.0.0.0:8081'))
+    writeFileSync(file, yaml('listen: 0.0.0.0:8081', ...A_ROUTE))
     expect(loadConfigFile(file, {}).config.listen).toBe('0.0.0.0:8081')
   })
 

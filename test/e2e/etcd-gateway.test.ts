@@ -282,7 +282,7 @@ routes: [{ id: f, match: { path: /f }, upstream: u }]
         })
       })
     }
-    expect(await loaded('routes: []\n')).toEqual({ etcd3: false, grpc: false })
+    expect(await loaded('upstreams: { u: { targets: [{ url: "http://127.0.0.1:9" }] } }\nroutes: [{ id: r, match: { path: /r }, upstream: u }]\n')).toEqual({ etcd3: false, grpc: false })
     expect(await loaded(`etcd: { endpoints: ["${etcd.endpoint}"], prefix: /lazy, snapshotFile: "${dir}/s.json" }\n`)).toEqual({ etcd3: true, grpc: true })
   })
 

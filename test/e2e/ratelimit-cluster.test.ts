@@ -154,11 +154,12 @@ routes:
     expect(deny.status).toBe(503)
     expect(deny.error).toBe('RATE_LIMIT_UNAVAILABLE')
     latencies.push(allow.ms, deny.ms)
-    // Every decision waited for its timeout, and not much longer.
+    // Every decision waited for its timeout, and not much longer (on a quiet machine 2-6 ms longer; the
+    // bound leaves room for a busy CI machine).
     const sorted = [...latencies].sort((a, b) => a - b)
     console.log(`Redis frozen, redis.timeout ${TIMEOUT_MS} ms: request latency ms min ${sorted[0]!.toFixed(1)}, median ${sorted[3]!.toFixed(1)}, max ${sorted[6]!.toFixed(1)}`)
     expect(sorted[0]).toBeGreaterThanOrEqual(TIMEOUT_MS - 5)
-    expect(sorted[6]).toBeLessThan(TIMEOUT_MS + 150)
+    expect(sorted[6]).toBeLessThan(TIMEOUT_MS + 400)
     expect(await metric(gw, 'tollgate_ratelimit_store_errors_total')).toBeGreaterThanOrEqual(7)
     const status = (await httpRequest(`${gw.adminUrl}/status`).then((r) => r.json()) as { limiterStore: { errors: number; lastError: string | null } }).limiterStore
     expect(status.errors).toBeGreaterThanOrEqual(7)

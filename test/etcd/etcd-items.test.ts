@@ -162,7 +162,7 @@ describe('merging etcd items into the file config', () => {
   it('takes a route out of service when the file removed the upstream it uses', () => {
     const items = new EtcdItems('/tg')
     items.replaceAll([put('routes/x', { match: { path: '/x' }, upstream: 'legacy' })], revision)
-    const withLegacy = loadConfigText('upstreams: { legacy: { targets: [{ url: "http://127.0.0.1:9003" }] }, users: { targets: [{ url: "http://127.0.0.1:9001" }] } }\n', 'routes.yaml', {}).config
+    const withLegacy = loadConfigText('etcd: {}\nupstreams: { legacy: { targets: [{ url: "http://127.0.0.1:9003" }] }, users: { targets: [{ url: "http://127.0.0.1:9001" }] } }\n', 'routes.yaml', {}).config
     expect(routeIds(items.merge(withLegacy).config)).toEqual(['x'])
     const r = items.merge(FILE)
     expect(routeIds(r.config)).toEqual(['users', 'health'])
