@@ -84,6 +84,7 @@ export class ConfigSources {
     if (watchFile) this.#watcher = watchConfigFile(configPath, () => this.reload(), undefined, watchPollMs)
     const etcd = this.etcd
     if (etcd !== null) {
+      metrics.exposeEtcdUp()
       metrics.etcdUp.set(0)
       etcd.events.on('up', (up) => metrics.etcdUp.set(up ? 1 : 0))
       etcd.events.on('update', (update) => this.#onEtcd(applier, update))

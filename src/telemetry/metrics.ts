@@ -37,6 +37,7 @@ export class Metrics {
   readonly configReloads: Counter<'source' | 'result'>
   readonly lastReloadSuccess: Gauge<'source'>
   readonly etcdUp: Gauge
+  readonly #controlRegisters: Registry[]
   readonly ratelimitDecisions: FastCounter
   readonly ratelimitStoreErrors: Counter
   readonly ratelimitKeys: Gauge
@@ -67,10 +68,17 @@ export class Metrics {
     this.targetUp = new Gauge({ name: 'tollgate_upstream_target_up', help: '1 when the target is eligible for traffic, 0 when unhealthy or ejected.', labelNames: ['upstream', 'target'], registers })
     this.configReloads = new Counter({ name: 'tollgate_config_reloads_total', help: 'Config loads, by source (file, etcd) and result (applied, rejected).', labelNames: ['source', 'result'], registers: controlRegisters })
     this.lastReloadSuccess = new Gauge({ name: 'tollgate_config_last_reload_success_timestamp_seconds', help: 'Unix time of the last applied config, by source.', labelNames: ['source'], registers: controlRegisters })
-    this.etcdUp = new Gauge({ name: 'tollgate_etcd_up', help: '1 while the etcd watch is connected, 0 otherwise.', registers: controlRegisters })
+    // Registered by exposeEtcdUp() when the config has an etcd: section: a 0 without etcd would read as "etcd down".
+    this.etcdUp = new Gauge({ name: 'tollgate_etcd_up', help: '1 while the etcd watch is connected, 0 otherwise.', registers: [] })
+    this.#controlRegisters = controlRegisters
     for (const source of ['file', 'etcd']) {
       for (const result of ['applied', 'rejected']) this.configReloads.labels(source, result).inc(0)
     }
+  }
+
+  /** The config has an etcd: section: tollgate_etcd_up goes on /metrics (once). */
+  exposeEtcdUp(): void {
+    for (const r of this.#controlRegisters) if (r.getSingleMetric('tollgate_etcd_up') === undefined) r.registerMetric(this.etcdUp)
   }
 
   /** Labels of one route, bound at build time. Counter children are made lazily per (method, code). */
