@@ -24,8 +24,9 @@ export async function runGateway(configPath: string, env: NodeJS.ProcessEnv, wor
       return await runPrimary({ configPath, env, count: workers, log })
     }
     const { Gateway } = await import('./lifecycle/gateway.js')
-    const { handleShutdownSignals } = await import('./lifecycle/signals.js')
+    const { handleReloadSignal, handleShutdownSignals } = await import('./lifecycle/signals.js')
     const gateway = await Gateway.start({ configPath, env, log })
+    handleReloadSignal(() => gateway.reload(), log)
     return await handleShutdownSignals(() => gateway.shutdown(), log).exitCode
   } catch (err) {
     if (err instanceof ConfigError) {

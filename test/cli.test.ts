@@ -238,3 +238,26 @@ describe('what an operator types wrong (issue 14 item 3)', () => {
     expect(adminBusy.stderr).toContain(`admin listener 127.0.0.1:${port} (admin): address already in use`)
   })
 })
+
+describe('signals an operator sends (issue 14 item 5)', () => {
+  for (const workers of [1, 2]) {
+    it(`SIGHUP reloads the config file and keeps serving${workers > 1 ? ', with --workers 2' : ''}`, async () => {
+      const up = await startUpstream()
+      const routes = (path: string): string => `upstreams: { api: { targets: [{ url: ${up.url} }] } }\nroutes: [{ id: r, match: { path: ${path} }, upstream: api }]\n`
+      const gw = await spawnGateway(routes('/old'), workers > 1 ? ['--workers', String(workers)] : [])
+      expect((await httpRequest(`${gw.url}/old`)).status).toBe(200)
+      const text = readFileSync(gw.configPath, 'utf8').replace('path: /old', 'path: /new')
+      writeFileSync(gw.configPath, text)
+      gw.child.kill('SIGHUP') // before the file watch's 200 ms of quiet: the reload is the signal's
+      const deadline = Date.now() + 10_000
+      while (Date.now() < deadline && !gw.stdout().includes('SIGHUP reload done')) await new Promise((r) => setTimeout(r, 20))
+      expect(gw.stdout()).toMatch(/"result":"applied".*"msg":"SIGHUP reload done"/)
+      let status = 0
+      while (Date.now() < deadline && status !== 200) status = (await httpRequest(`${gw.url}/new`)).status // every worker
+      expect(status).toBe(200)
+      for (let i = 0; i < 4; i++) expect((await httpRequest(`${gw.url}/new`, { headers: { connection: 'close' } })).status).toBe(200)
+      expect(gw.child.exitCode).toBeNull()
+      expect((await gw.stop()).code).toBe(0)
+    }, 30_000)
+  }
+})

@@ -49,3 +49,18 @@ export function handleShutdownSignals(graceful: () => Promise<void>, log: Logger
   for (const signal of options.ignored ?? []) process.on(signal, () => undefined)
   return { exitCode, begin }
 }
+
+/**
+ * SIGHUP reloads the config file now, as it does for nginx and HAProxy (Node's default would kill the
+ * process with no drain). The file is also watched; this is for operators and scripts that expect it.
+ */
+export function handleReloadSignal(reload: () => string, log: Logger): void {
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'reloading the config file')
+    try {
+      log.info({ result: reload() }, 'SIGHUP reload done')
+    } catch (err) {
+      log.error({ err }, 'SIGHUP reload failed')
+    }
+  })
+}

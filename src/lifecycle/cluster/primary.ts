@@ -18,7 +18,7 @@ import { Metrics } from '../../telemetry/metrics.js'
 import { ConfigApplier, type BuiltConfig, type ConfigHolder, type ConfigOrigin } from '../config-applier.js'
 import { ConfigSources } from '../config-sources.js'
 import { Drain } from '../drain.js'
-import { handleShutdownSignals } from '../signals.js'
+import { handleReloadSignal, handleShutdownSignals } from '../signals.js'
 import { sendToWorker, toPrimary, type ToWorker } from './messages.js'
 import { listenAddress } from '../../lib/host-port.js'
 
@@ -215,5 +215,6 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   sources.start(applier)
   for (let i = 0; i < count; i++) fork()
 
+  handleReloadSignal(() => sources.reload(), log)
   return handleShutdownSignals(() => drain.begin(), log).exitCode
 }

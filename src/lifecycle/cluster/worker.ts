@@ -20,7 +20,7 @@ export function runWorker(log: Logger): Promise<number> {
   const shutdown = handleShutdownSignals(async () => {
     const g = gateway ?? await starting
     await g?.shutdown()
-  }, log, { signals: ['SIGTERM'], ignored: ['SIGINT'] })
+  }, log, { signals: ['SIGTERM'], ignored: ['SIGINT', 'SIGHUP'] })
 
   const apply = (g: Gateway, message: ConfigMessage): void => {
     const result = g.applyConfig(frozen(message.config), message.origin, message.revision)
