@@ -218,6 +218,25 @@ describe('--workers 2', () => {
     expect(servedBy(up, [survivor, replacement], from)).toEqual(new Set([survivor, replacement]))
   })
 
+  it('keeps a dead worker\u2019s counters in the sum: /metrics never goes backwards when a worker dies', async () => {
+    const up = await startRecordingUpstream()
+    const proc = await spawnGateway(routesYaml(up, ['a']), ['--workers', '2'])
+    const workers = childrenOf(proc.pid)
+    expect((await freshGets(proc.url + '/a/x', 20)).every((r) => r.status === 200)).toBe(true)
+    expect(servedBy(up, workers)).toEqual(new Set(workers))
+    const count = async (): Promise<number> => {
+      const m = /^tollgate_requests_total\{route="a",method="GET",code="200"\} (\d+)$/m.exec((await httpRequest(proc.adminUrl + '/metrics')).body)
+      return m === null ? 0 : Number(m[1])
+    }
+    expect(await count()).toBe(20) // this scrape is what the primary remembers of each worker
+
+    process.kill(workers[0]!, 'SIGKILL')
+    await statusUntil(proc, (w) => w.ready === 2 && !w.processes.some((p) => p.pid === workers[0]), 'a replacement worker is ready')
+    expect(await count()).toBe(20)
+    expect((await freshGets(proc.url + '/a/x', 4)).every((r) => r.status === 200)).toBe(true)
+    expect(await count()).toBe(24)
+  })
+
   it('sums the workers\u2019 counters in the primary\u2019s /metrics, each family once', async () => {
     const up = await startRecordingUpstream()
     const proc = await spawnGateway(routesYaml(up, ['a']), ['--workers', '2'])

@@ -53,6 +53,20 @@ interface WorkerState {
   configured: boolean
   ready: boolean
   revision: string | null
+  /** Its metrics at the last scrape it answered: stand in when it does not answer, kept when it dies. */
+  lastMetrics: object[] | null
+}
+
+/**
+ * The counters and histograms of a metrics snapshot (prom-client JSON): what may only grow. A dead worker's
+ * are kept in the sum, so the primary's /metrics never goes backwards (Prometheus would read a counter
+ * reset, and rate() a spike); its gauges (in flight, keys held) go with it.
+ */
+function monotonicOf(snapshot: readonly object[]): object[] {
+  return snapshot.filter((m) => {
+    const type = (m as { type?: string }).type
+    return type === 'counter' || type === 'histogram'
+  })
 }
 
 const METRICS_TIMEOUT_MS = 2000
@@ -140,11 +154,16 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   const fork = (): void => {
     if (drain.state !== 'serving') return
     const worker = cluster.fork({ ...env, TOLLGATE_WORKER: '1', TOLLGATE_WORKERS: String(count) })
-    const state: WorkerState = { worker, pid: worker.process.pid ?? 0, configured: false, ready: false, revision: null }
+    const state: WorkerState = { worker, pid: worker.process.pid ?? 0, configured: false, ready: false, revision: null, lastMetrics: null }
     workers.set(worker, state)
     worker.on('message', (m: unknown) => onMessage(state, m))
   }
   cluster.on('exit', (worker, code, signal) => {
+    const gone = workers.get(worker)
+    if (gone?.lastMetrics != null) {
+      const last = monotonicOf(gone.lastMetrics)
+      retired = retired.then(async (sum) => sum.length === 0 ? last : await AggregatorRegistry.aggregate([sum, last]).getMetricsAsJSON() as object[])
+    }
     workers.delete(worker)
     if (drain.state !== 'serving') return
     log.error({ worker: worker.process.pid, code, signal }, 'worker died; starting a replacement')
@@ -157,12 +176,16 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   })
 
   /** One worker's metrics as JSON, or null when it does not answer in time (dying, stuck). */
+  /** The counters and histograms of every worker that died, summed (monotonicOf). */
+  let retired: Promise<object[]> = Promise.resolve([])
+
   const metricsOf = (state: WorkerState): Promise<object[] | null> => new Promise((resolve) => {
     const id = nextMetricsId++
     const done = (value: object[] | null): void => {
       clearTimeout(timer)
       metricsReplies.delete(id)
-      resolve(value)
+      if (value !== null) state.lastMetrics = value
+      resolve(value ?? (state.lastMetrics === null ? null : monotonicOf(state.lastMetrics)))
     }
     const timer = setTimeout(done, METRICS_TIMEOUT_MS, null)
     metricsReplies.set(id, done)
@@ -196,6 +219,8 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
         // Only ready workers are asked: one still starting, or one that died, must not fail the scrape.
         const answers = await Promise.all([...workers.values()].filter((w) => w.ready).map(metricsOf))
         const all = answers.filter((a): a is object[] => a !== null)
+        const dead = await retired
+        if (dead.length > 0) all.push(dead)
         all.push(await metrics.registry.getMetricsAsJSON())
         return { contentType: metrics.registry.contentType, body: await AggregatorRegistry.aggregate(all).metrics() }
       },
