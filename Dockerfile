@@ -1,13 +1,15 @@
 # syntax=docker/dockerfile:1
 # Build stage: compile TypeScript with the dev dependencies.
-FROM node:20-bookworm-slim AS build
+# Node 24: the maintained LTS line (Node 20 reached end of life on 2026-04-30). CI also runs the tests on
+# Node 20.18+, the lowest version package.json's engines allows.
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json ./
 COPY src ./src
 RUN npm ci --no-audit --no-fund --ignore-scripts && npx tsc -p tsconfig.json
 
 # Runtime stage: production dependencies only, non-root.
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     TOLLGATE_LISTEN=0.0.0.0:8080 \
     TOLLGATE_ADMIN=0.0.0.0:9901

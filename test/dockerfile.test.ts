@@ -21,6 +21,17 @@ describe('Dockerfile', () => {
     expect(dockerfile).toMatch(/\/etc\/tollgate\/routes\.yaml/)
   })
 
+  it('builds on a maintained Node LTS line, and README mounts a config directory and publishes the admin port', () => {
+    // Node 20 reached end of life on 2026-04-30; 22 is maintained until 2027-04-30, 24 until 2028-04-30.
+    const majors = [...dockerfile.matchAll(/^FROM node:(\d+)/gm)].map((m) => Number(m[1]))
+    expect(majors.length).toBeGreaterThanOrEqual(2)
+    for (const major of majors) expect([22, 24]).toContain(major)
+    const readme = readFileSync(join(root, 'README.md'), 'utf8')
+    const run = /^docker run .*$/m.exec(readme)?.[0] ?? ''
+    expect(run).toMatch(/-v "\$PWD\/config:\/etc\/tollgate:ro"/)
+    expect(run).toMatch(/-p 127\.0\.0\.1:9901:9901/)
+  })
+
   it('runtime stage: the gateway starts from production dependencies only', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tollgate-image-'))
     try {
