@@ -43,6 +43,26 @@ export const RATE_LIMIT_UNAVAILABLE = refusal(503, 'RATE_LIMIT_UNAVAILABLE', 'th
 export const SHUTTING_DOWN = refusal(503, 'SHUTTING_DOWN', 'the gateway is shutting down')
 export const UPSTREAM_TIMEOUT = refusal(504, 'UPSTREAM_TIMEOUT', 'the upstream did not answer in time')
 
+const badRequests = new Map<string, Refusal>()
+
+/**
+ * 400 BAD_REQUEST saying which rule refused the request (`dot segment in the path`), never echoing the
+ * input. One frozen value per rule, made on first use: a refusal allocates nothing.
+ */
+export function badRequest(rule: string): Refusal {
+  let r = badRequests.get(rule)
+  if (r === undefined) {
+    r = refusal(400, 'BAD_REQUEST', `malformed or forbidden request: ${rule}`)
+    badRequests.set(rule, r)
+  }
+  return r
+}
+
+export const BAD_TRANSFER_ENCODING = badRequest('Transfer-Encoding other than exactly one "chunked" (ambiguous framing)')
+export const BAD_HOST_COUNT = badRequest('more than one Host header')
+export const BAD_ENCODED_SLASH = badRequest("encoded slash (%2F) in the path, which this route does not allow")
+export const BAD_FRAMING = badRequest('the request could not be parsed as HTTP/1.1 (framing, header syntax or size)')
+
 /** Every gateway-made response, in status order: the source of README's error table. */
 export const GATEWAY_ERRORS: readonly Refusal[] = Object.freeze([
   BAD_REQUEST, ROUTE_NOT_FOUND, METHOD_NOT_ALLOWED, REQUEST_TIMEOUT, PAYLOAD_TOO_LARGE,

@@ -2,7 +2,7 @@
 // is built): framing (one Host, Transfer-Encoding exactly "chunked" on one line, Expect), the client's
 // Connection tokens, and the headers it interprets (X-Forwarded-For, X-Request-Id, traceparent, tracestate).
 // Shared by the router's caller, the policies and the proxy; the copy pass is src/proxy/upstream-headers.ts.
-import { BAD_REQUEST, EXPECTATION_FAILED, type Refusal } from '../errors.js'
+import { BAD_HOST_COUNT, BAD_TRANSFER_ENCODING, EXPECTATION_FAILED, type Refusal } from '../errors.js'
 
 /** What pass 1 learned about a request. One instance per request, every field assigned in order. */
 export class RequestHeaderFacts {
@@ -44,7 +44,7 @@ export function scanRequestHeaders(raw: readonly string[], facts: RequestHeaderF
         teCount++
         // RFC 9112 §6.3 and README "Headers": anything but exactly one `chunked` is ambiguous framing. Node joins split TE headers,
         // so `gzip` + `chunked` on two lines would otherwise pass as "gzip, chunked".
-        if (value.length !== 7 || value.toLowerCase() !== 'chunked') return BAD_REQUEST
+        if (value.length !== 7 || value.toLowerCase() !== 'chunked') return BAD_TRANSFER_ENCODING
         facts.hasChunkedBody = true
         break
       case 'content-length':
@@ -76,7 +76,8 @@ export function scanRequestHeaders(raw: readonly string[], facts: RequestHeaderF
         break
     }
   }
-  if (hostCount > 1 || teCount > 1) return BAD_REQUEST
+  if (teCount > 1) return BAD_TRANSFER_ENCODING
+  if (hostCount > 1) return BAD_HOST_COUNT
   return null
 }
 

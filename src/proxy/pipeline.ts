@@ -7,7 +7,7 @@
 // A route step returns Next.Continue, Next.Done (it answered) or Next.Suspend (it will call ex.resume()
 // when its store answers): the exchange remembers where it stopped (stepIndex), so a suspended request
 // needs no closure to go on.
-import { BAD_REQUEST, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE, ROUTE_NOT_FOUND, SHUTTING_DOWN } from '../errors.js'
+import { BAD_ENCODED_SLASH, METHOD_NOT_ALLOWED, badRequest, PAYLOAD_TOO_LARGE, ROUTE_NOT_FOUND, SHUTTING_DOWN } from '../errors.js'
 import { canonicalizeTarget } from '../http/canonical-path.js'
 import { randomIds, requestIdFrom } from '../http/ids.js'
 import { scanRequestHeaders } from '../http/request-facts.js'
@@ -37,7 +37,7 @@ export function startExchange(ex: Exchange, sendContinue: boolean): void {
   const table = ex.table
   const method = req.method ?? 'GET'
   const target = canonicalizeTarget(req.url ?? '', method, ex.host, table.pathPolicy)
-  if ('rejected' in target) return ex.refuse(BAD_REQUEST, ex.hasBody())
+  if ('rejected' in target) return ex.refuse(badRequest(target.reason), ex.hasBody())
   if (target.path === '*') return answerOptionsStar(ex)
   ex.canonicalPath = target.path
   ex.query = target.query
@@ -53,7 +53,7 @@ export function startExchange(ex: Exchange, sendContinue: boolean): void {
 
   // 5. Route checks: an encoded slash where the route does not allow one; 413 from Content-Length before
   // reading the body.
-  if (target.hasEncodedSlash && !route.allowEncodedSlash) return ex.refuse(BAD_REQUEST, true)
+  if (target.hasEncodedSlash && !route.allowEncodedSlash) return ex.refuse(BAD_ENCODED_SLASH, true)
   if (ex.contentLength > route.maxBodyBytes) return ex.refuse(PAYLOAD_TOO_LARGE, true)
 
   runRouteSteps(ex)

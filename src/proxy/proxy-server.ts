@@ -4,7 +4,7 @@
 // listener is node:http too (src/admin/admin-server.ts says why).
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import net, { type Socket } from 'node:net'
-import { BAD_REQUEST, EXPECTATION_FAILED, REQUEST_TIMEOUT } from '../errors.js'
+import { BAD_FRAMING, EXPECTATION_FAILED, REQUEST_TIMEOUT } from '../errors.js'
 import type { Config } from '../config/schema.js'
 import { newRequestId } from '../http/ids.js'
 import { Exchange, refuseInProgress } from './exchange.js'
@@ -63,7 +63,7 @@ export function createProxyServer(state: ProxyState, limits: Config['limits']): 
     const code = err.code
     const refusal = code === 'ERR_HTTP_REQUEST_TIMEOUT' ? REQUEST_TIMEOUT
       : code === 'HPE_HEADER_OVERFLOW' ? null
-        : BAD_REQUEST
+        : BAD_FRAMING
     if (refusal === null) {
       socket.end('HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')
     } else {

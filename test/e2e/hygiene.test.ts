@@ -94,6 +94,20 @@ describe('canonical path: rejected with 400 and never forwarded', () => {
     expect(response).toContain('x-tollgate-error: BAD_REQUEST')
     expect(response).toContain('{"code":"BAD_REQUEST"')
   })
+
+  it.each([
+    ['/api/../admin', 'dot segment in the path'],
+    ['/api/a%2Fb', 'encoded slash (%2F) in the path, which this route does not allow'],
+    ['/api/a%5Cb', 'backslash in the path'],
+    ['/api/a%00b', 'control character'],
+    ['/api/a%zz', 'malformed percent-encoding'],
+    ['/api/a;jsessionid=1', 'semicolon in the path'],
+  ])('says which rule refused %s, without echoing the input', async (target, rule) => {
+    const response = await expectRejected(req(target), 400)
+    const body = JSON.parse(response.slice(response.indexOf('\r\n\r\n') + 4)) as { message: string }
+    expect(body.message).toContain(rule)
+    expect(body.message).not.toContain(target.slice(5))
+  })
 })
 
 describe('canonical path: normalized, then matched and forwarded as routed', () => {
