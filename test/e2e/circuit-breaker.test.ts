@@ -6,23 +6,38 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 
-/** An upstream whose status (and delay) the test sets as it goes. */
-async function startSwitchable(): Promise<Upstream & { status: number; delayMs: number }> {
-  const control = { status: 500, delayMs: 0 }
+interface Switchable extends Upstream {
+  /** The status of the next answers. */
+  status: number
+  /** While true, requests are held (not answered) until release(). */
+  holding: boolean
+  release(): void
+}
+
+/** An upstream whose status the test sets as it goes, and which can hold requests. */
+async function startSwitchable(): Promise<Switchable> {
+  const control = { status: 500, holding: false }
+  const held: ServerResponse[] = []
+  const send = (res: ServerResponse): void => {
+    res.writeHead(control.status, { 'content-type': 'text/plain' })
+    res.end(`status ${control.status}`)
+  }
   const up = await startUpstream({
     handler: (_req: IncomingMessage, res: ServerResponse) => {
-      const send = (): void => {
-        res.writeHead(control.status, { 'content-type': 'text/plain' })
-        res.end(`status ${control.status}`)
-      }
-      if (control.delayMs > 0) setTimeout(send, control.delayMs)
-      else send()
+      if (control.holding) held.push(res)
+      else send(res)
     },
   })
   return Object.defineProperties(up, {
     status: { get: () => control.status, set: (v: number) => { control.status = v } },
-    delayMs: { get: () => control.delayMs, set: (v: number) => { control.delayMs = v } },
-  }) as Upstream & { status: number; delayMs: number }
+    holding: { get: () => control.holding, set: (v: boolean) => { control.holding = v } },
+    release: {
+      value: () => {
+        control.holding = false
+        for (const res of held.splice(0)) send(res)
+      },
+    },
+  }) as Switchable
 }
 
 function yaml(url: string, breaker: string, extra = ''): string {
@@ -102,16 +117,30 @@ describe('circuit breaker', () => {
     expect(Date.parse(open!.nextTryAt!)).toBeGreaterThan(Date.now())
     expect(await metricValue(gw, 'tollgate_circuit_breaker_state', { route: 'api' })).toBe(2)
 
-    // Half-open: 6 concurrent requests, the upstream healthy but slow so the trials overlap the rest.
+    // Half-open: 6 concurrent requests while the (now healthy) upstream holds what reaches it: 2 trials
+    // reach it, the other 4 are refused as open.
     await untilHalfOpenDue(gw)
     up.status = 200
-    up.delayMs = 150
-    const burst = await Promise.all(Array.from({ length: 6 }, () => gw.get('/api/x')))
-    expect(burst.map((r) => r.status).sort()).toEqual([200, 200, 503, 503, 503, 503])
-    expect(up.hits).toBe(5 + 2)
+    up.holding = true
+    let refused!: () => void
+    const fourRefused = new Promise<void>((resolve) => { refused = resolve })
+    let refusals = 0
+    const burst = Array.from({ length: 6 }, () => gw.get('/api/x').then((r) => {
+      if (r.status === 503 && ++refusals === 4) refused()
+      return r
+    }))
+    try {
+      // Bounded: were more than 2 let through, the 4 refusals would never come.
+      await Promise.race([fourRefused, new Promise((resolve) => setTimeout(resolve, 3_000).unref())])
+      expect(refusals).toBe(4)
+      expect(up.hits).toBe(5 + 2)
+      expect((await breakerStatus(gw))?.state).toBe('half-open')
+    } finally {
+      up.release() // else shutdown would wait on the held requests
+    }
+    expect((await Promise.all(burst)).map((r) => r.status).sort()).toEqual([200, 200, 503, 503, 503, 503])
 
     // Both trials succeeded: closed, everything reaches the upstream again.
-    up.delayMs = 0
     expect(await sequential(gw, 3)).toEqual([200, 200, 200])
     expect(up.hits).toBe(10)
     expect(await breakerStatus(gw)).toMatchObject({ state: 'closed', nextTryAt: null })
