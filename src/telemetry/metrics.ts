@@ -48,7 +48,10 @@ export class Metrics {
   /** Read at scrape time: keys held by the local limiters (policy/ratelimit/key-store.ts). */
   limiterKeysNow: () => number = () => 0
   readonly retriesSkipped: FastCounter
-  /** Set on each transition (src/table/compiled-breaker.ts); breakersNow() first brings every breaker up to now. */
+  /**
+   * Set on each transition (src/table/compiled-breaker.ts); breakersNow() first brings every breaker up to
+   * now. With --workers, each worker has its own breakers: the primary shows the worst state (max).
+   */
   readonly breakerState: Gauge<'route'>
   readonly breakerTransitions: Counter<'route' | 'to'>
   /** Called at scrape time before tollgate_circuit_breaker_state is read: an open breaker past openFor turns half-open. */
@@ -76,7 +79,7 @@ export class Metrics {
     this.ratelimitStoreErrors = new Counter({ name: 'tollgate_ratelimit_store_errors_total', help: 'Cluster-scope limiter decisions the store (Redis) failed to make in time; onStoreError applied.', registers })
     this.ratelimitKeys = new Gauge({ name: 'tollgate_ratelimit_keys', help: 'Keys held in local limiter memory (at most limits.maxLimiterKeys).', registers, collect() { this.set(self.limiterKeysNow()) } })
     this.retriesSkipped = new FastCounter('tollgate_retries_skipped_total', 'Retries that retry.on allowed but were not made, by route and reason (budget, not-idempotent, body-sent).', ['route', 'reason'], registers)
-    this.breakerState = new Gauge({ name: 'tollgate_circuit_breaker_state', help: 'Circuit breaker state by route: 0 closed, 1 half-open, 2 open.', labelNames: ['route'], registers, collect() { self.breakersNow() } })
+    this.breakerState = new Gauge({ name: 'tollgate_circuit_breaker_state', help: 'Circuit breaker state by route: 0 closed, 1 half-open, 2 open.', labelNames: ['route'], registers, aggregator: 'max', collect() { self.breakersNow() } })
     this.breakerTransitions = new Counter({ name: 'tollgate_circuit_breaker_transitions_total', help: 'Circuit breaker state changes, by route and the state entered (closed, half-open, open).', labelNames: ['route', 'to'], registers })
     this.targetUp = new Gauge({ name: 'tollgate_upstream_target_up', help: '1 when the target is eligible for traffic, 0 when unhealthy or ejected.', labelNames: ['upstream', 'target'], registers })
     this.configReloads = new Counter({ name: 'tollgate_config_reloads_total', help: 'Config loads, by source (file, etcd) and result (applied, rejected).', labelNames: ['source', 'result'], registers: controlRegisters })

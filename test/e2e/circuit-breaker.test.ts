@@ -94,11 +94,12 @@ async function sequential(gw: TestGateway, n: number, path = '/api/x'): Promise<
 describe('circuit breaker', () => {
   it('opens when every call fails, refuses fast without reaching the upstream, lets exactly halfOpenRequests trials through after openFor, and closes when they succeed', async () => {
     const up = await startSwitchable()
-    const gw = await startGateway(yaml(up.url, '{ window: 10s, minRequests: 5, errorRate: 50, openFor: 400ms, halfOpenRequests: 2 }'))
+    const gw = await startGateway(yaml(up.url, '{ window: 10s, minRequests: 5, errorRate: 50, openFor: 1500ms, halfOpenRequests: 2 }'))
     expect(await sequential(gw, 5)).toEqual([500, 500, 500, 500, 500])
     expect(up.hits).toBe(5)
 
-    // Open: 503 CIRCUIT_OPEN, fast, and the upstream sees nothing.
+    // Open: 503 CIRCUIT_OPEN, fast, and the upstream sees nothing. (openFor leaves a loaded machine room
+    // for these 20 requests before the breaker turns half-open.)
     const latencies: number[] = []
     for (let i = 0; i < 20; i++) {
       const t0 = performance.now()
