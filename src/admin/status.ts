@@ -8,6 +8,7 @@ import type { EtcdStatus } from '../etcd/source.js'
 import { formatIssue, type ConfigIssue } from '../errors.js'
 import type { RouteTable } from '../table/route-table.js'
 import { Target } from '../upstream/target.js'
+import { STATE_NAMES } from '../policy/breaker/breaker.js'
 
 /** What the file source knows (src/lifecycle/file-source.ts has these fields). */
 export interface FileFacts {
@@ -58,9 +59,37 @@ export function renderStatus(input: StatusInput): Record<string, unknown> {
     draining: input.draining,
     routes: config.routes.map((r) => ({ id: r.id, match: r.match, upstream: r.upstream, priority: r.priority })),
     upstreams: table === null ? upstreamsOfConfig(config, registered) : upstreamsOfTable(table, registered),
-    breakers: {},
+    breakers: breakers(config, table),
     limiterStore: limiterStore(config, table),
   }
+}
+
+/**
+ * The circuit breakers by route id: state, calls and failures in the rolling window, the error rate (percent)
+ * and, when open, when it will next let a trial through. The cluster primary has no breakers (its workers
+ * each hold their own): there the state is null.
+ */
+function breakers(config: Config, table: RouteTable | null): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  const nowMs = performance.now()
+  const wallMs = Date.now()
+  for (const r of config.routes) {
+    if (r.circuitBreaker === undefined) continue
+    const compiled = table?.routes.get(r.id)?.breaker ?? null
+    if (compiled === null) {
+      out[r.id] = { state: null, requests: null, failures: null, errorRate: null, nextTryAt: null }
+      continue
+    }
+    const s = compiled.breaker.snapshot(nowMs)
+    out[r.id] = {
+      state: STATE_NAMES[s.state],
+      requests: s.requests,
+      failures: s.failures,
+      errorRate: s.errorRate,
+      nextTryAt: s.retryInMs === null ? null : new Date(wallMs + s.retryInMs).toISOString(),
+    }
+  }
+  return out
 }
 
 /**

@@ -57,6 +57,9 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
     const fallback = ok('circuitBreaker') ? route.circuitBreaker?.fallback : undefined
     if (fallback !== undefined && 'upstream' in fallback && !Object.hasOwn(upstreams, fallback.upstream)) {
       report('error', at('circuitBreaker', 'fallback', 'upstream'), undefinedUpstream(fallback.upstream, upstreamNames))
+    } else if (fallback !== undefined && 'upstream' in fallback && ok('upstream') && fallback.upstream === route.upstream) {
+      report('error', at('circuitBreaker', 'fallback', 'upstream'),
+        `"${fallback.upstream}" is the route's own upstream: an open breaker would send requests to the upstream it protects. Name another upstream, or use a fallback response ({ status, body, headers }).`)
     }
     if (ok('rateLimit') && route.rateLimit !== undefined) checkRateLimits(route.rateLimit, config, at, locate, report)
     if (!ok('match', 'path')) return
@@ -190,7 +193,6 @@ export function listNotEnforced(config: Config): string[] {
   config.routes.forEach((route, i) => {
     const at = `routes[${i}]`
     const label = `(route "${route.id}")`
-    if (route.circuitBreaker !== undefined) out.push(`${at}.circuitBreaker ${label}: circuit breaking is not enforced yet`)
     if (route.tracing !== undefined) out.push(`${at}.tracing ${label}: per-route trace sampling is not enforced yet`)
     if (route.websocket) out.push(`${at}.websocket ${label}: WebSocket upgrades are not supported yet`)
   })

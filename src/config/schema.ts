@@ -33,6 +33,14 @@ const Address = (description: string, def: string) =>
 const HttpUrl = (description: string) =>
   Type.String({ pattern: '^https?://[^/?#\\s]+/?$', description: `${description} http://host:port (no path).` })
 
+/** A share written as a percent string, `20%` or `12.5%` (SPEC §2 writes retry.budget so). A number of percent in the loaded Config. */
+const Percent = (description: string, def: string) =>
+  Type.Transform(Type.String({ pattern: PERCENT_PATTERN, description: `${description} Percent, e.g. 20%.`, default: def }))
+    .Decode((text) => Number(text.slice(0, -1)))
+    .Encode((percent) => `${percent}%`)
+
+export const PERCENT_PATTERN = '^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$'
+
 const Ratio = (description: string, def?: number) =>
   Type.Number({ minimum: 0, maximum: 1, description, ...(def === undefined ? {} : { default: def }) })
 
@@ -128,6 +136,7 @@ export const Retry = Type.Object({
   attempts: Type.Integer({ minimum: 0, maximum: 10, default: 2, description: 'Extra attempts; only idempotent methods; never after response bytes were sent.' }),
   on: Type.Array(RetryOn, { default: ['connect-failure', 'reset', 502, 503, 504], description: 'Failures that are retried.' }),
   backoff: Duration('Base of the full-jitter exponential back-off, capped at 10x.', '25ms'),
+  budget: Percent('Retry budget: retries in progress may be at most this share of the requests in flight to the upstream (at least 3 at a time); over it a retry is skipped.', '20%'),
 }, { ...strict, description: 'Retries on another target.' })
 
 export const Upstream = Type.Object({

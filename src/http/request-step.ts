@@ -51,6 +51,15 @@ export interface StepContext {
   reportQuota(source: QuotaSource, remaining: number, resetMs: number): void
   /** Where a suspended step is: which of its store decisions is pending. 0 when the request starts. */
   pending: number
+  /**
+   * What the route's circuit breaker admitted the request as (src/policy/breaker/): 0 closed (or no
+   * breaker), > 0 a half-open trial (the period's number), -1 refused as open (it got the fallback).
+   */
+  breakerAdmission: number
+  /** Answer with a fixed response (a breaker's fallback): `headers` [name, value, ...]; x-request-id is added. */
+  respond(status: number, headers: readonly string[], body: Buffer): void
+  /** The breaker is open and the route has `fallback: { upstream }`: forward to that upstream instead. */
+  useFallbackUpstream(): void
 }
 
 export interface RequestStep {

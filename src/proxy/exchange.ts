@@ -64,6 +64,8 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
   quotaSource: QuotaSource | null = null
   quotaRemaining = 0
   quotaResetMs = 0
+  /** StepContext.breakerAdmission, read by record.ts (Outcome). */
+  breakerAdmission = 0
   #clientIp: string | null = null
   #admission: Admission | null = null
 
@@ -78,6 +80,8 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
   resumeRead: (() => void) | null = null
   nextTarget: Target | null = null
   discarding = false
+  /** Holds a slot of the upstream's retry budget (retry-policy.ts) from its first retry to its end. */
+  holdsRetry = false
   headersSent = false
   /** Response body bytes still to come when the upstream sent Content-Length, else -1. */
   bytesLeft = -1
@@ -160,6 +164,22 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     this.complete()
   }
 
+  respond(status: number, headers: readonly string[], body: Buffer): void {
+    if (this.finished) return
+    this.status = status
+    this.headersSent = true
+    const out = [...headers, 'x-request-id', this.requestId]
+    if (this.quotaSource !== null) appendQuotaHeaders(out, this.quotaSource, this.quotaRemaining, this.quotaResetMs)
+    if (this.state.draining) out.push('connection', 'close')
+    this.res.writeHead(status, out)
+    this.res.end(this.req.method === 'HEAD' ? undefined : body)
+    this.complete()
+  }
+
+  useFallbackUpstream(): void {
+    this.upstream = this.route!.breaker!.fallbackUpstream
+  }
+
   // ---- undici DispatchHandler: forward.ts ----
   // undici's core speaks these callbacks natively. A handler with the newer onRequestStart/onResponse*
   // methods is wrapped per request in an UnwrapHandler and an UnwrapController, and its response headers
@@ -213,6 +233,10 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     if (admission !== null) {
       this.#admission = null
       admission.release()
+    }
+    if (this.holdsRetry) {
+      this.holdsRetry = false
+      this.upstream!.retry.releaseRetry()
     }
     this.durationMs = performance.now() - this.startMs
     state.recorder.record(this.route, this.req.method ?? 'GET', this)

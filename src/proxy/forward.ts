@@ -10,6 +10,7 @@ import { socketPeer } from '../http/client-ip.js'
 import { nextTraceparent } from '../http/trace-context.js'
 import { FailureKind, classifyError, isConnectTimeout } from '../upstream/outcome.js'
 import type { Target } from '../upstream/target.js'
+import { RetrySkip } from '../telemetry/metrics.js'
 import type { ServerResponse } from 'node:http'
 import type { Exchange } from './exchange.js'
 import { kExchange } from './exchange-key.js'
@@ -27,7 +28,7 @@ export const CLIENT_GONE = Object.assign(new Error('client closed the connection
 export function forward(ex: Exchange): void {
   const { req, table } = ex
   const route = ex.route!
-  const upstream = route.upstream
+  const upstream = ex.upstream! // the route's, or its breaker's fallback upstream
   ex.upstreamPath = route.rewritePath(ex.canonicalPath, ex.params!) + ex.query
   const peer = socketPeer(req.socket)
   const trusted = table.trustedProxies.isTrusted(peer)
@@ -88,10 +89,11 @@ export function onUpstreamHeaders(ex: Exchange, statusCode: number, rawHeaders: 
   ex.active = true
   upstream.metrics.duration.observe((performance.now() - ex.attemptStartMs) / 1000)
   upstream.metrics.countResponse(target.hostPort, statusCode)
-  if (statusCode >= 500 && upstream.retry.onStatus(statusCode) && canRetry(ex)) {
+  if (statusCode >= 500 && upstream.retry.onStatus(statusCode) && mayRetry(ex)) {
     const next = upstream.pool.pick(rememberTried(ex, target), ex.attempts, ex.hashValue)
     if (next !== null) {
       // Drain and drop this response, keep the connection, then try `next` (README "Retries and timeouts").
+      holdRetry(ex)
       ex.discarding = true
       ex.nextTarget = next
       return true
@@ -160,15 +162,19 @@ export function onUpstreamError(ex: Exchange, err: Error): void {
   if (ex.headersSent && !ex.discarding) {
     // Bytes already went to the client: never retried; the client sees the connection close (unless
     // every byte of a Content-Length body is already written: then the client has its whole response).
+    if (ex.upstream!.retry.onFailure(failure) && ex.attempts <= ex.upstream!.retry.attempts) ex.route!.metrics.skipRetry(RetrySkip.BodySent)
     if (!ex.responseEnded) ex.res.destroy()
     ex.complete()
     return
   }
   const upstream = ex.upstream!
   if (target !== null) upstream.metrics.countResponse(target.hostPort, 0)
-  if (upstream.retry.onFailure(failure) && canRetry(ex)) {
+  if (upstream.retry.onFailure(failure) && mayRetry(ex)) {
     const next = upstream.pool.pick(rememberTried(ex, target!), ex.attempts, ex.hashValue)
-    if (next !== null) return retryAfterBackoff(ex, next)
+    if (next !== null) {
+      holdRetry(ex)
+      return retryAfterBackoff(ex, next)
+    }
   }
   if ((err as { code?: string }).code === 'TOLLGATE_BODY_TOO_LARGE') return ex.refuse(PAYLOAD_TOO_LARGE, true)
   ex.refuse(failure === FailureKind.Timeout || isConnectTimeout(err) ? UPSTREAM_TIMEOUT : UPSTREAM_UNAVAILABLE, false)
@@ -196,12 +202,33 @@ function isUploading(ex: Exchange): boolean {
   return ex.hasBody() && !ex.req.complete
 }
 
-function canRetry(ex: Exchange): boolean {
-  if (ex.attempts > ex.upstream!.retry.attempts) return false
-  if (ex.finished || ex.headersSent) return false
+/**
+ * A failure that `retry.on` names: whether the request may be retried. A retry that attempts are left for
+ * but that is not made counts in tollgate_retries_skipped_total with its reason.
+ */
+function mayRetry(ex: Exchange): boolean {
+  const upstream = ex.upstream!
+  const retry = upstream.retry
+  if (ex.attempts > retry.attempts || ex.finished) return false
+  if (ex.headersSent) return skipRetry(ex, RetrySkip.BodySent)
   // Only idempotent requests without a body: the body stream cannot be replayed (it is not buffered).
-  if (!IDEMPOTENT.has(ex.req.method ?? '')) return false
-  return !ex.hasBody()
+  if (!IDEMPOTENT.has(ex.req.method ?? '')) return skipRetry(ex, RetrySkip.NotIdempotent)
+  if (ex.hasBody()) return skipRetry(ex, RetrySkip.BodySent)
+  // The retry budget (retry-policy.ts): a request already retrying keeps its slot.
+  if (!ex.holdsRetry && !retry.withinBudget(upstream.pool.inflight)) return skipRetry(ex, RetrySkip.Budget)
+  return true
+}
+
+function skipRetry(ex: Exchange, reason: RetrySkip): false {
+  ex.route!.metrics.skipRetry(reason)
+  return false
+}
+
+/** The request retries: it holds one slot of its upstream's retry budget until it ends (Exchange.complete). */
+function holdRetry(ex: Exchange): void {
+  if (ex.holdsRetry) return
+  ex.holdsRetry = true
+  ex.upstream!.retry.acquireRetry()
 }
 
 function rememberTried(ex: Exchange, target: Target): Target[] {

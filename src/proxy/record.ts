@@ -1,8 +1,9 @@
 // The one end-of-request record. When a request ends, the exchange (which implements Outcome) is told to
-// every sink once, in order: metrics today; the breaker, passive health, the span and the access log as
-// they arrive. Nothing else on the request path counts a finished request.
+// every sink once, in order: metrics, the route's circuit breaker; passive health, the span and the access
+// log as they arrive. Nothing else on the request path counts a finished request.
 import type { CompiledRoute } from '../table/compiled-route.js'
 import type { Metrics, RouteMetrics } from '../telemetry/metrics.js'
+import { Verdict } from '../upstream/fail-on.js'
 import type { Outcome } from '../upstream/outcome.js'
 
 /** Told once per ended request. `route` is null when none matched. Hot path: no allocation. */
@@ -25,11 +26,27 @@ class MetricsSink implements OutcomeSink {
   }
 }
 
+/**
+ * The route's circuit breaker learns the request's final outcome (after retries), judged by its failOn
+ * (src/upstream/fail-on.ts). Requests it refused (they got the fallback) tell it nothing; a half-open trial
+ * without a verdict gives its slot back.
+ */
+class BreakerSink implements OutcomeSink {
+  record(route: CompiledRoute | null, _method: string, outcome: Outcome): void {
+    const compiled = route === null ? null : route.breaker
+    const admission = outcome.breakerAdmission
+    if (compiled === null || admission < 0) return
+    const verdict = compiled.failOn.verdict(outcome)
+    if (verdict === Verdict.None) compiled.breaker.forgo(admission)
+    else compiled.breaker.record(performance.now(), verdict === Verdict.Failure, admission)
+  }
+}
+
 export class Recorder {
   #sinks: readonly OutcomeSink[]
 
   constructor(metrics: Metrics) {
-    this.#sinks = [new MetricsSink(metrics)]
+    this.#sinks = [new MetricsSink(metrics), new BreakerSink()]
   }
 
   /** Adds a sink after those present (a feature that reports per request: access log, spans). */

@@ -3,6 +3,7 @@
 import type { Config, Route } from '../config/schema.js'
 import type { RequestStep } from '../http/request-step.js'
 import type { RouteMetrics } from '../telemetry/metrics.js'
+import { compileBreaker, type CompiledBreaker } from './compiled-breaker.js'
 import { compileRateLimits, type LimitContext, type Limiter } from './compiled-limits.js'
 import type { CompiledUpstream } from './compiled-upstream.js'
 import type { RateLimitStep } from '../policy/ratelimit/ratelimit-step.js'
@@ -20,6 +21,8 @@ export class CompiledRoute {
     /** Run in order after the match, before forwarding (src/proxy/pipeline.ts). */
     readonly steps: readonly RequestStep[],
     readonly metrics: RouteMetrics,
+    /** The circuit breaker (null: no circuitBreaker); record.ts tells it each request's outcome. */
+    readonly breaker: CompiledBreaker | null,
     readonly parts: {
       readonly rewrite: Keyed<RewriteFn>
       /** The rate-limit step (null: no rateLimit) and its limiters, each with its reuse key. */
@@ -29,20 +32,25 @@ export class CompiledRoute {
   ) {}
 }
 
-export function compileRoute(route: Route, config: Config, upstream: CompiledUpstream, old: CompiledRoute | undefined, metrics: RouteMetrics, limitContext: LimitContext): CompiledRoute {
+export function compileRoute(
+  route: Route, config: Config, upstream: CompiledUpstream, upstreams: ReadonlyMap<string, CompiledUpstream>,
+  old: CompiledRoute | undefined, metrics: RouteMetrics, limitContext: LimitContext,
+): CompiledRoute {
   const rewrite = reuse(old?.parts.rewrite, route.rewrite ?? null, () => compileRewrite(route))
   const limits = compileRateLimits(route, old === undefined ? undefined : { step: old.parts.rateLimit, parts: old.parts.limiters }, limitContext)
   const maxBodyBytes = route.maxBodySize ?? config.limits.maxBodySize
   const allowEncodedSlash = route.allowEncodedSlash ?? config.paths.allowEncodedSlash
-  // The order of a route's steps (src/proxy/pipeline.ts): its limiters, its breaker's admission,
-  // then the upstream's bulkhead. Breakers join here as they are built.
-  const steps: RequestStep[] = limits.step === null ? [upstream.bulkhead] : [limits.step, upstream.bulkhead]
-  if (old !== undefined && old.upstream === upstream && old.parts.rewrite === rewrite && old.maxBodyBytes === maxBodyBytes &&
+  const breaker = compileBreaker(route, upstream, upstreams, old?.breaker ?? null, limitContext.metrics, performance.now())
+  // The order of a route's steps (src/proxy/pipeline.ts): its limiters, then its breaker's admission, which
+  // runs the upstream's bulkhead itself (or the fallback upstream's), else the upstream's bulkhead.
+  const admission: RequestStep = breaker === null ? upstream.bulkhead : breaker.step
+  const steps: RequestStep[] = limits.step === null ? [admission] : [limits.step, admission]
+  if (old !== undefined && old.upstream === upstream && old.parts.rewrite === rewrite && old.maxBodyBytes === maxBodyBytes && old.breaker === breaker &&
     old.allowEncodedSlash === allowEncodedSlash && old.websocket === route.websocket && old.metrics === metrics &&
     sameSteps(old.steps, steps) && sameSteps(old.parts.limiters, limits.parts)) {
     return old
   }
-  return new CompiledRoute(route.id, upstream, rewrite.value, maxBodyBytes, allowEncodedSlash, route.websocket, steps, metrics,
+  return new CompiledRoute(route.id, upstream, rewrite.value, maxBodyBytes, allowEncodedSlash, route.websocket, steps, metrics, breaker,
     { rewrite, rateLimit: limits.step, limiters: limits.parts })
 }
 

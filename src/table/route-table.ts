@@ -13,6 +13,7 @@ import type { ClusterStore } from '../policy/ratelimit/cluster-store.js'
 import { KeyStore } from '../policy/ratelimit/key-store.js'
 import { retireLimiter, type LimitContext, type Limiter } from './compiled-limits.js'
 import { compileRoute, type CompiledRoute } from './compiled-route.js'
+import { retireBreaker } from './compiled-breaker.js'
 import { openClusterStore } from './cluster-store-factory.js'
 import { reuse, type Keyed } from './reuse.js'
 import { compileUpstream, type CompiledUpstream } from './compiled-upstream.js'
@@ -92,7 +93,7 @@ export function buildRouteTable(config: Config, prev: RouteTable | null, metrics
     if (upstream === undefined) throw new Error(`route ${route.id}: upstream ${route.upstream} is not defined (load.ts should have rejected this)`)
     const m = prev?.routeMetrics.get(route.id) ?? metrics.forRoute(route.id)
     routeMetrics.set(route.id, m)
-    const compiled = compileRoute(route, config, upstream, prev?.routes.get(route.id), m, limitContext)
+    const compiled = compileRoute(route, config, upstream, upstreams, prev?.routes.get(route.id), m, limitContext)
     routes.set(route.id, compiled)
     entries.push({
       spec: {
@@ -123,9 +124,12 @@ export function buildRouteTable(config: Config, prev: RouteTable | null, metrics
     keyStore,
     clusterStore,
   )
+  // The first table is in service without a commit(); later ones from their commit().
+  if (prev === null) metrics.breakersNow = () => advanceBreakers(table)
   return {
     table,
     commit() {
+      metrics.breakersNow = () => advanceBreakers(table)
       if (prev === null) return
       keyStore.setMaxKeys(config.limits.maxLimiterKeys)
       const liveLimiters = new Set<Limiter>()
@@ -141,6 +145,11 @@ export function buildRouteTable(config: Config, prev: RouteTable | null, metrics
           // A changed limiter under the same name writes the same metric series: those stay.
           if (!liveLimiters.has(p.value)) retireLimiter(p.value, id, metrics, !liveNames.has(`${id}\u0000${p.value.name}`))
         }
+      }
+      for (const [id, r] of prev.routes) {
+        const part = r.breaker?.part
+        // A breaker that stays keeps its state, timers it has none (compiled-breaker.ts).
+        if (part !== undefined && routes.get(id)?.breaker?.part !== part) retireBreaker(part.value, id, metrics, routes.get(id)?.breaker == null)
       }
       if (prev.clusterStore !== clusterStore) void prev.clusterStore.value?.close().catch(() => undefined)
       const live = new Set<Target>()
@@ -159,4 +168,10 @@ export function buildRouteTable(config: Config, prev: RouteTable | null, metrics
       }
     },
   }
+}
+
+/** Brings every breaker of `table` up to now (an open one past openFor turns half-open): before a read of their state. */
+export function advanceBreakers(table: RouteTable): void {
+  const now = performance.now()
+  for (const r of table.routes.values()) r.breaker?.breaker.advance(now)
 }

@@ -21,6 +21,11 @@ export function methodLabel(method: string): string {
   }
 }
 
+/** tollgate_retries_skipped_total's reasons: a retry that retry.on and the attempts left allowed, not made. */
+export const RetrySkip = { Budget: 0, NotIdempotent: 1, BodySent: 2 } as const
+export type RetrySkip = (typeof RetrySkip)[keyof typeof RetrySkip]
+const RETRY_SKIP_NAMES = ['budget', 'not-idempotent', 'body-sent'] as const
+
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
 export class Metrics {
@@ -43,6 +48,15 @@ export class Metrics {
   readonly ratelimitKeys: Gauge
   /** Read at scrape time: keys held by the local limiters (policy/ratelimit/key-store.ts). */
   limiterKeysNow: () => number = () => 0
+  readonly retriesSkipped: FastCounter
+  /**
+   * Set on each transition (src/table/compiled-breaker.ts); breakersNow() first brings every breaker up to
+   * now. With --workers, each worker has its own breakers: the primary shows the worst state (max).
+   */
+  readonly breakerState: Gauge<'route'>
+  readonly breakerTransitions: Counter<'route' | 'to'>
+  /** Called at scrape time before tollgate_circuit_breaker_state is read: an open breaker past openFor turns half-open. */
+  breakersNow: () => void = () => undefined
 
   /**
    * `data`: the request-path families; `control`: config and etcd families. A single process has both;
@@ -65,6 +79,9 @@ export class Metrics {
     this.ratelimitDecisions = new FastCounter('tollgate_ratelimit_decisions_total', 'Rate-limit decisions, by route, limiter and decision (allowed, rejected).', ['route', 'limiter', 'decision'], registers)
     this.ratelimitStoreErrors = new Counter({ name: 'tollgate_ratelimit_store_errors_total', help: 'Cluster-scope limiter decisions the store (Redis) failed to make in time; onStoreError applied.', registers })
     this.ratelimitKeys = new Gauge({ name: 'tollgate_ratelimit_keys', help: 'Keys held in local limiter memory (at most limits.maxLimiterKeys).', registers, collect() { this.set(self.limiterKeysNow()) } })
+    this.retriesSkipped = new FastCounter('tollgate_retries_skipped_total', 'Retries that retry.on allowed but were not made, by route and reason (budget, not-idempotent, body-sent).', ['route', 'reason'], registers)
+    this.breakerState = new Gauge({ name: 'tollgate_circuit_breaker_state', help: 'Circuit breaker state by route: 0 closed, 1 half-open, 2 open.', labelNames: ['route'], registers, aggregator: 'max', collect() { self.breakersNow() } })
+    this.breakerTransitions = new Counter({ name: 'tollgate_circuit_breaker_transitions_total', help: 'Circuit breaker state changes, by route and the state entered (closed, half-open, open).', labelNames: ['route', 'to'], registers })
     this.targetUp = new Gauge({ name: 'tollgate_upstream_target_up', help: '1 when the target is eligible for traffic, 0 when unhealthy or ejected.', labelNames: ['upstream', 'target'], registers })
     this.configReloads = new Counter({ name: 'tollgate_config_reloads_total', help: 'Config loads, by source (file, etcd) and result (applied, rejected).', labelNames: ['source', 'result'], registers: controlRegisters })
     this.lastReloadSuccess = new Gauge({ name: 'tollgate_config_last_reload_success_timestamp_seconds', help: 'Unix time of the last applied config, by source.', labelNames: ['source'], registers: controlRegisters })
@@ -101,6 +118,8 @@ export class RouteMetrics {
   readonly retries: CounterChild
   // (method index * 1000 + status) -> counter child; bounded by methods x statuses seen.
   readonly #requestChildren = new Map<number, CounterChild>()
+  /** tollgate_retries_skipped_total by RetrySkip, bound on first use. */
+  readonly #skipped: Array<CounterChild | null> = [null, null, null]
 
   constructor(metrics: Metrics, id: string) {
     this.#metrics = metrics
@@ -126,6 +145,14 @@ export class RouteMetrics {
     child.inc()
   }
 
+  /** A retry not made, and why (src/proxy/forward.ts). */
+  skipRetry(reason: RetrySkip): void {
+    if (this.#removed) return
+    let child = this.#skipped[reason]!
+    if (child === null) child = this.#skipped[reason] = this.#metrics.retriesSkipped.labels(this.id, RETRY_SKIP_NAMES[reason])
+    child.inc()
+  }
+
   /** The route is gone: remove its label sets so /metrics does not keep series of deleted routes. */
   remove(): void {
     this.#removed = true
@@ -137,6 +164,10 @@ export class RouteMetrics {
     this.#requestChildren.clear()
     m.requestDuration.remove(this.id)
     m.retries.remove(this.id)
+    for (let i = 0; i < this.#skipped.length; i++) {
+      if (this.#skipped[i] !== null) m.retriesSkipped.remove(this.id, RETRY_SKIP_NAMES[i]!)
+      this.#skipped[i] = null
+    }
   }
 }
 

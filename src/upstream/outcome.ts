@@ -60,4 +60,6 @@ export interface Outcome {
   readonly bytesOut: number
   /** From the first byte of the request head being handled to the end of the response, in ms. */
   readonly durationMs: number
+  /** What the route's circuit breaker admitted it as: 0 closed or none, > 0 a half-open trial, -1 refused. */
+  readonly breakerAdmission: number
 }

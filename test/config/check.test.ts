@@ -70,6 +70,18 @@ describe('checkConfig', () => {
     ])
   })
 
+  it('refuses a breaker fallback to the upstream the breaker protects', () => {
+    expect(problems(yaml(
+      ...UPSTREAMS,
+      '  - id: a',
+      '    match: { path: /a }',
+      '    upstream: users',
+      '    circuitBreaker: { fallback: { upstream: users } }',
+    ))).toEqual([
+      'error: routes.yaml:8:45 routes[0].circuitBreaker.fallback.upstream: "users" is the route\'s own upstream: an open breaker would send requests to the upstream it protects. Name another upstream, or use a fallback response ({ status, body, headers }).',
+    ])
+  })
+
   it('refuses an admin listener on the proxy port', () => {
     expect(problems(yaml('listen: 127.0.0.1:8080', 'admin: 127.0.0.1:8080'))).toEqual([
       'error: routes.yaml:2:8 admin: admin 127.0.0.1:8080 overlaps the proxy listener 127.0.0.1:8080 (routes.yaml:1:9); admin endpoints are never served on the proxy port',
@@ -212,7 +224,6 @@ describe('notEnforced', () => {
       '  - { id: plain, match: { path: /plain }, upstream: users }',
     ), 'routes.yaml', {})
     expect(notEnforced).toEqual([
-      'routes[0].circuitBreaker (route "users"): circuit breaking is not enforced yet',
       'routes[0].tracing (route "users"): per-route trace sampling is not enforced yet',
       'routes[0].websocket (route "users"): WebSocket upgrades are not supported yet',
       'upstreams.users.healthCheck: health checks are not enforced yet',

@@ -283,9 +283,9 @@ describe('retry back-off', () => {
   })
 
   it('the ceiling doubles per attempt up to 10x the base (RetryPolicy with its random source at the top)', () => {
-    const policy = new RetryPolicy({ attempts: 10, on: [503], backoff: 25 }, () => 0.999999)
+    const policy = new RetryPolicy({ attempts: 10, on: [503], backoff: 25, budget: 20 }, () => 0.999999)
     expect([1, 2, 3, 4, 5, 6, 10].map((n) => policy.backoffMs(n))).toEqual([24, 49, 99, 199, 249, 249, 249])
-    const zero = new RetryPolicy({ attempts: 10, on: [503], backoff: 25 }, () => 0)
+    const zero = new RetryPolicy({ attempts: 10, on: [503], backoff: 25, budget: 20 }, () => 0)
     expect(zero.backoffMs(3)).toBe(0)
   })
 

@@ -57,7 +57,7 @@ routes:
   let table = buildRouteTable(config, null, metrics).table
   if (first !== null) {
     const r = table.routes.get('api')!
-    const route = new CompiledRoute(r.id, r.upstream, r.rewritePath, r.maxBodyBytes, r.allowEncodedSlash, r.websocket, [first, ...r.steps], r.metrics, r.parts)
+    const route = new CompiledRoute(r.id, r.upstream, r.rewritePath, r.maxBodyBytes, r.allowEncodedSlash, r.websocket, [first, ...r.steps], r.metrics, r.breaker, r.parts)
     const router = new Router([{ spec: { id: 'api', path: '/api/*', methods: null, host: null, headers: null, priority: 0 }, value: route }])
     table = new RouteTable(table.version, table.config, router, new Map([['api', route]]), table.upstreams, table.pathPolicy, table.trustedProxies, table.routeMetrics, false, table.keyStore, table.clusterStore)
   }
@@ -90,7 +90,7 @@ routes:
 function pickOutcome(o: Outcome): Outcome {
   return {
     status: o.status, failure: o.failure, causedByClient: o.causedByClient, attempts: o.attempts,
-    lastTarget: o.lastTarget, bytesIn: o.bytesIn, bytesOut: o.bytesOut, durationMs: o.durationMs,
+    lastTarget: o.lastTarget, bytesIn: o.bytesIn, bytesOut: o.bytesOut, durationMs: o.durationMs, breakerAdmission: o.breakerAdmission,
   }
 }
 

@@ -41,10 +41,11 @@ describe('/metrics', () => {
 upstreams:
   users: { targets: [{ url: ${up.url} }], retry: { attempts: 1, on: [502] } }
 routes:
-  - { id: users, match: { path: /users/:id }, upstream: users, rateLimit: [{ algorithm: token-bucket, rate: 100 }] }
+  - { id: users, match: { path: /users/:id }, upstream: users, rateLimit: [{ algorithm: token-bucket, rate: 100 }], circuitBreaker: {} }
 `)
     expect((await gw.get('/users/1')).status).toBe(200)
     expect((await gw.get('/users/2')).status).toBe(502)
+    expect((await gw.request('/users/3', { method: 'POST' })).status).toBe(502) // a retry skipped: not idempotent
     expect((await gw.get('/nowhere')).status).toBe(404)
 
     const found = families((await gw.admin('/metrics')).body)

@@ -25,12 +25,12 @@ describe('classifyError', () => {
 
 describe('retry.on reads the same taxonomy', () => {
   it.each(Object.entries(FAILURE_NAMES))('retry.on [%s] retries that kind and no other', (word, kind) => {
-    const policy = new RetryPolicy({ attempts: 1, on: [word as 'reset'], backoff: 0 })
+    const policy = new RetryPolicy({ attempts: 1, on: [word as 'reset'], backoff: 0, budget: 20 })
     for (const other of Object.values(FailureKind)) expect(policy.onFailure(other)).toBe(other === kind)
   })
 
   it('never retries a failure the client caused, whatever retry.on says', () => {
-    const policy = new RetryPolicy({ attempts: 3, on: ['connect-failure', 'reset', 'timeout', '5xx'], backoff: 0 })
+    const policy = new RetryPolicy({ attempts: 3, on: ['connect-failure', 'reset', 'timeout', '5xx'], backoff: 0, budget: 20 })
     expect(policy.onFailure(classifyError(withCode('TOLLGATE_CLIENT_GONE')))).toBe(false)
     expect(policy.onFailure(classifyError(withCode('ECONNRESET')))).toBe(true)
   })
