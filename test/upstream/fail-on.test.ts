@@ -1,5 +1,5 @@
 // circuitBreaker.failOn over the one failure taxonomy (src/upstream/fail-on.ts): what counts against a
-// breaker, what is a success, and what is no verdict at all (SPEC §10).
+// breaker, what is a success, and what is no verdict at all (README "Circuit breakers").
 import { describe, expect, it } from 'vitest'
 import { FailOn, Verdict, type FailOnWord } from '../../src/upstream/fail-on.js'
 import { FailureKind, type Outcome } from '../../src/upstream/outcome.js'
