@@ -34,6 +34,8 @@ export class Metrics {
   /** Read at scrape time: the proxy keeps the in-flight count itself (no metric call per request). */
   inflightNow: () => number = () => 0
   readonly targetUp: Gauge<'upstream' | 'target'>
+  /** Written where the decision is made: passive in each serving process, active where probes run (the primary with --workers). */
+  readonly ejections: Counter<'upstream' | 'target' | 'reason'>
   readonly configReloads: Counter<'source' | 'result'>
   readonly lastReloadSuccess: Gauge<'source'>
   readonly etcdUp: Gauge
@@ -64,7 +66,9 @@ export class Metrics {
     this.ratelimitDecisions = new FastCounter('tollgate_ratelimit_decisions_total', 'Rate-limit decisions, by route, limiter and decision (allowed, rejected).', ['route', 'limiter', 'decision'], registers)
     this.ratelimitStoreErrors = new Counter({ name: 'tollgate_ratelimit_store_errors_total', help: 'Cluster-scope limiter decisions the store (Redis) failed to make in time; onStoreError applied.', registers })
     this.ratelimitKeys = new Gauge({ name: 'tollgate_ratelimit_keys', help: 'Keys held in local limiter memory (at most limits.maxLimiterKeys).', registers, collect() { this.set(self.limiterKeysNow()) } })
-    this.targetUp = new Gauge({ name: 'tollgate_upstream_target_up', help: '1 when the target is eligible for traffic, 0 when unhealthy or ejected.', labelNames: ['upstream', 'target'], registers })
+    // With --workers the primary's /metrics shows the lowest value of the workers: 0 when any worker ejected it.
+    this.targetUp = new Gauge({ name: 'tollgate_upstream_target_up', help: '1 when the target is eligible for traffic, 0 when unhealthy or ejected.', labelNames: ['upstream', 'target'], registers, aggregator: 'min' })
+    this.ejections = new Counter({ name: 'tollgate_upstream_ejections_total', help: 'Targets taken out of rotation, by upstream, target and reason (active: failed probes, passive: failed requests).', labelNames: ['upstream', 'target', 'reason'], registers: data || control ? [this.registry] : [] })
     this.configReloads = new Counter({ name: 'tollgate_config_reloads_total', help: 'Config loads, by source (file, etcd) and result (applied, rejected).', labelNames: ['source', 'result'], registers: controlRegisters })
     this.lastReloadSuccess = new Gauge({ name: 'tollgate_config_last_reload_success_timestamp_seconds', help: 'Unix time of the last applied config, by source.', labelNames: ['source'], registers: controlRegisters })
     this.etcdUp = new Gauge({ name: 'tollgate_etcd_up', help: '1 while the etcd watch is connected, 0 otherwise.', registers: controlRegisters })
@@ -170,8 +174,15 @@ export class UpstreamMetrics {
     this.#metrics.targetUp.labels(this.name, target).set(up ? 1 : 0)
   }
 
+  /** A target left rotation: `active` (probes, counted where they run) or `passive` (this process's traffic). */
+  countEjection(target: string, reason: 'active' | 'passive'): void {
+    if (this.#removed || this.#removedTargets.has(target)) return
+    this.#metrics.ejections.labels(this.name, target, reason).inc()
+  }
+
   removeTarget(target: string): void {
     this.#removedTargets.add(target)
+    for (const reason of ['active', 'passive']) this.#metrics.ejections.remove(this.name, target, reason)
     const byStatus = this.#children.get(target)
     if (byStatus !== undefined) {
       for (const status of byStatus.keys()) this.#metrics.upstreamRequests.remove(this.name, target, String(status))
