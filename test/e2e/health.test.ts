@@ -163,6 +163,10 @@ describe('passive ejection', () => {
     expect(s.health.reason).toMatch(/^passive: ejected \(1st time\) after consecutive failed requests, until /)
     expect(await metric(gw, 'tollgate_upstream_ejections_total', { target: `127.0.0.1:${bad.port}`, reason: 'passive' })).toBe(1)
     expect(await metric(gw, 'tollgate_upstream_target_up', { target: `127.0.0.1:${bad.port}` })).toBe(0)
+    // A reload that leaves the upstream alone leaves it ejected.
+    expect(await gw.rewrite(yaml([good[0]!, bad, good[1]!], PASSIVE) + '  - { id: other, match: { path: /other }, upstream: api }\n')).toBe('applied')
+    expect(state().healthy).toBe(false)
+    expect((await targetStatus(gw, bad.url)).health.passive).toMatchObject({ ejected: true, timesEjected: 1 })
 
     await until('re-admitted', () => state().healthy, 2000)
     const firstMs = performance.now() - ejectedAt

@@ -47,15 +47,22 @@ describe('ActiveChecker', () => {
 
   it('counts a probe that gets no answer within timeout as failed, and never has two probes of a target in flight', async () => {
     const up = await startHealthUpstream('hung', { probe: 'hang' })
+    // A second, answering target makes the timer fire every interval while the hung probe is in flight.
+    const quick = await startHealthUpstream('quick')
     const target = new Target(up.url, 1)
     const { checker: c, reports, last } = checker({ interval: 20, timeout: 100, unhealthyThreshold: 1 })
-    c.setTargets([target])
+    c.setTargets([target, new Target(quick.url, 1)])
     await until('the first probe fails', () => last(target.url)?.state === 'unhealthy', 2000)
     expect(last(target.url)?.lastError).toBe('no complete response within 100 ms')
     // interval (20 ms) is shorter than timeout (100 ms): a checker without the in-flight rule would stack probes.
     await up.probed(4, 3000)
     expect(up.maxConcurrentProbes).toBe(1)
     expect(c.probesInFlight).toBeLessThanOrEqual(1)
+    expect(quick.probes).toBeGreaterThan(up.probes)
+    // One result per probe that reached the target (and at most the one in flight more): no probe was
+    // queued behind the hung one.
+    const results = reports.filter((r) => r.url === target.url && r.lastProbeAt !== null).length
+    expect(results).toBeLessThanOrEqual(up.probes)
     expect(reports.filter((r) => r.state === 'unhealthy').every((r) => r.lastStatus === null)).toBe(true)
   })
 
