@@ -129,12 +129,13 @@ describe('tollgate (run)', () => {
 upstreams:
   a: { targets: [{ url: ${up.url} }], healthCheck: { passive: {} } }
 routes:
-  - { id: a, match: { path: /* }, upstream: a, circuitBreaker: {} }
+  - { id: a, match: { path: /* }, upstream: a, circuitBreaker: {}, tracing: { sampleRatio: 1 } }
 `)
     const stopped = await gw.stop()
     expect(stopped.code).toBe(0)
     expect(gw.stdout()).toMatch(/circuitBreaker.*not enforced yet/)
-    expect(gw.stdout()).toMatch(/healthCheck.*not enforced yet/)
+    expect(gw.stdout()).toMatch(/tracing.*not enforced yet/)
+    expect(gw.stdout()).not.toMatch(/healthCheck.*not enforced/)
   })
 
   it('--listen and --admin override the file', async () => {

@@ -1,9 +1,9 @@
-// undici's Pool (and Client, for health probes), loaded on their own. The package index also loads fetch, WebSocket, the cache and their
+// undici's Pool, loaded on its own. The package index also loads fetch, WebSocket, the cache and their
 // WASM; the gateway needs only Pool. Measured (node 20, this machine): import('undici') -> 59.4 MiB RSS,
 // import('undici/lib/dispatcher/pool.js') -> 51.1 MiB; bench/README.md "Targets" sets idle RSS <= 80 MiB. undici has no
 // `exports` map, so the deep path is public; its types come from the package's own declarations.
 import { createRequire } from 'node:module'
-import type { Client as UndiciClient, Pool as UndiciPool } from 'undici'
+import type { Pool as UndiciPool } from 'undici'
 
 const require = createRequire(import.meta.url)
 
@@ -20,22 +20,5 @@ export function createTargetPool(origin: string, connectTimeoutMs: number): Pool
     keepAliveTimeout: 4_000,
     pipelining: 1,
     strictContentLength: true,
-  })
-}
-
-export const Client = require('undici/lib/dispatcher/client.js') as typeof UndiciClient
-export type Client = UndiciClient
-
-/**
- * The health-probe connection of one target: its own client, never the traffic pool, so a probe neither
- * waits behind requests nor takes a connection from them (README "Health checks").
- */
-export function createProbeClient(origin: string, timeoutMs: number): Client {
-  return new Client(origin, {
-    connect: { timeout: timeoutMs },
-    headersTimeout: 0,
-    bodyTimeout: 0,
-    keepAliveTimeout: 4_000,
-    pipelining: 1,
   })
 }

@@ -1,5 +1,5 @@
 // Active health checks of one upstream (README "Health checks"): every target is probed with `GET <path>`
-// over its own connection (createProbeClient: never the traffic pool, so a probe neither queues behind
+// over its own connection (probe-client.ts: never the traffic pool, so a probe neither queues behind
 // requests nor takes a connection from them).
 //
 // States of a target, per URL (its identity across reloads):
@@ -17,7 +17,7 @@
 // fire for it.
 import type { Dispatcher } from 'undici'
 import type { Upstream } from '../../config/schema.js'
-import { createProbeClient, type Client } from '../undici-pool.js'
+import { createProbeClient, type ProbeClient } from './probe-client.js'
 
 export type ActiveSettings = NonNullable<NonNullable<Upstream['healthCheck']>['active']>
 
@@ -72,7 +72,7 @@ class Subject implements Dispatcher.DispatchHandler {
   readonly url: string
   readonly origin: string
   readonly checker: ActiveChecker
-  client: Client | null = null
+  client: ProbeClient | null = null
   state: ActiveState = 'pending'
   successes = 0
   failures = 0

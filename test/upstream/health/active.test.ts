@@ -57,7 +57,6 @@ describe('ActiveChecker', () => {
     // interval (20 ms) is shorter than timeout (100 ms): a checker without the in-flight rule would stack probes.
     await up.probed(4, 3000)
     expect(up.maxConcurrentProbes).toBe(1)
-    expect(c.probesInFlight).toBeLessThanOrEqual(1)
     expect(quick.probes).toBeGreaterThan(up.probes)
     // One result per probe that reached the target (and at most the one in flight more): no probe was
     // queued behind the hung one.
