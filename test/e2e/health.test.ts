@@ -121,6 +121,16 @@ describe('active health checks', () => {
     expect(c.probes - removedAt).toBeLessThanOrEqual(1)
   })
 
+  it('closes its probe connections at shutdown, also one whose probe hangs', async () => {
+    const hung = await startHealthUpstream('hung', { probe: 'hang' })
+    const gw = await startGateway(yaml([hung], '{ active: { path: /healthz, interval: 100ms, timeout: 30s } }'))
+    await hung.probed(1)
+    expect(hung.sockets.size).toBe(1)
+    await gw.close()
+    await until('the probe connection closed', () => hung.sockets.size === 0, 2000)
+    expect(gw.gateway.probes!.checkerOf('api')).toBeNull()
+  })
+
   it('with onAllUnhealthy fail answers 503 NO_HEALTHY_UPSTREAM and contacts no target', async () => {
     const a = await startHealthUpstream('a', { probe: 500 })
     const b = await startHealthUpstream('b', { probe: 500 })

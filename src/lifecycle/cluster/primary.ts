@@ -114,7 +114,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     delayMs: () => 0,
     draining: stopWorkers,
     stopping: async () => {
-      probes.close()
+      await probes.close()
       await admin?.close()
       log.info('stopped')
     },

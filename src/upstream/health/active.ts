@@ -177,7 +177,7 @@ export class ActiveChecker {
     }
     for (const [url, subject] of this.#subjects) {
       if (wanted.has(url)) continue
-      this.#drop(subject)
+      void this.#drop(subject)
       this.#listener(subject.report(this.upstream), subject.state)
     }
     this.#schedule(now)
@@ -194,13 +194,14 @@ export class ActiveChecker {
     return n
   }
 
-  /** Stops every probe and timer; tells nothing (the owner is going away). */
-  close(): void {
+  /** Stops every probe and timer and closes the probe connections; tells nothing (the owner is going away). */
+  async close(): Promise<void> {
     this.#closed = true
     if (this.#timer !== null) clearTimeout(this.#timer)
     this.#timer = null
-    for (const subject of this.#subjects.values()) this.#drop(subject)
+    const closing = [...this.#subjects.values()].map((subject) => this.#drop(subject))
     this.#subjects.clear()
+    await Promise.all(closing)
   }
 
   /** The timer fired: start every due probe, then set the timer for the next one. */
@@ -259,14 +260,14 @@ export class ActiveChecker {
     client.dispatch({ origin: subject.origin, path: this.settings.path, method: 'GET', headers: PROBE_HEADERS, headersTimeout: 0, bodyTimeout: 0 }, subject)
   }
 
-  #drop(subject: Subject): void {
+  #drop(subject: Subject): Promise<void> {
     subject.removed = true
     this.#subjects.delete(subject.url)
     if (subject.timer !== null) clearTimeout(subject.timer)
     subject.timer = null
     const client = subject.client
     subject.client = null
-    void client?.destroy().catch(() => undefined)
+    return client === null ? Promise.resolve() : client.destroy().catch(() => undefined)
   }
 
   #jitteredIntervalMs(): number {

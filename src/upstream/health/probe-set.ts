@@ -45,7 +45,7 @@ export class ProbeSet {
       if (current !== undefined) {
         // URLs the new checker does not probe are reported removed; the rest were taken over.
         for (const r of current.checker.reports()) if (!targets.has(r.url)) this.#listener({ ...r, state: 'removed' }, r.state as ActiveState)
-        current.checker.close()
+        void current.checker.close()
       }
       this.#checkers.set(name, { key, checker })
     }
@@ -62,15 +62,16 @@ export class ProbeSet {
     return this.#checkers.get(upstream)?.checker ?? null
   }
 
-  close(): void {
+  async close(): Promise<void> {
     this.#closed = true
-    for (const { checker } of this.#checkers.values()) checker.close()
+    const closing = [...this.#checkers.values()].map(({ checker }) => checker.close())
     this.#checkers.clear()
+    await Promise.all(closing)
   }
 
   #remove(name: string, checker: ActiveChecker): void {
     for (const r of checker.reports()) this.#listener({ ...r, state: 'removed' }, r.state as ActiveState)
-    checker.close()
+    void checker.close()
     this.#checkers.delete(name)
   }
 }

@@ -113,7 +113,7 @@ describe('ActiveChecker', () => {
     await until('unhealthy', () => first.last(target.url)?.state === 'unhealthy')
     const second = checker({ interval: 1000, healthyThreshold: 3 })
     second.checker.setTargets([target], first.checker)
-    first.checker.close()
+    await first.checker.close()
     expect(second.reports[0]).toMatchObject({ state: 'unhealthy' })
   })
 })
