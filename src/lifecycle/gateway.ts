@@ -73,7 +73,7 @@ export class Gateway {
       delayMs: () => this.#holder.config.shutdown.delay,
       draining: () => this.#drainConnections(),
       stopping: async () => {
-        this.probes?.close()
+        await this.probes?.close()
         await this.#admin?.close()
         await this.#holder.close()
         this.log.info('stopped')
@@ -100,7 +100,7 @@ export class Gateway {
       await gateway.#listen()
       gateway.#admin = await startAdminServer(listenAddress(gateway.#holder.config.admin), gateway.#adminSources(sources))
     } catch (err) {
-      built?.probes?.close()
+      await built?.probes?.close()
       await sources.close()
       throw err
     }
