@@ -257,7 +257,7 @@ describe('healthCheck', () => {
   })
 
   it('accepts the defaults and says nothing about health checks being unenforced', () => {
-    const { notEnforced } = loadConfigText(upstream('      active: { path: /healthz }', '      passive: {}'), 'routes.yaml', {})
+    const { notEnforced } = loadConfigText(yaml(upstream('      active: { path: /healthz }', '      passive: {}').trimEnd(), 'routes: [{ id: r, match: { path: /r }, upstream: users }]'), 'routes.yaml', {})
     expect(notEnforced).toEqual([])
   })
 })
