@@ -61,6 +61,11 @@ export function badRequest(rule: string): Refusal {
 export const BAD_TRANSFER_ENCODING = badRequest('Transfer-Encoding other than exactly one "chunked" (ambiguous framing)')
 export const BAD_HOST_COUNT = badRequest('more than one Host header')
 export const BAD_ENCODED_SLASH = badRequest("encoded slash (%2F) in the path, which this route does not allow")
+export const BAD_BODY_FRAMING = badRequest('the request body framing is broken (chunk size or delimiter)')
+export const BAD_HOST = badRequest('Host is not a valid host[:port]')
+export const MISSING_HOST = badRequest('HTTP/1.1 request without a Host header')
+export const BAD_HTTP_VERSION = badRequest('HTTP/0.9 request (only HTTP/1.0 and HTTP/1.1 are served)')
+export const BAD_CONNECT = badRequest('CONNECT is not supported: the gateway is not a forward proxy')
 export const BAD_FRAMING = badRequest('the request could not be parsed as HTTP/1.1 (framing, header syntax or size)')
 
 /** Every gateway-made response, in status order: the source of README's error table. */

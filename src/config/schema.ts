@@ -65,6 +65,13 @@ export const Paths = Type.Object({
   allowEncodedSlash: Type.Boolean({ default: false, description: "Allow '%2F' in the path (forwarded still encoded); else 400. A route may override." }),
 }, { ...strict, default: {}, description: 'Path canonicalization policy.' })
 
+export const Headers = Type.Object({
+  allowUnderscores: Type.Boolean({
+    default: false,
+    description: "Forward request header names containing '_' (X_Forwarded_For, Content_Length...). Off: they are dropped, as nginx's underscores_in_headers off does, because Rack, WSGI and CGI servers read '_' as '-'.",
+  }),
+}, { ...strict, default: {}, description: 'Request header policy towards the upstream.' })
+
 export const Shutdown = Type.Object({
   delay: Duration('After SIGTERM, keep serving this long while /readyz answers 503.', '0s'),
   timeout: Duration('Then stop accepting and wait this long for in-flight requests.', '30s'),
@@ -249,6 +256,7 @@ export const Config = Type.Object({
   clientIp: ClientIp,
   limits: Limits,
   paths: Paths,
+  headers: Headers,
   shutdown: Shutdown,
   etcd: Type.Optional(Etcd),
   redis: Type.Optional(Redis),

@@ -22,7 +22,10 @@
 //   - malformed `%` (truncated or not two hex digits).
 //   - `%00`-`%1F` and `%7F` (NUL and control characters in encoded form).
 //   - `\` raw and `%5C`: some upstreams (and `new URL`) read it as `/`.
-//   - `%C0` and `%C1`: bytes that occur only in overlong UTF-8 (`%C0%AE` is an old spelling of `.`).
+//   - percent-encoded bytes >= 0x80 that are not well-formed UTF-8 (Unicode Table 3-7): overlong forms in
+//     any length (`%C0%AE`, `%E0%80%AE`, `%F0%80%80%AE` are old spellings of `.`), surrogates (`%ED%A0%80`),
+//     code points above U+10FFFF, stray or missing continuation bytes, a sequence cut by a raw character.
+//     An upstream that decodes leniently would see `.`, `/` or `\` where the gateway saw data.
 //   - `;` raw and `%3B` when policy.rejectSemicolon (servlet path parameters, `/admin;x=1/`).
 //   - dot segments in any spelling: a segment that is `.` or `..` after unreserved characters are decoded
 //     (`%2e` is unreserved, so `%2E%2e`, `.%2E` and `%2e.` are all `..`). For this check `%2F` also ends a
@@ -73,7 +76,7 @@ export const REJECT_MALFORMED_PERCENT = rejection('malformed percent-encoding')
 export const REJECT_CONTROL_CHAR = rejection('control character, space or NUL in the request target')
 export const REJECT_NON_ASCII = rejection('raw non-ASCII byte in the request target')
 export const REJECT_BACKSLASH = rejection('backslash in the path')
-export const REJECT_OVERLONG_UTF8 = rejection('overlong UTF-8 byte (%C0 or %C1) in the path')
+export const REJECT_OVERLONG_UTF8 = rejection('overlong or invalid UTF-8 in the percent-encoded path')
 export const REJECT_DOT_SEGMENT = rejection('dot segment in the path')
 export const REJECT_SEMICOLON = rejection('semicolon in the path')
 export const REJECT_FRAGMENT = rejection("'#' in the request target")
@@ -204,10 +207,15 @@ function canonicalizePath(target: string, start: number, policy: PathPolicy): Ca
   let segmentLength = 0 // characters of the current segment, after decoding unreserved ones
   let dots = 0          // how many of them are '.'
   let isAfterSlash = false
+  // UTF-8 of the percent-encoded bytes: continuation bytes still due, and the range of the next one.
+  let utf8Need = 0
+  let utf8Low = 0x80
+  let utf8High = 0xbf
   let i = start
   for (; i < len; i++) {
     const c = target.charCodeAt(i)
     if (c >= 0x80) return REJECT_NON_ASCII
+    if (utf8Need !== 0 && c !== 0x25) return REJECT_OVERLONG_UTF8 // a sequence cut short
     switch (CLASS[c]) {
       case PLAIN:
         segmentLength++
@@ -241,7 +249,21 @@ function canonicalizePath(target: string, start: number, policy: PathPolicy): Ca
         if (b < 0x20 || b === 0x7f) return REJECT_CONTROL_CHAR
         if (b === 0x5c) return REJECT_BACKSLASH
         if (b === 0x3b && rejectSemicolon) return REJECT_SEMICOLON
-        if (b === 0xc0 || b === 0xc1) return REJECT_OVERLONG_UTF8
+        if (utf8Need !== 0) {
+          if (b < utf8Low || b > utf8High) return REJECT_OVERLONG_UTF8
+          utf8Need--
+          utf8Low = 0x80
+          utf8High = 0xbf
+        } else if (b >= 0x80) {
+          // Lead byte (Unicode Table 3-7). C0, C1 and F5-FF never occur; E0, ED, F0 and F4 narrow the next
+          // byte to exclude overlong forms, surrogates and code points above U+10FFFF.
+          if (b < 0xc2 || b > 0xf4) return REJECT_OVERLONG_UTF8
+          utf8Need = b < 0xe0 ? 1 : b < 0xf0 ? 2 : 3
+          if (b === 0xe0) utf8Low = 0xa0
+          else if (b === 0xed) utf8High = 0x9f
+          else if (b === 0xf0) utf8Low = 0x90
+          else if (b === 0xf4) utf8High = 0x8f
+        }
         isAfterSlash = false
         if (UNRESERVED[b] === 1) {
           out += target.slice(copied, i) + DECODED[b]
@@ -291,6 +313,7 @@ function canonicalizePath(target: string, start: number, policy: PathPolicy): Ca
     }
     break // '?'
   }
+  if (utf8Need !== 0) return REJECT_OVERLONG_UTF8
   if (isDotSegment(segmentLength, dots)) return REJECT_DOT_SEGMENT
 
   const queryStart = i

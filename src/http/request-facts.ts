@@ -2,7 +2,8 @@
 // is built): framing (one Host, Transfer-Encoding exactly "chunked" on one line, Expect), the client's
 // Connection tokens, and the headers it interprets (X-Forwarded-For, X-Request-Id, traceparent, tracestate).
 // Shared by the router's caller, the policies and the proxy; the copy pass is src/proxy/upstream-headers.ts.
-import { BAD_HOST_COUNT, BAD_TRANSFER_ENCODING, EXPECTATION_FAILED, type Refusal } from '../errors.js'
+import { isIPv6 } from 'node:net'
+import { BAD_HOST, BAD_HOST_COUNT, BAD_TRANSFER_ENCODING, EXPECTATION_FAILED, type Refusal } from '../errors.js'
 
 /** What pass 1 learned about a request. One instance per request, every field assigned in order. */
 export class RequestHeaderFacts {
@@ -17,6 +18,8 @@ export class RequestHeaderFacts {
   contentLength = -1
   expectContinue = false
   upgrade = false
+  /** headers.allowUnderscores is off: names with `_` are not sent upstream (src/proxy/upstream-headers.ts). */
+  dropUnderscoreNames = false
 
   /** The request has a body (chunked, or a Content-Length above 0). */
   hasBody(): boolean {
@@ -78,7 +81,49 @@ export function scanRequestHeaders(raw: readonly string[], facts: RequestHeaderF
   }
   if (teCount > 1) return BAD_TRANSFER_ENCODING
   if (hostCount > 1) return BAD_HOST_COUNT
+  if (hostCount === 1 && !isValidHost(facts.host!)) return BAD_HOST
   return null
+}
+
+// reg-name characters accepted in Host: ALPHA DIGIT - . _ ~ (RFC 3986 unreserved). Sub-delims and
+// percent-encoding are valid reg-name too, but no DNS name needs them, and `,` `@` `;` only serve tricks.
+const HOST_CHAR = new Uint8Array(128)
+for (let c = 0x30; c <= 0x39; c++) HOST_CHAR[c] = 1
+for (let c = 0x41; c <= 0x5a; c++) HOST_CHAR[c] = 1
+for (let c = 0x61; c <= 0x7a; c++) HOST_CHAR[c] = 1
+for (const ch of '-._~') HOST_CHAR[ch.charCodeAt(0)] = 1
+
+/**
+ * RFC 9110 §7.2 `Host = uri-host [ ":" port ]`: a reg-name (letters, digits, `- . _ ~`; IPv4 is one) or
+ * `[IPv6]`, then optionally `:` and 1 to 5 digits up to 65535. `api.example.com:80@evil.example`, `a, b`,
+ * `a b`, `a:` and `a:99999` are not. One charCode scan; only an IPv6 literal is sliced.
+ */
+export function isValidHost(value: string): boolean {
+  const len = value.length
+  let i = 0
+  if (value.charCodeAt(0) === 0x5b) { // '[' IPv6 ']'
+    i = value.indexOf(']')
+    if (i < 0 || !isIPv6(value.slice(1, i))) return false
+    i++
+  } else {
+    for (; i < len; i++) {
+      const c = value.charCodeAt(i)
+      if (c === 0x3a) break // ':'
+      if (c >= 0x80 || HOST_CHAR[c] !== 1) return false
+    }
+    if (i === 0) return false
+  }
+  if (i === len) return true
+  if (value.charCodeAt(i) !== 0x3a) return false
+  const digits = len - i - 1
+  if (digits < 1 || digits > 5) return false
+  let port = 0
+  for (let j = i + 1; j < len; j++) {
+    const c = value.charCodeAt(j)
+    if (c < 0x30 || c > 0x39) return false
+    port = port * 10 + c - 0x30
+  }
+  return port <= 65535
 }
 
 function addConnectionTokens(facts: RequestHeaderFacts, value: string): void {

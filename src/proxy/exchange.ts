@@ -23,6 +23,7 @@ import type { CompiledUpstream } from '../table/compiled-upstream.js'
 import type { RouteTable } from '../table/route-table.js'
 import { FailureKind, type Outcome } from '../upstream/outcome.js'
 import type { Target } from '../upstream/target.js'
+import type { ClientConnection } from './client-connection.js'
 import { kExchange } from './exchange-key.js'
 import { CLIENT_GONE, onUpstreamComplete, onUpstreamConnect, onUpstreamData, onUpstreamError, onUpstreamHeaders, sweepExchange } from './forward.js'
 import { runRouteSteps } from './pipeline.js'
@@ -45,6 +46,10 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
   readonly req: IncomingMessage
   readonly res: ServerResponse
   readonly startMs: number
+  /** The client connection: told when this request completes (client-connection.ts). */
+  connection: ClientConnection | null = null
+  /** The gateway's answer closes the connection: nothing after this request on it is processed. */
+  closesConnection = false
   /** 80 random hex digits: trace id, span id, request id (src/http/ids.ts). */
   ids = ''
   requestId = ''
@@ -153,8 +158,10 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     this.status = refusal.status
     this.refusal = refusal
     if (this.headersSent || res.headersSent) {
+      this.closesConnection = true
       res.destroy()
     } else {
+      if (close || this.state.draining) this.closesConnection = true
       this.headersSent = true
       let extra = headers
       if (this.quotaSource !== null) {
@@ -173,7 +180,10 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     this.headersSent = true
     const out = [...headers, 'x-request-id', this.requestId]
     if (this.quotaSource !== null) appendQuotaHeaders(out, this.quotaSource, this.quotaRemaining, this.quotaResetMs)
-    if (this.state.draining) out.push('connection', 'close')
+    if (this.state.draining) {
+      this.closesConnection = true
+      out.push('connection', 'close')
+    }
     this.res.writeHead(status, out)
     this.res.end(this.req.method === 'HEAD' ? undefined : body)
     this.complete()
@@ -244,6 +254,8 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     this.durationMs = performance.now() - this.startMs
     state.recorder.record(this.route, this.req.method ?? 'GET', this)
     state.requestFinished()
+    // Last: the next pipelined request of the connection may start from here.
+    if (this.connection !== null) this.connection.done(this)
   }
 }
 

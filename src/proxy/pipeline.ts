@@ -7,7 +7,10 @@
 // A route step returns Next.Continue, Next.Done (it answered) or Next.Suspend (it will call ex.resume()
 // when its store answers): the exchange remembers where it stopped (stepIndex), so a suspended request
 // needs no closure to go on.
-import { BAD_ENCODED_SLASH, METHOD_NOT_ALLOWED, badRequest, PAYLOAD_TOO_LARGE, ROUTE_NOT_FOUND, SHUTTING_DOWN } from '../errors.js'
+import {
+  BAD_ENCODED_SLASH, BAD_HTTP_VERSION, METHOD_NOT_ALLOWED, MISSING_HOST, badRequest, PAYLOAD_TOO_LARGE, type Refusal,
+  ROUTE_NOT_FOUND, SHUTTING_DOWN,
+} from '../errors.js'
 import { canonicalizeTarget } from '../http/canonical-path.js'
 import { randomIds, requestIdFrom } from '../http/ids.js'
 import { scanRequestHeaders } from '../http/request-facts.js'
@@ -18,23 +21,30 @@ import { forward } from './forward.js'
 const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
 const OPTIONS_STAR_ALLOW = 'GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH'
 
-/** Runs a new request through the fixed steps, then its route's. */
-export function startExchange(ex: Exchange, sendContinue: boolean): void {
+/**
+ * Runs a new request through the fixed steps, then its route's. `refusal`: the connection already knows the
+ * request is refused (client-connection.ts: its body framing broke while it waited).
+ */
+export function startExchange(ex: Exchange, sendContinue: boolean, refusal: Refusal | null): void {
   const req = ex.req
   ex.begin()
   ex.sendContinue = sendContinue
 
-  // 1. Framing: one Host, one Transfer-Encoding: chunked, a known Expect (src/http/request-facts.ts).
-  const framing = scanRequestHeaders(req.rawHeaders, ex)
+  // 1. Framing: HTTP/1.x, one valid Host (required by HTTP/1.1), one Transfer-Encoding: chunked, a known
+  // Expect (src/http/request-facts.ts). Every refusal here closes the connection (client-connection.ts).
+  const table = ex.table
+  ex.dropUnderscoreNames = !table.config.headers.allowUnderscores
+  const framing = refusal ?? scanRequestHeaders(req.rawHeaders, ex)
   ex.ids = randomIds()
   ex.requestId = ex.incomingRequestId ?? requestIdFrom(ex.ids)
   if (framing !== null) return ex.refuse(framing, true)
+  if (req.httpVersionMajor !== 1) return ex.refuse(BAD_HTTP_VERSION, true)
+  if (ex.host === undefined && req.httpVersionMinor === 1) return ex.refuse(MISSING_HOST, true)
 
   // 2. Draining: new requests are refused with Connection: close once shutdown began.
   if (ex.state.draining) return ex.refuse(SHUTTING_DOWN, true)
 
   // 3. The one canonical path: what is matched is what is forwarded (src/http/canonical-path.ts).
-  const table = ex.table
   const method = req.method ?? 'GET'
   const target = canonicalizeTarget(req.url ?? '', method, ex.host, table.pathPolicy)
   if ('rejected' in target) return ex.refuse(badRequest(target.reason), ex.hasBody())

@@ -4,13 +4,13 @@
 // listener is node:http too (src/admin/admin-server.ts says why).
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import net, { type Socket } from 'node:net'
-import { BAD_FRAMING, EXPECTATION_FAILED, REQUEST_TIMEOUT } from '../errors.js'
+import { BAD_CONNECT, BAD_FRAMING, REQUEST_TIMEOUT } from '../errors.js'
 import type { Config } from '../config/schema.js'
 import { newRequestId } from '../http/ids.js'
-import { Exchange, refuseInProgress } from './exchange.js'
-import { startExchange } from './pipeline.js'
+import { attachConnection, type ClientConnection, connectionOf } from './client-connection.js'
+import { refuseInProgress } from './exchange.js'
 import type { ProxyState } from './proxy-state.js'
-import { rawRefusal, sendRefusal } from './refusal.js'
+import { rawRefusal } from './refusal.js'
 
 export interface ProxyServer {
   readonly server: http.Server
@@ -33,22 +33,32 @@ export function createProxyServer(state: ProxyState, limits: Config['limits']): 
     keepAliveTimeout: limits.keepAliveTimeout,
     // Node checks the two timeouts above only this often (default 30 s: a slowloris lived 30 s). (Node's server.connectionsCheckingInterval, default 30000 ms: nodejs.org/api/http.html)
     connectionsCheckingInterval: 500,
-    requireHostHeader: true,
+    // The pipeline refuses a missing Host itself: Node's own 400 keeps parsing the requests pipelined behind it.
+    requireHostHeader: false,
     insecureHTTPParser: false,
     joinDuplicateHeaders: false,
   })
+  // Every request goes through its connection, which processes them one at a time and stops after a
+  // refusal that closes it (client-connection.ts).
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    startExchange(new Exchange(state, req, res), false)
+    (connectionOf(req.socket) as ClientConnection).admit(req, res, false)
   })
   // Expect: 100-continue: answer 100 only once the route is known and the declared size is acceptable.
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    startExchange(new Exchange(state, req, res), true)
+    (connectionOf(req.socket) as ClientConnection).admit(req, res, true)
   })
+  // Any other Expect: the header scan answers 417 (request-facts.ts), in turn, like every refusal.
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    (connectionOf(req.socket) as ClientConnection).admit(req, res, false)
+  })
+  // CONNECT (authority-form): Node hands over the socket, and without this listener closes it unanswered.
+  server.on('connect', (req: IncomingMessage, socket: Socket) => {
     void req
-    sendRefusal(res, EXPECTATION_FAILED, newRequestId(), true)
+    socket.end(rawRefusal(BAD_CONNECT, newRequestId()))
   })
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    // A parse error behind requests already parsed: they are still answered (client-connection.ts).
+    if (err.code !== 'ERR_HTTP_REQUEST_TIMEOUT' && connectionOf(socket)?.onParseError() === true) return
     const inProgress = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
     if (inProgress) {
       // requestTimeout while the body is still arriving: the request already has an Exchange. It aborts the
@@ -73,6 +83,7 @@ export function createProxyServer(state: ProxyState, limits: Config['limits']): 
   // Every open connection, so that endAll() can close those a response left idle after draining began.
   const sockets = new Set<Socket>()
   server.on('connection', (socket: Socket) => {
+    attachConnection(state, socket)
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))
   })

@@ -26,8 +26,11 @@ export function buildUpstreamHeaders(
   const listed = facts.connectionTokens
   let hasProto = false
   let hasFwdHost = false
+  const dropUnderscores = facts.dropUnderscoreNames
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!
+    // `X_Forwarded_For`, `Content_Length`...: Rack, WSGI and CGI servers read `_` as `-` (README "Headers").
+    if (dropUnderscores && name.indexOf('_') !== -1) continue
     const lower = name.toLowerCase()
     if (isHopByHop(lower)) continue
     if (listed !== null && listed.includes(lower)) continue
