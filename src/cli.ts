@@ -31,7 +31,7 @@ async function main(argv: string[]): Promise<number> {
     // Loaded on demand, like the etcd commands below: a cluster worker never loads the config parser.
     case 'validate': {
       const { runValidate } = await import('./commands/validate-command.js')
-      // The same file the gateway would run: TOLLGATE_CONFIG names it for both (SPEC §1).
+      // The same file the gateway would run: TOLLGATE_CONFIG names it for both (README "Command line").
       const r = runValidate(rest[0] ?? process.env['TOLLGATE_CONFIG'] ?? 'routes.yaml', process.env)
       process.stdout.write(r.stdout)
       process.stderr.write(r.stderr)

@@ -261,3 +261,39 @@ describe('signals an operator sends (issue 14 item 5)', () => {
     }, 30_000)
   }
 })
+
+describe('npm start', () => {
+  it('stops the gateway when npm gets SIGTERM (the script execs node, so the signal reaches it)', async () => {
+    const [port, admin] = [await freePort(), await freePort()]
+    const npm = spawn('npm', ['start'], {
+      cwd: root, env: { ...process.env, TOLLGATE_LISTEN: `127.0.0.1:${port}`, TOLLGATE_ADMIN: `127.0.0.1:${admin}`, TOLLGATE_LOG_LEVEL: 'warn' }, stdio: 'ignore',
+    })
+    const exited = new Promise<void>((r) => npm.once('exit', () => r()))
+    const childrenOf = (pid: number): number[] => {
+      try {
+        return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((p) => p !== '').map(Number)
+      } catch {
+        return []
+      }
+    }
+    let gateway: number[] = []
+    onTestFinished(async () => {
+      for (const pid of gateway) try { process.kill(pid, 'SIGKILL') } catch { /* gone */ }
+      if (npm.exitCode === null && npm.signalCode === null) npm.kill('SIGKILL')
+      await exited
+    })
+    await untilOk(`http://127.0.0.1:${admin}/healthz`)
+    gateway = childrenOf(npm.pid!)
+    expect(gateway.length).toBeGreaterThan(0)
+    npm.kill('SIGTERM')
+    await exited
+    const deadline = Date.now() + 10_000
+    let alive = true
+    while (Date.now() < deadline && alive) {
+      alive = gateway.some((pid) => { try { process.kill(pid, 0); return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0] !== 'Z' } catch { return false } })
+      if (alive) await new Promise((r) => setTimeout(r, 50))
+    }
+    expect(alive).toBe(false)
+    await expect(httpRequest(`http://127.0.0.1:${admin}/healthz`)).rejects.toThrow()
+  }, 30_000)
+})

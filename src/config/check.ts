@@ -37,7 +37,7 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
   }
   checkRedis(config, isValid, report)
   const routes = Array.isArray(config.routes) ? config.routes : []
-  // SPEC §1: a file that routes nothing serves only 404s; it is a mistake unless etcd brings the routes.
+  // README "Configuration", Validation: a file that routes nothing serves only 404s; it is a mistake unless etcd brings the routes.
   if (routes.length === 0 && config.etcd === undefined && isValid(['routes'])) {
     report('error', [], 'the config has no routes (and no etcd: section to bring them): every request would get 404. Add routes: or an etcd: section')
   }

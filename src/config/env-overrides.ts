@@ -3,7 +3,7 @@
 // case-insensitively against the schema. Only scalar (and scalar-list) settings of fixed sections can be set
 // this way, not routes or upstreams. The string is turned into the setting's type here; validation then
 // reports what is still wrong, located at the variable's name. A variable that names no setting is a
-// warning and is ignored (SPEC §1): Kubernetes injects service links (TOLLGATE_PORT, TOLLGATE_SERVICE_HOST,
+// warning and is ignored (README "Configuration", Environment): Kubernetes injects service links (TOLLGATE_PORT, TOLLGATE_SERVICE_HOST,
 // TOLLGATE_PORT_8080_TCP_ADDR...) into every pod of a namespace with a Service named tollgate, and those are
 // skipped without a word.
 import type { ConfigIssue } from '../errors.js'

@@ -33,7 +33,7 @@ const Address = (description: string, def: string) =>
 const HttpUrl = (description: string) =>
   Type.String({ pattern: '^https?://[^/?#\\s]+/?$', description: `${description} http://host:port (no path).` })
 
-/** A share written as a percent string, `20%` or `12.5%` (SPEC §2 writes retry.budget so). A number of percent in the loaded Config. */
+/** A share written as a percent string, `20%` or `12.5%` (how retry.budget is written). A number of percent in the loaded Config. */
 const Percent = (description: string, def: string) =>
   Type.Transform(Type.String({ pattern: PERCENT_PATTERN, description: `${description} Percent, e.g. 20%.`, default: def }))
     .Decode((text) => Number(text.slice(0, -1)))

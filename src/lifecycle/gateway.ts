@@ -16,6 +16,7 @@ import { Metrics } from '../telemetry/metrics.js'
 import { ConfigApplier, type ApplyResult, type ConfigOrigin } from './config-applier.js'
 import type { ConfigSources, EtcdApplyEvent, ReloadEvent } from './config-sources.js'
 import { Drain, settlesBefore } from './drain.js'
+import { ErrorLogSink } from '../proxy/error-log.js'
 import { TableHolder } from './table-holder.js'
 import { listenAddress, listenError } from '../lib/host-port.js'
 
@@ -54,6 +55,7 @@ export class Gateway {
     this.log = log
     this.heapTrimmer = heapTrimmer
     this.#holder = new TableHolder(config, metrics, (next) => this.#applyLimits(next.limits), { workers })
+    this.#holder.state.recorder.add(new ErrorLogSink(log))
     this.#applier = new ConfigApplier(this.#holder, metrics, log, heapTrimmer)
     this.#proxy = createProxyServer(this.#holder.state, config.limits)
     this.#drain = new Drain({

@@ -99,6 +99,8 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
 
   // ---- the Outcome (upstream/outcome.ts), read by record.ts ----
   status = 0
+  /** The gateway-made response, when the gateway answered (refuse()). */
+  refusal: Refusal | null = null
   failure: FailureKind = FailureKind.None
   causedByClient = false
   attempts = 0
@@ -149,6 +151,7 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     if (this.finished) return
     const res = this.res
     this.status = refusal.status
+    this.refusal = refusal
     if (this.headersSent || res.headersSent) {
       res.destroy()
     } else {

@@ -5,7 +5,7 @@
 //   <status>         an upstream response with that status
 //   timeout          timeouts.response passed (504)
 //   connect-failure  no connection (refused, unreachable, timeouts.connect)
-// Never counted either way (no verdict): what the client caused (SPEC §10: it left, its body was too large)
+// Never counted either way (no verdict): what the client caused (README "Circuit breakers": it left, its body was too large)
 // and requests the gateway answered without forwarding (attempts 0: a refusal, 503 OVERLOADED...).
 // Everything else is a success, an upstream 4xx included.
 import { FailureKind, type Outcome } from './outcome.js'

@@ -5,6 +5,8 @@
 // (TOLLGATE_CLIENT_GONE) or sent too large a body (TOLLGATE_BODY_TOO_LARGE) is `ClientCaused`, which no
 // policy counts against a target.
 
+import type { Refusal } from '../errors.js'
+
 /** Failure kinds, as named in `retry.on` / `failOn` (`connect-failure`, `reset`, `timeout`). */
 export const FailureKind = { None: 0, ConnectFailure: 1, Reset: 2, Timeout: 3, ClientCaused: 4, Other: 5 } as const
 export type FailureKind = (typeof FailureKind)[keyof typeof FailureKind]
@@ -62,4 +64,8 @@ export interface Outcome {
   readonly durationMs: number
   /** What the route's circuit breaker admitted it as: 0 closed or none, > 0 a half-open trial, -1 refused. */
   readonly breakerAdmission: number
+  /** The X-Request-Id of the request. */
+  readonly requestId: string
+  /** The gateway-made response it got (src/errors.ts), null when the upstream's response was relayed. */
+  readonly refusal: Refusal | null
 }

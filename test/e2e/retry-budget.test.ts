@@ -1,4 +1,4 @@
-// The retry budget (README "Retries and timeouts", SPEC §2 retry.budget): retries in progress at most
+// The retry budget (README "Retries and timeouts", retry.budget): retries in progress at most
 // max(3, budget% of the requests in flight to the upstream); a retry over it is skipped and counted in
 // tollgate_retries_skipped_total{reason="budget"}, as are not-idempotent and body-sent skips.
 import type { IncomingMessage, ServerResponse } from 'node:http'

@@ -1,5 +1,5 @@
 // circuitBreaker.failOn over the one failure taxonomy (src/upstream/fail-on.ts): what counts against a
-// breaker, what is a success, and what is no verdict at all (SPEC §10).
+// breaker, what is a success, and what is no verdict at all (README "Circuit breakers").
 import { describe, expect, it } from 'vitest'
 import { FailOn, Verdict, type FailOnWord } from '../../src/upstream/fail-on.js'
 import { FailureKind, type Outcome } from '../../src/upstream/outcome.js'
@@ -7,7 +7,7 @@ import { FailureKind, type Outcome } from '../../src/upstream/outcome.js'
 function outcome(fields: Partial<Outcome>): Outcome {
   return {
     status: 200, failure: FailureKind.None, causedByClient: false, attempts: 1, lastTarget: '127.0.0.1:1',
-    bytesIn: 0, bytesOut: 0, durationMs: 1, breakerAdmission: 0, ...fields,
+    bytesIn: 0, bytesOut: 0, durationMs: 1, breakerAdmission: 0, requestId: 'r', refusal: null, ...fields,
   }
 }
 

@@ -10,14 +10,14 @@
 //   a trial that ends without a verdict (the client left, the gateway refused before forwarding)
 //   gives its slot back to the half-open period it belongs to.
 //
-// Why our own rather than opossum (the project's default unless measured figures or SPEC's semantics say
+// Why our own rather than opossum (the project's default unless measured figures or the configured semantics say
 // otherwise):
-// - Semantics. opossum's half-open admits exactly one call (its PENDING_CLOSE flag); SPEC §2 wants
+// - Semantics. opossum's half-open admits exactly one call (its PENDING_CLOSE flag); circuitBreaker.halfOpenRequests wants
 //   `halfOpenRequests`. Its `fire(fn)` takes the action as a function, so the pipeline would need a closure
 //   and a promise per request, against STYLE's "no closure per request"; our pipeline is a step array and
 //   learns outcomes at the end-of-request record, not from a promise. Its buckets rotate on a setInterval
 //   per breaker (or a shared rotateBucketController), and each bucket pushes every latency into an array
-//   even with rollingPercentilesEnabled: false (PITFALLS A4, nodeshift/opossum#648).
+//   even with rollingPercentilesEnabled: false (nodeshift/opossum#648).
 // - Figures. bench/micro/breaker-vs-opossum.mjs (its header has the command): node 20.20, opossum 9.0.0,
 //   2M calls x 5 runs, median, on the shared 2-core machine (load average 10 at the time, so both sides
 //   are slower than on a quiet one; the ratio is what counts). opossum with lean options: timeout false,

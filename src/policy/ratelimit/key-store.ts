@@ -1,4 +1,4 @@
-// Per-key state of the local limiters, bounded (README "Rate limiting", SPEC §10): one store per gateway
+// Per-key state of the local limiters, bounded (README "Rate limiting"): one store per gateway
 // holds the entries of all its local limiters, at most `limits.maxLimiterKeys` of them, in one list ordered
 // as least recently used with a second chance (the CLOCK approximation of LRU): a request only stamps its
 // key's entry with the time; a new key over the cap looks at the tail, and an entry used since it was linked

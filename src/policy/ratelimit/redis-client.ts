@@ -1,4 +1,4 @@
-// The ioredis client of redis-store.ts, set up to fail fast (SPEC §10, PITFALLS §A5 "Redis outage"): no
+// The ioredis client of redis-store.ts, set up to fail fast (README "Rate limiting", when Redis is down): no
 // offline queue, no retries per command, no resending after a reconnect; the connection itself comes back
 // on its own, with capped backoff. The store bounds each batch with its own timer.
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'

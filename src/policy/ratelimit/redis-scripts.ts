@@ -1,8 +1,7 @@
 // The Lua run by redis-store.ts. Every decision is made inside Redis, in one script call, with Redis's own
-// clock (TIME): instances whose clocks disagree still share one bucket (spring-cloud-gateway#2412, PITFALLS
-// §A5), and no read-modify-write races between instances (dust-tt/dust#16066).
+// clock (TIME): instances whose clocks disagree still share one bucket (spring-cloud-gateway#2412), and no read-modify-write races between instances (dust-tt/dust#16066).
 //
-// A refused decision writes nothing, so refusals are never counted (SPEC §2 rateLimit). Replies are integers
+// A refused decision writes nothing, so refusals are never counted (README "Rate limiting"). Replies are integers
 // (Lua numbers become integer replies by truncation), so the times are rounded up to whole milliseconds.
 
 /** Integers per decision in DECIDE_LUA's reply: allowed (1/0), remaining, resetMs, retryAfterMs. */

@@ -1,5 +1,5 @@
-// The cluster-scope limiters' store: one Redis (redis.url) or a Redis Cluster (redis.cluster), SPEC §2 and
-// §10, PITFALLS §A5. Decisions are made by Lua inside Redis with Redis's clock (redis-scripts.ts).
+// The cluster-scope limiters' store: one Redis (redis.url) or a Redis Cluster (redis.cluster), README "Rate
+// limiting". Decisions are made by Lua inside Redis with Redis's clock (redis-scripts.ts).
 //
 // Batching: decide() only appends to a batch; the batches are sent once per event-loop turn (setImmediate),
 // each as ONE script call over up to MAX_BATCH keys (numkeys = N), answered by one `.then` that walks the
