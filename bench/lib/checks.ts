@@ -27,7 +27,7 @@ export const TARGETS = {
   failureCpuRatio: 1.05,
 } as const
 
-/** The scenario whose Tollgate is the core path (one route, no policies) when a limit scenario has no tollgate-core. */
+/** The scenario whose Tollgate is the core path (one route, no policies) when a core-baseline scenario has no tollgate-core. */
 export const CORE_SCENARIO = 'small'
 /** Scenarios measured against the core path rather than against undici-stream. */
 const CORE_BASELINE_SCENARIOS = new Set(['policies', 'cluster-limit', 'breaker-open', 'failing-upstream'])
@@ -57,7 +57,7 @@ export function forwarderChecks(reports: readonly ScenarioReport[]): string[] {
   return checks
 }
 
-/** The core path a limit scenario is judged against: its own tollgate-core, interleaved with it, else small's tollgate. */
+/** The core path a limit or breaker scenario is judged against: its own tollgate-core, interleaved with it, else small's tollgate. */
 function baselineOf(reports: readonly ScenarioReport[], scenario: string): { readonly result: PeerResult, readonly name: string } | null {
   const own = reports.find((r) => r.name === scenario)?.results.find((r) => r.peer === CORE_PEER)
   if (own?.rps != null) return { result: own, name: CORE_PEER }
