@@ -7,6 +7,8 @@ import type { Config } from '../config/schema.js'
 import type { EtcdStatus } from '../etcd/source.js'
 import { formatIssue, type ConfigIssue } from '../errors.js'
 import type { RouteTable } from '../table/route-table.js'
+import type { ActiveReport } from '../upstream/health/active.js'
+import { describeHealth } from '../upstream/health/upstream-health.js'
 import { Target } from '../upstream/target.js'
 import { STATE_NAMES } from '../policy/breaker/breaker.js'
 
@@ -31,6 +33,8 @@ export interface StatusInput {
   readonly inflight: number | null
   readonly draining: boolean
   readonly etcd: EtcdStatus | null
+  /** The cluster primary's probe results (it probes for its workers); absent elsewhere. */
+  readonly activeReports?: readonly ActiveReport[]
 }
 
 export function renderStatus(input: StatusInput): Record<string, unknown> {
@@ -58,7 +62,7 @@ export function renderStatus(input: StatusInput): Record<string, unknown> {
     inflight: input.inflight,
     draining: input.draining,
     routes: config.routes.map((r) => ({ id: r.id, match: r.match, upstream: r.upstream, priority: r.priority })),
-    upstreams: table === null ? upstreamsOfConfig(config, registered) : upstreamsOfTable(table, registered),
+    upstreams: table === null ? upstreamsOfConfig(config, registered, input.activeReports ?? []) : upstreamsOfTable(table, registered),
     breakers: breakers(config, table),
     limiterStore: limiterStore(config, table),
   }
@@ -113,24 +117,40 @@ function upstreamsOfTable(table: RouteTable, registered: ReadonlySet<string>): u
     inflight: u.pool.inflight,
     maxConcurrent: u.pool.maxConcurrent,
     panic: u.pool.isPanicking,
+    onAllUnhealthy: u.pool.onAllUnhealthy,
+    ejectionsRefused: u.passive?.refused ?? null,
     targets: u.pool.targets.map((t) => ({
-      url: t.url, weight: t.weight, healthy: t.healthy, ejected: false, registered: registered.has(`${u.name} ${t.origin}`), inflight: t.inflight,
+      url: t.url, weight: t.weight, healthy: t.healthy, ejected: (t.health?.ejectedUntilMs ?? 0) !== 0,
+      registered: registered.has(`${u.name} ${t.origin}`), inflight: t.inflight, health: describeHealth(t.health, u.passive !== null),
     })),
   }))
 }
 
-function upstreamsOfConfig(config: Config, registered: ReadonlySet<string>): unknown[] {
+function upstreamsOfConfig(config: Config, registered: ReadonlySet<string>, reports: readonly ActiveReport[]): unknown[] {
+  const reportOf = new Map<string, ActiveReport>()
+  for (const r of reports) reportOf.set(`${r.upstream} ${r.url}`, r)
   return Object.entries(config.upstreams).map(([name, spec]) => ({
     name,
     balancer: spec.balancer,
     inflight: null,
     maxConcurrent: spec.maxConcurrent ?? null,
     panic: null,
+    onAllUnhealthy: spec.onAllUnhealthy,
+    ejectionsRefused: null,
     targets: spec.targets.map((t) => {
       // A Target is plain data (no connection): it normalises the URL the way the workers' tables do.
       const target = new Target(t.url, t.weight)
+      // The primary probes for its workers; passive ejection is each worker's own (README "Health checks").
+      const report = reportOf.get(`${name} ${target.url}`)
+      const health = spec.healthCheck?.active === undefined ? null : report ?? null
       return {
-        url: target.url, weight: target.weight, healthy: null, ejected: false, registered: registered.has(`${name} ${target.origin}`), inflight: null,
+        url: target.url, weight: target.weight, healthy: null, ejected: null, registered: registered.has(`${name} ${target.origin}`), inflight: null,
+        health: {
+          state: health === null ? null : health.state,
+          reason: health === null ? 'no active checks; passive ejection is per worker' : 'active probe state from the primary; passive ejection is per worker',
+          active: health === null ? null : { ...health, upstream: undefined, url: undefined, lastProbeAt: health.lastProbeAt === null ? null : new Date(health.lastProbeAt).toISOString() },
+          passive: null,
+        },
       }
     }),
   }))

@@ -34,6 +34,7 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
     if (upstream.balancer === 'hash' && upstream.hashKey === undefined) {
       report('error', ['upstreams', name, 'balancer'], 'balancer "hash" needs hashKey (client-ip, path, header:<name> or query:<name>)')
     }
+    checkHealthCheck(name, upstream, report)
   }
   checkRedis(config, isValid, report)
   const routes = Array.isArray(config.routes) ? config.routes : []
@@ -107,6 +108,30 @@ type Report = (severity: ConfigIssue['severity'], path: readonly PathSegment[], 
 /** A limiter's name: its `name`, else `<algorithm>-<position>` (`token-bucket-0`). Labels metrics and Redis keys. */
 export function limiterName(limit: RateLimit, index: number): string {
   return limit.name ?? `${limit.algorithm}-${index}`
+}
+
+// README "Health checks". Durations are milliseconds only when the whole file validated (load.ts decodes
+// it then); otherwise they are still text and the checks on them wait for the other errors to be fixed.
+function checkHealthCheck(name: string, upstream: Config['upstreams'][string], report: Report): void {
+  const at = (...rest: PathSegment[]): PathSegment[] => ['upstreams', name, 'healthCheck', ...rest]
+  const active = upstream.healthCheck?.active
+  if (active !== undefined) {
+    for (const field of ['interval', 'timeout'] as const) {
+      if (active[field] === 0) report('error', at('active', field), `must be longer than 0ms, got ${active[field]}ms; e.g. ${field === 'interval' ? '5s' : '1s'}`)
+    }
+    active.expectStatus.forEach((item, i) => {
+      if (typeof item !== 'string' || !item.includes('-')) return
+      const [lo, hi] = item.split('-').map(Number) as [number, number]
+      if (lo > hi) report('error', at('active', 'expectStatus', i), `range "${item}" is empty: its first status is above its last; write "${hi}-${lo}"`)
+    })
+  }
+  const passive = upstream.healthCheck?.passive
+  if (passive !== undefined && typeof passive.ejectionTime === 'number' && typeof passive.maxEjectionTime === 'number') {
+    if (passive.ejectionTime === 0) report('error', at('passive', 'ejectionTime'), 'must be longer than 0ms, got 0ms; to turn ejection off, remove healthCheck.passive')
+    else if (passive.maxEjectionTime < passive.ejectionTime) {
+      report('error', at('passive', 'maxEjectionTime'), `must be at least ejectionTime (${passive.ejectionTime}ms), got ${passive.maxEjectionTime}ms`)
+    }
+  }
 }
 
 function checkRedis(config: Config, isValid: (path: readonly PathSegment[]) => boolean, report: Report): void {
@@ -196,9 +221,6 @@ export function listNotEnforced(config: Config): string[] {
     if (route.tracing !== undefined) out.push(`${at}.tracing ${label}: per-route trace sampling is not enforced yet`)
     if (route.websocket) out.push(`${at}.websocket ${label}: WebSocket upgrades are not supported yet`)
   })
-  for (const [name, upstream] of Object.entries(config.upstreams)) {
-    if (upstream.healthCheck !== undefined) out.push(`${formatPath(['upstreams', name, 'healthCheck'])}: health checks are not enforced yet`)
-  }
   if (config.tracing.exporter !== 'none') out.push(`tracing.exporter (${config.tracing.exporter}): trace export is not enforced yet`)
   return out
 }

@@ -18,6 +18,9 @@ import type { ConfigSources, EtcdApplyEvent, ReloadEvent } from './config-source
 import { Drain, settlesBefore } from './drain.js'
 import { ErrorLogSink } from '../proxy/error-log.js'
 import { TableHolder } from './table-holder.js'
+import { HealthFeed } from '../upstream/health/health-feed.js'
+import type { ProbeSet } from '../upstream/health/probe-set.js'
+import { createProbeSet } from './health-probes.js'
 import { listenAddress, listenError } from '../lib/host-port.js'
 
 export interface GatewayOptions {
@@ -46,15 +49,24 @@ export class Gateway {
   readonly #applier: ConfigApplier
   readonly #proxy: ProxyServer
   readonly #drain: Drain
+  /** Active probes (README "Health checks"): this process's own, or null in a cluster worker (its primary probes). */
+  readonly probes: ProbeSet | null
   #admin: AdminServer | null = null
 
-  private constructor(config: Config, sources: ConfigSources | null, metrics: Metrics, log: Logger, heapTrimmer: HeapTrimmer, workers = 1) {
+  /** `feed`: a cluster worker's, filled by its primary; otherwise this process probes and fills its own. */
+  private constructor(config: Config, sources: ConfigSources | null, metrics: Metrics, log: Logger, heapTrimmer: HeapTrimmer, workers = 1, feed: HealthFeed | null = null) {
     this.sources = sources
     this.events = sources?.events ?? new EventEmitter()
     this.metrics = metrics
     this.log = log
     this.heapTrimmer = heapTrimmer
-    this.#holder = new TableHolder(config, metrics, (next) => this.#applyLimits(next.limits), { workers })
+    const healthFeed = feed ?? new HealthFeed()
+    this.probes = feed === null ? createProbeSet(metrics, (report) => healthFeed.put(report)) : null
+    this.#holder = new TableHolder(config, metrics, (next) => {
+      this.#applyLimits(next.limits)
+      this.probes?.update(next.upstreams)
+    }, { workers, healthFeed })
+    this.probes?.update(config.upstreams)
     this.#holder.state.recorder.add(new ErrorLogSink(log))
     this.#applier = new ConfigApplier(this.#holder, metrics, log, heapTrimmer)
     this.#proxy = createProxyServer(this.#holder.state, config.limits)
@@ -63,6 +75,7 @@ export class Gateway {
       delayMs: () => this.#holder.config.shutdown.delay,
       draining: () => this.#drainConnections(),
       stopping: async () => {
+        await this.probes?.close()
         await this.#admin?.close()
         await this.#holder.close()
         this.log.info('stopped')
@@ -81,12 +94,15 @@ export class Gateway {
     const { ConfigSources } = await import('./config-sources.js')
     const sources = await ConfigSources.open({ ...options, env, log, metrics, heapTrimmer })
     let gateway: Gateway
+    let built: Gateway | null = null // for the catch: stops the probes it started
     try {
       gateway = new Gateway(sources.config, sources, metrics, log, heapTrimmer)
+      built = gateway
       gateway.#applier.started('file')
       await gateway.#listen()
       gateway.#admin = await startAdminServer(listenAddress(gateway.#holder.config.admin), gateway.#adminSources(sources))
     } catch (err) {
+      await built?.probes?.close()
       await sources.close()
       throw err
     }
@@ -97,9 +113,9 @@ export class Gateway {
   }
 
   /** A cluster worker: serves `config` (validated by the primary) on the shared proxy port; no admin listener. */
-  static async serve(config: Config, options: { readonly log: Logger; readonly metrics: Metrics; readonly workers: number }): Promise<Gateway> {
+  static async serve(config: Config, options: { readonly log: Logger; readonly metrics: Metrics; readonly workers: number; readonly healthFeed: HealthFeed }): Promise<Gateway> {
     const heapTrimmer = new HeapTrimmer()
-    const gateway = new Gateway(config, null, options.metrics, options.log, heapTrimmer, options.workers)
+    const gateway = new Gateway(config, null, options.metrics, options.log, heapTrimmer, options.workers, options.healthFeed)
     await gateway.#listen()
     heapTrimmer.afterLoad()
     return gateway

@@ -21,6 +21,9 @@ export class TableHolder implements ConfigHolder {
     this.#afterSwap = afterSwap
     this.#options = options
     this.state = new ProxyState(buildRouteTable(config, null, metrics, options).table, metrics)
+    // Probe reports go to the table in service; one for an upstream or URL it does not have is ignored
+    // (the feed keeps it for the table built next).
+    options.healthFeed?.listen((report) => this.state.table.upstreams.get(report.upstream)?.health.applyActive(report))
   }
 
   get config(): Config {

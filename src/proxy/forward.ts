@@ -89,6 +89,8 @@ export function onUpstreamHeaders(ex: Exchange, statusCode: number, rawHeaders: 
   ex.active = true
   upstream.metrics.duration.observe((performance.now() - ex.attemptStartMs) / 1000)
   upstream.metrics.countResponse(target.hostPort, statusCode)
+  // Passive health: the status decides the attempt, also when it is retried elsewhere (README "Health checks").
+  upstream.passive?.record(target, statusCode >= 500)
   if (statusCode >= 500 && upstream.retry.onStatus(statusCode) && mayRetry(ex)) {
     const next = upstream.pool.pick(rememberTried(ex, target), ex.attempts, ex.hashValue)
     if (next !== null) {
@@ -156,6 +158,8 @@ export function onUpstreamError(ex: Exchange, err: Error): void {
   const target = ex.target
   releaseTarget(ex)
   const failure = classifyError(err)
+  // Passive health: an attempt that failed before its response headers; never one the client caused.
+  if (target !== null && failure !== FailureKind.ClientCaused && !ex.headersSent && !ex.discarding) ex.upstream!.passive?.record(target, true)
   if (ex.finished) return
   ex.failure = failure
   if (failure === FailureKind.ClientCaused) ex.causedByClient = true

@@ -9,6 +9,7 @@ import { Router } from '../router/router.js'
 import type { Metrics, RouteMetrics } from '../telemetry/metrics.js'
 import type { Target } from '../upstream/target.js'
 import { createTargetPool } from '../upstream/undici-pool.js'
+import type { HealthFeed } from '../upstream/health/health-feed.js'
 import type { ClusterStore } from '../policy/ratelimit/cluster-store.js'
 import { KeyStore } from '../policy/ratelimit/key-store.js'
 import { retireLimiter, type LimitContext, type Limiter } from './compiled-limits.js'
@@ -46,6 +47,7 @@ export class RouteTable {
   /** At shutdown: destroys every connection pool of this table's upstreams (requests still in flight are cut). */
   async close(): Promise<void> {
     this.keyStore.close()
+    for (const u of this.upstreams.values()) u.health.close()
     await Promise.all([
       ...[...this.upstreams.values()].flatMap((u) => u.pool.targets.map((t) => t.dispatcher?.destroy().catch(() => undefined))),
       this.clusterStore.value?.close().catch(() => undefined),
@@ -62,6 +64,8 @@ export interface BuildResult {
 export interface TableOptions {
   /** Processes serving the port (--workers N): local limiters count 1/N each. Default 1. */
   readonly workers?: number
+  /** Active probe reports (README "Health checks"): a target's first state when active checks are on. */
+  readonly healthFeed?: HealthFeed | null
 }
 
 /** Builds a table from a validated config. Throws only on programming errors; config errors are load.ts's. */
@@ -75,7 +79,7 @@ export function buildRouteTable(config: Config, prev: RouteTable | null, metrics
   const added: Array<{ readonly target: Target; readonly upstream: CompiledUpstream }> = []
   const retired: Target[] = []
   for (const [name, spec] of Object.entries(config.upstreams)) {
-    const built = compileUpstream(name, spec, prev?.upstreams.get(name), metrics)
+    const built = compileUpstream(name, spec, prev?.upstreams.get(name), metrics, options.healthFeed ?? null)
     upstreams.set(name, built.upstream)
     for (const target of built.added) added.push({ target, upstream: built.upstream })
     retired.push(...built.retired)
@@ -160,6 +164,8 @@ export function buildRouteTable(config: Config, prev: RouteTable | null, metrics
         // undici's close() lets requests in flight finish, then closes the sockets.
         void target.dispatcher?.close().catch(() => undefined)
       }
+      for (const u of upstreams.values()) u.health.retain(u.pool.targets)
+      for (const [name, old] of prev.upstreams) if (upstreams.get(name)?.health !== old.health) old.health.close()
       for (const [id, m] of prev.routeMetrics) if (!routeMetrics.has(id)) m.remove()
       for (const [name, old] of prev.upstreams) {
         const now = upstreams.get(name)

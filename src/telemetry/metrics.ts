@@ -39,6 +39,8 @@ export class Metrics {
   /** Read at scrape time: the proxy keeps the in-flight count itself (no metric call per request). */
   inflightNow: () => number = () => 0
   readonly targetUp: Gauge<'upstream' | 'target'>
+  /** Written where the decision is made: passive in each serving process, active where probes run (the primary with --workers). */
+  readonly ejections: Counter<'upstream' | 'target' | 'reason'>
   readonly configReloads: Counter<'source' | 'result'>
   readonly lastReloadSuccess: Gauge<'source'>
   readonly etcdUp: Gauge
@@ -82,7 +84,9 @@ export class Metrics {
     this.retriesSkipped = new FastCounter('tollgate_retries_skipped_total', 'Retries that retry.on allowed but were not made, by route and reason (budget, not-idempotent, body-sent).', ['route', 'reason'], registers)
     this.breakerState = new Gauge({ name: 'tollgate_circuit_breaker_state', help: 'Circuit breaker state by route: 0 closed, 1 half-open, 2 open.', labelNames: ['route'], registers, aggregator: 'max', collect() { self.breakersNow() } })
     this.breakerTransitions = new Counter({ name: 'tollgate_circuit_breaker_transitions_total', help: 'Circuit breaker state changes, by route and the state entered (closed, half-open, open).', labelNames: ['route', 'to'], registers })
-    this.targetUp = new Gauge({ name: 'tollgate_upstream_target_up', help: '1 when the target is eligible for traffic, 0 when unhealthy or ejected.', labelNames: ['upstream', 'target'], registers })
+    // With --workers the primary's /metrics shows the lowest value of the workers: 0 when any worker ejected it.
+    this.targetUp = new Gauge({ name: 'tollgate_upstream_target_up', help: '1 when the target is eligible for traffic, 0 when unhealthy or ejected.', labelNames: ['upstream', 'target'], registers, aggregator: 'min' })
+    this.ejections = new Counter({ name: 'tollgate_upstream_ejections_total', help: 'Targets taken out of rotation, by upstream, target and reason (active: failed probes, passive: failed requests).', labelNames: ['upstream', 'target', 'reason'], registers: data || control ? [this.registry] : [] })
     this.configReloads = new Counter({ name: 'tollgate_config_reloads_total', help: 'Config loads, by source (file, etcd) and result (applied, rejected).', labelNames: ['source', 'result'], registers: controlRegisters })
     this.lastReloadSuccess = new Gauge({ name: 'tollgate_config_last_reload_success_timestamp_seconds', help: 'Unix time of the last applied config, by source.', labelNames: ['source'], registers: controlRegisters })
     // Registered by exposeEtcdUp() when the config has an etcd: section: a 0 without etcd would read as "etcd down".
@@ -209,8 +213,15 @@ export class UpstreamMetrics {
     this.#metrics.targetUp.labels(this.name, target).set(up ? 1 : 0)
   }
 
+  /** A target left rotation: `active` (probes, counted where they run) or `passive` (this process's traffic). */
+  countEjection(target: string, reason: 'active' | 'passive'): void {
+    if (this.#removed || this.#removedTargets.has(target)) return
+    this.#metrics.ejections.labels(this.name, target, reason).inc()
+  }
+
   removeTarget(target: string): void {
     this.#removedTargets.add(target)
+    for (const reason of ['active', 'passive']) this.#metrics.ejections.remove(this.name, target, reason)
     const byStatus = this.#children.get(target)
     if (byStatus !== undefined) {
       for (const status of byStatus.keys()) this.#metrics.upstreamRequests.remove(this.name, target, String(status))

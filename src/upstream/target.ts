@@ -1,6 +1,7 @@
 // One upstream target: its parsed address plus the mutable state shared by everyone who routes to it.
 // A Target survives reloads while its URL is unchanged (UpstreamPool.withTargets), so its connection
 // pool, in-flight count and health carry over; it is never copied.
+import type { TargetHealth } from './health/upstream-health.js'
 import type { Pool } from './undici-pool.js'
 
 /** One upstream target, parsed once at build time. */
@@ -13,8 +14,13 @@ export class Target {
   readonly hostPort: string
   /** Requests in flight to this target; the proxy increments it on dispatch and decrements it at the end. */
   inflight: number
-  /** Set by the health checker; only healthy targets are picked unless the pool is in panic mode. */
+  /**
+   * Eligible for traffic: set from `health` (health/upstream-health.ts); only healthy targets are picked
+   * unless the pool is in panic mode.
+   */
   healthy: boolean
+  /** Its active and passive health state, bound by the table builder; null until then. */
+  health: TargetHealth | null
   /** Set when the target is leaving (removed on reload, lease expired): never picked again. */
   closing: boolean
   /** Its keep-alive connection pool, opened by the table builder (src/table/) when the target joins. */
@@ -42,6 +48,7 @@ export class Target {
     this.origin = parsed.origin
     this.inflight = 0
     this.healthy = true
+    this.health = null
     this.closing = false
     this.dispatcher = null
     this.#weight = weight

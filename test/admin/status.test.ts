@@ -14,6 +14,8 @@ routes:
 
 const file: FileFacts = { path: 'routes.yaml', revision: 'abc', appliedAt: new Date(0), rejected: [], rejectedAt: null, current: loaded }
 
+const noChecks = { state: 'up', reason: 'no health checks', active: null, passive: null }
+
 describe('renderStatus', () => {
   it('lists the same routes and targets from the config alone as from the live table, live-only fields null', () => {
     const { table } = buildRouteTable(loaded.config, null, new Metrics({ defaultMetrics: false }))
@@ -22,14 +24,15 @@ describe('renderStatus', () => {
     const fromConfig = renderStatus({ file, config: loaded.config, version: 1, table: null, inflight: null, draining: false, etcd: null })
 
     expect(live['upstreams']).toEqual([{
-      name: 'users', balancer: 'round-robin', inflight: 0, maxConcurrent: 10, panic: false,
+      name: 'users', balancer: 'round-robin', inflight: 0, maxConcurrent: 10, panic: false, onAllUnhealthy: 'route-all', ejectionsRefused: null,
       targets: [
-        { url: 'http://127.0.0.1:9001', weight: 2, healthy: true, ejected: false, registered: false, inflight: 0 },
-        { url: 'http://localhost:80', weight: 1, healthy: true, ejected: false, registered: false, inflight: 0 },
+        { url: 'http://127.0.0.1:9001', weight: 2, healthy: true, ejected: false, registered: false, inflight: 0, health: noChecks },
+        { url: 'http://localhost:80', weight: 1, healthy: true, ejected: false, registered: false, inflight: 0, health: noChecks },
       ],
     }])
+    // The primary probes (its health shows the active state alone); ejection is each worker's.
     const nullLive = (u: unknown): unknown => JSON.parse(JSON.stringify(u), (key, value: unknown) =>
-      ['inflight', 'panic', 'healthy', 'state', 'errors', 'local'].includes(key) ? null : value)
-    expect(fromConfig).toEqual({ ...live, inflight: null, upstreams: nullLive(live['upstreams']), limiterStore: nullLive(live['limiterStore']) })
+      ['inflight', 'panic', 'healthy', 'state', 'errors', 'local', 'ejected', 'health'].includes(key) ? null : value)
+    expect({ ...fromConfig, upstreams: nullLive(fromConfig['upstreams']) }).toEqual({ ...live, inflight: null, upstreams: nullLive(live['upstreams']), limiterStore: nullLive(live['limiterStore']) })
   })
 })

@@ -226,8 +226,38 @@ describe('notEnforced', () => {
     expect(notEnforced).toEqual([
       'routes[0].tracing (route "users"): per-route trace sampling is not enforced yet',
       'routes[0].websocket (route "users"): WebSocket upgrades are not supported yet',
-      'upstreams.users.healthCheck: health checks are not enforced yet',
       'tracing.exporter (otlp): trace export is not enforced yet',
     ])
+  })
+})
+
+describe('healthCheck', () => {
+  const upstream = (...lines: string[]): string => yaml('upstreams:', '  users:', '    targets: [{ url: "http://127.0.0.1:9001" }]', '    healthCheck:', ...lines)
+
+  it('refuses a zero probe interval or timeout and an empty expectStatus range, naming file:line:col', () => {
+    expect(problems(upstream(
+      '      active:',
+      '        interval: 0s',
+      '        timeout: 0ms',
+      '        expectStatus: [200, "399-200"]',
+    ))).toEqual([
+      'error: routes.yaml:6:19 upstreams.users.healthCheck.active.interval: must be longer than 0ms, got 0ms; e.g. 5s',
+      'error: routes.yaml:7:18 upstreams.users.healthCheck.active.timeout: must be longer than 0ms, got 0ms; e.g. 1s',
+      'error: routes.yaml:8:29 upstreams.users.healthCheck.active.expectStatus[1]: range "399-200" is empty: its first status is above its last; write "200-399"',
+    ])
+  })
+
+  it('refuses maxEjectionTime below ejectionTime and a zero ejectionTime', () => {
+    expect(problems(upstream('      passive: { ejectionTime: 30s, maxEjectionTime: 10s }'))).toEqual([
+      'error: routes.yaml:5:54 upstreams.users.healthCheck.passive.maxEjectionTime: must be at least ejectionTime (30000ms), got 10000ms',
+    ])
+    expect(problems(upstream('      passive: { ejectionTime: 0s }'))).toEqual([
+      'error: routes.yaml:5:32 upstreams.users.healthCheck.passive.ejectionTime: must be longer than 0ms, got 0ms; to turn ejection off, remove healthCheck.passive',
+    ])
+  })
+
+  it('accepts the defaults and says nothing about health checks being unenforced', () => {
+    const { notEnforced } = loadConfigText(upstream('      active: { path: /healthz }', '      passive: {}'), 'routes.yaml', {})
+    expect(notEnforced).toEqual([])
   })
 })

@@ -39,7 +39,7 @@ describe('/metrics', () => {
     const up = await startUpstream({ statuses: [200, 502] })
     const gw = await startGateway(`
 upstreams:
-  users: { targets: [{ url: ${up.url} }], retry: { attempts: 1, on: [502] } }
+  users: { targets: [{ url: ${up.url} }], retry: { attempts: 1, on: [502] }, healthCheck: { passive: { consecutiveFailures: 1, maxEjectionPercent: 100 } } }
 routes:
   - { id: users, match: { path: /users/:id }, upstream: users, rateLimit: [{ algorithm: token-bucket, rate: 100 }], circuitBreaker: {} }
 `)

@@ -3,13 +3,17 @@
 // sends before it.
 //
 //   worker -> primary: hello | ready {revision} | applied {revision, result} | metrics {id, metrics}
-//   primary -> worker: config {config, origin, revision} | shutdown | metrics {id}
+//   primary -> worker: config {config, origin, revision} | health {reports} | shutdown | metrics {id}
+//
+// `health` carries active probe results: the primary probes once per instance (README "Health checks") and
+// sends each change of a target's state, and to a worker that says hello all states after its config.
 //
 // `config` carries the Config the primary validated (and merged with etcd): plain frozen data, sent as JSON
 // by node:cluster. Workers never read or parse routes.yaml; `revision` is that of the file text the config
 // came from, which the worker reports back for /status.
 import type { Worker } from 'node:cluster'
 import type { Config } from '../../config/schema.js'
+import type { ActiveReport } from '../../upstream/health/active.js'
 import type { ApplyResult, ConfigOrigin } from '../config-applier.js'
 
 export interface ConfigMessage {
@@ -21,6 +25,7 @@ export interface ConfigMessage {
 
 export type ToWorker =
   | ConfigMessage
+  | { readonly type: 'tollgate:health'; readonly reports: readonly ActiveReport[] }
   | { readonly type: 'tollgate:shutdown' }
   | { readonly type: 'tollgate:metrics'; readonly id: number }
 

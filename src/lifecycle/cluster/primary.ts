@@ -20,6 +20,7 @@ import { ConfigSources } from '../config-sources.js'
 import { Drain } from '../drain.js'
 import { handleReloadSignal, handleShutdownSignals } from '../signals.js'
 import { sendToWorker, toPrimary, type ToWorker } from './messages.js'
+import { createProbeSet } from '../health-probes.js'
 import { listenAddress } from '../../lib/host-port.js'
 
 /** The primary's ConfigHolder: the config in force and its version, nothing built from it. */
@@ -94,6 +95,14 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   let nextMetricsId = 0
   const metricsReplies = new Map<number, (metrics: object[] | null) => void>()
   const readyCount = (): number => [...workers.values()].filter((w) => w.ready).length
+  // Active health checks run here, once per instance, never in the workers: each change of a target's state
+  // goes to every configured worker; a worker that says hello gets every state after its config (README
+  // "Health checks"). Passive ejection stays in each worker.
+  const probes = createProbeSet(metrics, (report, previous) => {
+    if (previous === report.state) return
+    const message: ToWorker = { type: 'tollgate:health', reports: [report] }
+    for (const state of workers.values()) if (state.configured) sendToWorker(state.worker, message)
+  })
   const configMessage = (origin: ConfigOrigin): ToWorker =>
     ({ type: 'tollgate:config', config: record.config, origin, revision: sources.file.revision })
 
@@ -119,6 +128,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     delayMs: () => 0,
     draining: stopWorkers,
     stopping: async () => {
+      await probes.close()
       await admin?.close()
       log.info('stopped')
     },
@@ -132,6 +142,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
         if (drain.state !== 'serving') return void sendToWorker(state.worker, { type: 'tollgate:shutdown' })
         state.configured = true
         sendToWorker(state.worker, configMessage('file'))
+        sendToWorker(state.worker, { type: 'tollgate:health', reports: probes.reports() })
         return
       case 'tollgate:ready': {
         state.ready = true
@@ -206,7 +217,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       status: () => ({
         ...renderStatus({
           file: sources.file, config: record.config, version: record.version, table: null,
-          inflight: null, draining: drain.state !== 'serving', etcd: sources.etcd?.status() ?? null,
+          inflight: null, draining: drain.state !== 'serving', etcd: sources.etcd?.status() ?? null, activeReports: probes.reports(),
         }),
         workers: {
           configured: count,
@@ -234,10 +245,13 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   const broadcast = (origin: ConfigOrigin): void => {
     const message = configMessage(origin)
     for (const state of workers.values()) if (state.configured) sendToWorker(state.worker, message)
+    // After the config, so a worker knows a new target before its first report arrives.
+    probes.update(record.config.upstreams)
   }
   sources.events.on('reload', (event) => { if (event.result === 'applied') broadcast('file') })
   sources.events.on('etcd', (event) => { if (event.applied) broadcast('etcd') })
   sources.start(applier)
+  probes.update(record.config.upstreams)
   for (let i = 0; i < count; i++) fork()
 
   handleReloadSignal(() => sources.reload(), log)

@@ -4,11 +4,15 @@
 import { Gateway } from '../gateway.js'
 import type { Logger } from '../../telemetry/log.js'
 import { Metrics } from '../../telemetry/metrics.js'
+import { HealthFeed } from '../../upstream/health/health-feed.js'
 import { handleShutdownSignals } from '../signals.js'
 import { frozen, sendToPrimary, toWorker, type ConfigMessage } from './messages.js'
 
 export function runWorker(log: Logger): Promise<number> {
   const metrics = new Metrics({ defaultMetrics: true, data: true, control: false })
+  // Active probe results from the primary (it probes once per instance); kept from the first message on,
+  // so reports that arrive while the gateway starts are not lost.
+  const healthFeed = new HealthFeed()
   let gateway: Gateway | null = null
   let starting: Promise<Gateway | null> | null = null
   let pending: ConfigMessage | null = null // the newest config that arrived while starting
@@ -31,7 +35,7 @@ export function runWorker(log: Logger): Promise<number> {
     try {
       // Local limiters count 1/N of their quota in each of the N workers (README "Rate limiting").
       const workers = Number(process.env['TOLLGATE_WORKERS'] ?? '1')
-      const g = await Gateway.serve(frozen(message.config), { log, metrics, workers: Number.isInteger(workers) && workers > 0 ? workers : 1 })
+      const g = await Gateway.serve(frozen(message.config), { log, metrics, workers: Number.isInteger(workers) && workers > 0 ? workers : 1, healthFeed })
       revision = message.revision
       return g
     } catch (err) {
@@ -58,6 +62,9 @@ export function runWorker(log: Logger): Promise<number> {
           if (pending !== null) apply(g, pending)
           pending = null
         })
+        return
+      case 'tollgate:health':
+        for (const report of message.reports) healthFeed.put(report)
         return
       case 'tollgate:shutdown':
         return shutdown.begin('told by the primary')
