@@ -62,7 +62,7 @@ export function manyRoutesConfig(n: number): (upstreamUrl: string) => string {
  * Every per-request policy on the success path: two local limiters with limits far above what the bench can
  * send (nothing refused), a circuit breaker with the default settings (the upstream never fails, so it stays
  * closed and records every request) and passive health checks on the upstream (counting every response, never
- * ejecting). Until health checks are enforced, Tollgate logs "not enforced yet" and the scenario skips it.
+ * ejecting).
  */
 const policiesConfig = (upstreamUrl: string): string => `upstreams:
   up:

@@ -112,22 +112,16 @@ describe('npm run bench -- --quick', () => {
 
     expect(run.code, run.stderr).toBe(0)
     const report = JSON.parse(readFileSync(jsonPath, 'utf8')) as JsonReport
-    // policies has passive health checks on its upstream: until they are enforced (branch h-health), Tollgate says
-    // "not enforced yet" and the scenario is skipped with that line. Once merged, this branch is dead.
-    const policiesSkip = report.scenarios.find((s) => s.name === 'policies')?.skipped ?? null
-    const isHealthPending = policiesSkip?.includes('health checks are not enforced yet') === true
-    const measured = isHealthPending ? [['small', 'tollgate']] : [['small', 'tollgate'], ['policies', 'tollgate'], ['policies', 'tollgate-core']]
-    for (const [name, peer] of measured) {
+    for (const [name, peer] of [['small', 'tollgate'], ['policies', 'tollgate'], ['policies', 'tollgate-core']]) {
       const result = report.scenarios.find((s) => s.name === name)?.results.find((r) => r.peer === peer)
       expect(result?.rps?.median, `${name} ${peer}\n${run.stdout}`).toBeGreaterThan(0)
       expect(result?.cpuUsPerRequest?.median, `${name} ${peer}\n${run.stdout}`).toBeGreaterThan(0)
     }
     expect(run.stdout).toMatch(/^\| tollgate\s+\|\s+[\d,]+ \|\s+[\d,]+–[\d,]+ \|\s+[\d.]+ \|\s+[\d.]+ \|\s+[\d.]+ \|/m)
-    if (!isHealthPending) {
-      // The scenario's own tollgate-core, interleaved with it, is the core path.
-      expect(report.checks.some((c) => c.startsWith('policies: tollgate req/s ÷ tollgate-core req/s')), run.stdout).toBe(true)
-      expect(report.checks.some((c) => c.startsWith('policies: the CPU per request of the limiters, breaker and passive health'))).toBe(true)
-    }
+    // The scenario's own tollgate-core, interleaved with it, is the core path; its breaker and passive health are
+    // enforced (else Tollgate would log "not enforced yet" and the scenario skip it).
+    expect(report.checks.some((c) => c.startsWith('policies: tollgate req/s ÷ tollgate-core req/s')), run.stdout).toBe(true)
+    expect(report.checks.some((c) => c.startsWith('policies: the CPU per request of the limiters, breaker and passive health'))).toBe(true)
     // Measured, with what its redis-server saw; without redis-server, skipped with the reason, never crashed.
     const cluster = report.scenarios.find((s) => s.name === 'cluster-limit')
     expect(cluster).toBeDefined()
