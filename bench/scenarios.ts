@@ -1,5 +1,6 @@
 // The load scenarios. Adding one is adding an entry here: what request to send, and optionally the
 // Tollgate config to run it under and the peers worth comparing.
+import { FAILURE_PATH } from './lib/bodies.js'
 
 export interface Scenario {
   readonly name: string
@@ -26,7 +27,20 @@ export interface Scenario {
    * small), interleaved with the others, so that the scenario's checks compare runs of the same minutes.
    */
   readonly hasCoreBaseline?: boolean
+  /**
+   * What the scenario's peers must answer (tollgate-core excepted: it always runs CORE_PATH), when not a 2xx with
+   * the upstream's bytes. One response is checked before the warm-up and again after the measured runs (else the
+   * peer is skipped, or the scenario gets a note and a failed run), and the errors column counts the responses the
+   * load generator saw on the wrong side of 2xx/3xx. `tollgateError`: the x-tollgate-error code of a response
+   * Tollgate makes itself, or null for the upstream's own response passed through (its bytes then checked too).
+   */
+  readonly expect?: { readonly status: number, readonly tollgateError: string | null }
+  /** Unmeasured requests sent to each peer (tollgate-core excepted) before its answer is checked: e.g. the failure that opens a breaker. */
+  readonly primeRequests?: number
 }
+
+/** The request of scenario small (GET /, 2 bytes): what tollgate-core is sent in every scenario, its core path. */
+export const CORE_PATH = '/'
 
 /** One upstream, one catch-all route. */
 export const minimalConfig = (upstreamUrl: string): string => `upstreams:
@@ -45,12 +59,15 @@ export function manyRoutesConfig(n: number): (upstreamUrl: string) => string {
 }
 
 /**
- * The two local limiters on the route, with limits far above what the bench can send so that nothing is
- * refused. No circuitBreaker yet: breakers are not enforced (issue 12), and a config with one would skip
- * Tollgate (needsEnforcedPolicies); it comes back here with issue 12.
+ * Every per-request policy on the success path: two local limiters with limits far above what the bench can
+ * send (nothing refused), a circuit breaker with the default settings (the upstream never fails, so it stays
+ * closed and records every request) and passive health checks on the upstream (counting every response, never
+ * ejecting).
  */
 const policiesConfig = (upstreamUrl: string): string => `upstreams:
-  up: { targets: [{ url: ${upstreamUrl} }] }
+  up:
+    targets: [{ url: ${upstreamUrl} }]
+    healthCheck: { passive: { consecutiveFailures: 5 } }
 routes:
   - id: r0
     match: { path: /* }
@@ -58,6 +75,34 @@ routes:
     rateLimit:
       - { algorithm: token-bucket, rate: 100000000, period: 1s, key: client-ip }
       - { algorithm: sliding-window, limit: 100000000, window: 1m, key: route }
+    circuitBreaker: { window: 10s, minRequests: 20, errorRate: 50, openFor: 5s }
+`
+
+/**
+ * A breaker that opens on the first failure (primeRequests: one GET /500) and stays open for an hour: every
+ * measured request is refused with 503 CIRCUIT_OPEN before anything is forwarded. No retry (none configured).
+ */
+const breakerOpenConfig = (upstreamUrl: string): string => `upstreams:
+  up: { targets: [{ url: ${upstreamUrl} }] }
+routes:
+  - id: r0
+    match: { path: /* }
+    upstream: up
+    circuitBreaker: { window: 10s, minRequests: 1, errorRate: 1, openFor: 1h }
+`
+
+/**
+ * Every request forwarded and answered 500 by the upstream, recorded as a failure by a breaker that can never
+ * open (minRequests far above what a 10 s window can hold); no retry (none configured; 500 is not among the
+ * default retry statuses anyway).
+ */
+const failingUpstreamConfig = (upstreamUrl: string): string => `upstreams:
+  up: { targets: [{ url: ${upstreamUrl} }] }
+routes:
+  - id: r0
+    match: { path: /* }
+    upstream: up
+    circuitBreaker: { window: 10s, minRequests: 1000000000, errorRate: 1, openFor: 1h }
 `
 
 /**
@@ -79,6 +124,8 @@ routes:
 }
 
 const REFERENCE_PEERS = ['tollgate', 'undici-stream'] as const
+/** Tollgate alone (with its tollgate-core): the scenario measures one of its own paths against its core path. */
+const TOLLGATE_ONLY = ['tollgate'] as const
 
 export const scenarios: readonly Scenario[] = [
   { name: 'small', description: 'GET / → 2 B', path: '/' },
@@ -102,7 +149,7 @@ export const scenarios: readonly Scenario[] = [
   },
   {
     name: 'policies',
-    description: 'GET / with two local rate limits on the route (limits never reached)',
+    description: 'GET / with two local rate limits (never reached), a circuit breaker (closed) and passive health checks',
     path: '/',
     tollgateConfig: policiesConfig,
     peers: REFERENCE_PEERS,
@@ -120,5 +167,28 @@ export const scenarios: readonly Scenario[] = [
     needsEnforcedPolicies: true,
     needsRedis: true,
     hasCoreBaseline: true,
+  },
+  {
+    name: 'breaker-open',
+    description: 'GET /500 refused by an open circuit breaker: 503 CIRCUIT_OPEN, nothing forwarded',
+    path: FAILURE_PATH,
+    tollgateConfig: breakerOpenConfig,
+    peers: TOLLGATE_ONLY,
+    needsTollgate: true,
+    needsEnforcedPolicies: true,
+    hasCoreBaseline: true,
+    expect: { status: 503, tollgateError: 'CIRCUIT_OPEN' },
+    primeRequests: 1,
+  },
+  {
+    name: 'failing-upstream',
+    description: 'GET /500 forwarded, the upstream answers 500 (2 B); breaker closed, no retry',
+    path: FAILURE_PATH,
+    tollgateConfig: failingUpstreamConfig,
+    peers: TOLLGATE_ONLY,
+    needsTollgate: true,
+    needsEnforcedPolicies: true,
+    hasCoreBaseline: true,
+    expect: { status: 500, tollgateError: null },
   },
 ]

@@ -11,18 +11,26 @@ export const TARGETS = {
   p99Ratio: 1.2,
   /** Idle RSS of a one-route gateway. */
   idleRssMiB: 80,
-  /** Scenario policies: Tollgate's req/s at least this share of its own core path (scenario small). */
-  policiesRatio: 0.95,
-  /** Scenario policies: the two local limiters' CPU per request, over that of scenario small. */
-  limitersCpuUs: 1,
+  /** Scenario policies (two limiters, a closed breaker, passive health): Tollgate's req/s at least this share of its core path. */
+  policiesRatio: 0.9,
+  /** Scenario policies: the CPU per request those policies add to the core path's. */
+  policiesCpuUs: 1,
   /** Scenario cluster-limit: Tollgate's req/s at least this share of its core path, the Redis round trip included. */
   clusterRatio: 0.5,
+  /** Scenario breaker-open: the open breaker's refusals at least this multiple of the core path's req/s. */
+  breakerOpenRatio: 1.5,
+  /**
+   * Scenario failing-upstream: CPU per request of the failure path (upstream 500, breaker closed) at most this
+   * multiple of the core path's success. The target is "no more than the success path"; the 5% is the noise of
+   * two interleaved runs of the same work on the busy 2-core VM (bench/README.md "Targets").
+   */
+  failureCpuRatio: 1.05,
 } as const
 
-/** The scenario whose Tollgate is the core path (one route, no policies) when a limit scenario has no tollgate-core. */
+/** The scenario whose Tollgate is the core path (one route, no policies) when a core-baseline scenario has no tollgate-core. */
 export const CORE_SCENARIO = 'small'
 /** Scenarios measured against the core path rather than against undici-stream. */
-const LIMIT_SCENARIOS = new Set(['policies', 'cluster-limit'])
+const CORE_BASELINE_SCENARIOS = new Set(['policies', 'cluster-limit', 'breaker-open', 'failing-upstream'])
 
 const met = (isMet: boolean): string => (isMet ? 'met' : 'NOT met')
 
@@ -32,11 +40,11 @@ function tollgateIn(reports: readonly ScenarioReport[], scenario: string): PeerR
   return result?.rps == null ? null : result
 }
 
-/** Tollgate against undici-stream, per scenario that ran both (the limit scenarios have targets of their own). */
+/** Tollgate against undici-stream, per scenario that ran both (the core-baseline scenarios have targets of their own). */
 export function forwarderChecks(reports: readonly ScenarioReport[]): string[] {
   const checks: string[] = []
   for (const report of reports) {
-    if (LIMIT_SCENARIOS.has(report.name)) continue
+    if (CORE_BASELINE_SCENARIOS.has(report.name)) continue
     const tollgate = report.results.find((r) => r.peer === 'tollgate')
     const thin = report.results.find((r) => r.peer === 'undici-stream')
     if (tollgate?.rps == null || tollgate.p99Ms === null || thin?.rps == null || thin.p99Ms === null) continue
@@ -49,7 +57,7 @@ export function forwarderChecks(reports: readonly ScenarioReport[]): string[] {
   return checks
 }
 
-/** The core path a limit scenario is judged against: its own tollgate-core, interleaved with it, else small's tollgate. */
+/** The core path a limit or breaker scenario is judged against: its own tollgate-core, interleaved with it, else small's tollgate. */
 function baselineOf(reports: readonly ScenarioReport[], scenario: string): { readonly result: PeerResult, readonly name: string } | null {
   const own = reports.find((r) => r.name === scenario)?.results.find((r) => r.peer === CORE_PEER)
   if (own?.rps != null) return { result: own, name: CORE_PEER }
@@ -59,7 +67,7 @@ function baselineOf(reports: readonly ScenarioReport[], scenario: string): { rea
 
 /**
  * The limit scenarios against Tollgate's core path: req/s ratios (medians over repetitions) and the CPU the
- * limiters add per request (median CPU/request minus the core path's). The core path is the scenario's own
+ * policies add per request (median CPU/request minus the core path's). The core path is the scenario's own
  * tollgate-core when it ran (the same minutes, interleaved), else Tollgate in scenario small (run before,
  * so a slow spell of the machine in either moves the figures). Without either, a line says so.
  */
@@ -84,15 +92,67 @@ export function limiterChecks(reports: readonly ScenarioReport[]): string[] {
     const added = cpu - coreCpu
     const figures = `${formatUs(cpu)} µs (tollgate) − ${formatUs(coreCpu)} µs (${baseline.name}) = ${formatUs(added)} µs`
     checks.push(scenario === 'policies'
-      ? `policies: the local limiters' CPU per request ${figures} (target ≤ ${TARGETS.limitersCpuUs} µs): ${met(added <= TARGETS.limitersCpuUs)}`
+      ? `policies: the CPU per request of the limiters, breaker and passive health ${figures} (target ≤ ${TARGETS.policiesCpuUs} µs): ${met(added <= TARGETS.policiesCpuUs)}`
       : `${scenario}: the cluster limiter's CPU per request ${figures} (no target)`)
+  }
+  return checks
+}
+
+/**
+ * Why Tollgate's figures in a scenario with an expected answer (Scenario.expect) are not of that answer, or null:
+ * responses on the wrong side of 2xx/3xx, or a failed run (the answer after the runs was wrong, or wrk failed).
+ */
+function notOfTheScenario(result: PeerResult): string | null {
+  const unexpected = result.runs.reduce((sum, run) => sum + run.errors + run.unexpected, 0)
+  if (unexpected > 0) return `${unexpected.toLocaleString('en-US')} socket errors or unexpected responses`
+  return result.failures.length > 0 ? result.failures.join('; ') : null
+}
+
+const ratioOf = (a: number, b: number): string => (a / b).toFixed(3)
+
+/**
+ * The circuit breaker's two paths against the core path (the scenario's tollgate-core, else small's tollgate):
+ * breaker-open, refusals per second over the core path's req/s; failing-upstream, the failure path's CPU per
+ * request over the core path's success (the target), and its req/s ratio beside it.
+ */
+export function breakerChecks(reports: readonly ScenarioReport[]): string[] {
+  const checks: string[] = []
+  for (const scenario of ['breaker-open', 'failing-upstream'] as const) {
+    const measured = tollgateIn(reports, scenario)
+    if (measured === null) continue
+    const baseline = baselineOf(reports, scenario)
+    if (baseline === null) {
+      checks.push(`${scenario}: no check against the core path: neither ${CORE_PEER} nor scenario ${CORE_SCENARIO} ran in this run`)
+      continue
+    }
+    const invalid = notOfTheScenario(measured)
+    if (invalid !== null) {
+      checks.push(`${scenario}: NOT met: tollgate's figures are not of this scenario (${invalid})`)
+      continue
+    }
+    const rpsRatio = measured.rps!.median / baseline.result.rps!.median
+    const rps = rpsRatio.toFixed(3)
+    const cpu = measured.cpuUsPerRequest?.median ?? null
+    const coreCpu = baseline.result.cpuUsPerRequest?.median ?? null
+    const cpuFigures = cpu === null || coreCpu === null ? null : `${formatUs(cpu)} µs (tollgate) ÷ ${formatUs(coreCpu)} µs (${baseline.name}) = ${ratioOf(cpu, coreCpu)}`
+    if (scenario === 'breaker-open') {
+      const target = TARGETS.breakerOpenRatio
+      checks.push(`breaker-open: refusals per second ÷ ${baseline.name} req/s ${rps} (target ≥ ${target}): ${met(rpsRatio >= target)}`)
+      checks.push(`breaker-open: CPU per refusal ÷ per core-path request ${cpuFigures ?? 'not measured (no /proc)'} (no target)`)
+      continue
+    }
+    const target = TARGETS.failureCpuRatio
+    checks.push(cpuFigures === null
+      ? 'failing-upstream: CPU per request not measured (no /proc)'
+      : `failing-upstream: CPU per request, failure ÷ success ${cpuFigures} (target ≤ ${target}): ${met(cpu! <= coreCpu! * target)}`)
+    checks.push(`failing-upstream: tollgate req/s ÷ ${baseline.name} req/s ${rps} (no target; CPU per request above is the check)`)
   }
   return checks
 }
 
 /** Every load-scenario check, in the order printed. `oneRouteScenarios`: see idleRssCheck. */
 export function scenarioChecks(reports: readonly ScenarioReport[], oneRouteScenarios: ReadonlySet<string>): string[] {
-  const checks = [...forwarderChecks(reports), ...limiterChecks(reports)]
+  const checks = [...forwarderChecks(reports), ...limiterChecks(reports), ...breakerChecks(reports)]
   const idle = idleRssCheck(reports, oneRouteScenarios, TARGETS.idleRssMiB)
   if (idle !== null) checks.push(idle)
   return checks

@@ -25,7 +25,7 @@ function nginxHttpCommon(dir: string): string {
 `
 }
 
-/** nginx serving the bench's upstream: "ok" for any path, files for /4k and /1m (in root). */
+/** nginx serving the bench's upstream: "ok" for any path, files for /4k and /1m (in root), status 500 "no" for /500. */
 export function nginxUpstreamConfig(dir: string, port: number, root: string): string {
   return `${nginxCommon(dir)}
 http {
@@ -38,6 +38,7 @@ ${nginxHttpCommon(dir)}
     root ${root};
     location = /4k { }
     location = /1m { }
+    location = /500 { return 500 "no"; }
     location / { return 200 "ok"; }
   }
 }

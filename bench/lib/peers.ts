@@ -101,7 +101,7 @@ function tollgatePeer(tollgateCli: string, isCore: boolean): Peer {
   return {
     name: isCore ? CORE_PEER : 'tollgate',
     description: isCore
-      ? 'the same gateway with the one-route config of scenario small, beside tollgate in the limit scenarios: their baseline'
+      ? 'the same gateway with the one-route config of scenario small, sent GET /, beside tollgate in the scenarios measured against the core path: their baseline'
       : 'this project: node dist/src/cli.js with a one-route routes.yaml (scenario configs for routes-*, policies, cluster-limit)',
     missing: () => (existsSync(tollgateCli) ? null : `${tollgateCli} not built (run npx tsc -p .)`),
     async start({ port, upstream, scenario, dir, core, redisUrl }) {

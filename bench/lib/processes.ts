@@ -220,6 +220,8 @@ export async function freePort(): Promise<number> {
 export interface ProbeResult {
   readonly status: number
   readonly bytes: number
+  /** Tollgate's x-tollgate-error header (the code of a response the gateway made itself), else null. */
+  readonly tollgateError: string | null
 }
 
 /** One request on a fresh connection (no keep-alive left behind). */
@@ -230,7 +232,9 @@ export function probe(url: string, method = 'GET', body: Buffer | null = null): 
     const req = httpRequest(url, { method, agent: false, headers, timeout: 2000 }, (res) => {
       let bytes = 0
       res.on('data', (chunk: Buffer) => { bytes += chunk.length })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes }))
+      const code = res.headers['x-tollgate-error']
+      const tollgateError = typeof code === 'string' ? code : null
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, tollgateError }))
       res.on('error', reject)
     })
     req.on('timeout', () => req.destroy(new Error(`no response from ${url} within 2 s`)))

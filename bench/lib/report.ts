@@ -10,6 +10,11 @@ export interface MeasuredRun extends LoadResult {
    * load generator completed; null for `direct` or when /proc could not be read.
    */
   readonly cpuUsPerRequest: number | null
+  /**
+   * Responses other than the peer must give, as far as the load generator tells them apart: non-2xx/3xx ones,
+   * or, in a scenario that expects an error status (Scenario.expect), the 2xx/3xx ones.
+   */
+  readonly unexpected: number
 }
 
 export interface PeerResult {
@@ -61,7 +66,7 @@ const DASH = '–'
 
 export function scenarioTable(report: ScenarioReport): string {
   const rows = report.results.map((r) => {
-    const bad = r.runs.reduce((sum, run) => sum + run.errors + run.non2xx, 0)
+    const bad = r.runs.reduce((sum, run) => sum + run.errors + run.unexpected, 0)
     return [
       r.peer,
       r.rps === null ? DASH : formatCount(r.rps.median),

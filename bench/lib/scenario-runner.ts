@@ -3,11 +3,11 @@
 // Per run: the load generator's figures, the peer's CPU time per request and its RSS under load.
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import type { Scenario } from '../scenarios.js'
+import { CORE_PATH, type Scenario } from '../scenarios.js'
 import type { BenchOptions } from './args.js'
 import type { LoadGenerator } from './load.js'
-import { PeerSkipped, type Peer, type RunningPeer } from './peers.js'
-import { clockTicksPerSecond, freePort, probe, readGroupCpuTicks, readRssKib, type Pinning } from './processes.js'
+import { CORE_PEER, PeerSkipped, type Peer, type RunningPeer } from './peers.js'
+import { clockTicksPerSecond, freePort, probe, readGroupCpuTicks, readRssKib, type Pinning, type ProbeResult } from './processes.js'
 import { redisCommandCalls, redisInfo, redisMissing, startRedis, type RedisServer } from './redis.js'
 import type { PeerResult, ScenarioReport, Skip } from './report.js'
 import { spread } from './stats.js'
@@ -28,10 +28,60 @@ export interface Bench {
   readonly corePeer: Peer
 }
 
+/** What one peer is sent in a scenario, and what it must answer. */
+export interface PeerRequest {
+  readonly path: string
+  readonly method: string
+  readonly body: Buffer | null
+  /** Scenario.expect; null: a 2xx with the upstream's bytes. */
+  readonly expect: NonNullable<Scenario['expect']> | null
+  /** What the upstream itself answers to this request. */
+  readonly upstreamBytes: number
+}
+
 interface Started {
   readonly peer: Peer
   readonly running: RunningPeer
   readonly result: PeerResult
+  readonly request: PeerRequest
+}
+
+/** The scenario's request, or for tollgate-core the core path's: GET CORE_PATH, a 2xx expected. */
+function requestFor(peer: Peer, scenario: Scenario, body: Buffer | null, upstreamBytes: ReadonlyMap<string, number>): PeerRequest {
+  if (peer.name === CORE_PEER) return { path: CORE_PATH, method: 'GET', body: null, expect: null, upstreamBytes: upstreamBytes.get(CORE_PATH)! }
+  return { path: scenario.path, method: scenario.method ?? 'GET', body, expect: scenario.expect ?? null, upstreamBytes: upstreamBytes.get(scenario.path)! }
+}
+
+const describeAnswer = (answer: ProbeResult): string =>
+  `${answer.status}${answer.tollgateError === null ? '' : ` ${answer.tollgateError}`} (${answer.bytes} bytes)`
+
+/** Null when `answer` is what the peer must answer to `request`, else what is wrong with it. */
+export function wrongAnswer(request: PeerRequest, answer: ProbeResult): string | null {
+  const what = `${request.method} ${request.path} answered ${describeAnswer(answer)}`
+  const expect = request.expect
+  if (expect === null) {
+    if (answer.status < 200 || answer.status > 299) return what
+  } else if (answer.status !== expect.status || answer.tollgateError !== expect.tollgateError) {
+    return `${what}; the scenario expects ${expect.status} ${expect.tollgateError ?? 'from the upstream'}`
+  }
+  if ((expect === null || expect.tollgateError === null) && answer.bytes !== request.upstreamBytes) {
+    return `${what}; the upstream serves ${request.upstreamBytes} bytes`
+  }
+  return null
+}
+
+/**
+ * Responses of a run on the wrong side of 2xx/3xx, the load generator's only split: its non-2xx/3xx count when
+ * a 2xx/3xx is expected, the rest of the responses when an error status is (Scenario.expect).
+ */
+export function unexpectedResponses(run: { readonly requests: number, readonly non2xx: number }, expect: PeerRequest['expect']): number {
+  return expect === null || expect.status < 400 ? run.non2xx : Math.max(0, run.requests - run.non2xx)
+}
+
+/** One request with the peer's scenario request; the reason when it is not what the peer must answer. */
+async function checkAnswer(running: RunningPeer, request: PeerRequest): Promise<string | null> {
+  const answer = await probe(`${running.url}${request.path}`, request.method, request.body).catch((error: unknown) => message(error))
+  return typeof answer === 'string' ? `${request.method} ${request.path}: ${answer}` : wrongAnswer(request, answer)
 }
 
 const message = (error: unknown): string => (error instanceof Error ? error.message : String(error))
@@ -43,7 +93,7 @@ function emptyResult(peer: string): PeerResult {
   }
 }
 
-async function startPeer(bench: Bench, peer: Peer, scenario: Scenario, body: Buffer | null, expectedBytes: number,
+async function startPeer(bench: Bench, peer: Peer, scenario: Scenario, request: PeerRequest,
   redis: RedisServer | null): Promise<Started | Skip> {
   const dir = join(bench.tmpDir, scenario.name, peer.name)
   mkdirSync(dir, { recursive: true })
@@ -55,25 +105,25 @@ async function startPeer(bench: Bench, peer: Peer, scenario: Scenario, body: Buf
   } catch (error) {
     return { peer: peer.name, reason: error instanceof PeerSkipped ? error.message : `failed to start: ${message(error)}` }
   }
-  // One request first: a peer that cannot serve the scenario would only measure its error path.
-  const method = scenario.method ?? 'GET'
-  const answer = await probe(`${running.url}${scenario.path}`, method, body).catch((error: unknown) => message(error))
-  if (typeof answer === 'string' || answer.status < 200 || answer.status > 299) {
-    await running.stop()
-    const what = typeof answer === 'string' ? answer : `answered ${answer.status}`
-    return { peer: peer.name, reason: `${method} ${scenario.path} ${what}` }
+  // What the scenario needs done first (e.g. the failure that opens a breaker); what it answers is checked below.
+  const primes = peer.name === CORE_PEER ? 0 : scenario.primeRequests ?? 0
+  for (let i = 0; i < primes; i++) {
+    await probe(`${running.url}${request.path}`, request.method, request.body).catch(() => undefined)
   }
-  if (answer.bytes !== expectedBytes) {
+  // One request first: a peer that cannot serve the scenario would only measure its error path, and one that
+  // answers other than the scenario expects (a breaker that did not open) would measure something else.
+  const wrong = await checkAnswer(running, request)
+  if (wrong !== null) {
     await running.stop()
-    return { peer: peer.name, reason: `${method} ${scenario.path} answered ${answer.bytes} bytes; the upstream serves ${expectedBytes}` }
+    return { peer: peer.name, reason: wrong }
   }
   const result = emptyResult(peer.name)
   result.rssIdleKib = running.child === null ? null : readRssKib(running.child.pid)
-  return { peer, running, result }
+  return { peer, running, result, request }
 }
 
-async function measure(bench: Bench, started: Started, scenario: Scenario, body: Buffer | null, durationMs: number, isRecorded: boolean): Promise<void> {
-  const { running, result } = started
+async function measure(bench: Bench, started: Started, durationMs: number, isRecorded: boolean): Promise<void> {
+  const { running, result, request } = started
   const pid = running.child?.pid ?? null
   const sampler = pid === null ? null : setInterval(() => {
     const rss = readRssKib(pid)
@@ -83,14 +133,14 @@ async function measure(bench: Bench, started: Started, scenario: Scenario, body:
   const cpuBefore = pid === null ? null : readGroupCpuTicks(pid)
   try {
     const outcome = await bench.load.run({
-      url: `${running.url}${scenario.path}`, method: scenario.method ?? 'GET', body,
+      url: `${running.url}${request.path}`, method: request.method, body: request.body,
       connections: bench.options.connections, durationMs, core: bench.pinning.loadCore,
     })
     const cpuAfter = pid === null ? null : readGroupCpuTicks(pid)
     const cpuUsPerRequest = cpuBefore === null || cpuAfter === null || outcome.requests === 0
       ? null
       : ((cpuAfter - cpuBefore) * 1e6) / clockTicksPerSecond() / outcome.requests
-    if (isRecorded) result.runs.push({ ...outcome, cpuUsPerRequest })
+    if (isRecorded) result.runs.push({ ...outcome, cpuUsPerRequest, unexpected: unexpectedResponses(outcome, request.expect) })
   } catch (error) {
     if (isRecorded) result.failures.push(message(error))
     log(`  ${result.peer}: ${message(error)}`)
@@ -192,8 +242,12 @@ export async function runScenario(bench: Bench, scenario: Scenario, candidates: 
 
 async function runPeers(bench: Bench, scenario: Scenario, wanted: readonly Peer[], report: ScenarioReport, redis: RedisServer | null): Promise<void> {
   const body = scenario.body === undefined ? null : Buffer.from(scenario.body)
-  const expected = await probe(`${bench.upstream.url}${scenario.path}`, scenario.method ?? 'GET', body)
-  const outcomes = await Promise.all(wanted.map((peer) => startPeer(bench, peer, scenario, body, expected.bytes, redis)))
+  const upstreamBytes = new Map<string, number>()
+  upstreamBytes.set(scenario.path, (await probe(`${bench.upstream.url}${scenario.path}`, scenario.method ?? 'GET', body)).bytes)
+  if (wanted.some((p) => p.name === CORE_PEER) && !upstreamBytes.has(CORE_PATH)) {
+    upstreamBytes.set(CORE_PATH, (await probe(`${bench.upstream.url}${CORE_PATH}`)).bytes)
+  }
+  const outcomes = await Promise.all(wanted.map((peer) => startPeer(bench, peer, scenario, requestFor(peer, scenario, body, upstreamBytes), redis)))
   const started: Started[] = []
   for (const outcome of outcomes) {
     if ('running' in outcome) started.push(outcome)
@@ -222,16 +276,24 @@ async function runPeers(bench: Bench, scenario: Scenario, wanted: readonly Peer[
     if (warmupMs > 0) {
       for (const s of started) {
         log(`${scenario.name}: warm-up ${s.peer.name}`)
-        await alone(s, () => measure(bench, s, scenario, body, warmupMs, false))
+        await alone(s, () => measure(bench, s, warmupMs, false))
       }
     }
     if (redis !== null) redisBefore = await redisSnapshot(redis)
     for (let rep = 1; rep <= reps; rep++) {
       for (const s of started) {
-        await alone(s, () => measure(bench, s, scenario, body, durationMs, true))
+        await alone(s, () => measure(bench, s, durationMs, true))
         const last = s.result.runs.at(-1)
         log(`${scenario.name} ${rep}/${reps} ${s.peer.name}: ${last === undefined ? 'failed' : `${Math.round(last.rps)} req/s`}`)
       }
+    }
+    // Still the answer the scenario measures (e.g. the breaker still open): else its figures are of something else.
+    for (const s of started) {
+      if (s.request.expect === null) continue
+      const wrong = await checkAnswer(s.running, s.request)
+      if (wrong === null) continue
+      s.result.failures.push(`after the measured runs: ${wrong}`)
+      report.notes.push(`${s.peer.name}: after the measured runs, ${wrong}: its figures may not be of this scenario`)
     }
     if (redis !== null) {
       report.notes.push(redisNote(redis, redisBefore, await redisSnapshot(redis), started.find((s) => s.peer.name === 'tollgate')?.result))

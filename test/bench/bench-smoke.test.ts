@@ -35,7 +35,10 @@ interface JsonReport {
     name: string
     skipped: string | null
     notes: string[]
-    results: { peer: string, rps: { median: number } | null, cpuUsPerRequest: { median: number } | null }[]
+    results: {
+      peer: string, rps: { median: number } | null, cpuUsPerRequest: { median: number } | null
+      runs: { requests: number, unexpected: number }[], failures: string[]
+    }[]
   }[]
   micro: {
     yamlBuild: string
@@ -115,9 +118,10 @@ describe('npm run bench -- --quick', () => {
       expect(result?.cpuUsPerRequest?.median, `${name} ${peer}\n${run.stdout}`).toBeGreaterThan(0)
     }
     expect(run.stdout).toMatch(/^\| tollgate\s+\|\s+[\d,]+ \|\s+[\d,]+–[\d,]+ \|\s+[\d.]+ \|\s+[\d.]+ \|\s+[\d.]+ \|/m)
-    // The scenario's own tollgate-core, interleaved with it, is the core path.
-    expect(report.checks.some((c) => c.startsWith('policies: tollgate req/s ÷ tollgate-core req/s'))).toBe(true)
-    expect(report.checks.some((c) => c.startsWith('policies: the local limiters\' CPU per request'))).toBe(true)
+    // The scenario's own tollgate-core, interleaved with it, is the core path; its breaker and passive health are
+    // enforced (else Tollgate would log "not enforced yet" and the scenario skip it).
+    expect(report.checks.some((c) => c.startsWith('policies: tollgate req/s ÷ tollgate-core req/s')), run.stdout).toBe(true)
+    expect(report.checks.some((c) => c.startsWith('policies: the CPU per request of the limiters, breaker and passive health'))).toBe(true)
     // Measured, with what its redis-server saw; without redis-server, skipped with the reason, never crashed.
     const cluster = report.scenarios.find((s) => s.name === 'cluster-limit')
     expect(cluster).toBeDefined()
@@ -128,6 +132,32 @@ describe('npm run bench -- --quick', () => {
     } else {
       expect(run.stdout).toContain(`skipped cluster-limit: ${cluster!.skipped}`)
     }
+  })
+
+  it('measures the open breaker and the failing upstream beside the core path, every response the one expected', { timeout: RUN_TIMEOUT_MS + 10_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-smoke-'))
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+    const jsonPath = join(dir, 'out.json')
+
+    const run = await runBench(['--quick', '--no-micro', '--only', 'tollgate', '--scenarios', 'breaker-open,failing-upstream', '--json', jsonPath])
+
+    expect(run.code, run.stderr).toBe(0)
+    const report = JSON.parse(readFileSync(jsonPath, 'utf8')) as JsonReport
+    for (const name of ['breaker-open', 'failing-upstream']) {
+      const scenario = report.scenarios.find((s) => s.name === name)
+      expect(scenario?.skipped, `${name}\n${run.stdout}`).toBeNull()
+      for (const peer of ['tollgate', 'tollgate-core']) {
+        const result = scenario!.results.find((r) => r.peer === peer)
+        expect(result?.rps?.median, `${name} ${peer}\n${run.stdout}`).toBeGreaterThan(0)
+        expect(result?.cpuUsPerRequest?.median, `${name} ${peer}\n${run.stdout}`).toBeGreaterThan(0)
+        // 503 CIRCUIT_OPEN (breaker-open) and the upstream's 500 (failing-upstream) from tollgate, 2xx from tollgate-core,
+        // throughout: checked before and after the runs (failures) and counted by wrk during them (unexpected).
+        expect(result!.failures, `${name} ${peer}`).toEqual([])
+        expect(result!.runs.reduce((sum, r) => sum + r.unexpected, 0), `${name} ${peer}\n${run.stdout}`).toBe(0)
+      }
+    }
+    expect(report.checks.some((c) => c.startsWith('breaker-open: refusals per second ÷ tollgate-core req/s'))).toBe(true)
+    expect(report.checks.some((c) => c.startsWith('failing-upstream: CPU per request, failure ÷ success'))).toBe(true)
   })
 
   it('rejects an unknown peer name with exit code 2 and the list of known peers', async () => {
