@@ -42,7 +42,7 @@ async function send(gw: TestGateway, n: number): Promise<number[]> {
   return statuses
 }
 
-function yaml(targets: readonly HealthUpstream[] | readonly string[], health: string, extra = ''): string {
+function yaml(targets: readonly HealthUpstream[] | readonly string[], health: string, extra = '', routeExtra = ''): string {
   const urls = targets.map((t) => (typeof t === 'string' ? t : t.url))
   return `
 upstreams:
@@ -51,7 +51,7 @@ upstreams:
     healthCheck: ${health}
 ${extra}
 routes:
-  - { id: api, match: { path: /api/* }, upstream: api }
+  - { id: api, match: { path: /api/* }, upstream: api${routeExtra} }
 `
 }
 
@@ -237,13 +237,17 @@ describe('passive ejection', () => {
 })
 
 describe('one bad target of three, with retries (issue 12, item 5)', () => {
-  it('is ejected within consecutiveFailures requests and the route keeps succeeding', async () => {
+  it('is ejected within consecutiveFailures requests, the route keeps succeeding and its breaker stays closed', async () => {
     const good = [await startHealthUpstream('a'), await startHealthUpstream('b')]
     const bad = await startHealthUpstream('bad', { status: 503 })
-    const gw = await startGateway(yaml([good[0]!, bad, good[1]!], '{ passive: { consecutiveFailures: 5, ejectionTime: 30s } }', '    retry: { attempts: 2 }'))
+    // A breaker that a 5% error rate would open: the retries rescue every request, so it never sees one.
+    const gw = await startGateway(yaml([good[0]!, bad, good[1]!], '{ passive: { consecutiveFailures: 5, ejectionTime: 30s } }', '    retry: { attempts: 2 }',
+      ', circuitBreaker: { minRequests: 10, errorRate: 5 }'))
     const statuses = await send(gw, 300)
     expect(bad.traffic).toBe(5)
     expect(statuses.filter((s) => s === 200).length / statuses.length).toBeGreaterThanOrEqual(0.99)
+    expect(await metric(gw, 'tollgate_circuit_breaker_state', { route: 'api' })).toBe(0)
+    expect((await metric(gw, 'tollgate_circuit_breaker_transitions_total', { route: 'api', to: 'open' })) ?? 0).toBe(0)
   })
 
   it('is ejected when it refuses connections, and at least 99% of requests succeed', async () => {
