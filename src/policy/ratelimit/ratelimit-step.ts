@@ -53,14 +53,9 @@ export class RateLimitStep implements RequestStep, ClusterDecisionSink {
     this.#entries = locals.map(() => null)
   }
 
-  /** The limiters of this step, local first (the reuse code of src/table/ compares them). */
-  get limiters(): ReadonlyArray<LocalLimiter | ClusterLimiter> {
-    return [...this.#locals, ...this.#clusters]
-  }
-
   run(ctx: StepContext): Next {
     const now = ctx.startMs
-    const ip = this.#needsClientIp ? limiterAddress(ctx.clientIp()) : ''
+    const ip = this.#clientIp(ctx)
     const locals = this.#locals
     const entries = this.#entries
     for (let i = 0; i < locals.length; i++) {
