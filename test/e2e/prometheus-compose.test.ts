@@ -3,7 +3,8 @@
 // each other's names and the ports they really listen on, the Prometheus config passes promtool, the gateway's
 // routes.yaml passes `tollgate validate`, and Grafana gets the dashboard that prometheus-dashboard.test.ts runs.
 import { spawnSync } from 'node:child_process'
-import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join, posix, resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { describe, expect, it } from 'vitest'
@@ -157,6 +158,21 @@ describe('contrib/compose', () => {
     const ds = parseYaml(readFileSync(hostPathOf('grafana', '/etc/grafana/provisioning/datasources/prometheus.yaml'), 'utf8')) as
       { datasources: Array<{ url: string; jsonData: { timeInterval: string } }> }
     expect(ds.datasources[0]!.jsonData.timeInterval).toBe(cfg.global.scrape_interval)
+  })
+
+  it("README's Prometheus scrape config passes promtool check config", () => {
+    const readme = readFileSync(join(root, 'README.md'), 'utf8')
+    const section = readme.slice(readme.indexOf('\n### Prometheus\n'))
+    const block = /```yaml\n([\s\S]*?)```/.exec(section)?.[1]
+    expect(block).toContain('job_name: tollgate')
+    const tmp = mkdtempSync(join(tmpdir(), 'tollgate-readme-prom-'))
+    try {
+      writeFileSync(join(tmp, 'prometheus.yml'), block!)
+      const r = spawnSync(PROMTOOL_BIN!, ['check', 'config', join(tmp, 'prometheus.yml')], { encoding: 'utf8' })
+      expect(r.status, r.stdout + r.stderr).toBe(0)
+    } finally {
+      rmSync(tmp, { recursive: true, force: true })
+    }
   })
 
   it('Grafana: the datasource is the Prometheus service and the provisioned dashboard is contrib/grafana/tollgate.json', () => {

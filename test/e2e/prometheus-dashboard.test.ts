@@ -192,8 +192,20 @@ routes:
     expect(await value('tollgate_etcd_up')).toBe(1)
 
     await expectEveryQueryAnswers(prom)
+    // README "Prometheus": its example queries answer too (PromQL allows the # comments).
+    const examples = readmePromql()
+    expect(examples.length).toBeGreaterThanOrEqual(5)
+    for (const expr of examples) expect(await prom.vector(expr), expr).not.toEqual([])
   }, 120_000)
 })
+
+/** The lines of the promql block in README.md's "### Prometheus". */
+function readmePromql(): string[] {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  const section = readme.slice(readme.indexOf('\n### Prometheus\n'))
+  const block = /```promql\n([\s\S]*?)```/.exec(section)?.[1] ?? ''
+  return block.split('\n').filter((l) => l.trim() !== '')
+}
 
 async function expectEveryQueryAnswers(prom: PrometheusServer): Promise<void> {
   const empty: string[] = []
