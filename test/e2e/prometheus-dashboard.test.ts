@@ -96,6 +96,15 @@ describe('Grafana dashboard contrib/grafana/tollgate.json', () => {
         for (const m of t.expr.matchAll(/\$\{?(\w+)/g)) expect(names.has(m[1]!), `${p.title}: $${m[1]} is not defined`).toBe(true)
       }
     }
+    // Laid out on Grafana's 24-column grid without overlaps.
+    const boxes = allPanels(dashboard.panels).map((p) => ({ title: p.title, ...p.gridPos! }))
+    for (const [i, a] of boxes.entries()) {
+      expect(a.x + a.w, a.title).toBeLessThanOrEqual(24)
+      for (const b of boxes.slice(i + 1)) {
+        const overlap = a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h
+        expect(overlap, `${a.title} overlaps ${b.title}`).toBe(false)
+      }
+    }
     // The panels the dashboard promises (README "Grafana dashboard").
     const exprs = panels.flatMap((p) => p.targets!.map((t) => t.expr)).join('\n')
     for (const metric of ['tollgate_requests_total', 'tollgate_request_duration_seconds_bucket', 'tollgate_ratelimit_decisions_total',
