@@ -2,7 +2,7 @@
 // scraping a real gateway process with an etcd section: after traffic that hits a rate limit, opens a breaker,
 // ejects a target, retries, and reloads applied and rejected from the file and from etcd, every query of
 // every panel and every template variable returns data.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
@@ -172,15 +172,21 @@ routes:
 
     // Reloads: the file, once valid and once not; etcd, one valid item and one rejected.
     const fileText = readFileSync(gw.configPath, 'utf8')
-    const before = { applied: await gatewayMetric(gw, 'tollgate_config_reloads_total', { source: 'file', result: 'applied' }) }
-    writeFileSync(gw.configPath, `${fileText}  - { id: extra, match: { path: /extra/* }, upstream: app }\n`)
-    await untilMetricAbove(gw, 'tollgate_config_reloads_total', { source: 'file', result: 'applied' }, before.applied, 'the file reload was not applied')
-    writeFileSync(gw.configPath, `${fileText}  - { id: extra, match: { path: /extra/* }, upstream: nowhere }\n`)
-    await untilMetricAbove(gw, 'tollgate_config_reloads_total', { source: 'file', result: 'rejected' }, 0, 'the bad file was not rejected')
-    await etcd.ctl(['put', '/dash/routes/from-etcd', JSON.stringify({ match: { path: '/etcd/*' }, upstream: 'app' })])
-    await untilMetricAbove(gw, 'tollgate_config_reloads_total', { source: 'etcd', result: 'applied' }, 0, 'the etcd item was not applied')
-    await etcd.ctl(['put', '/dash/routes/bad', JSON.stringify({ match: { path: '/bad/*' }, upstream: 'nowhere' })])
-    await untilMetricAbove(gw, 'tollgate_config_reloads_total', { source: 'etcd', result: 'rejected' }, 0, 'the bad etcd item was not rejected')
+    const reloads = (source: string, result: string): Promise<number> => gatewayMetric(gw, 'tollgate_config_reloads_total', { source, result })
+    const untilReload = async (source: string, result: string, change: () => unknown): Promise<void> => {
+      const before = await reloads(source, result)
+      await change()
+      await untilMetricAbove(gw, 'tollgate_config_reloads_total', { source, result }, before, `no ${source} reload ${result}`)
+    }
+    // Replaced whole (rename), as editors do: the watcher never reads a half-written file.
+    const replaceFile = (text: string): void => {
+      writeFileSync(`${gw.configPath}.next`, text)
+      renameSync(`${gw.configPath}.next`, gw.configPath)
+    }
+    await untilReload('file', 'applied', () => replaceFile(`${fileText}  - { id: extra, match: { path: /extra/* }, upstream: app }\n`))
+    await untilReload('file', 'rejected', () => replaceFile(`${fileText}  - { id: extra, match: { path: /extra/* }, upstream: nowhere }\n`))
+    await untilReload('etcd', 'applied', () => etcd.ctl(['put', '/dash/routes/from-etcd', JSON.stringify({ match: { path: '/etcd/*' }, upstream: 'app' })]))
+    await untilReload('etcd', 'rejected', () => etcd.ctl(['put', '/dash/routes/bad', JSON.stringify({ match: { path: '/bad/*' }, upstream: 'nowhere' })]))
     expect((await httpRequest(`${gw.url}/etcd/x`)).status).toBe(200)
 
     // Two scrapes after all of it: a series born during the traffic needs two samples for rate().
