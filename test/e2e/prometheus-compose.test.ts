@@ -160,10 +160,11 @@ describe('contrib/compose', () => {
     expect(ds.datasources[0]!.jsonData.timeInterval).toBe(cfg.global.scrape_interval)
   })
 
+  // Fenced as ```yaml prometheus.yml: test/e2e/readme-claims.test.ts loads every plain ```yaml block as routes.yaml.
   it("README's Prometheus scrape config passes promtool check config", () => {
     const readme = readFileSync(join(root, 'README.md'), 'utf8')
     const section = readme.slice(readme.indexOf('\n### Prometheus\n'))
-    const block = /```yaml\n([\s\S]*?)```/.exec(section)?.[1]
+    const block = /```yaml prometheus\.yml\n([\s\S]*?)```/.exec(section)?.[1]
     expect(block).toContain('job_name: tollgate')
     const tmp = mkdtempSync(join(tmpdir(), 'tollgate-readme-prom-'))
     try {
