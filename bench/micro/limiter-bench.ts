@@ -1,7 +1,7 @@
 // One local rate-limit decision, per call, on the real classes (src/policy/ratelimit/): the key's entry
-// looked up and brought to now (LocalLimiter.entryFor: Map.get, LRU touch, refill or window rotation), then
-// admits and take, as RateLimitStep.run does for each limiter of a route. Not included: reading the key
-// from the request, the RateLimit-* headers and the decision counters (no-ops here).
+// looked up and brought to now (LocalLimiter.entryFor: the key store's lookup, LRU touch, refill or window
+// rotation), then admits and take, as RateLimitStep.run does for each limiter of a route. Not included:
+// reading the key from the request, the RateLimit-* headers and the decision counters (no-ops here).
 // Run by micro-bench.ts in its own process, timed by batches.ts with the other operations.
 //
 // The clock is injected, as the gateway injects the request's one clock reading, and advances 1 µs per
@@ -35,9 +35,10 @@ function limiterOf(name: string, algorithm: LocalAlgorithm, store: KeyStore): Lo
 /** One decision, as RateLimitStep.run makes it for one limiter: 1 when admitted (and taken). */
 function decide(limiter: LocalLimiter, key: string): number {
   const nowMs = (clock.nowMs += STEP_MS)
-  const entry = limiter.entryFor(key, nowMs)
-  if (!limiter.algorithm.admits(entry, nowMs)) return 0
-  limiter.algorithm.take(entry)
+  const at = limiter.entryFor(key, nowMs)
+  const n = limiter.store.numbers
+  if (!limiter.algorithm.admits(n, at, nowMs)) return 0
+  limiter.algorithm.take(n, at)
   return 1
 }
 
@@ -71,11 +72,17 @@ export function limiterOperations(): LimiterBench {
       operation(CALL_KEYS.tokenBucketHot, 'token-bucket decision, one hot key', () => decide(bucket, '10.0.0.1'), true),
       operation(CALL_KEYS.slidingWindowHot, 'sliding-window decision, one hot key', () => decide(window, '10.0.0.1'), true),
       operation(CALL_KEYS.tokenBucketLive, `token-bucket decision, ${LIVE_KEYS.toLocaleString('en-US')} live keys (random key per call)`, () => {
-        // A pseudo-random key per call: the Map lookup misses the CPU caches and the LRU touch moves an entry
-        // from deep in the list, as with many clients. (The key strings are built once, so their hashes are
-        // cached; a request's key string is new and hashed once in the lookup.)
+        // A pseudo-random key per call: the lookup misses the CPU caches, as with many clients. The key strings
+        // are built once: reading one is itself a cache miss here (a request's key was just built, in cache).
         seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
         return decide(many, keys[(seed >>> 8) % LIVE_KEYS]!) // the high bits: an LCG's low bits cycle fast
+      }, true),
+      operation(CALL_KEYS.tokenBucketLiveFresh, `token-bucket decision, ${LIVE_KEYS.toLocaleString('en-US')} live keys, key string built per call`, () => {
+        // As a request's key: a new string, equal to the stored key but not the same object, so the lookup
+        // hashes it and compares characters (its building, ~17 ns, included).
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+        const i = (seed >>> 8) % LIVE_KEYS
+        return decide(many, `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`)
       }, true),
     ],
     close() {

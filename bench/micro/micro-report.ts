@@ -49,6 +49,8 @@ export const CALL_KEYS = {
   tokenBucketHot: 'tokenBucketHotKey',
   slidingWindowHot: 'slidingWindowHotKey',
   tokenBucketLive: 'tokenBucket100kKeys',
+  /** The same with a new key string per call, as a request's (no target). */
+  tokenBucketLiveFresh: 'tokenBucket100kKeysFreshKey',
 } as const
 
 export const RUN_KEYS = {
