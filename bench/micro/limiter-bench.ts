@@ -7,11 +7,15 @@
 // The clock is injected, as the gateway injects the request's one clock reading, and advances 1 µs per
 // decision so that refill and rotation really run. Limits are far above what the calls take (as in the
 // bench scenario policies): every decision admits.
+import type { IncomingMessage } from 'node:http'
 import { RequestKey } from '../../src/http/request-key.js'
+import { Next, type QuotaSource, type StepContext } from '../../src/http/request-step.js'
 import { KeyStore } from '../../src/policy/ratelimit/key-store.js'
 import { LocalLimiter, type DecisionCounters, type LocalAlgorithm } from '../../src/policy/ratelimit/local-limiter.js'
+import { RateLimitStep } from '../../src/policy/ratelimit/ratelimit-step.js'
 import { SlidingWindow } from '../../src/policy/ratelimit/sliding-window.js'
 import { TokenBucket } from '../../src/policy/ratelimit/token-bucket.js'
+import { CounterCell } from '../../src/telemetry/fast-metrics.js'
 import { operation, type Operation } from './batches.js'
 import { CALL_KEYS } from './micro-report.js'
 
@@ -49,6 +53,46 @@ function clientAddresses(count: number): string[] {
   return keys
 }
 
+/**
+ * What RateLimitStep.run reads and calls of a request (the proxy's Exchange): the clock reading, the client
+ * address (resolved once per request there, a fixed string here) and the lowest quota reported, kept as the
+ * Exchange keeps it. A refusal would throw: every call must admit.
+ */
+class BenchContext {
+  req = { headers: {}, url: '/' } as unknown as IncomingMessage
+  startMs = 0
+  canonicalPath = '/'
+  pending = 0
+  breakerAdmission = 0
+  finished = false
+  quotaSource: QuotaSource | null = null
+  quotaRemaining = 0
+  quotaResetMs = 0
+  clientIp(): string {
+    return '203.0.113.7'
+  }
+
+  reportQuota(source: QuotaSource, remaining: number, resetMs: number): void {
+    if (this.quotaSource !== null && remaining >= this.quotaRemaining) return
+    this.quotaSource = source
+    this.quotaRemaining = remaining
+    this.quotaResetMs = resetMs
+  }
+
+  refuse(): void {
+    throw new Error('limiter bench: a request was refused; the limits must be far above the calls')
+  }
+}
+
+/** The rate-limit step of scenario policies (bench/scenarios.ts): a token bucket by client IP, a sliding window by route. */
+function policiesStep(store: KeyStore): RateLimitStep {
+  const counters = (): DecisionCounters => ({ allowed: new CounterCell({}), rejected: new CounterCell({}) })
+  return new RateLimitStep('r0', [
+    new LocalLimiter('tb', new TokenBucket(RATE, PERIOD_MS, RATE), new RequestKey('client-ip', '\u0000'), store, counters()),
+    new LocalLimiter('sw', new SlidingWindow(RATE, 60_000), new RequestKey('route', '\u0000'), store, counters()),
+  ], [], null)
+}
+
 export interface LimiterBench {
   readonly operations: Operation[]
   /** Stops the key stores' sweep timers. */
@@ -59,6 +103,10 @@ export function limiterOperations(): LimiterBench {
   const store = (): KeyStore => new KeyStore(LIVE_KEYS, () => clock.nowMs)
   const hotStore = store()
   const liveStore = store()
+  const stepStore = store()
+  const step = policiesStep(stepStore)
+  const ctx = new BenchContext()
+  const stepContext = ctx as unknown as StepContext
   const bucket = limiterOf('tb', new TokenBucket(RATE, PERIOD_MS, RATE), hotStore)
   const window = limiterOf('sw', new SlidingWindow(RATE, WINDOW_MS), hotStore)
   const many = limiterOf('tb-live', new TokenBucket(RATE, PERIOD_MS, RATE), liveStore)
@@ -77,6 +125,12 @@ export function limiterOperations(): LimiterBench {
         seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
         return decide(many, keys[(seed >>> 8) % LIVE_KEYS]!) // the high bits: an LCG's low bits cycle fast
       }, true),
+      operation(CALL_KEYS.policiesStep, 'RateLimitStep.run, the two local limiters of scenario policies, one client', () => {
+        // A request's whole rate-limit step, RateLimit-* quota included (the headers are written later, by the proxy).
+        ctx.startMs = clock.nowMs += STEP_MS
+        ctx.quotaSource = null
+        return step.run(stepContext) === Next.Continue ? 1 : 0
+      }, true),
       operation(CALL_KEYS.tokenBucketLiveFresh, `token-bucket decision, ${LIVE_KEYS.toLocaleString('en-US')} live keys, key string built per call`, () => {
         // As a request's key: a new string, equal to the stored key but not the same object, so the lookup
         // hashes it and compares characters (its building, ~17 ns, included).
@@ -88,6 +142,7 @@ export function limiterOperations(): LimiterBench {
     close() {
       hotStore.close()
       liveStore.close()
+      stepStore.close()
     },
   }
 }

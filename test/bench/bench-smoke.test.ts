@@ -89,7 +89,7 @@ describe('npm run bench -- --quick', () => {
       expect(microFigure(run.stdout, label, 'ms'), `${label}\n${run.stdout}`).toBeGreaterThan(0)
     }
     const micro = report.micro
-    for (const key of ['lookup1k', 'lookup10k', 'canonicalizeTypical', 'tokenBucketHotKey', 'slidingWindowHotKey', 'tokenBucket100kKeys', 'tokenBucket100kKeysFreshKey']) {
+    for (const key of ['lookup1k', 'lookup10k', 'canonicalizeTypical', 'tokenBucketHotKey', 'slidingWindowHotKey', 'tokenBucket100kKeys', 'tokenBucket100kKeysFreshKey', 'rateLimitStepPolicies']) {
       expect(micro?.calls.find((c) => c.key === key)?.wallNs, key).toBeGreaterThan(0)
     }
     for (const key of ['build10k', 'load10k', 'parse10k']) {

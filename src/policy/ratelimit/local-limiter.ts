@@ -62,18 +62,26 @@ export class LocalLimiter {
    */
   entryFor(keyValue: string, nowMs: number): number {
     const store = this.store
-    let at = keyValue === this.#lastKey && store.generation === this.#lastGeneration ? this.#lastAt : store.find(this.#owner, keyValue)
-    if (at < 0) {
-      at = store.add(this.#owner, keyValue, nowMs)
-      this.algorithm.init(store.numbers, at, nowMs)
-    } else {
-      store.touch(at, nowMs)
-      this.algorithm.refresh(store.numbers, at, nowMs)
+    let at = this.#lastAt
+    if (keyValue !== this.#lastKey || store.generation !== this.#lastGeneration) {
+      at = store.find(this.#owner, keyValue)
+      if (at < 0) {
+        at = store.add(this.#owner, keyValue, nowMs)
+        this.algorithm.init(store.numbers, at, nowMs)
+        this.#remember(keyValue, at)
+        return at
+      }
+      this.#remember(keyValue, at)
     }
+    store.touch(at, nowMs)
+    this.algorithm.refresh(store.numbers, at, nowMs)
+    return at
+  }
+
+  #remember(keyValue: string, at: number): void {
     this.#lastKey = keyValue
     this.#lastAt = at
-    this.#lastGeneration = store.generation
-    return at
+    this.#lastGeneration = this.store.generation
   }
 
   /** The record of a key if the store still holds it, else -1 (refunds; tests). */
