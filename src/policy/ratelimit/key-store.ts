@@ -15,11 +15,12 @@
 // only) live apart. Before, a decision read a Map<string, KeyEntry> (its bucket, its entry, the key to
 // compare, often a chained neighbour's), then the KeyEntry object and the heap boxes V8 keeps its
 // non-integer fields in: over 100,000 live keys each is a likely cache miss. Measured, one token-bucket
-// decision over 100,000 live keys (bench/micro/limiter-bench.ts, 6 interleaved runs of each on the 2-core VM
-// with other jobs running, load average 7-11, so CPU time rather than wall time): median 600 ns of CPU with
-// the Map against 415 ns with this table in one set, 1,115 against 588 ns in another (wall on the quiet VM
-// with the Map: 333-534 ns). A separate index of slot numbers in front of the records (two reads per
-// lookup) measured no better than the Map. Memory: 100,000 keys take 16 MiB of table (at most half full)
+// decision over 100,000 live keys (bench/micro/limiter-bench.ts, sets of 5-6 interleaved runs of each on the
+// 2-core VM with other jobs running; medians): at load average 5, 426 ns with the Map against 244 ns with
+// this table (wall; CPU 354 against 244); at load 7-11, CPU 600 against 415 ns in one set, 1,115 against
+// 588 in another. A separate index of slot numbers in front of the records (two reads per lookup)
+// measured no better than the Map; a table up to 4/5 full instead of 1/2, about the same per lookup (and
+// half the memory), but a new key then scans a long run of records. Memory: 100,000 keys take 16 MiB of table (at most half full)
 // and 2 MiB beside it; RSS of a process holding them, +36 MiB against +26 MiB with the Map.
 //
 // The hash is FNV-1a with a random seed per store, then mixed (murmur3's finaliser), so that clients cannot
