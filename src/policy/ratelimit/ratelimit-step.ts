@@ -76,8 +76,9 @@ export class RateLimitStep implements RequestStep, ClusterDecisionSink {
         }
         entries[i] = at
       }
-      // A new key of a later limiter evicted (a tiny limits.maxLimiterKeys): an earlier record may hold another
-      // key by now. Look them up again; one gone counts nothing, as its quota went with it.
+      // A new key of a later limiter moved the records (the table grew) or evicted one (a tiny
+      // limits.maxLimiterKeys): an earlier offset may hold another key by now. Look them up again; a key
+      // gone counts nothing, as its quota went with it.
       if (keyStore.generation !== generation) this.#lookUpAgain(ctx, ip)
       const n = keyStore.numbers
       for (let i = 0; i < locals.length; i++) {
