@@ -98,6 +98,30 @@ describe('key store table', () => {
     expect(l.algorithm.remaining(store.numbers, l.peek('k'), 2000)).toBe(1)
   })
 
+  it('counts every request in an earlier limiter when a later limiter\'s new key makes the table grow', () => {
+    const store = new KeyStore(100_000, () => 0)
+    const perRoute = limiter(new TokenBucket(1, 1000, 1_000_000), store, 'route') // one key, looked up first
+    const perClient = limiter(new TokenBucket(1, 1000, 10), store, 'header:x-k') // a new key each request
+    const step = new RateLimitStep('r', [perRoute, perClient], [], null)
+    const headers = { 'x-k': '' }
+    const ctx = {
+      req: { headers, url: '/' } as unknown as IncomingMessage,
+      startMs: 0,
+      canonicalPath: '/',
+      clientIp: () => '127.0.0.1',
+      reportQuota: () => {},
+      refuse: () => { throw new Error('refused') },
+    } as unknown as StepContext
+    const positionsBefore = store.numbers.length
+    for (let i = 0; i < 1000; i++) {
+      headers['x-k'] = `client-${i}`
+      step.run(ctx)
+    }
+    expect(store.numbers.length).toBeGreaterThan(positionsBefore) // it grew, moving route r's record each time
+    expect(perRoute.algorithm.remaining(store.numbers, perRoute.peek('r'), 0)).toBe(1_000_000 - 1000)
+    for (let i = 0; i < 1000; i++) expect(perClient.algorithm.remaining(store.numbers, perClient.peek(`client-${i}`), 0)).toBe(9)
+  })
+
   it('takes nothing from another key\'s record when a later limiter of the request evicts an earlier one\'s key', () => {
     // maxLimiterKeys 1, two limiters: the second's new key evicts the first's, and its record takes the first's place.
     const store = new KeyStore(1, () => 0)
