@@ -79,6 +79,21 @@ routes:
 `
 
 /**
+ * The two local limiters of scenario policies and nothing else: what they cost per request, apart from the
+ * breaker and passive health that policies adds too (the ≤ 1 µs target of the local limiters, issue 11).
+ */
+const limitsConfig = (upstreamUrl: string): string => `upstreams:
+  up: { targets: [{ url: ${upstreamUrl} }] }
+routes:
+  - id: r0
+    match: { path: /* }
+    upstream: up
+    rateLimit:
+      - { algorithm: token-bucket, rate: 100000000, period: 1s, key: client-ip }
+      - { algorithm: sliding-window, limit: 100000000, window: 1m, key: route }
+`
+
+/**
  * A breaker that opens on the first failure (primeRequests: one GET /500) and stays open for an hour: every
  * measured request is refused with 503 CIRCUIT_OPEN before anything is forwarded. No retry (none configured).
  */
@@ -153,6 +168,16 @@ export const scenarios: readonly Scenario[] = [
     path: '/',
     tollgateConfig: policiesConfig,
     peers: REFERENCE_PEERS,
+    needsTollgate: true,
+    needsEnforcedPolicies: true,
+    hasCoreBaseline: true,
+  },
+  {
+    name: 'limits',
+    description: 'GET / with the two local rate limits of policies (never reached), nothing else',
+    path: '/',
+    tollgateConfig: limitsConfig,
+    peers: TOLLGATE_ONLY,
     needsTollgate: true,
     needsEnforcedPolicies: true,
     hasCoreBaseline: true,

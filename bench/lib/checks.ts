@@ -15,6 +15,10 @@ export const TARGETS = {
   policiesRatio: 0.9,
   /** Scenario policies: the CPU per request those policies add to the core path's. */
   policiesCpuUs: 1,
+  /** Scenario limits (the two local limiters alone): Tollgate's req/s at least this share of its core path. */
+  limitsRatio: 0.95,
+  /** Scenario limits: the CPU per request the two local limiters add to the core path's. */
+  limitsCpuUs: 1,
   /** Scenario cluster-limit: Tollgate's req/s at least this share of its core path, the Redis round trip included. */
   clusterRatio: 0.5,
   /** Scenario breaker-open: the open breaker's refusals at least this multiple of the core path's req/s. */
@@ -30,7 +34,7 @@ export const TARGETS = {
 /** The scenario whose Tollgate is the core path (one route, no policies) when a core-baseline scenario has no tollgate-core. */
 export const CORE_SCENARIO = 'small'
 /** Scenarios measured against the core path rather than against undici-stream. */
-const CORE_BASELINE_SCENARIOS = new Set(['policies', 'cluster-limit', 'breaker-open', 'failing-upstream'])
+const CORE_BASELINE_SCENARIOS = new Set(['policies', 'limits', 'cluster-limit', 'breaker-open', 'failing-upstream'])
 
 const met = (isMet: boolean): string => (isMet ? 'met' : 'NOT met')
 
@@ -73,7 +77,7 @@ function baselineOf(reports: readonly ScenarioReport[], scenario: string): { rea
  */
 export function limiterChecks(reports: readonly ScenarioReport[]): string[] {
   const checks: string[] = []
-  for (const [scenario, target] of [['policies', TARGETS.policiesRatio], ['cluster-limit', TARGETS.clusterRatio]] as const) {
+  for (const [scenario, target] of [['policies', TARGETS.policiesRatio], ['limits', TARGETS.limitsRatio], ['cluster-limit', TARGETS.clusterRatio]] as const) {
     const limited = tollgateIn(reports, scenario)
     if (limited === null) continue
     const baseline = baselineOf(reports, scenario)
@@ -93,7 +97,9 @@ export function limiterChecks(reports: readonly ScenarioReport[]): string[] {
     const figures = `${formatUs(cpu)} µs (tollgate) − ${formatUs(coreCpu)} µs (${baseline.name}) = ${formatUs(added)} µs`
     checks.push(scenario === 'policies'
       ? `policies: the CPU per request of the limiters, breaker and passive health ${figures} (target ≤ ${TARGETS.policiesCpuUs} µs): ${met(added <= TARGETS.policiesCpuUs)}`
-      : `${scenario}: the cluster limiter's CPU per request ${figures} (no target)`)
+      : scenario === 'limits'
+        ? `limits: the CPU per request of the two local limiters ${figures} (target ≤ ${TARGETS.limitsCpuUs} µs): ${met(added <= TARGETS.limitsCpuUs)}`
+        : `${scenario}: the cluster limiter's CPU per request ${figures} (no target)`)
   }
   return checks
 }

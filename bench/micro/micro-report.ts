@@ -49,6 +49,10 @@ export const CALL_KEYS = {
   tokenBucketHot: 'tokenBucketHotKey',
   slidingWindowHot: 'slidingWindowHotKey',
   tokenBucketLive: 'tokenBucket100kKeys',
+  /** The same with a new key string per call, as a request's (no target). */
+  tokenBucketLiveFresh: 'tokenBucket100kKeysFreshKey',
+  /** RateLimitStep.run with the two local limiters of scenario policies (no target; beside scenario limits). */
+  policiesStep: 'rateLimitStepPolicies',
 } as const
 
 export const RUN_KEYS = {

@@ -89,7 +89,7 @@ describe('npm run bench -- --quick', () => {
       expect(microFigure(run.stdout, label, 'ms'), `${label}\n${run.stdout}`).toBeGreaterThan(0)
     }
     const micro = report.micro
-    for (const key of ['lookup1k', 'lookup10k', 'canonicalizeTypical', 'tokenBucketHotKey', 'slidingWindowHotKey', 'tokenBucket100kKeys']) {
+    for (const key of ['lookup1k', 'lookup10k', 'canonicalizeTypical', 'tokenBucketHotKey', 'slidingWindowHotKey', 'tokenBucket100kKeys', 'tokenBucket100kKeysFreshKey', 'rateLimitStepPolicies']) {
       expect(micro?.calls.find((c) => c.key === key)?.wallNs, key).toBeGreaterThan(0)
     }
     for (const key of ['build10k', 'load10k', 'parse10k']) {
@@ -108,11 +108,11 @@ describe('npm run bench -- --quick', () => {
     onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
     const jsonPath = join(dir, 'out.json')
 
-    const run = await runBench(['--quick', '--no-micro', '--only', 'tollgate', '--scenarios', 'small,policies,cluster-limit', '--json', jsonPath])
+    const run = await runBench(['--quick', '--no-micro', '--only', 'tollgate', '--scenarios', 'small,policies,limits,cluster-limit', '--json', jsonPath])
 
     expect(run.code, run.stderr).toBe(0)
     const report = JSON.parse(readFileSync(jsonPath, 'utf8')) as JsonReport
-    for (const [name, peer] of [['small', 'tollgate'], ['policies', 'tollgate'], ['policies', 'tollgate-core']]) {
+    for (const [name, peer] of [['small', 'tollgate'], ['policies', 'tollgate'], ['policies', 'tollgate-core'], ['limits', 'tollgate'], ['limits', 'tollgate-core']]) {
       const result = report.scenarios.find((s) => s.name === name)?.results.find((r) => r.peer === peer)
       expect(result?.rps?.median, `${name} ${peer}\n${run.stdout}`).toBeGreaterThan(0)
       expect(result?.cpuUsPerRequest?.median, `${name} ${peer}\n${run.stdout}`).toBeGreaterThan(0)
@@ -122,6 +122,8 @@ describe('npm run bench -- --quick', () => {
     // enforced (else Tollgate would log "not enforced yet" and the scenario skip it).
     expect(report.checks.some((c) => c.startsWith('policies: tollgate req/s ÷ tollgate-core req/s')), run.stdout).toBe(true)
     expect(report.checks.some((c) => c.startsWith('policies: the CPU per request of the limiters, breaker and passive health'))).toBe(true)
+    expect(report.checks.some((c) => c.startsWith('limits: tollgate req/s ÷ tollgate-core req/s')), run.stdout).toBe(true)
+    expect(report.checks.some((c) => c.startsWith('limits: the CPU per request of the two local limiters'))).toBe(true)
     // Measured, with what its redis-server saw; without redis-server, skipped with the reason, never crashed.
     const cluster = report.scenarios.find((s) => s.name === 'cluster-limit')
     expect(cluster).toBeDefined()

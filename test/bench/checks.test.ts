@@ -45,6 +45,19 @@ describe('limiterChecks', () => {
     ])
   })
 
+  it('judges the two local limiters alone (scenario limits) at 0.95 of the core path and 1 µs of CPU', () => {
+    const checks = limiterChecks([scenario('limits', peer('tollgate', 18_980, 41.2), peer('tollgate-core', 20_000, 40))])
+    expect(checks).toEqual([
+      'limits: tollgate req/s ÷ tollgate-core req/s 0.949 (target ≥ 0.95): NOT met',
+      'limits: the CPU per request of the two local limiters 41.20 µs (tollgate) − 40.00 µs (tollgate-core) = 1.20 µs (target ≤ 1 µs): NOT met',
+    ])
+    expect(limiterChecks([scenario('limits', peer('tollgate', 19_000, 40.5), peer('tollgate-core', 20_000, 40))]))
+      .toEqual([
+        'limits: tollgate req/s ÷ tollgate-core req/s 0.950 (target ≥ 0.95): met',
+        'limits: the CPU per request of the two local limiters 40.50 µs (tollgate) − 40.00 µs (tollgate-core) = 0.50 µs (target ≤ 1 µs): met',
+      ])
+  })
+
   it('says NOT met below 0.9 of the core path', () => {
     const checks = limiterChecks([scenario('policies', peer('tollgate', 17_980, 40.6), peer('tollgate-core', 20_000, 40))])
     expect(checks[0]).toBe('policies: tollgate req/s ÷ tollgate-core req/s 0.899 (target ≥ 0.9): NOT met')

@@ -11,7 +11,7 @@ import { limiterAddress } from '../../http/client-ip.js'
 import type { RequestKey } from '../../http/request-key.js'
 import { Next, type QuotaSource, type RequestStep, type StepContext } from '../../http/request-step.js'
 import type { ClusterDecisionSink, ClusterLimit, ClusterStore } from './cluster-store.js'
-import type { KeyEntry } from './key-store.js'
+import type { KeyStore } from './key-store.js'
 import type { DecisionCounters, LocalLimiter } from './local-limiter.js'
 
 export const OnStoreError = { Local: 0, Allow: 1, Deny: 2 } as const
@@ -40,8 +40,10 @@ export class RateLimitStep implements RequestStep, ClusterDecisionSink {
   readonly #clusters: readonly ClusterLimiter[]
   readonly store: ClusterStore | null
   readonly #needsClientIp: boolean
-  /** Phase-1 entries of the local limiters: filled and used within one run() (synchronous). */
-  readonly #entries: Array<KeyEntry | null>
+  /** Phase-1 records of the local limiters (KeyStore offsets): filled and used within one run() (synchronous). */
+  readonly #entries: number[]
+  /** The store of the local limiters (one per gateway), or null without local limiters. */
+  readonly #keyStore: KeyStore | null
 
   constructor(routeId: string, locals: readonly LocalLimiter[], clusters: readonly ClusterLimiter[], store: ClusterStore | null) {
     if (clusters.length > 0 && store === null) throw new Error(`route ${routeId}: cluster limiters need a store (load.ts checks redis:)`)
@@ -50,7 +52,9 @@ export class RateLimitStep implements RequestStep, ClusterDecisionSink {
     this.#clusters = clusters
     this.store = store
     this.#needsClientIp = locals.some((l) => l.key.needsClientIp) || clusters.some((c) => c.key.needsClientIp)
-    this.#entries = locals.map(() => null)
+    this.#entries = locals.map(() => -1)
+    this.#keyStore = locals[0]?.store ?? null
+    if (locals.some((l) => l.store !== this.#keyStore)) throw new Error(`route ${routeId}: local limiters in different key stores`)
   }
 
   run(ctx: StepContext): Next {
@@ -58,23 +62,32 @@ export class RateLimitStep implements RequestStep, ClusterDecisionSink {
     const ip = this.#clientIp(ctx)
     const locals = this.#locals
     const entries = this.#entries
-    for (let i = 0; i < locals.length; i++) {
-      const limiter = locals[i]!
-      const entry = limiter.entryFor(this.#keyOf(limiter.key, ctx, ip), now)
-      if (!limiter.algorithm.admits(entry, now)) {
-        entries.fill(null)
-        limiter.counters.rejected.inc()
-        this.#refuse(ctx, limiter.algorithm, limiter.algorithm.resetMs(entry, now), limiter.algorithm.retryAfterMs(entry, now))
-        return Next.Done
+    const keyStore = this.#keyStore
+    if (keyStore !== null) {
+      const generation = keyStore.generation
+      for (let i = 0; i < locals.length; i++) {
+        const limiter = locals[i]!
+        const at = limiter.entryFor(this.#keyOf(limiter.key, ctx, ip), now)
+        const n = keyStore.numbers
+        if (!limiter.algorithm.admits(n, at, now)) {
+          limiter.counters.rejected.inc()
+          this.#refuse(ctx, limiter.algorithm, limiter.algorithm.resetMs(n, at, now), limiter.algorithm.retryAfterMs(n, at, now))
+          return Next.Done
+        }
+        entries[i] = at
       }
-      entries[i] = entry
-    }
-    for (let i = 0; i < locals.length; i++) {
-      const algorithm = locals[i]!.algorithm
-      const entry = entries[i]!
-      entries[i] = null
-      algorithm.take(entry)
-      ctx.reportQuota(algorithm, algorithm.remaining(entry, now), algorithm.resetMs(entry, now))
+      // A new key of a later limiter moved the records (the table grew) or evicted one (a tiny
+      // limits.maxLimiterKeys): an earlier offset may hold another key by now. Look them up again; a key
+      // gone counts nothing, as its quota went with it.
+      if (keyStore.generation !== generation) this.#lookUpAgain(ctx, ip)
+      const n = keyStore.numbers
+      for (let i = 0; i < locals.length; i++) {
+        const algorithm = locals[i]!.algorithm
+        const at = entries[i]!
+        if (at < 0) continue
+        algorithm.take(n, at)
+        ctx.reportQuota(algorithm, algorithm.remaining(n, at, now), algorithm.resetMs(n, at, now))
+      }
     }
     if (this.#clusters.length === 0) {
       countAllowed(locals)
@@ -113,15 +126,16 @@ export class RateLimitStep implements RequestStep, ClusterDecisionSink {
     const fallback = limiter.fallback
     const algorithm = fallback.algorithm
     const now = ctx.startMs
-    const entry = fallback.entryFor(this.#keyOf(limiter.key, ctx, this.#clientIp(ctx)), now)
-    if (!algorithm.admits(entry, now)) {
+    const at = fallback.entryFor(this.#keyOf(limiter.key, ctx, this.#clientIp(ctx)), now)
+    const n = fallback.store.numbers
+    if (!algorithm.admits(n, at, now)) {
       limiter.counters.rejected.inc()
       this.#giveBack(ctx, index)
-      this.#refuse(ctx, algorithm, algorithm.resetMs(entry, now), algorithm.retryAfterMs(entry, now))
+      this.#refuse(ctx, algorithm, algorithm.resetMs(n, at, now), algorithm.retryAfterMs(n, at, now))
       return
     }
-    algorithm.take(entry)
-    ctx.reportQuota(limiter, algorithm.remaining(entry, now), algorithm.resetMs(entry, now))
+    algorithm.take(n, at)
+    ctx.reportQuota(limiter, algorithm.remaining(n, at, now), algorithm.resetMs(n, at, now))
     this.#next(ctx)
   }
 
@@ -149,19 +163,25 @@ export class RateLimitStep implements RequestStep, ClusterDecisionSink {
   #giveBack(ctx: StepContext, refusedAt: number): void {
     const ip = this.#clientIp(ctx)
     for (const limiter of this.#locals) {
-      const entry = limiter.peek(this.#keyOf(limiter.key, ctx, ip))
-      if (entry !== undefined) limiter.algorithm.refund(entry)
+      const at = limiter.peek(this.#keyOf(limiter.key, ctx, ip))
+      if (at >= 0) limiter.algorithm.refund(limiter.store.numbers, at)
     }
     for (let i = 0; i < refusedAt; i++) {
       const limiter = this.#clusters[i]!
       const key = this.#keyOf(limiter.key, ctx, ip)
       if (limiter.fallback !== null) {
         // It may have admitted through its local stand-in; a refund there is harmless otherwise.
-        const entry = limiter.fallback.peek(key)
-        if (entry !== undefined) limiter.fallback.algorithm.refund(entry)
+        const at = limiter.fallback.peek(key)
+        if (at >= 0) limiter.fallback.algorithm.refund(limiter.fallback.store.numbers, at)
       }
       this.store!.refund(limiter.limit, key)
     }
+  }
+
+  /** The records of the local limiters' keys as they stand now, -1 for one evicted. */
+  #lookUpAgain(ctx: StepContext, ip: string): void {
+    const locals = this.#locals
+    for (let i = 0; i < locals.length; i++) this.#entries[i] = locals[i]!.peek(this.#keyOf(locals[i]!.key, ctx, ip))
   }
 
   #refuse(ctx: StepContext, source: QuotaSource, resetMs: number, retryAfterMs: number): void {

@@ -1,8 +1,9 @@
 // Sliding-window counter (README "Rate limiting"): `limit` requests per `window`, where the previous fixed
 // window still counts in proportion to how much of it the sliding window overlaps. A full previous window
 // leaves no room at the boundary, so there is no double burst there, and only two numbers per key are kept.
-// State on the KeyEntry: `a` the index of the current fixed window, `b` its count, `c` the previous count.
-import type { KeyEntry } from './key-store.js'
+// State in its record of the KeyStore: A the index of the current fixed window, B its count, C the previous
+// count.
+import { A, B, C } from './key-store.js'
 import type { LocalAlgorithm } from './local-limiter.js'
 import { trimNumber } from './token-bucket.js'
 
@@ -25,47 +26,49 @@ export class SlidingWindow implements LocalAlgorithm {
     this.policyHeader = `${trimNumber(limit)};w=${trimNumber(windowMs / 1000)}`
   }
 
-  init(entry: KeyEntry, nowMs: number): void {
-    entry.a = Math.floor(nowMs / this.windowMs)
-    entry.b = 0
-    entry.c = 0
+  init(n: Float64Array, at: number, nowMs: number): void {
+    n[at + A] = Math.floor(nowMs / this.windowMs)
+    n[at + B] = 0
+    n[at + C] = 0
   }
 
-  refresh(entry: KeyEntry, nowMs: number): void {
+  refresh(n: Float64Array, at: number, nowMs: number): void {
     const index = Math.floor(nowMs / this.windowMs)
-    if (index <= entry.a) return
-    entry.c = index === entry.a + 1 ? entry.b : 0
-    entry.b = 0
-    entry.a = index
+    const current = n[at + A]!
+    if (index <= current) return
+    n[at + C] = index === current + 1 ? n[at + B]! : 0
+    n[at + B] = 0
+    n[at + A] = index
   }
 
   /** Requests counted now: the current window plus the previous one weighted by its overlap. */
-  #estimate(entry: KeyEntry, nowMs: number): number {
-    const elapsed = nowMs - entry.a * this.windowMs
-    return entry.c * (1 - elapsed / this.windowMs) + entry.b
+  #estimate(n: Float64Array, at: number, nowMs: number): number {
+    const elapsed = nowMs - n[at + A]! * this.windowMs
+    return n[at + C]! * (1 - elapsed / this.windowMs) + n[at + B]!
   }
 
-  admits(entry: KeyEntry, nowMs: number): boolean {
-    return this.#estimate(entry, nowMs) + 1 <= this.limit + EPSILON
+  admits(n: Float64Array, at: number, nowMs: number): boolean {
+    return this.#estimate(n, at, nowMs) + 1 <= this.limit + EPSILON
   }
 
-  take(entry: KeyEntry): void {
-    entry.b += 1
+  take(n: Float64Array, at: number): void {
+    n[at + B] = n[at + B]! + 1
   }
 
-  refund(entry: KeyEntry): void {
-    if (entry.b > 0) entry.b -= 1
+  refund(n: Float64Array, at: number): void {
+    const count = n[at + B]!
+    if (count > 0) n[at + B] = count - 1
   }
 
-  remaining(entry: KeyEntry, nowMs: number): number {
-    const left = Math.floor(this.limit - this.#estimate(entry, nowMs) + EPSILON)
+  remaining(n: Float64Array, at: number, nowMs: number): number {
+    const left = Math.floor(this.limit - this.#estimate(n, at, nowMs) + EPSILON)
     return left > 0 ? left : 0
   }
 
   /** Until nothing counts any more: the end of the next window when this one has requests. */
-  resetMs(entry: KeyEntry, nowMs: number): number {
-    if (entry.b > 0) return (entry.a + 2) * this.windowMs - nowMs
-    if (entry.c > 0) return (entry.a + 1) * this.windowMs - nowMs
+  resetMs(n: Float64Array, at: number, nowMs: number): number {
+    if (n[at + B]! > 0) return (n[at + A]! + 2) * this.windowMs - nowMs
+    if (n[at + C]! > 0) return (n[at + A]! + 1) * this.windowMs - nowMs
     return 0
   }
 
@@ -73,20 +76,22 @@ export class SlidingWindow implements LocalAlgorithm {
    * Until one more request fits. In this window the previous count fades linearly; if that is not enough,
    * in the next window this window's count becomes the previous one and fades in turn.
    */
-  retryAfterMs(entry: KeyEntry, nowMs: number): number {
-    if (this.admits(entry, nowMs)) return 0
+  retryAfterMs(n: Float64Array, at: number, nowMs: number): number {
+    if (this.admits(n, at, nowMs)) return 0
     const w = this.windowMs
-    const start = entry.a * w
-    const room = this.limit - 1 - entry.b // what the previous window's share must fall to
-    if (room >= 0 && entry.c > 0) {
-      // c * (1 - (t - start) / w) <= room  <=>  t >= start + w * (1 - room / c)
-      const t = start + w * (1 - room / entry.c)
+    const start = n[at + A]! * w
+    const count = n[at + B]!
+    const previous = n[at + C]!
+    const room = this.limit - 1 - count // what the previous window's share must fall to
+    if (room >= 0 && previous > 0) {
+      // previous * (1 - (t - start) / w) <= room  <=>  t >= start + w * (1 - room / previous)
+      const t = start + w * (1 - room / previous)
       if (t < start + w) return Math.max(0, t - nowMs)
     }
-    // Next window: b * (1 - (t - start - w) / w) <= limit - 1
+    // Next window: count * (1 - (t - start - w) / w) <= limit - 1
     const next = start + w
-    if (entry.b <= 0) return next - nowMs
-    const t = next + w * (1 - (this.limit - 1) / entry.b)
+    if (count <= 0) return next - nowMs
+    const t = next + w * (1 - (this.limit - 1) / count)
     return Math.max(next, t) - nowMs
   }
 }

@@ -1,8 +1,8 @@
 // Token bucket (README "Rate limiting"): `rate` tokens per `period` flow into a bucket of `burst` tokens; a
 // request takes one. Exactly `burst` requests pass at once, then one per 1/rate. The state of a key is two
-// numbers on its KeyEntry: `a` tokens, `b` the time they were counted. Time comes in as an argument (the
+// numbers in its record of the KeyStore: A the tokens, B the time they were counted. Time comes in as an argument (the
 // request's one clock reading), so the class needs no timer and the tests no fake clock.
-import type { KeyEntry } from './key-store.js'
+import { A, B } from './key-store.js'
 import type { LocalAlgorithm } from './local-limiter.js'
 
 export class TokenBucket implements LocalAlgorithm {
@@ -21,42 +21,43 @@ export class TokenBucket implements LocalAlgorithm {
     this.policyHeader = `${trimNumber(rate)};w=${trimNumber(periodMs / 1000)}`
   }
 
-  init(entry: KeyEntry, nowMs: number): void {
-    entry.a = this.burst
-    entry.b = nowMs
+  init(n: Float64Array, at: number, nowMs: number): void {
+    n[at + A] = this.burst
+    n[at + B] = nowMs
   }
 
-  refresh(entry: KeyEntry, nowMs: number): void {
-    const elapsed = nowMs - entry.b
+  refresh(n: Float64Array, at: number, nowMs: number): void {
+    const elapsed = nowMs - n[at + B]!
     if (elapsed <= 0) return
-    const tokens = entry.a + elapsed * this.ratePerMs
-    entry.a = tokens < this.burst ? tokens : this.burst
-    entry.b = nowMs
+    const tokens = n[at + A]! + elapsed * this.ratePerMs
+    n[at + A] = tokens < this.burst ? tokens : this.burst
+    n[at + B] = nowMs
   }
 
-  admits(entry: KeyEntry): boolean {
-    return entry.a >= 1
+  admits(n: Float64Array, at: number): boolean {
+    return n[at + A]! >= 1
   }
 
-  take(entry: KeyEntry): void {
-    entry.a -= 1
+  take(n: Float64Array, at: number): void {
+    n[at + A] = n[at + A]! - 1
   }
 
-  refund(entry: KeyEntry): void {
-    const tokens = entry.a + 1
-    entry.a = tokens < this.burst ? tokens : this.burst
+  refund(n: Float64Array, at: number): void {
+    const tokens = n[at + A]! + 1
+    n[at + A] = tokens < this.burst ? tokens : this.burst
   }
 
-  remaining(entry: KeyEntry): number {
-    return Math.floor(entry.a)
+  remaining(n: Float64Array, at: number): number {
+    return Math.floor(n[at + A]!)
   }
 
-  resetMs(entry: KeyEntry): number {
-    return (this.burst - entry.a) / this.ratePerMs
+  resetMs(n: Float64Array, at: number): number {
+    return (this.burst - n[at + A]!) / this.ratePerMs
   }
 
-  retryAfterMs(entry: KeyEntry): number {
-    return entry.a >= 1 ? 0 : (1 - entry.a) / this.ratePerMs
+  retryAfterMs(n: Float64Array, at: number): number {
+    const tokens = n[at + A]!
+    return tokens >= 1 ? 0 : (1 - tokens) / this.ratePerMs
   }
 }
 
