@@ -1,5 +1,5 @@
 // The /status JSON (README "Admin endpoints and metrics"): config source and revision, applied-at time, rejected items with reasons,
-// routes, upstreams with each target's state. Built from the config in force plus, where this process
+// routes with their request and 5xx counts, upstreams with each target's state. Built from the config in force plus, where this process
 // serves traffic, the live route table; the cluster primary has no table (its workers hold the pools), so
 // there what only a live pool knows (health, requests in flight, panic) is null and the rest comes from
 // the config.
@@ -61,11 +61,26 @@ export function renderStatus(input: StatusInput): Record<string, unknown> {
     },
     inflight: input.inflight,
     draining: input.draining,
-    routes: config.routes.map((r) => ({ id: r.id, match: r.match, upstream: r.upstream, priority: r.priority })),
+    routes: routes(config, table),
     upstreams: table === null ? upstreamsOfConfig(config, registered, input.activeReports ?? []) : upstreamsOfTable(table, registered),
     breakers: breakers(config, table),
     limiterStore: limiterStore(config, table),
   }
+}
+
+/**
+ * The routes, each with its requests and 5xx answers counted in this process since the route was built (kept
+ * across reloads that keep the route): the status page turns two answers into rates. The cluster primary
+ * counts nothing itself: there they are null.
+ */
+function routes(config: Config, table: RouteTable | null): unknown[] {
+  return config.routes.map((r) => {
+    const totals = table?.routeMetrics.get(r.id)?.totals() ?? null
+    return {
+      id: r.id, match: r.match, upstream: r.upstream, priority: r.priority,
+      requests: totals === null ? null : totals.requests, errors: totals === null ? null : totals.errors,
+    }
+  })
 }
 
 /**
