@@ -12,6 +12,7 @@ import { STATUS_PAGE } from './status-page.js'
 export interface AdminSources {
   /** null when ready, else the reason for 503. */
   notReadyReason(): string | null
+  /** The /status JSON; the cluster primary first asks its workers (their route counts). */
   status(): unknown
   metrics(): Promise<{ contentType: string; body: string }>
 }
@@ -65,7 +66,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, sources: AdminS
       return reason === null ? json(res, 200, { status: 'ready' }) : json(res, 503, { status: 'not ready', reason })
     }
     case '/status':
-      return json(res, 200, sources.status())
+      return json(res, 200, await sources.status())
     case '/metrics': {
       const { contentType, body } = await sources.metrics()
       res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) })

@@ -97,7 +97,9 @@ const SCRIPT = `
     var r = (now - before) / seconds;
     return r >= 100 ? r.toFixed(0) + '/s' : r.toFixed(1) + '/s';
   }
-  var TARGET = { up: ['up', 'ok'], unhealthy: ['down', 'bad'], ejected: ['ejected', 'bad'], pending: ['pending', 'warn'] };
+  // A serving process says up (status.ts describeHealth); the cluster primary gives its probe state (healthy),
+  // or null without active checks (passive ejection is each worker's).
+  var TARGET = { up: ['up', 'ok'], healthy: ['up', 'ok'], unhealthy: ['down', 'bad'], ejected: ['ejected', 'bad'], pending: ['pending', 'warn'] };
   var BREAKER = { closed: 'ok', 'half-open': 'warn', open: 'bad' };
 
   function renderSummary(s) {
@@ -149,7 +151,7 @@ const SCRIPT = `
       table.tHead.append(head);
       u.targets.forEach(function (t) {
         var state = t.health && t.health.state;
-        var shown = TARGET[state] || [state === null ? 'unknown' : String(state), 'unknown'];
+        var shown = TARGET[state] || [state === null ? 'per worker' : String(state), 'unknown'];
         var tr = row([el('code', 'nowrap', t.url), badge(shown[0], shown[1]), t.health ? t.health.reason : null, t.weight, t.inflight, t.registered ? 'yes' : null],
           [null, 'state', null, 'num', 'num', null]);
         tr.dataset.target = t.url;
