@@ -165,7 +165,7 @@ routes:
     expect(problems).toEqual([])
   })
 
-  it('puts user-controlled text into the page as text, never as markup', async () => {
+  it('puts user-controlled text into the page as text, never as markup, and keeps the last answer when /status is gone', async () => {
     const up = await startUpstream({ statuses: [200] })
     const gw = await startGateway(`
 upstreams:
@@ -189,6 +189,33 @@ routes:
     expect(await page.evaluate(() => document.querySelectorAll('img').length)).toBe(0)
     expect(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned)).toBeUndefined()
     expect(problems).toEqual([])
+
+    // /status gone: the page says so and keeps the last answer on screen.
+    await gw.close()
+    await page.waitForSelector('#error:not([hidden])', { timeout: REFRESH_S * 1000 + 5000 })
+    expect(await page.textContent('#error')).toMatch(/^\/status did not answer \(.+\); showing the last answer\.$/)
+    expect((await shown(page, '#rejected td')).join(' ')).toContain(`upstream "${hostile}" is not defined`)
+  })
+
+  it('refreshes every 3 s unless ?refresh= says otherwise, and never more often than every 0.2 s', async () => {
+    const up = await startUpstream({ statuses: [200] })
+    const gw = await startGateway(`
+upstreams:
+  api: { targets: [{ url: ${up.url} }] }
+routes:
+  - { id: api, match: { path: /api/* }, upstream: api }
+`)
+    const browser = await startBrowser()
+    const { page } = await browser.page()
+    const every = async (query: string): Promise<string | undefined> => {
+      await page.goto(`${gw.adminUrl}/${query}`)
+      await drawnAfter(page, 0)
+      return /every (\S+) s$/.exec((await page.textContent('#updated')) ?? '')?.[1]
+    }
+    expect(await every('')).toBe('3')
+    expect(await every('?refresh=0.01')).toBe('0.2')
+    expect(await every('?refresh=10')).toBe('10')
+    expect(await every('?refresh=nonsense')).toBe('3')
   })
 
   it('shows each route\'s request and 5xx rates between two refreshes, and zero without traffic', async () => {
