@@ -1,15 +1,18 @@
-// The admin listener (README "Admin endpoints and metrics"): /healthz, /readyz, /status, /metrics. Never on the proxy port.
+// The admin listener (README "Admin endpoints and metrics"): the status page (/), /healthz, /readyz, /status, /metrics.
+// Never on the proxy port.
 //
-// node:http rather than fastify: four GET endpoints need no router, and bench/README.md "Targets" sets idle RSS <= 80 MiB.
+// node:http rather than fastify: five GET endpoints need no router, and bench/README.md "Targets" sets idle RSS <= 80 MiB.
 // Measured (node 20, this machine): our other dependencies loaded = 68.1 MiB RSS, + fastify = 75.6 MiB;
 // the whole gateway idled at 85 MiB with a fastify admin.
 import { listenError } from '../lib/host-port.js'
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { STATUS_PAGE } from './status-page.js'
 
 export interface AdminSources {
   /** null when ready, else the reason for 503. */
   notReadyReason(): string | null
+  /** The /status JSON; the cluster primary first asks its workers (their route counts). */
   status(): unknown
   metrics(): Promise<{ contentType: string; body: string }>
 }
@@ -52,6 +55,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, sources: AdminS
     return json(res, 405, { status: 'error', message: 'admin endpoints answer GET only' })
   }
   switch (path) {
+    case '/':
+      res.writeHead(200, { ...STATUS_PAGE.headers, 'content-length': STATUS_PAGE.body.length })
+      res.end(req.method === 'HEAD' ? undefined : STATUS_PAGE.body)
+      return
     case '/healthz':
       return json(res, 200, { status: 'ok' })
     case '/readyz': {
@@ -59,7 +66,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, sources: AdminS
       return reason === null ? json(res, 200, { status: 'ready' }) : json(res, 503, { status: 'not ready', reason })
     }
     case '/status':
-      return json(res, 200, sources.status())
+      return json(res, 200, await sources.status())
     case '/metrics': {
       const { contentType, body } = await sources.metrics()
       res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) })
@@ -67,7 +74,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, sources: AdminS
       return
     }
     default:
-      return json(res, 404, { status: 'error', message: `no admin endpoint ${path}; try /healthz, /readyz, /status, /metrics` })
+      return json(res, 404, { status: 'error', message: `no admin endpoint ${path}; try / (status page), /healthz, /readyz, /status, /metrics` })
   }
 }
 

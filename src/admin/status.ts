@@ -1,5 +1,5 @@
 // The /status JSON (README "Admin endpoints and metrics"): config source and revision, applied-at time, rejected items with reasons,
-// routes, upstreams with each target's state. Built from the config in force plus, where this process
+// routes with their request and 5xx counts, upstreams with each target's state. Built from the config in force plus, where this process
 // serves traffic, the live route table; the cluster primary has no table (its workers hold the pools), so
 // there what only a live pool knows (health, requests in flight, panic) is null and the rest comes from
 // the config.
@@ -35,6 +35,28 @@ export interface StatusInput {
   readonly etcd: EtcdStatus | null
   /** The cluster primary's probe results (it probes for its workers); absent elsewhere. */
   readonly activeReports?: readonly ActiveReport[]
+  /** The cluster primary's sum of its workers' route counts (routeTotalsOf); absent elsewhere. */
+  readonly routeTotals?: RouteTotalsById | null
+}
+
+/** Requests and 5xx answers of one route (src/telemetry/metrics.ts RouteMetrics.totals()). */
+export interface RouteTotals {
+  readonly requests: number
+  readonly errors: number
+}
+export type RouteTotalsById = Readonly<Record<string, RouteTotals>>
+
+/** Sums several processes' route counts (the cluster primary: each worker's, and those of workers gone). */
+export function sumRouteTotals(all: readonly RouteTotalsById[]): Record<string, RouteTotals> {
+  const sum: Record<string, { requests: number; errors: number }> = {}
+  for (const one of all) {
+    for (const [id, t] of Object.entries(one)) {
+      const s = sum[id] ??= { requests: 0, errors: 0 }
+      s.requests += t.requests
+      s.errors += t.errors
+    }
+  }
+  return sum
 }
 
 export function renderStatus(input: StatusInput): Record<string, unknown> {
@@ -61,11 +83,27 @@ export function renderStatus(input: StatusInput): Record<string, unknown> {
     },
     inflight: input.inflight,
     draining: input.draining,
-    routes: config.routes.map((r) => ({ id: r.id, match: r.match, upstream: r.upstream, priority: r.priority })),
+    routes: routes(config, table, input.routeTotals ?? null),
     upstreams: table === null ? upstreamsOfConfig(config, registered, input.activeReports ?? []) : upstreamsOfTable(table, registered),
     breakers: breakers(config, table),
     limiterStore: limiterStore(config, table),
   }
+}
+
+/**
+ * The routes, each with its requests and 5xx answers counted in this process since the route was built (kept
+ * across reloads that keep the route): the status page turns two answers into rates. The cluster primary
+ * counts nothing itself: it passes the sum of its workers' counts, or null when it has none.
+ */
+function routes(config: Config, table: RouteTable | null, summed: RouteTotalsById | null): unknown[] {
+  return config.routes.map((r) => {
+    const totals = table !== null ? table.routeMetrics.get(r.id)?.totals() ?? null
+      : summed === null ? null : summed[r.id] ?? { requests: 0, errors: 0 }
+    return {
+      id: r.id, match: r.match, upstream: r.upstream, priority: r.priority,
+      requests: totals === null ? null : totals.requests, errors: totals === null ? null : totals.errors,
+    }
+  })
 }
 
 /**

@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import { startAdminServer, type AdminServer, type AdminSources } from '../admin/admin-server.js'
-import { renderStatus } from '../admin/status.js'
+import { renderStatus, type RouteTotals } from '../admin/status.js'
 import type { Config } from '../config/schema.js'
 import type { EtcdConfigSource, EtcdSourceOptions } from '../etcd/source.js'
 import { createProxyServer, type ProxyServer } from '../proxy/proxy-server.js'
@@ -165,6 +165,13 @@ export class Gateway {
     server.headersTimeout = limits.headersTimeout
     server.requestTimeout = limits.requestTimeout
     server.keepAliveTimeout = limits.keepAliveTimeout
+  }
+
+  /** Each route's requests and 5xx answers so far in this process (a cluster worker's answer to its primary). */
+  routeTotals(): Record<string, RouteTotals> {
+    const out: Record<string, RouteTotals> = {}
+    for (const [id, m] of this.#holder.table.routeMetrics) out[id] = m.totals()
+    return out
   }
 
   notReadyReason(): string | null {

@@ -149,6 +149,20 @@ export class RouteMetrics {
     child.inc()
   }
 
+  /**
+   * Requests counted so far and those answered 5xx, summed from this route's tollgate_requests_total cells
+   * (one per method and status seen: a handful). For /status, which the status page differences into rates.
+   */
+  totals(): { requests: number; errors: number } {
+    let requests = 0
+    let errors = 0
+    for (const [key, child] of this.#requestChildren) {
+      requests += child.value
+      if (key % 1000 >= 500) errors += child.value
+    }
+    return { requests, errors }
+  }
+
   /** A retry not made, and why (src/proxy/forward.ts). */
   skipRetry(reason: RetrySkip): void {
     if (this.#removed) return

@@ -33,6 +33,22 @@ describe('renderStatus', () => {
     // The primary probes (its health shows the active state alone); ejection is each worker's.
     const nullLive = (u: unknown): unknown => JSON.parse(JSON.stringify(u), (key, value: unknown) =>
       ['inflight', 'panic', 'healthy', 'state', 'errors', 'local', 'ejected', 'health'].includes(key) ? null : value)
-    expect({ ...fromConfig, upstreams: nullLive(fromConfig['upstreams']) }).toEqual({ ...live, inflight: null, upstreams: nullLive(live['upstreams']), limiterStore: nullLive(live['limiterStore']) })
+    expect({ ...fromConfig, upstreams: nullLive(fromConfig['upstreams']) }).toEqual({
+      ...live, inflight: null, upstreams: nullLive(live['upstreams']), limiterStore: nullLive(live['limiterStore']),
+      routes: [{ ...(live['routes'] as object[])[0], requests: null, errors: null }],
+    })
+  })
+
+  it('gives each route the requests and 5xx answers its metrics counted, which a reload keeping the route keeps', () => {
+    const metrics = new Metrics({ defaultMetrics: false })
+    const { table } = buildRouteTable(loaded.config, null, metrics)
+    onTestFinished(() => table.close())
+    const counted = table.routeMetrics.get('users')!
+    for (const [method, status] of [['GET', 200], ['GET', 200], ['POST', 503], ['PURGE', 500], ['GET', 404], ['GET', 499]] as const) counted.countRequest(method, status)
+    const routesOf = (t: typeof table): unknown => renderStatus({ file, config: t.config, version: t.version, table: t, inflight: 0, draining: false, etcd: null })['routes']
+    expect(routesOf(table)).toEqual([{ id: 'users', match: { path: '/users/:id' }, upstream: 'users', priority: 0, requests: 6, errors: 2 }])
+    const { table: next } = buildRouteTable(loaded.config, table, metrics)
+    onTestFinished(() => next.close())
+    expect(routesOf(next)).toEqual(routesOf(table))
   })
 })

@@ -2,8 +2,11 @@
 // once its message handler exists: messages that reach a process before that are lost, so the primary never
 // sends before it.
 //
-//   worker -> primary: hello | ready {revision} | applied {revision, result} | metrics {id, metrics}
-//   primary -> worker: config {config, origin, revision} | health {reports} | shutdown | metrics {id}
+//   worker -> primary: hello | ready {revision} | applied {revision, result} | metrics {id, metrics} | route-totals {id, totals}
+//   primary -> worker: config {config, origin, revision} | health {reports} | shutdown | metrics {id} | route-totals {id}
+//
+// `route-totals` asks for each route's request and 5xx counts, for /status (the status page's rates): read
+// from the worker's metric cells, much cheaper than its whole registry as JSON.
 //
 // `health` carries active probe results: the primary probes once per instance (README "Health checks") and
 // sends each change of a target's state, and to a worker that says hello all states after its config.
@@ -12,6 +15,7 @@
 // by node:cluster. Workers never read or parse routes.yaml; `revision` is that of the file text the config
 // came from, which the worker reports back for /status.
 import type { Worker } from 'node:cluster'
+import type { RouteTotalsById } from '../../admin/status.js'
 import type { Config } from '../../config/schema.js'
 import type { ActiveReport } from '../../upstream/health/active.js'
 import type { ApplyResult, ConfigOrigin } from '../config-applier.js'
@@ -28,12 +32,14 @@ export type ToWorker =
   | { readonly type: 'tollgate:health'; readonly reports: readonly ActiveReport[] }
   | { readonly type: 'tollgate:shutdown' }
   | { readonly type: 'tollgate:metrics'; readonly id: number }
+  | { readonly type: 'tollgate:route-totals'; readonly id: number }
 
 export type ToPrimary =
   | { readonly type: 'tollgate:hello' }
   | { readonly type: 'tollgate:ready'; readonly revision: string }
   | { readonly type: 'tollgate:applied'; readonly revision: string; readonly result: ApplyResult }
   | { readonly type: 'tollgate:metrics'; readonly id: number; readonly metrics: object[] }
+  | { readonly type: 'tollgate:route-totals'; readonly id: number; readonly totals: RouteTotalsById }
 
 /** One of ours (other IPC users, e.g. node:cluster itself, send their own shapes). */
 function isOurs(m: unknown): m is { readonly type: string } {

@@ -10,7 +10,7 @@
 import cluster, { type Worker } from 'node:cluster'
 import { AggregatorRegistry } from 'prom-client'
 import { startAdminServer, type AdminServer } from '../../admin/admin-server.js'
-import { renderStatus } from '../../admin/status.js'
+import { renderStatus, sumRouteTotals, type RouteTotalsById } from '../../admin/status.js'
 import type { Config } from '../../config/schema.js'
 import { HeapTrimmer } from '../../telemetry/heap-trim.js'
 import type { Logger } from '../../telemetry/log.js'
@@ -56,6 +56,8 @@ interface WorkerState {
   revision: string | null
   /** Its metrics at the last scrape it answered: stand in when it does not answer, kept when it dies. */
   lastMetrics: object[] | null
+  /** Its route counts at the last /status it answered (the same way). */
+  lastTotals: RouteTotalsById | null
 }
 
 /**
@@ -71,6 +73,8 @@ function monotonicOf(snapshot: readonly object[]): object[] {
 }
 
 const METRICS_TIMEOUT_MS = 2000
+/** /status waits this long for a worker's route counts, then uses its last answer. */
+const TOTALS_TIMEOUT_MS = 1000
 
 export interface PrimaryOptions {
   readonly configPath: string
@@ -94,6 +98,9 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   let recentRestarts: number[] = []
   let nextMetricsId = 0
   const metricsReplies = new Map<number, (metrics: object[] | null) => void>()
+  const totalsReplies = new Map<number, (totals: RouteTotalsById | null) => void>()
+  /** The route counts of every worker that died, summed: the sum on /status does not go back when one does. */
+  let retiredTotals: RouteTotalsById = {}
   const readyCount = (): number => [...workers.values()].filter((w) => w.ready).length
   // Active health checks run here, once per instance, never in the workers: each change of a target's state
   // goes to every configured worker; a worker that says hello gets every state after its config (README
@@ -158,6 +165,9 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       case 'tollgate:metrics':
         metricsReplies.get(message.id)?.(message.metrics)
         return
+      case 'tollgate:route-totals':
+        totalsReplies.get(message.id)?.(message.totals)
+        return
       default:
     }
   }
@@ -165,12 +175,13 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   const fork = (): void => {
     if (drain.state !== 'serving') return
     const worker = cluster.fork({ ...env, TOLLGATE_WORKER: '1', TOLLGATE_WORKERS: String(count) })
-    const state: WorkerState = { worker, pid: worker.process.pid ?? 0, configured: false, ready: false, revision: null, lastMetrics: null }
+    const state: WorkerState = { worker, pid: worker.process.pid ?? 0, configured: false, ready: false, revision: null, lastMetrics: null, lastTotals: null }
     workers.set(worker, state)
     worker.on('message', (m: unknown) => onMessage(state, m))
   }
   cluster.on('exit', (worker, code, signal) => {
     const gone = workers.get(worker)
+    if (gone?.lastTotals != null) retiredTotals = sumRouteTotals([retiredTotals, gone.lastTotals])
     if (gone?.lastMetrics != null) {
       const last = monotonicOf(gone.lastMetrics)
       retired = retired.then(async (sum) => sum.length === 0 ? last : await AggregatorRegistry.aggregate([sum, last]).getMetricsAsJSON() as object[])
@@ -203,6 +214,20 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     if (!sendToWorker(state.worker, { type: 'tollgate:metrics', id })) done(null)
   })
 
+  /** One worker's route counts, or its last ones when it does not answer in time. */
+  const totalsOf = (state: WorkerState): Promise<RouteTotalsById | null> => new Promise((resolve) => {
+    const id = nextMetricsId++
+    const done = (value: RouteTotalsById | null): void => {
+      clearTimeout(timer)
+      totalsReplies.delete(id)
+      if (value !== null) state.lastTotals = value
+      resolve(value ?? state.lastTotals)
+    }
+    const timer = setTimeout(done, TOTALS_TIMEOUT_MS, null)
+    totalsReplies.set(id, done)
+    if (!sendToWorker(state.worker, { type: 'tollgate:route-totals', id })) done(null)
+  })
+
   try {
     admin = await startAdminServer(listenAddress(record.config.admin), {
       notReadyReason: () => {
@@ -214,18 +239,24 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
         if (!allReadyOnce) return `${ready} of ${count} workers ready`
         return ready === 0 ? 'no worker is ready' : null
       },
-      status: () => ({
-        ...renderStatus({
-          file: sources.file, config: record.config, version: record.version, table: null,
-          inflight: null, draining: drain.state !== 'serving', etcd: sources.etcd?.status() ?? null, activeReports: probes.reports(),
-        }),
-        workers: {
-          configured: count,
-          ready: readyCount(),
-          restarts,
-          processes: [...workers.values()].map((w) => ({ pid: w.pid, ready: w.ready, revision: w.revision })),
-        },
-      }),
+      status: async () => {
+        const answers = await Promise.all([...workers.values()].filter((w) => w.ready).map(totalsOf))
+        const answered = answers.filter((a): a is RouteTotalsById => a !== null)
+        // No worker has answered yet and none died: no counts, rather than zeros.
+        const routeTotals = answered.length === 0 && Object.keys(retiredTotals).length === 0 ? null : sumRouteTotals([...answered, retiredTotals])
+        return {
+          ...renderStatus({
+            file: sources.file, config: record.config, version: record.version, table: null, inflight: null,
+            draining: drain.state !== 'serving', etcd: sources.etcd?.status() ?? null, activeReports: probes.reports(), routeTotals,
+          }),
+          workers: {
+            configured: count,
+            ready: readyCount(),
+            restarts,
+            processes: [...workers.values()].map((w) => ({ pid: w.pid, ready: w.ready, revision: w.revision })),
+          },
+        }
+      },
       metrics: async () => {
         // Only ready workers are asked: one still starting, or one that died, must not fail the scrape.
         const answers = await Promise.all([...workers.values()].filter((w) => w.ready).map(metricsOf))

@@ -73,6 +73,8 @@ export function runWorker(log: Logger): Promise<number> {
         metrics.registry.getMetricsAsJSON().then((json) => sendToPrimary({ type: 'tollgate:metrics', id, metrics: json }), () => undefined)
         return
       }
+      case 'tollgate:route-totals':
+        return sendToPrimary({ type: 'tollgate:route-totals', id: message.id, totals: gateway?.routeTotals() ?? {} })
       default:
     }
   })
