@@ -237,6 +237,34 @@ describe('--workers 2', () => {
     expect(await count()).toBe(24)
   })
 
+  it('answers every /status and /metrics scrape while workers are killed under it, and the primary lives on', async () => {
+    const up = await startRecordingUpstream()
+    const proc = await spawnGateway(routesYaml(up, ['a']), ['--workers', '2'])
+    // Scrapes in a tight loop, so one lands between a worker's death and the primary seeing its exit:
+    // a message sent then must not take the primary down (EPIPE on the IPC channel).
+    let stop = false
+    const statuses: number[] = []
+    const scrape = async (path: string): Promise<void> => {
+      while (!stop) statuses.push((await httpRequest(proc.adminUrl + path)).status)
+    }
+    const scrapers = [scrape('/status'), scrape('/metrics'), scrape('/status'), scrape('/metrics')]
+    try {
+      for (let round = 0; round < 5; round++) {
+        const before = (await workersStatus(proc)).restarts
+        const victim = childrenOf(proc.pid)[0]!
+        process.kill(victim, 'SIGKILL')
+        await statusUntil(proc, (w) => w.restarts === before + 1 && w.ready === 2, 'a replacement worker is ready')
+      }
+    } finally {
+      stop = true
+      await Promise.allSettled(scrapers)
+    }
+    await Promise.all(scrapers)
+    expect(proc.child.exitCode, proc.stderr()).toBe(null)
+    expect(statuses.length).toBeGreaterThan(20)
+    expect(statuses.filter((s) => s !== 200)).toEqual([])
+  })
+
   it('sums the workers\u2019 counters in the primary\u2019s /metrics, each family once', async () => {
     const up = await startRecordingUpstream()
     const proc = await spawnGateway(routesYaml(up, ['a']), ['--workers', '2'])

@@ -59,14 +59,23 @@ export function toPrimary(m: unknown): ToPrimary | null {
 }
 
 /** false when the worker's channel is gone (it is dying): the caller decides what that means. */
-export function sendToWorker(worker: Worker, message: ToWorker): boolean {
+/**
+ * False when the worker is already gone. A worker SIGKILLed a moment ago still looks connected until its
+ * exit is seen; the write then fails with EPIPE, which without a callback is an `error` event on the Worker
+ * and, with no listener, took the primary down. The callback takes it, and `failed` lets a caller waiting
+ * for an answer stop waiting.
+ */
+export function sendToWorker(worker: Worker, message: ToWorker, failed?: () => void): boolean {
   if (!worker.isConnected()) return false
-  worker.send(message)
+  worker.send(message, (err: Error | null) => {
+    if (err !== null) failed?.()
+  })
   return true
 }
 
+/** The same for the worker's side: a primary that died mid-send is not an uncaught `error`. */
 export function sendToPrimary(message: ToPrimary): void {
-  if (process.connected) process.send?.(message)
+  if (process.connected) process.send?.(message, undefined, undefined, () => undefined)
 }
 
 /** The config as it arrived over IPC, frozen again (JSON made a fresh, mutable copy). */

@@ -197,10 +197,10 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     setTimeout(fork, recentRestarts.length > 5 ? 1000 : 0)
   })
 
-  /** One worker's metrics as JSON, or null when it does not answer in time (dying, stuck). */
   /** The counters and histograms of every worker that died, summed (monotonicOf). */
   let retired: Promise<object[]> = Promise.resolve([])
 
+  /** One worker's metrics as JSON, or null when it does not answer in time (dying, stuck). */
   const metricsOf = (state: WorkerState): Promise<object[] | null> => new Promise((resolve) => {
     const id = nextMetricsId++
     const done = (value: object[] | null): void => {
@@ -211,7 +211,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     }
     const timer = setTimeout(done, METRICS_TIMEOUT_MS, null)
     metricsReplies.set(id, done)
-    if (!sendToWorker(state.worker, { type: 'tollgate:metrics', id })) done(null)
+    if (!sendToWorker(state.worker, { type: 'tollgate:metrics', id }, () => done(null))) done(null)
   })
 
   /** One worker's route counts, or its last ones when it does not answer in time. */
@@ -225,7 +225,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     }
     const timer = setTimeout(done, TOTALS_TIMEOUT_MS, null)
     totalsReplies.set(id, done)
-    if (!sendToWorker(state.worker, { type: 'tollgate:route-totals', id })) done(null)
+    if (!sendToWorker(state.worker, { type: 'tollgate:route-totals', id }, () => done(null))) done(null)
   })
 
   try {
