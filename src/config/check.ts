@@ -218,9 +218,7 @@ export function listNotEnforced(config: Config): string[] {
   config.routes.forEach((route, i) => {
     const at = `routes[${i}]`
     const label = `(route "${route.id}")`
-    if (route.tracing !== undefined) out.push(`${at}.tracing ${label}: per-route trace sampling is not enforced yet`)
     if (route.websocket) out.push(`${at}.websocket ${label}: WebSocket upgrades are not supported yet`)
   })
-  if (config.tracing.exporter !== 'none') out.push(`tracing.exporter (${config.tracing.exporter}): trace export is not enforced yet`)
   return out
 }
