@@ -1,12 +1,19 @@
 // Tracing end to end (README "Tracing"): the gateway exports OTLP/HTTP protobuf to a real receiver; an
 // upstream that continues the trace exports its own span there too; the ids on the wire, the parent/child
 // links and the attributes are checked from what the receiver decoded.
-import { describe, expect, it } from 'vitest'
-import { startGateway } from '../helpers/gateway.js'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { describe, expect, it, onTestFinished } from 'vitest'
+import { httpRequest, spawnGateway, startGateway } from '../helpers/gateway.js'
 import { SpanKind, startOtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.js'
 import { UPSTREAM_SERVICE, startTracedUpstream } from '../helpers/traced-upstream.js'
 import { startUpstream } from '../helpers/upstream.js'
 
+const DIST = resolve(import.meta.dirname, '../../dist')
 const TP_RE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/
 
 function parseTp(value: unknown): { traceId: string; parentId: string; flags: string } {
@@ -203,5 +210,57 @@ routes:
 `)
     expect((await gw.get('/api/x')).status).toBe(200)
     expect((await gw.admin('/metrics')).body).not.toContain('tollgate_trace_spans_dropped_total')
+  })
+})
+
+describe('tracing: the exporter', () => {
+  it('turns on with a config reload, and the console exporter prints spans', async () => {
+    const up = await startUpstream()
+    const base = `
+upstreams: { api: { targets: [{ url: ${up.url} }] } }
+routes:
+  - { id: api, match: { path: /api/* }, upstream: api }
+`
+    const gw = await spawnGateway(base)
+    const before = callerTraceparent()
+    expect((await httpRequest(`${gw.url}/api/before`, { headers: { traceparent: before.header } })).status).toBe(200)
+    writeFileSync(gw.configPath, readFileSync(gw.configPath, 'utf8') + 'tracing: { exporter: console, sampleRatio: 1 }\n')
+    process.kill(gw.pid, 'SIGHUP')
+    const after = callerTraceparent()
+    // The reload is applied asynchronously: ask until a request's span shows on stdout (bounded).
+    for (let i = 0; i < 100 && !gw.stdout().includes(after.traceId); i++) {
+      expect((await httpRequest(`${gw.url}/api/after`, { headers: { traceparent: after.header } })).status).toBe(200)
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    expect(gw.stdout()).toContain(after.traceId)
+    expect(gw.stdout()).toContain("name: 'GET /api/*'")
+    expect((await gw.stop()).code).toBe(0)
+    expect(gw.stdout()).not.toContain(before.traceId)
+  })
+
+  // prom-client loads @opentelemetry/api (for exemplars) in any case: the SDK and the exporter are what count.
+  it('loads the OpenTelemetry SDK only when tracing.exporter is not none', async () => {
+    const up = await startUpstream()
+    const loaded = async (tracing: string): Promise<number> => {
+      const dir = mkdtempSync(join(tmpdir(), 'tollgate-otel-'))
+      onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+      const configPath = join(dir, 'routes.yaml')
+      writeFileSync(configPath, `listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n${tracing}\nupstreams: { api: { targets: [{ url: ${up.url} }] } }\nroutes:\n  - { id: api, match: { path: /api/* }, upstream: api }\n`)
+      const script = `
+import { createRequire } from 'node:module'
+import { Gateway } from ${JSON.stringify(pathToFileURL(join(DIST, 'src/lifecycle/gateway.js')).href)}
+const gw = await Gateway.start({ configPath: ${JSON.stringify(configPath)}, watchFile: false, env: { ...process.env, TOLLGATE_LOG_LEVEL: 'silent' } })
+await fetch('http://127.0.0.1:' + gw.proxyAddress.port + '/api/x').then((r) => r.text())
+const otel = Object.keys(createRequire(import.meta.url).cache).filter((k) => ['sdk-trace', 'exporter-', 'otlp-', 'resources'].some((p) => k.includes('@opentelemetry/' + p)))
+await gw.shutdown()
+console.log(JSON.stringify(otel.length))
+`
+      // Async: the upstream it calls lives in this process.
+      const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 })
+      return Number(stdout.trim().split('\n').at(-1))
+    }
+    expect(await loaded('')).toBe(0)
+    expect(await loaded('tracing: { exporter: none, sampleRatio: 1 }')).toBe(0)
+    expect(await loaded(`tracing: { exporter: otlp, endpoint: 'http://127.0.0.1:1/v1/traces' }`)).toBeGreaterThan(0)
   })
 })
