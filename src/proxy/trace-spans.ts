@@ -115,7 +115,8 @@ export class TraceSink implements OutcomeSink {
       routeId: route === null ? null : route.id,
       path: ex.canonicalPath,
       host: ex.host ?? null,
-      clientAddress: ex.clientIp(),
+      // node:http detaches the socket from a request whose client went away: no address to tell then.
+      clientAddress: ex.req.socket === null ? '' : ex.clientIp(),
       status,
       errorType: failed ? ex.refusal?.code ?? String(status) : null,
       requestId: ex.requestId,

@@ -143,9 +143,9 @@ export class OtelTracer implements SpanTracer {
     const attributes: Attributes = {
       [ATTR_URL_SCHEME]: 'http',
       [ATTR_URL_PATH]: f.path,
-      [ATTR_CLIENT_ADDRESS]: f.clientAddress,
       'tollgate.request_id': f.requestId,
     }
+    if (f.clientAddress !== '') attributes[ATTR_CLIENT_ADDRESS] = f.clientAddress
     if (f.status > 0) attributes[ATTR_HTTP_RESPONSE_STATUS_CODE] = f.status
     if (f.host !== null) {
       attributes[ATTR_SERVER_ADDRESS] = hostOf(f.host)

@@ -22,6 +22,7 @@ export interface ServerSpanFacts extends SpanIds {
   /** The canonical path, without the query string (never recorded). */
   readonly path: string
   readonly host: string | null
+  /** '' when the client's connection was gone before the address was read. */
   readonly clientAddress: string
   readonly status: number
   /** A low-cardinality reason when the request failed (`UPSTREAM_TIMEOUT`, `500`...), else null. */

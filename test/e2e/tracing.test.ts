@@ -4,6 +4,7 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -11,7 +12,7 @@ import { describe, expect, it, onTestFinished } from 'vitest'
 import { httpRequest, spawnGateway, startGateway } from '../helpers/gateway.js'
 import { SpanKind, startOtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.js'
 import { UPSTREAM_SERVICE, startTracedUpstream } from '../helpers/traced-upstream.js'
-import { startUpstream } from '../helpers/upstream.js'
+import { startHoldingUpstream, startUpstream } from '../helpers/upstream.js'
 
 const DIST = resolve(import.meta.dirname, '../../dist')
 const TP_RE = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/
@@ -239,7 +240,7 @@ routes:
   })
 
   // prom-client loads @opentelemetry/api (for exemplars) in any case: the SDK and the exporter are what count.
-  it('loads the OpenTelemetry SDK only when tracing.exporter is not none', async () => {
+  it('loads the OpenTelemetry SDK only when tracing.exporter is not none', { timeout: 90_000 }, async () => {
     const up = await startUpstream()
     const loaded = async (tracing: string): Promise<number> => {
       const dir = mkdtempSync(join(tmpdir(), 'tollgate-otel-'))
@@ -262,5 +263,34 @@ console.log(JSON.stringify(otel.length))
     expect(await loaded('')).toBe(0)
     expect(await loaded('tracing: { exporter: none, sampleRatio: 1 }')).toBe(0)
     expect(await loaded(`tracing: { exporter: otlp, endpoint: 'http://127.0.0.1:1/v1/traces' }`)).toBeGreaterThan(0)
+  })
+})
+
+describe('tracing: a client that goes away', () => {
+  it('still gets its SERVER span, and the attempt its CLIENT span, when the client leaves before the upstream answers', async () => {
+    const receiver = await startOtlpReceiver()
+    const held = await startHoldingUpstream()
+    const gw = await startGateway(`
+tracing: { exporter: otlp, endpoint: ${receiver.endpoint}, sampleRatio: 1 }
+upstreams: { api: { targets: [{ url: ${held.url} }] } }
+routes:
+  - { id: api, match: { path: /api/* }, upstream: api }
+`)
+    const caller = callerTraceparent()
+    const socket = connect(gw.port, '127.0.0.1')
+    socket.on('error', () => undefined)
+    // With a request body: node:http detaches the socket from the request when the client leaves (once a
+    // TypeError in the span sink, found by the W3C harness run).
+    socket.write(`POST /api/slow HTTP/1.1\r\nHost: x\r\ntraceparent: ${caller.header}\r\ncontent-length: 5\r\n\r\nhello`)
+    await held.arrived
+    socket.destroy()
+    await receiver.waitFor((spans) => ofTrace(spans, caller.traceId).length === 2)
+    const spans = ofTrace(receiver.spans, caller.traceId)
+    const server = spans.find((s) => s.kind === SpanKind.Server)!
+    const client = spans.find((s) => s.kind === SpanKind.Client)!
+    expect(client.parentSpanId).toBe(server.spanId)
+    expect(client.attributes['error.type']).toBe('TOLLGATE_CLIENT_GONE')
+    held.release()
+    expect((await gw.get('/api/after')).status).toBe(200) // and the gateway serves on
   })
 })
