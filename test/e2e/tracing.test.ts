@@ -294,3 +294,25 @@ routes:
     expect((await gw.get('/api/after')).status).toBe(200) // and the gateway serves on
   })
 })
+
+describe('tracing: with --workers', () => {
+  it('exports the spans of every worker, each of which runs its own exporter', async () => {
+    const receiver = await startOtlpReceiver()
+    const up = await startUpstream()
+    const gw = await spawnGateway(`
+tracing: { exporter: otlp, endpoint: ${receiver.endpoint}, sampleRatio: 1 }
+upstreams: { api: { targets: [{ url: ${up.url} }] } }
+routes:
+  - { id: api, match: { path: /api/* }, upstream: api }
+`, ['--workers', '2'])
+    const callers = [callerTraceparent(), callerTraceparent(), callerTraceparent(), callerTraceparent()]
+    for (const c of callers) expect((await httpRequest(`${gw.url}/api/w`, { headers: { traceparent: c.header, connection: 'close' } })).status).toBe(200)
+    await receiver.waitFor((spans) => callers.every((c) => ofTrace(spans, c.traceId).length === 2))
+    for (const c of callers) {
+      const server = ofTrace(receiver.spans, c.traceId).find((s) => s.kind === SpanKind.Server)!
+      expect(server.parentSpanId).toBe(c.parentId)
+    }
+    expect((await httpRequest(`${gw.adminUrl}/metrics`)).body).toMatch(/^tollgate_trace_spans_dropped_total 0$/m)
+    expect((await gw.stop()).code).toBe(0)
+  })
+})
