@@ -11,9 +11,10 @@ export interface Scenario {
   readonly body?: string
   /**
    * Tollgate's routes.yaml for this scenario; default: one catch-all route (minimalConfig). `redisUrl` is the
-   * bench's own redis-server when the scenario needsRedis, else null.
+   * bench's own redis-server when the scenario needsRedis, else null; `otlpEndpoint` its OTLP receiver when the
+   * scenario needsOtlpReceiver, else null.
    */
-  readonly tollgateConfig?: (upstreamUrl: string, redisUrl: string | null) => string
+  readonly tollgateConfig?: (upstreamUrl: string, redisUrl: string | null, otlpEndpoint: string | null) => string
   /** Peers to run; default: every peer. */
   readonly peers?: readonly string[]
   /** Skip the whole scenario when Tollgate cannot run it (it is what the scenario measures). */
@@ -22,6 +23,8 @@ export interface Scenario {
   readonly needsEnforcedPolicies?: boolean
   /** Start a local redis-server for the scenario (bench/lib/redis.ts); skip the scenario without one. */
   readonly needsRedis?: boolean
+  /** Run an OTLP/HTTP receiver beside the peers (bench/lib/otlp-sink.ts): where Tollgate's spans go. */
+  readonly needsOtlpReceiver?: boolean
   /**
    * With tollgate, also run peer tollgate-core: Tollgate with the one-route config (the core path of scenario
    * small), interleaved with the others, so that the scenario's checks compare runs of the same minutes.
@@ -138,6 +141,18 @@ routes:
 `
 }
 
+/**
+ * Tracing on, exported over OTLP/HTTP protobuf to the scenario's receiver, with `sampleRatio` of the requests
+ * sampled. Every request still reads the incoming context, decides, and sends a traceparent.
+ */
+function tracingConfig(sampleRatio: number): (upstreamUrl: string, redisUrl: string | null, otlpEndpoint: string | null) => string {
+  return (upstreamUrl, _redisUrl, otlpEndpoint) => {
+    if (otlpEndpoint === null) throw new Error('tracing: no OTLP receiver (the scenario needsOtlpReceiver)')
+    return `tracing: { exporter: otlp, endpoint: ${otlpEndpoint}, sampleRatio: ${sampleRatio} }
+${minimalConfig(upstreamUrl)}`
+  }
+}
+
 const REFERENCE_PEERS = ['tollgate', 'undici-stream'] as const
 /** Tollgate alone (with its tollgate-core): the scenario measures one of its own paths against its core path. */
 const TOLLGATE_ONLY = ['tollgate'] as const
@@ -215,5 +230,25 @@ export const scenarios: readonly Scenario[] = [
     needsEnforcedPolicies: true,
     hasCoreBaseline: true,
     expect: { status: 500, tollgateError: null },
+  },
+  {
+    name: 'tracing',
+    description: 'GET / with tracing on: 1% of requests sampled, spans exported over OTLP/HTTP to a local receiver',
+    path: '/',
+    tollgateConfig: tracingConfig(0.01),
+    peers: TOLLGATE_ONLY,
+    needsTollgate: true,
+    needsOtlpReceiver: true,
+    hasCoreBaseline: true,
+  },
+  {
+    name: 'tracing-all',
+    description: 'GET / with every request sampled: a SERVER and a CLIENT span each, exported over OTLP/HTTP to a local receiver',
+    path: '/',
+    tollgateConfig: tracingConfig(1),
+    peers: TOLLGATE_ONLY,
+    needsTollgate: true,
+    needsOtlpReceiver: true,
+    hasCoreBaseline: true,
   },
 ]

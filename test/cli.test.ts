@@ -90,11 +90,11 @@ routes:
   - id: limited
     match: { path: /a }
     upstream: a
-    tracing: { sampleRatio: 1 }
+    websocket: true
 `)
     const r = tollgate(['validate', path])
     expect(r.status).toBe(0)
-    expect(r.stderr).toMatch(/routes\[0\]\.tracing .*not enforced yet/)
+    expect(r.stderr).toMatch(/routes\[0\]\.websocket .*not supported yet/)
   })
 
   it('honours TOLLGATE_* overrides, warns about one that names no setting and refuses a bad value', () => {
@@ -133,11 +133,11 @@ describe('tollgate (run)', () => {
 upstreams:
   a: { targets: [{ url: ${up.url} }], healthCheck: { passive: {} } }
 routes:
-  - { id: a, match: { path: /* }, upstream: a, tracing: { sampleRatio: 1 } }
+  - { id: a, match: { path: /* }, upstream: a, websocket: true }
 `)
     const stopped = await gw.stop()
     expect(stopped.code).toBe(0)
-    expect(gw.stdout()).toMatch(/tracing.*not enforced yet/)
+    expect(gw.stdout()).toMatch(/websocket.*not supported yet/)
     expect(gw.stdout()).not.toMatch(/healthCheck.*not enforced/)
     expect(gw.stdout()).not.toMatch(/circuitBreaker.*not enforced/)
   })

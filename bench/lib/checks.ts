@@ -29,12 +29,14 @@ export const TARGETS = {
    * two interleaved runs of the same work on the busy 2-core VM (bench/README.md "Targets").
    */
   failureCpuRatio: 1.05,
+  /** Scenario tracing (1% sampled, OTLP export on): Tollgate's req/s at least this share of its core path. */
+  tracingRatio: 0.97,
 } as const
 
 /** The scenario whose Tollgate is the core path (one route, no policies) when a core-baseline scenario has no tollgate-core. */
 export const CORE_SCENARIO = 'small'
 /** Scenarios measured against the core path rather than against undici-stream. */
-const CORE_BASELINE_SCENARIOS = new Set(['policies', 'limits', 'cluster-limit', 'breaker-open', 'failing-upstream'])
+const CORE_BASELINE_SCENARIOS = new Set(['policies', 'limits', 'cluster-limit', 'breaker-open', 'failing-upstream', 'tracing', 'tracing-all'])
 
 const met = (isMet: boolean): string => (isMet ? 'met' : 'NOT met')
 
@@ -156,9 +158,38 @@ export function breakerChecks(reports: readonly ScenarioReport[]): string[] {
   return checks
 }
 
+/**
+ * Tracing against the core path (the scenario's tollgate-core, else small's tollgate): with 1% sampled, the
+ * req/s ratio (the target: unsampled requests pay nearly nothing); with every request sampled, what a sampled
+ * request costs in CPU (no target: the figure is the point).
+ */
+export function tracingChecks(reports: readonly ScenarioReport[]): string[] {
+  const checks: string[] = []
+  for (const scenario of ['tracing', 'tracing-all'] as const) {
+    const measured = tollgateIn(reports, scenario)
+    if (measured === null) continue
+    const baseline = baselineOf(reports, scenario)
+    if (baseline === null) {
+      checks.push(`${scenario}: no check against the core path: neither ${CORE_PEER} nor scenario ${CORE_SCENARIO} ran in this run`)
+      continue
+    }
+    const ratio = measured.rps!.median / baseline.result.rps!.median
+    const cpu = measured.cpuUsPerRequest?.median ?? null
+    const coreCpu = baseline.result.cpuUsPerRequest?.median ?? null
+    const added = cpu === null || coreCpu === null ? null : `${formatUs(cpu)} µs (tollgate) − ${formatUs(coreCpu)} µs (${baseline.name}) = ${formatUs(cpu - coreCpu)} µs`
+    if (scenario === 'tracing') {
+      checks.push(`tracing: tollgate req/s ÷ ${baseline.name} req/s ${ratio.toFixed(3)} with 1% sampled (target ≥ ${TARGETS.tracingRatio}): ${met(ratio >= TARGETS.tracingRatio)}`)
+      checks.push(`tracing: CPU per request of tracing at 1% sampled ${added ?? 'not measured (no /proc)'} (no target)`)
+    } else {
+      checks.push(`tracing-all: CPU per sampled request (a SERVER and a CLIENT span, exported) ${added ?? 'not measured (no /proc)'}; req/s ÷ ${baseline.name} ${ratio.toFixed(3)} (no target)`)
+    }
+  }
+  return checks
+}
+
 /** Every load-scenario check, in the order printed. `oneRouteScenarios`: see idleRssCheck. */
 export function scenarioChecks(reports: readonly ScenarioReport[], oneRouteScenarios: ReadonlySet<string>): string[] {
-  const checks = [...forwarderChecks(reports), ...limiterChecks(reports), ...breakerChecks(reports)]
+  const checks = [...forwarderChecks(reports), ...limiterChecks(reports), ...breakerChecks(reports), ...tracingChecks(reports)]
   const idle = idleRssCheck(reports, oneRouteScenarios, TARGETS.idleRssMiB)
   if (idle !== null) checks.push(idle)
   return checks

@@ -17,6 +17,8 @@ export interface PeerStartContext {
   readonly core: number | null
   /** The scenario's redis-server (Scenario.needsRedis), else null. */
   readonly redisUrl: string | null
+  /** The scenario's OTLP receiver (Scenario.needsOtlpReceiver), else null. */
+  readonly otlpEndpoint: string | null
 }
 
 export interface RunningPeer {
@@ -102,11 +104,11 @@ function tollgatePeer(tollgateCli: string, isCore: boolean): Peer {
     name: isCore ? CORE_PEER : 'tollgate',
     description: isCore
       ? 'the same gateway with the one-route config of scenario small, sent GET /, beside tollgate in the scenarios measured against the core path: their baseline'
-      : 'this project: node dist/src/cli.js with a one-route routes.yaml (scenario configs for routes-*, policies, cluster-limit)',
+      : 'this project: node dist/src/cli.js with a one-route routes.yaml (scenario configs for routes-*, policies, cluster-limit, tracing)',
     missing: () => (existsSync(tollgateCli) ? null : `${tollgateCli} not built (run npx tsc -p .)`),
-    async start({ port, upstream, scenario, dir, core, redisUrl }) {
+    async start({ port, upstream, scenario, dir, core, redisUrl, otlpEndpoint }) {
       const config = join(dir, 'routes.yaml')
-      writeFileSync(config, ((isCore ? undefined : scenario.tollgateConfig) ?? minimalConfig)(upstream.url, redisUrl))
+      writeFileSync(config, ((isCore ? undefined : scenario.tollgateConfig) ?? minimalConfig)(upstream.url, redisUrl, otlpEndpoint))
       const adminPort = await freePort()
       const child = spawnChild('tollgate', process.execPath, [tollgateCli, '--config', config,
         '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`], { core, logPath: join(dir, 'log') })

@@ -9,6 +9,7 @@ import type { LoadGenerator } from './load.js'
 import { CORE_PEER, PeerSkipped, type Peer, type RunningPeer } from './peers.js'
 import { clockTicksPerSecond, freePort, probe, readGroupCpuTicks, readRssKib, type Pinning, type ProbeResult } from './processes.js'
 import { redisCommandCalls, redisInfo, redisMissing, startRedis, type RedisServer } from './redis.js'
+import { otlpSinkStats, startOtlpSink, type OtlpSink, type OtlpSinkStats } from './otlp-sink.js'
 import type { PeerResult, ScenarioReport, Skip } from './report.js'
 import { spread } from './stats.js'
 import type { Upstream } from './upstream.js'
@@ -94,13 +95,14 @@ function emptyResult(peer: string): PeerResult {
 }
 
 async function startPeer(bench: Bench, peer: Peer, scenario: Scenario, request: PeerRequest,
-  redis: RedisServer | null): Promise<Started | Skip> {
+  redis: RedisServer | null, otlp: OtlpSink | null): Promise<Started | Skip> {
   const dir = join(bench.tmpDir, scenario.name, peer.name)
   mkdirSync(dir, { recursive: true })
   let running: RunningPeer
   try {
     running = await peer.start({
       port: await freePort(), upstream: bench.upstream, scenario, dir, core: bench.pinning.proxyCore, redisUrl: redis?.url ?? null,
+      otlpEndpoint: otlp?.endpoint ?? null,
     })
   } catch (error) {
     return { peer: peer.name, reason: error instanceof PeerSkipped ? error.message : `failed to start: ${message(error)}` }
@@ -202,6 +204,14 @@ function redisNote(redis: RedisServer, before: RedisSnapshot | null, after: Redi
     `${after.clients === null ? '' : `; ${after.clients} client connection(s) at the end`}`
 }
 
+/** What the OTLP receiver got during the measured runs: proof that the spans left the gateway. */
+function otlpNote(before: OtlpSinkStats | null, after: OtlpSinkStats | null): string {
+  if (before === null || after === null) return 'OTLP receiver: its counts could not be read'
+  const exports = after.exports - before.exports
+  return `OTLP receiver (pinned like the upstream), during the measured runs: ${exports.toLocaleString('en-US')} export requests, ` +
+    `${Math.round((after.bytes - before.bytes) / 1024).toLocaleString('en-US')} KiB of spans`
+}
+
 export async function runScenario(bench: Bench, scenario: Scenario, candidates: readonly Peer[]): Promise<ScenarioReport> {
   const report: ScenarioReport = {
     name: scenario.name, description: scenario.description, path: scenario.path, method: scenario.method ?? 'GET',
@@ -231,23 +241,35 @@ export async function runScenario(bench: Bench, scenario: Scenario, candidates: 
       return report
     }
   }
+  let otlp: OtlpSink | null = null
+  if (scenario.needsOtlpReceiver === true) {
+    try {
+      otlp = await startOtlpSink(join(bench.tmpDir, scenario.name), bench.pinning.loadCore)
+    } catch (error) {
+      await redis?.child.stop()
+      report.skipped = message(error)
+      return report
+    }
+  }
   try {
-    await runPeers(bench, scenario, wanted, report, redis)
+    await runPeers(bench, scenario, wanted, report, redis, otlp)
   } finally {
     // By its pid, like every child (processes.ts): nothing else of the machine's is touched.
     await redis?.child.stop()
+    await otlp?.child.stop()
   }
   return report
 }
 
-async function runPeers(bench: Bench, scenario: Scenario, wanted: readonly Peer[], report: ScenarioReport, redis: RedisServer | null): Promise<void> {
+async function runPeers(bench: Bench, scenario: Scenario, wanted: readonly Peer[], report: ScenarioReport, redis: RedisServer | null,
+  otlp: OtlpSink | null): Promise<void> {
   const body = scenario.body === undefined ? null : Buffer.from(scenario.body)
   const upstreamBytes = new Map<string, number>()
   upstreamBytes.set(scenario.path, (await probe(`${bench.upstream.url}${scenario.path}`, scenario.method ?? 'GET', body)).bytes)
   if (wanted.some((p) => p.name === CORE_PEER) && !upstreamBytes.has(CORE_PATH)) {
     upstreamBytes.set(CORE_PATH, (await probe(`${bench.upstream.url}${CORE_PATH}`)).bytes)
   }
-  const outcomes = await Promise.all(wanted.map((peer) => startPeer(bench, peer, scenario, requestFor(peer, scenario, body, upstreamBytes), redis)))
+  const outcomes = await Promise.all(wanted.map((peer) => startPeer(bench, peer, scenario, requestFor(peer, scenario, body, upstreamBytes), redis, otlp)))
   const started: Started[] = []
   for (const outcome of outcomes) {
     if ('running' in outcome) started.push(outcome)
@@ -257,6 +279,7 @@ async function runPeers(bench: Bench, scenario: Scenario, wanted: readonly Peer[
     }
   }
   let redisBefore: RedisSnapshot | null = null
+  let otlpBefore: OtlpSinkStats | null = null
   try {
     const tollgateSkip = report.skippedPeers.find((s) => s.peer === 'tollgate')
     if (scenario.needsTollgate === true && tollgateSkip !== undefined) {
@@ -280,6 +303,7 @@ async function runPeers(bench: Bench, scenario: Scenario, wanted: readonly Peer[
       }
     }
     if (redis !== null) redisBefore = await redisSnapshot(redis)
+    if (otlp !== null) otlpBefore = await otlpSinkStats(otlp)
     for (let rep = 1; rep <= reps; rep++) {
       for (const s of started) {
         await alone(s, () => measure(bench, s, durationMs, true))
@@ -295,6 +319,7 @@ async function runPeers(bench: Bench, scenario: Scenario, wanted: readonly Peer[
       s.result.failures.push(`after the measured runs: ${wrong}`)
       report.notes.push(`${s.peer.name}: after the measured runs, ${wrong}: its figures may not be of this scenario`)
     }
+    if (otlp !== null) report.notes.push(otlpNote(otlpBefore, await otlpSinkStats(otlp)))
     if (redis !== null) {
       report.notes.push(redisNote(redis, redisBefore, await redisSnapshot(redis), started.find((s) => s.peer.name === 'tollgate')?.result))
     }

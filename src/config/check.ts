@@ -37,6 +37,7 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
     checkHealthCheck(name, upstream, report)
   }
   checkRedis(config, isValid, report)
+  checkTracing(config, isValid, report)
   const routes = Array.isArray(config.routes) ? config.routes : []
   // README "Configuration", Validation: a file that routes nothing serves only 404s; it is a mistake unless etcd brings the routes.
   if (routes.length === 0 && config.etcd === undefined && isValid(['routes'])) {
@@ -141,6 +142,21 @@ function checkRedis(config: Config, isValid: (path: readonly PathSegment[]) => b
   if (redis.url !== undefined && redis.cluster !== undefined) report('error', ['redis', 'cluster'], 'give either url or cluster, not both')
 }
 
+/** tracing.endpoint: the OTLP exporter would refuse it at start-up, where the file cannot be named any more. */
+function checkTracing(config: Config, isValid: (path: readonly PathSegment[]) => boolean, report: Report): void {
+  const tracing = config.tracing
+  if (tracing === undefined || !isValid(['tracing', 'endpoint'])) return
+  let url: URL | null = null
+  try {
+    url = new URL(tracing.endpoint)
+  } catch {
+    // reported below
+  }
+  if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    report('error', ['tracing', 'endpoint'], `must be an http:// or https:// URL of the OTLP/HTTP traces endpoint, got ${JSON.stringify(tracing.endpoint)}; e.g. http://127.0.0.1:4318/v1/traces`)
+  }
+}
+
 function checkRateLimits(limits: readonly RateLimit[], config: Config, at: (...rest: PathSegment[]) => PathSegment[], locate: Locate, report: Report): void {
   const firstByName = new Map<string, number>()
   limits.forEach((limit, j) => {
@@ -218,9 +234,7 @@ export function listNotEnforced(config: Config): string[] {
   config.routes.forEach((route, i) => {
     const at = `routes[${i}]`
     const label = `(route "${route.id}")`
-    if (route.tracing !== undefined) out.push(`${at}.tracing ${label}: per-route trace sampling is not enforced yet`)
     if (route.websocket) out.push(`${at}.websocket ${label}: WebSocket upgrades are not supported yet`)
   })
-  if (config.tracing.exporter !== 'none') out.push(`tracing.exporter (${config.tracing.exporter}): trace export is not enforced yet`)
   return out
 }

@@ -22,6 +22,7 @@ import { HealthFeed } from '../upstream/health/health-feed.js'
 import type { ProbeSet } from '../upstream/health/probe-set.js'
 import { createProbeSet } from './health-probes.js'
 import { listenAddress, listenError } from '../lib/host-port.js'
+import { TraceSink } from '../proxy/trace-spans.js'
 
 export interface GatewayOptions {
   readonly configPath: string
@@ -52,6 +53,9 @@ export class Gateway {
   /** Active probes (README "Health checks"): this process's own, or null in a cluster worker (its primary probes). */
   readonly probes: ProbeSet | null
   #admin: AdminServer | null = null
+  /** The tracing settings the span tracer in service was made from ('' none), and the switch in progress. */
+  #tracingKey = ''
+  #tracingSwitch: Promise<void> = Promise.resolve()
 
   /** `feed`: a cluster worker's, filled by its primary; otherwise this process probes and fills its own. */
   private constructor(config: Config, sources: ConfigSources | null, metrics: Metrics, log: Logger, heapTrimmer: HeapTrimmer, workers = 1, feed: HealthFeed | null = null) {
@@ -65,9 +69,11 @@ export class Gateway {
     this.#holder = new TableHolder(config, metrics, (next) => {
       this.#applyLimits(next.limits)
       this.probes?.update(next.upstreams)
+      void this.#applyTracing(next.tracing)
     }, { workers, healthFeed })
     this.probes?.update(config.upstreams)
     this.#holder.state.recorder.add(new ErrorLogSink(log))
+    this.#holder.state.recorder.add(new TraceSink(this.#holder.state))
     this.#applier = new ConfigApplier(this.#holder, metrics, log, heapTrimmer)
     this.#proxy = createProxyServer(this.#holder.state, config.limits)
     this.#drain = new Drain({
@@ -78,6 +84,7 @@ export class Gateway {
         await this.probes?.close()
         await this.#admin?.close()
         await this.#holder.close()
+        await this.#applyTracing(null) // exports the spans still queued
         this.log.info('stopped')
       },
     })
@@ -99,9 +106,11 @@ export class Gateway {
       gateway = new Gateway(sources.config, sources, metrics, log, heapTrimmer)
       built = gateway
       gateway.#applier.started('file')
+      await gateway.#applyTracing(sources.config.tracing)
       await gateway.#listen()
       gateway.#admin = await startAdminServer(listenAddress(gateway.#holder.config.admin), gateway.#adminSources(sources))
     } catch (err) {
+      if (built !== null) await built.#applyTracing(null)
       await built?.probes?.close()
       await sources.close()
       throw err
@@ -116,6 +125,7 @@ export class Gateway {
   static async serve(config: Config, options: { readonly log: Logger; readonly metrics: Metrics; readonly workers: number; readonly healthFeed: HealthFeed }): Promise<Gateway> {
     const heapTrimmer = new HeapTrimmer()
     const gateway = new Gateway(config, null, options.metrics, options.log, heapTrimmer, options.workers, options.healthFeed)
+    await gateway.#applyTracing(config.tracing)
     await gateway.#listen()
     heapTrimmer.afterLoad()
     return gateway
@@ -158,6 +168,37 @@ export class Gateway {
   /** Puts a validated config in force (the cluster primary's, or a test's). Never throws. */
   applyConfig(config: Config, origin: ConfigOrigin, revision: string): ApplyResult {
     return this.#applier.apply(config, origin, revision)
+  }
+
+  /**
+   * Puts the span tracer for `settings` in service (null or exporter none: no tracer). The OpenTelemetry SDK
+   * is imported here, on first use, like etcd3 only with an etcd: section: a gateway that does not trace never
+   * loads it (README "Tracing" has the RSS). Switches run one after another; the tracer replaced exports what
+   * it still holds, then stops. sampleRatio and parentBased are not the tracer's: routes read them.
+   */
+  #applyTracing(settings: Config['tracing'] | null): Promise<void> {
+    const key = settings === null || settings.exporter === 'none' ? '' : JSON.stringify([settings.exporter, settings.endpoint, settings.serviceName])
+    this.#tracingSwitch = this.#tracingSwitch.then(async () => {
+      if (key === this.#tracingKey) return
+      const state = this.#holder.state
+      const old = state.tracer
+      state.tracer = null
+      this.#tracingKey = ''
+      if (settings !== null && key !== '') {
+        try {
+          const { OtelTracer } = await import('../telemetry/otel-tracer.js')
+          const metrics = this.metrics
+          state.tracer = new OtelTracer(settings, { onDropped: (n) => metrics.traceSpansDropped.inc(n) })
+          metrics.exposeTraceSpansDropped()
+          this.#tracingKey = key
+          this.log.info({ exporter: settings.exporter, endpoint: settings.exporter === 'otlp' ? settings.endpoint : undefined }, 'tracing on')
+        } catch (err) {
+          this.log.error({ err }, `tracing.exporter ${settings.exporter}: the span exporter could not start; requests are served without spans`)
+        }
+      }
+      await old?.close().catch((err: unknown) => this.log.warn({ err }, 'tracing: the spans still queued could not be exported'))
+    })
+    return this.#tracingSwitch
   }
 
   #applyLimits(limits: Config['limits']): void {

@@ -21,6 +21,8 @@ import type { Admission, QuotaSource, StepContext } from '../http/request-step.j
 import type { CompiledRoute } from '../table/compiled-route.js'
 import type { CompiledUpstream } from '../table/compiled-upstream.js'
 import type { RouteTable } from '../table/route-table.js'
+import type { TraceFields } from '../http/trace-context.js'
+import type { AttemptSpan } from '../telemetry/tracer.js'
 import { FailureKind, type Outcome } from '../upstream/outcome.js'
 import type { Target } from '../upstream/target.js'
 import type { ClientConnection } from './client-connection.js'
@@ -39,7 +41,7 @@ function onResponseClose(this: WithExchange): void {
   this[kExchange]?.onClientClose()
 }
 
-export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchHandler, Watched, StepContext, Outcome {
+export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchHandler, Watched, StepContext, Outcome, TraceFields {
   readonly state: ProxyState
   /** The table in force when the request arrived: a reload meanwhile does not change its route. */
   readonly table: RouteTable
@@ -53,6 +55,15 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
   /** 80 random hex digits: trace id, span id, request id (src/http/ids.ts). */
   ids = ''
   requestId = ''
+  // ---- the trace (src/http/trace-context.ts, trace-spans.ts): decided once, before the first attempt ----
+  /** The trace id sent upstream: the caller's when continued, else digits [0, 32) of ids. '' until decided. */
+  traceId = ''
+  /** The caller's span id when the trace was continued, else null. The gateway's SERVER span id is ids [32, 48). */
+  parentSpanId: string | null = null
+  /** -1 not decided yet, 0 not sampled, 1 sampled (only then are spans made). */
+  sampled = -1
+  /** Sampled only: the CLIENT span of the upstream attempt in flight. */
+  attemptSpan: AttemptSpan | null = null
   route: CompiledRoute | null = null
   upstream: CompiledUpstream | null = null
   canonicalPath = ''

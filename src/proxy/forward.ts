@@ -7,7 +7,6 @@ import type { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import { NO_HEALTHY_UPSTREAM, PAYLOAD_TOO_LARGE, UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE } from '../errors.js'
 import { socketPeer } from '../http/client-ip.js'
-import { nextTraceparent } from '../http/trace-context.js'
 import { FailureKind, classifyError, isConnectTimeout } from '../upstream/outcome.js'
 import type { Target } from '../upstream/target.js'
 import { RetrySkip } from '../telemetry/metrics.js'
@@ -15,6 +14,7 @@ import type { ServerResponse } from 'node:http'
 import type { Exchange } from './exchange.js'
 import { kExchange } from './exchange-key.js'
 import { appendQuotaHeaders, buildResponseHeaders } from './response-headers.js'
+import { endAttemptSpan, errorTypeOf, startAttemptSpan, upstreamTraceparent } from './trace-spans.js'
 import { buildUpstreamHeaders } from './upstream-headers.js'
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
@@ -35,7 +35,7 @@ export function forward(ex: Exchange): void {
   const clientHost = ex.host ?? ''
   ex.upstreamHeaders = buildUpstreamHeaders(req.rawHeaders, ex, trusted, peer,
     upstream.hostHeader === null ? clientHost : upstream.hostHeader, clientHost, ex.requestId,
-    nextTraceparent(ex, ex.ids), false)
+    upstreamTraceparent(ex), false)
   if (upstream.hashKey !== null) {
     ex.hashValue = upstream.hashKey.valueOf(req, ex.canonicalPath, upstream.hashKey.needsClientIp ? ex.clientIp() : '', route.id)
   }
@@ -64,6 +64,7 @@ function attempt(ex: Exchange, preferred: Target | null): void {
   const req = ex.req
   const headers = ex.upstreamHeaders!
   if (upstream.hostFromTarget) headers[1] = target.origin.slice(target.origin.indexOf('//') + 2)
+  if (ex.sampled === 1) startAttemptSpan(ex, target, headers)
   target.dispatcher!.dispatch({
     origin: target.origin,
     path: ex.upstreamPath,
@@ -87,6 +88,7 @@ export function onUpstreamHeaders(ex: Exchange, statusCode: number, rawHeaders: 
   const target = ex.target!
   ex.resumeRead = resume
   ex.active = true
+  ex.attemptSpan?.responded(statusCode)
   upstream.metrics.duration.observe((performance.now() - ex.attemptStartMs) / 1000)
   upstream.metrics.countResponse(target.hostPort, statusCode)
   // Passive health: the status decides the attempt, also when it is retried elsewhere (README "Health checks").
@@ -143,6 +145,7 @@ function onResponseDrain(this: ServerResponse & { [kExchange]?: Exchange }): voi
 
 export function onUpstreamComplete(ex: Exchange): void {
   releaseTarget(ex)
+  endAttemptSpan(ex, null)
   if (ex.discarding) {
     const next = ex.nextTarget!
     ex.discarding = false
@@ -157,6 +160,7 @@ export function onUpstreamComplete(ex: Exchange): void {
 export function onUpstreamError(ex: Exchange, err: Error): void {
   const target = ex.target
   releaseTarget(ex)
+  endAttemptSpan(ex, errorTypeOf(err))
   const failure = classifyError(err)
   // Passive health: an attempt that failed before its response headers; never one the client caused.
   if (target !== null && failure !== FailureKind.ClientCaused && !ex.headersSent && !ex.discarding) ex.upstream!.passive?.record(target, true)

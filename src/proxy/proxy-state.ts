@@ -1,8 +1,9 @@
 // What the request path reads per request: the current table (replaced in one assignment on reload),
-// the draining flag, the in-flight count that shutdown waits on, the watch over response timeouts and the
-// end-of-request record.
+// the draining flag, the in-flight count that shutdown waits on, the watch over response timeouts, the
+// end-of-request record and the span tracer.
 import type { RouteTable } from '../table/route-table.js'
 import type { Metrics } from '../telemetry/metrics.js'
+import type { SpanTracer } from '../telemetry/tracer.js'
 import { Recorder } from './record.js'
 import { ResponseWatch, sweepIntervalMs } from './response-watch.js'
 
@@ -15,6 +16,8 @@ export class ProxyState {
   readonly watch = new ResponseWatch(() => sweepIntervalMs([this.table.minResponseTimeoutMs]))
   /** Where every ended request is told (record.ts). */
   readonly recorder: Recorder
+  /** Where sampled requests' spans go; null while tracing.exporter is none (the SDK is not even loaded). */
+  tracer: SpanTracer | null = null
   #idleWaiters: Array<() => void> = []
 
   constructor(table: RouteTable, metrics: Metrics) {

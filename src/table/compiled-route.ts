@@ -10,6 +10,16 @@ import type { RateLimitStep } from '../policy/ratelimit/ratelimit-step.js'
 import { reuse, type Keyed } from './reuse.js'
 import { compileRewrite, type RewriteFn } from './rewrite.js'
 
+/** How the route's requests are traced (README "Tracing"): worked out at build time, read per request. */
+export interface RouteTracing {
+  /** route.tracing.sampleRatio, else tracing.sampleRatio: for traces that start here. */
+  readonly sampleRatio: number
+  /** tracing.parentBased: follow the sampled flag of a valid incoming traceparent. */
+  readonly parentBased: boolean
+  /** match.path, the span's http.route. */
+  readonly template: string
+}
+
 export class CompiledRoute {
   constructor(
     readonly id: string,
@@ -29,6 +39,7 @@ export class CompiledRoute {
       readonly rateLimit: RateLimitStep | null
       readonly limiters: readonly Keyed<Limiter>[]
     },
+    readonly tracing: RouteTracing,
   ) {}
 }
 
@@ -45,13 +56,23 @@ export function compileRoute(
   // runs the upstream's bulkhead itself (or the fallback upstream's), else the upstream's bulkhead.
   const admission: RequestStep = breaker === null ? upstream.bulkhead : breaker.step
   const steps: RequestStep[] = limits.step === null ? [admission] : [limits.step, admission]
-  if (old !== undefined && old.upstream === upstream && old.parts.rewrite === rewrite && old.maxBodyBytes === maxBodyBytes && old.breaker === breaker &&
+  const tracing = routeTracing(route, config, old?.tracing)
+  if (old !== undefined && old.tracing === tracing && old.upstream === upstream && old.parts.rewrite === rewrite && old.maxBodyBytes === maxBodyBytes && old.breaker === breaker &&
     old.allowEncodedSlash === allowEncodedSlash && old.websocket === route.websocket && old.metrics === metrics &&
     sameSteps(old.steps, steps) && sameSteps(old.parts.limiters, limits.parts)) {
     return old
   }
   return new CompiledRoute(route.id, upstream, rewrite.value, maxBodyBytes, allowEncodedSlash, route.websocket, steps, metrics, breaker,
-    { rewrite, rateLimit: limits.step, limiters: limits.parts })
+    { rewrite, rateLimit: limits.step, limiters: limits.parts }, tracing)
+}
+
+/** The route's tracing settings; `old` when they did not change. */
+function routeTracing(route: Route, config: Config, old: RouteTracing | undefined): RouteTracing {
+  const sampleRatio = route.tracing?.sampleRatio ?? config.tracing.sampleRatio
+  const parentBased = config.tracing.parentBased
+  const template = route.match.path
+  if (old !== undefined && old.sampleRatio === sampleRatio && old.parentBased === parentBased && old.template === template) return old
+  return Object.freeze({ sampleRatio, parentBased, template })
 }
 
 function sameSteps<T>(a: readonly T[], b: readonly T[]): boolean {

@@ -45,12 +45,15 @@ export class Metrics {
   readonly lastReloadSuccess: Gauge<'source'>
   readonly etcdUp: Gauge
   readonly #controlRegisters: Registry[]
+  readonly #dataRegisters: Registry[]
   readonly ratelimitDecisions: FastCounter
   readonly ratelimitStoreErrors: Counter
   readonly ratelimitKeys: Gauge
   /** Read at scrape time: keys held by the local limiters (policy/ratelimit/key-store.ts). */
   limiterKeysNow: () => number = () => 0
   readonly retriesSkipped: FastCounter
+  /** Spans the export queue gave up on: full, or their export failed (src/telemetry/otel-tracer.ts). */
+  readonly traceSpansDropped: Counter
   /**
    * Set on each transition (src/table/compiled-breaker.ts); breakersNow() first brings every breaker up to
    * now. With --workers, each worker has its own breakers: the primary shows the worst state (max).
@@ -82,6 +85,9 @@ export class Metrics {
     this.ratelimitStoreErrors = new Counter({ name: 'tollgate_ratelimit_store_errors_total', help: 'Cluster-scope limiter decisions the store (Redis) failed to make in time; onStoreError applied.', registers })
     this.ratelimitKeys = new Gauge({ name: 'tollgate_ratelimit_keys', help: 'Keys held in local limiter memory (at most limits.maxLimiterKeys).', registers, collect() { this.set(self.limiterKeysNow()) } })
     this.retriesSkipped = new FastCounter('tollgate_retries_skipped_total', 'Retries that retry.on allowed but were not made, by route and reason (budget, not-idempotent, body-sent).', ['route', 'reason'], registers)
+    // Registered by exposeTraceSpansDropped() when a span exporter starts: without one nothing could drop.
+    this.traceSpansDropped = new Counter({ name: 'tollgate_trace_spans_dropped_total', help: 'Spans not exported: the export queue was full, or their export failed.', registers: [] })
+    this.#dataRegisters = registers
     this.breakerState = new Gauge({ name: 'tollgate_circuit_breaker_state', help: 'Circuit breaker state by route: 0 closed, 1 half-open, 2 open.', labelNames: ['route'], registers, aggregator: 'max', collect() { self.breakersNow() } })
     this.breakerTransitions = new Counter({ name: 'tollgate_circuit_breaker_transitions_total', help: 'Circuit breaker state changes, by route and the state entered (closed, half-open, open).', labelNames: ['route', 'to'], registers })
     // With --workers the primary's /metrics shows the lowest value of the workers: 0 when any worker ejected it.
@@ -95,6 +101,11 @@ export class Metrics {
     for (const source of ['file', 'etcd']) {
       for (const result of ['applied', 'rejected']) this.configReloads.labels(source, result).inc(0)
     }
+  }
+
+  /** A span exporter started (tracing.exporter is not none): tollgate_trace_spans_dropped_total goes on /metrics (once). */
+  exposeTraceSpansDropped(): void {
+    for (const r of this.#dataRegisters) if (r.getSingleMetric('tollgate_trace_spans_dropped_total') === undefined) r.registerMetric(this.traceSpansDropped)
   }
 
   /** The config has an etcd: section: tollgate_etcd_up goes on /metrics (once). */

@@ -136,6 +136,29 @@ describe('npm run bench -- --quick', () => {
     }
   })
 
+  it('measures tracing beside the core path with an OTLP receiver running, which receives the spans', { timeout: RUN_TIMEOUT_MS + 10_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-smoke-'))
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+    const jsonPath = join(dir, 'out.json')
+
+    const run = await runBench(['--quick', '--no-micro', '--only', 'tollgate', '--scenarios', 'tracing,tracing-all', '--json', jsonPath])
+
+    expect(run.code, run.stderr).toBe(0)
+    const report = JSON.parse(readFileSync(jsonPath, 'utf8')) as JsonReport
+    for (const name of ['tracing', 'tracing-all']) {
+      const scenario = report.scenarios.find((s) => s.name === name)
+      expect(scenario?.skipped, `${name}\n${run.stdout}`).toBeNull()
+      for (const peer of ['tollgate', 'tollgate-core']) {
+        expect(scenario!.results.find((r) => r.peer === peer)?.rps?.median, `${name} ${peer}\n${run.stdout}`).toBeGreaterThan(0)
+      }
+    }
+    // Every request sampled: the receiver got exports during the measured second (batches of 512 spans).
+    const all = report.scenarios.find((s) => s.name === 'tracing-all')!
+    expect(all.notes.some((n) => /^OTLP receiver .*: [1-9][\d,]* export requests/.test(n)), run.stdout).toBe(true)
+    expect(report.checks.some((c) => c.startsWith('tracing: tollgate req/s ÷ tollgate-core req/s'))).toBe(true)
+    expect(report.checks.some((c) => c.startsWith('tracing-all: CPU per sampled request'))).toBe(true)
+  })
+
   it('measures the open breaker and the failing upstream beside the core path, every response the one expected', { timeout: RUN_TIMEOUT_MS + 10_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'bench-smoke-'))
     onTestFinished(() => rmSync(dir, { recursive: true, force: true }))

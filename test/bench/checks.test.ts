@@ -2,7 +2,7 @@
 // scenario small) in the same run; a wrong subtraction or a ratio the wrong way round would print "met" for a
 // slower gateway, and figures of the wrong answer (a breaker that never opened) must not count at all.
 import { describe, expect, it } from 'vitest'
-import { breakerChecks, forwarderChecks, limiterChecks } from '../../bench/lib/checks.js'
+import { breakerChecks, forwarderChecks, limiterChecks, tracingChecks } from '../../bench/lib/checks.js'
 import type { MeasuredRun, PeerResult, ScenarioReport } from '../../bench/lib/report.js'
 import { unexpectedResponses, wrongAnswer, type PeerRequest } from '../../bench/lib/scenario-runner.js'
 
@@ -157,5 +157,24 @@ describe('the expected answer of a peer', () => {
     expect(unexpectedResponses({ requests: 100, non2xx: 3 }, null)).toBe(3)
     expect(unexpectedResponses({ requests: 100, non2xx: 97 }, open)).toBe(3)
     expect(unexpectedResponses({ requests: 100, non2xx: 100 }, passed)).toBe(0)
+  })
+})
+
+describe('tracingChecks', () => {
+  it('judges 1% sampling by its req/s against its own tollgate-core and states what a sampled request costs', () => {
+    const checks = tracingChecks([
+      scenario('tracing', peer('tollgate', 19_500, 40.4), peer('tollgate-core', 20_000, 40)),
+      scenario('tracing-all', peer('tollgate', 15_000, 52), peer('tollgate-core', 20_000, 40)),
+    ])
+    expect(checks).toEqual([
+      'tracing: tollgate req/s ÷ tollgate-core req/s 0.975 with 1% sampled (target ≥ 0.97): met',
+      'tracing: CPU per request of tracing at 1% sampled 40.40 µs (tollgate) − 40.00 µs (tollgate-core) = 0.40 µs (no target)',
+      'tracing-all: CPU per sampled request (a SERVER and a CLIENT span, exported) 52.00 µs (tollgate) − 40.00 µs (tollgate-core) = 12.00 µs; req/s ÷ tollgate-core 0.750 (no target)',
+    ])
+  })
+
+  it('says NOT met below 0.97 of the core path', () => {
+    const checks = tracingChecks([scenario('tracing', peer('tollgate', 19_380, 41), peer('tollgate-core', 20_000, 40))])
+    expect(checks[0]).toBe('tracing: tollgate req/s ÷ tollgate-core req/s 0.969 with 1% sampled (target ≥ 0.97): NOT met')
   })
 })

@@ -224,9 +224,7 @@ describe('notEnforced', () => {
       '  - { id: plain, match: { path: /plain }, upstream: users }',
     ), 'routes.yaml', {})
     expect(notEnforced).toEqual([
-      'routes[0].tracing (route "users"): per-route trace sampling is not enforced yet',
       'routes[0].websocket (route "users"): WebSocket upgrades are not supported yet',
-      'tracing.exporter (otlp): trace export is not enforced yet',
     ])
   })
 })

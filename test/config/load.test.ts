@@ -206,6 +206,13 @@ describe('loadConfigText', () => {
     ])
   })
 
+  it('refuses a tracing endpoint that is not an http(s) URL, at its line and column', () => {
+    expect(problems(yaml(...A_ROUTE, 'tracing: { exporter: otlp, endpoint: "127.0.0.1:4318/v1/traces" }'))).toEqual([
+      'routes.yaml:3:38 tracing.endpoint: must be an http:// or https:// URL of the OTLP/HTTP traces endpoint, got "127.0.0.1:4318/v1/traces"; e.g. http://127.0.0.1:4318/v1/traces',
+    ])
+    expect(problems(yaml(...A_ROUTE, 'tracing: { endpoint: "ftp://collector/v1/traces" }'))).toHaveLength(1)
+  })
+
   it('reads YAML anchors and merge keys', () => {
     const { config } = loadConfigText(yaml(
       ...UPSTREAM,

@@ -1,0 +1,51 @@
+// The span exporter's queue is bounded: with the collector stuck, recording a span never blocks and never
+// grows the queue past its size; the spans it cannot hold are dropped and counted.
+import { describe, expect, it } from 'vitest'
+import { OtelTracer } from '../../src/telemetry/otel-tracer.js'
+import type { ServerSpanFacts } from '../../src/telemetry/tracer.js'
+import { startOtlpReceiver } from '../helpers/otlp-receiver.js'
+
+function serverSpan(i: number): ServerSpanFacts {
+  const now = performance.now()
+  return {
+    traceId: i.toString(16).padStart(32, 'a'), spanId: i.toString(16).padStart(16, 'b'), parentSpanId: null, parentIsRemote: true,
+    tracestate: null, method: 'GET', routeTemplate: '/x', routeId: 'x', path: '/x', host: 'example.test', clientAddress: '127.0.0.1',
+    status: 200, errorType: null, requestId: `r${i}`, startMs: now - 1, endMs: now,
+  }
+}
+
+describe('OtelTracer', () => {
+  it('drops and counts the spans its full queue cannot take, without blocking, while the collector hangs', async () => {
+    const receiver = await startOtlpReceiver({ mode: 'hang' })
+    let dropped = 0
+    const tracer = new OtelTracer(
+      { exporter: 'otlp', endpoint: receiver.endpoint, serviceName: 't', sampleRatio: 1, parentBased: true },
+      { onDropped: (n) => { dropped += n }, maxQueueSize: 4, scheduledDelayMs: 5, exportTimeoutMs: 300 },
+    )
+    const started = performance.now()
+    for (let i = 1; i <= 50; i++) tracer.recordServer(serverSpan(i))
+    const tookMs = performance.now() - started
+    // The 4th span filled a batch, which went to the (stuck) collector; 4 more wait; the other 42 are dropped
+    // at once, synchronously.
+    expect(dropped).toBe(42)
+    expect(tookMs).toBeLessThan(1000)
+    await tracer.close().catch(() => undefined) // the stuck export times out
+    expect(dropped).toBeGreaterThanOrEqual(42)
+    expect(receiver.requests).toBeGreaterThanOrEqual(1)
+  })
+
+  it('exports every span when the collector keeps up', async () => {
+    const receiver = await startOtlpReceiver()
+    let dropped = 0
+    const tracer = new OtelTracer(
+      { exporter: 'otlp', endpoint: receiver.endpoint, serviceName: 'svc', sampleRatio: 1, parentBased: true },
+      { onDropped: (n) => { dropped += n }, scheduledDelayMs: 5 },
+    )
+    for (let i = 1; i <= 50; i++) tracer.recordServer(serverSpan(i))
+    await tracer.close()
+    expect(receiver.spans).toHaveLength(50)
+    expect(new Set(receiver.spans.map((s) => s.spanId)).size).toBe(50)
+    expect(receiver.spans[0]!.resource['service.name']).toBe('svc')
+    expect(dropped).toBe(0)
+  })
+})
