@@ -17,6 +17,7 @@ import type { Dispatcher } from 'undici'
 import type { Refusal } from '../errors.js'
 import { socketPeer } from '../http/client-ip.js'
 import { RequestHeaderFacts } from '../http/request-facts.js'
+import { traceIdOf } from '../http/trace-context.js'
 import type { Admission, QuotaSource, StepContext } from '../http/request-step.js'
 import type { CompiledRoute } from '../table/compiled-route.js'
 import type { CompiledUpstream } from '../table/compiled-upstream.js'
@@ -131,6 +132,15 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     this.res.on('close', onResponseClose) // `on`, not `once`: once() wraps the listener in a new closure
   }
 
+  // Outcome fields computed when read: only the access log and the error log read them.
+  get traceId(): string {
+    return traceIdOf(this, this.ids)
+  }
+
+  get upstreamName(): string | null {
+    return this.upstream === null ? null : this.upstream.name
+  }
+
   // ---- StepContext ----
 
   clientIp(): string {
@@ -169,7 +179,7 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
         appendQuotaHeaders(out, this.quotaSource, this.quotaRemaining, this.quotaResetMs)
         extra = out
       }
-      sendRefusal(res, refusal, this.requestId, close || this.state.draining, allow, extra)
+      this.bytesOut = sendRefusal(res, refusal, this.requestId, close || this.state.draining, allow, extra)
     }
     this.complete()
   }
@@ -185,7 +195,9 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
       out.push('connection', 'close')
     }
     this.res.writeHead(status, out)
-    this.res.end(this.req.method === 'HEAD' ? undefined : body)
+    const isHead = this.req.method === 'HEAD'
+    this.bytesOut = isHead ? 0 : body.length
+    this.res.end(isHead ? undefined : body)
     this.complete()
   }
 
