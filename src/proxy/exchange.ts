@@ -54,6 +54,8 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
   /** 80 random hex digits: trace id, span id, request id (src/http/ids.ts). */
   ids = ''
   requestId = ''
+  /** The W3C trace id (Outcome.traceId): the incoming traceparent's when valid, else digits [0, 32) of ids. Set by complete(). */
+  traceId = ''
   route: CompiledRoute | null = null
   upstream: CompiledUpstream | null = null
   canonicalPath = ''
@@ -132,11 +134,7 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     this.res.on('close', onResponseClose) // `on`, not `once`: once() wraps the listener in a new closure
   }
 
-  // Outcome fields computed when read: only the access log and the error log read them.
-  get traceId(): string {
-    return traceIdOf(this, this.ids)
-  }
-
+  // An Outcome field computed when read: only the access log and the error log read it.
   get upstreamName(): string | null {
     return this.upstream === null ? null : this.upstream.name
   }
@@ -264,6 +262,7 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
       this.upstream!.retry.releaseRetry()
     }
     this.durationMs = performance.now() - this.startMs
+    if (this.traceId === '' && this.ids !== '') this.traceId = traceIdOf(this, this.ids)
     state.recorder.record(this.route, this.req.method ?? 'GET', this)
     state.requestFinished()
     // Last: the next pipelined request of the connection may start from here.

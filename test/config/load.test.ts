@@ -276,6 +276,16 @@ describe('${VAR} substitution', () => {
 describe('TOLLGATE_* overrides', () => {
   const text = yaml('listen: 0.0.0.0:8080', 'paths: { mergeSlashes: true }', ...A_ROUTE)
 
+  it('read TOLLGATE_LOG_LEVEL, _FORMAT and _ACCESS as the overrides of log:, over the file', () => {
+    const withLog = yaml('log: { level: debug, format: pretty, access: true }', ...A_ROUTE)
+    expect(loadConfigText(withLog, 'routes.yaml', {}).config.log).toEqual({ level: 'debug', format: 'pretty', access: true })
+    const { config, warnings } = loadConfigText(withLog, 'routes.yaml', { TOLLGATE_LOG_LEVEL: 'warn', TOLLGATE_LOG_FORMAT: 'json', TOLLGATE_LOG_ACCESS: 'false' })
+    expect(warnings).toEqual([])
+    expect(config.log).toEqual({ level: 'warn', format: 'json', access: false })
+    expect(loadConfigText(yaml(...A_ROUTE), 'routes.yaml', {}).config.log).toEqual({ level: 'info', format: 'json', access: true })
+    expect(() => loadConfigText(withLog, 'routes.yaml', { TOLLGATE_LOG_LEVEL: 'loud' })).toThrow(/TOLLGATE_LOG_LEVEL log\.level: /)
+  })
+
   it('override settings of fixed sections, turned into the setting type', () => {
     const { config } = loadConfigText(text, 'routes.yaml', {
       TOLLGATE_LISTEN: '0.0.0.0:80',
