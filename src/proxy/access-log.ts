@@ -2,6 +2,11 @@
 // at info, msg "access", written when the request ends (record.ts). Hot path: one object literal of a fixed
 // shape per request, serialized by pino into sonic-boom's buffer (written out asynchronously); nothing else
 // is allocated, and nothing at all while the access log is off.
+//
+// Measured (a loop of 10,000 lines into a no-op stream, node 20, on the loaded 2-core VM): pino.info with
+// this object 1.9 us per line, a hand-concatenated JSON string 0.65-1.4 us. pino stays: its escaping covers
+// every field (X-Request-Id and the path come from the client), the error and config lines go through the
+// same serializer, and scenario access-log in bench/ measures the whole path within its 0.9x target.
 import type { LogSettings } from '../config/schema.js'
 import type { CompiledRoute } from '../table/compiled-route.js'
 import type { Logger } from '../telemetry/log.js'
