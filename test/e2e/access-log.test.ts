@@ -159,13 +159,19 @@ routes:
   - { id: r, match: { path: /r }, upstream: up }
 `
 
-  it('writes lines for people through pino-pretty when it is installed', async () => {
+  it('writes lines for people through pino-pretty when it is installed, and JSON again after a reload', async () => {
     const up = await startUpstream({ statuses: [200] })
     const proc = await spawnGateway(routes(up.url))
     await httpRequest(proc.url + '/r', { headers: { 'x-request-id': 'pretty-1' } })
     await until(proc, () => proc.stdout().includes('pretty-1'), 'the access line')
     expect(proc.stdout()).toMatch(new RegExp(`\\] INFO \\(${proc.pid}\\): access\\n(    .*\\n)*    requestId: "pretty-1"\\n`))
     expect(proc.stdout()).toMatch(/\] INFO \(\d+\): tollgate started\n/)
+    expect(jsonLines(proc.stdout())).toEqual([])
+
+    await reload(proc, routes(up.url).replace('format: pretty', 'format: json'), 2)
+    await httpRequest(proc.url + '/r', { headers: { 'x-request-id': 'json-after' } })
+    await until(proc, () => accessLines(proc).length >= 1, 'a JSON access line after the reload')
+    expect(accessLines(proc).map((l) => l.requestId)).toEqual(['json-after'])
   }, 60_000)
 
   it('writes JSON with one warning line when pino-pretty cannot be resolved', async () => {
