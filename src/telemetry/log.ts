@@ -20,8 +20,8 @@ type Format = LogSettings['format']
 // How much goes to the file descriptor per write(2). sonic-boom writes asynchronously, in libuv's thread pool,
 // and each write costs about the same whatever its size: 40.7 us of CPU for an fs.write of 2 KB on the 2-core
 // VM (7.8 us for writeSync, which would block). So lines go out in few, large writes: a process alone uses
-// sonic-boom's default of 16 KiB. A --workers worker shares its stdout with the other workers and the
-// primary: there each write is at most Linux's PIPE_BUF, 4 KiB, which a pipe writes atomically, and made
+// sonic-boom's default of 16 KiB. With --workers the primary and its workers share one stdout: there each
+// write is at most Linux's PIPE_BUF, 4 KiB, which a pipe writes atomically, and made
 // of whole lines (sonic-boom never splits a write() call), so two workers' lines never interleave mid-line.
 const PIPE_BUF = 4096
 const MAX_WRITE_ALONE = 16384
@@ -50,8 +50,8 @@ class LogOutput implements DestinationStream {
   /** The format asked for last (the config's), which may differ from the one in force when pretty is missing. */
   requested: Format = 'json'
 
-  constructor(fd: 1 | 2) {
-    const maxWrite = cluster.isWorker ? PIPE_BUF : MAX_WRITE_ALONE
+  constructor(fd: 1 | 2, sharesFd: boolean) {
+    const maxWrite = sharesFd ? PIPE_BUF : MAX_WRITE_ALONE
     this.#destination = pino.destination({ fd, sync: false, maxWrite })
     this.#batchChars = maxWrite / 2
     flushAtExit(this)
@@ -166,13 +166,16 @@ function isoTimePerMs(): string {
 
 const outputs = new WeakMap<Logger, { readonly output: LogOutput; readonly fd: 1 | 2 }>()
 
-/** The process's logger, as TOLLGATE_LOG_LEVEL (default info) and TOLLGATE_LOG_FORMAT (default json) say. */
-export function createLogger(env: NodeJS.ProcessEnv = process.env, destination: 1 | 2 = 1): Logger {
+/**
+ * The process's logger, as TOLLGATE_LOG_LEVEL (default info) and TOLLGATE_LOG_FORMAT (default json) say.
+ * `sharesFd`: other processes write to the same descriptor (a --workers primary and its workers).
+ */
+export function createLogger(env: NodeJS.ProcessEnv = process.env, destination: 1 | 2 = 1, sharesFd = cluster.isWorker): Logger {
   const level = env['TOLLGATE_LOG_LEVEL'] ?? 'info'
   if (!LEVELS.includes(level)) throw new LogLevelError(`TOLLGATE_LOG_LEVEL: expected one of ${LEVELS.join(', ')}, got ${JSON.stringify(level)}`)
   const format = env['TOLLGATE_LOG_FORMAT'] ?? 'json'
   if (!FORMATS.includes(format)) throw new LogLevelError(`TOLLGATE_LOG_FORMAT: expected one of ${FORMATS.join(', ')}, got ${JSON.stringify(format)}`)
-  const output = new LogOutput(destination)
+  const output = new LogOutput(destination, sharesFd)
   const log = pino({ level, base: { pid: process.pid }, timestamp: isoTimePerMs }, output)
   outputs.set(log, { output, fd: destination })
   if (format === 'pretty') {
