@@ -6,6 +6,7 @@
 // while routes.yaml is read already follow them; then from the config's `log:` section (in which those same
 // variables are the ordinary TOLLGATE_* overrides of log.level and log.format), at start and at every reload.
 import cluster from 'node:cluster'
+import { writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { pino, type DestinationStream, type Logger } from 'pino'
 import type { LogSettings } from '../config/schema.js'
@@ -50,7 +51,10 @@ class LogOutput implements DestinationStream {
   /** The format asked for last (the config's), which may differ from the one in force when pretty is missing. */
   requested: Format = 'json'
 
+  readonly #fd: 1 | 2
+
   constructor(fd: 1 | 2, sharesFd: boolean) {
+    this.#fd = fd
     const maxWrite = sharesFd ? PIPE_BUF : MAX_WRITE_ALONE
     this.#destination = pino.destination({ fd, sync: false, maxWrite })
     this.#batchChars = maxWrite / 2
@@ -75,9 +79,17 @@ class LogOutput implements DestinationStream {
 
   /** At process exit (after pino's own hook): what is gathered, then the destination, synchronously. */
   flushSync(): void {
-    this.flushPending()
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer)
+      this.#timer = null
+    }
+    const pending = this.#pending
+    this.#pending = ''
     try {
+      // What sonic-boom holds first, then what is gathered here. Not through write(): that would start an
+      // asynchronous write, which the exiting process never completes.
       this.#destination.flushSync()
+      if (pending.length > 0) writeSync(this.#fd, pending)
     } catch {
       // stdout gone or not ready: nothing more can be written
     }
