@@ -38,6 +38,11 @@ export interface Scenario {
    * Tollgate makes itself, or null for the upstream's own response passed through (its bytes then checked too).
    */
   readonly expect?: { readonly status: number, readonly tollgateError: string | null }
+  /**
+   * Tollgate writes its access log (one JSON line per request, into the peer's log file). Off otherwise, in
+   * tollgate-core too (TOLLGATE_LOG_ACCESS=false): the other peers log no requests either (nginx: access_log off).
+   */
+  readonly accessLog?: boolean
   /** Unmeasured requests sent to each peer (tollgate-core excepted) before its answer is checked: e.g. the failure that opens a breaker. */
   readonly primeRequests?: number
 }
@@ -219,6 +224,15 @@ export const scenarios: readonly Scenario[] = [
     hasCoreBaseline: true,
     expect: { status: 503, tollgateError: 'CIRCUIT_OPEN' },
     primeRequests: 1,
+  },
+  {
+    name: 'access-log',
+    description: 'GET / with the access log on: one JSON line per request, to a file (the core path has it off)',
+    path: '/',
+    peers: TOLLGATE_ONLY,
+    needsTollgate: true,
+    hasCoreBaseline: true,
+    accessLog: true,
   },
   {
     name: 'failing-upstream',

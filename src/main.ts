@@ -9,7 +9,7 @@ import { createLogger } from './telemetry/log.js'
 export async function runGateway(configPath: string, env: NodeJS.ProcessEnv, workers: number): Promise<number> {
   let log
   try {
-    log = createLogger(env)
+    log = createLogger(env, 1, cluster.isWorker || workers > 1) // with --workers, processes share stdout
   } catch (err) {
     process.stderr.write(`tollgate: ${(err as Error).message}\n`)
     return 1

@@ -215,6 +215,21 @@ describe('what an operator types wrong (issue 14 item 3)', () => {
     expect(r.stderr.trim()).toBe('tollgate: TOLLGATE_LOG_LEVEL: expected one of trace, debug, info, warn, error, fatal, silent, got "loud"')
   })
 
+  it('says in one line that TOLLGATE_LOG_FORMAT is bad, without a stack trace', () => {
+    const r = tollgate(['--config', join(root, 'routes.yaml')], { TOLLGATE_LOG_FORMAT: 'xml' })
+    expect(r.status).toBe(1)
+    expect(r.stderr.trim()).toBe('tollgate: TOLLGATE_LOG_FORMAT: expected one of json, pretty, got "xml"')
+  })
+
+  it('names the file, key and allowed values for a bad log: setting, and does not start', () => {
+    const file = join(dir, 'bad-log.yaml')
+    writeFileSync(file, readFileSync(join(root, 'routes.yaml'), 'utf8') + 'log: { access: yes please }\n')
+    const r = tollgate(['--config', file])
+    expect(r.status).toBe(1)
+    expect(r.stderr).toMatch(/bad-log\.yaml:\d+:\d+ log\.access: must be true or false, got "yes please"\n/)
+    expect(r.stderr).not.toMatch(/\n\s+at /)
+  })
+
   it('says in plain words that the config path is a directory or missing', () => {
     const isDir = tollgate(['--config', dir])
     expect(isDir.status).toBe(1)

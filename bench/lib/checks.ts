@@ -31,12 +31,14 @@ export const TARGETS = {
   failureCpuRatio: 1.05,
   /** Scenario tracing (1% sampled, OTLP export on): Tollgate's req/s at least this share of its core path. */
   tracingRatio: 0.97,
+  /** Scenario access-log: Tollgate writing one access line per request (to a file) at least this share of its core path (log off). */
+  accessLogRatio: 0.9,
 } as const
 
 /** The scenario whose Tollgate is the core path (one route, no policies) when a core-baseline scenario has no tollgate-core. */
 export const CORE_SCENARIO = 'small'
 /** Scenarios measured against the core path rather than against undici-stream. */
-const CORE_BASELINE_SCENARIOS = new Set(['policies', 'limits', 'cluster-limit', 'breaker-open', 'failing-upstream', 'tracing', 'tracing-all'])
+const CORE_BASELINE_SCENARIOS = new Set(['policies', 'limits', 'cluster-limit', 'breaker-open', 'failing-upstream', 'tracing', 'tracing-all', 'access-log'])
 
 const met = (isMet: boolean): string => (isMet ? 'met' : 'NOT met')
 
@@ -187,9 +189,29 @@ export function tracingChecks(reports: readonly ScenarioReport[]): string[] {
   return checks
 }
 
+/**
+ * The access log against the core path with it off (the scenario's tollgate-core, else small's tollgate): the
+ * req/s ratio (the target) and the CPU one access line adds per request.
+ */
+export function accessLogChecks(reports: readonly ScenarioReport[]): string[] {
+  const measured = tollgateIn(reports, 'access-log')
+  if (measured === null) return []
+  const baseline = baselineOf(reports, 'access-log')
+  if (baseline === null) return [`access-log: no check against the core path: neither ${CORE_PEER} nor scenario ${CORE_SCENARIO} ran in this run`]
+  const ratio = measured.rps!.median / baseline.result.rps!.median
+  const target = TARGETS.accessLogRatio
+  const checks = [`access-log: tollgate req/s ÷ ${baseline.name} req/s ${ratio.toFixed(3)} (target ≥ ${target}): ${met(ratio >= target)}`]
+  const cpu = measured.cpuUsPerRequest?.median ?? null
+  const coreCpu = baseline.result.cpuUsPerRequest?.median ?? null
+  checks.push(cpu === null || coreCpu === null
+    ? 'access-log: CPU per request not measured (no /proc)'
+    : `access-log: the CPU per request of the access line ${formatUs(cpu)} µs (tollgate) − ${formatUs(coreCpu)} µs (${baseline.name}) = ${formatUs(cpu - coreCpu)} µs (no target)`)
+  return checks
+}
+
 /** Every load-scenario check, in the order printed. `oneRouteScenarios`: see idleRssCheck. */
 export function scenarioChecks(reports: readonly ScenarioReport[], oneRouteScenarios: ReadonlySet<string>): string[] {
-  const checks = [...forwarderChecks(reports), ...limiterChecks(reports), ...breakerChecks(reports), ...tracingChecks(reports)]
+  const checks = [...forwarderChecks(reports), ...limiterChecks(reports), ...breakerChecks(reports), ...tracingChecks(reports), ...accessLogChecks(reports)]
   const idle = idleRssCheck(reports, oneRouteScenarios, TARGETS.idleRssMiB)
   if (idle !== null) checks.push(idle)
   return checks

@@ -98,6 +98,18 @@ function notEnforcedLine(logPath: string): string | null {
   return line.length > 200 ? `${line.slice(0, 200)}…` : line
 }
 
+/** One request, then (bounded) wait for its access line in the log file: the access log is really on. */
+async function writesAccessLines(url: string, logPath: string): Promise<boolean> {
+  const r = await fetch(url)
+  await r.arrayBuffer()
+  const deadline = Date.now() + 5000
+  while (Date.now() < deadline) {
+    if (readFileSync(logPath, 'utf8').includes('"msg":"access"')) return true
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  return false
+}
+
 /** `isCore`: always the one-route config (peer tollgate-core), whatever the scenario's. */
 function tollgatePeer(tollgateCli: string, isCore: boolean): Peer {
   return {
@@ -110,12 +122,19 @@ function tollgatePeer(tollgateCli: string, isCore: boolean): Peer {
       const config = join(dir, 'routes.yaml')
       writeFileSync(config, ((isCore ? undefined : scenario.tollgateConfig) ?? minimalConfig)(upstream.url, redisUrl, otlpEndpoint))
       const adminPort = await freePort()
+      // The access log only where the scenario measures it (Scenario.accessLog), at info, into the log file.
+      const accessLog = scenario.accessLog === true && !isCore
+      const env = { ...process.env, TOLLGATE_LOG_ACCESS: String(accessLog), ...(accessLog ? { TOLLGATE_LOG_LEVEL: 'info' } : {}) }
       const child = spawnChild('tollgate', process.execPath, [tollgateCli, '--config', config,
-        '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`], { core, logPath: join(dir, 'log') })
+        '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`], { core, logPath: join(dir, 'log'), env })
       const notReady = await waitUntilReady(`http://127.0.0.1:${adminPort}/readyz`, READY_TIMEOUT_MS, child)
       if (notReady !== null) {
         await child.stop()
         throw new PeerSkipped(notReady)
+      }
+      if (accessLog && !await writesAccessLines(`http://127.0.0.1:${port}${scenario.path}`, child.logPath)) {
+        await child.stop()
+        throw new PeerSkipped('no access line in its log after a request: the scenario would not measure the access log')
       }
       if (scenario.needsEnforcedPolicies === true && !isCore) {
         const line = notEnforcedLine(child.logPath)

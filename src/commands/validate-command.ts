@@ -16,7 +16,7 @@ export interface CommandOutput {
  */
 export function runValidate(file: string, env: NodeJS.ProcessEnv): CommandOutput {
   try {
-    // TOLLGATE_LOG_LEVEL and friends steer the process; they are not config overrides.
+    // TOLLGATE_CONFIG and friends steer the process; TOLLGATE_LOG_LEVEL is the override of log.level.
     const { config, warnings, notEnforced } = loadConfigFile(file, env)
     const routes = plural(config.routes.length, 'route')
     const upstreams = plural(Object.keys(config.upstreams).length, 'upstream')

@@ -12,8 +12,12 @@ import { formatPath } from './validate-value.js'
 
 export const ENV_PREFIX = 'TOLLGATE_'
 
-/** TOLLGATE_* variables that steer the process, not the config: never read as overrides. */
-export const PROCESS_VARIABLES: ReadonlySet<string> = new Set(['TOLLGATE_LOG_LEVEL', 'TOLLGATE_CONFIG', 'TOLLGATE_WORKER', 'TOLLGATE_WORKERS', 'TOLLGATE_FROM_FLAGS', 'TOLLGATE_TEST_LOG'])
+/**
+ * TOLLGATE_* variables that steer the process, not the config: never read as overrides. (TOLLGATE_LOG_LEVEL and
+ * TOLLGATE_LOG_FORMAT are overrides of log.level and log.format; src/telemetry/log.ts also reads them before the
+ * file, for the first lines.)
+ */
+export const PROCESS_VARIABLES: ReadonlySet<string> = new Set(['TOLLGATE_CONFIG', 'TOLLGATE_WORKER', 'TOLLGATE_WORKERS', 'TOLLGATE_FROM_FLAGS', 'TOLLGATE_TEST_LOG'])
 
 /**
  * Kubernetes service links of a Service named `tollgate` or `tollgate-<x>` (upper-cased, `-` as `_`):

@@ -100,6 +100,24 @@ export const Redis = Type.Object({
   timeout: Duration('Per decision; then the limiter\'s onStoreError applies.', '50ms'),
 }, { ...strict, description: 'Redis for cluster-scope rate limits (optional): url, or cluster.' })
 
+export const Log = Type.Object({
+  level: Type.Union([
+    Type.Literal('trace'), Type.Literal('debug'), Type.Literal('info'), Type.Literal('warn'), Type.Literal('error'),
+    Type.Literal('fatal'), Type.Literal('silent'),
+  ], {
+    default: 'info',
+    description: 'Lowest level written. TOLLGATE_LOG_LEVEL overrides it and applies from the first line, before the file is read. Reloads apply it.',
+  }),
+  format: Type.Union([Type.Literal('json'), Type.Literal('pretty')], {
+    default: 'json',
+    description: 'json: one JSON object per line. pretty: for people, through pino-pretty when it is installed (else JSON, with a warning). Reloads apply it.',
+  }),
+  access: Type.Boolean({
+    default: true,
+    description: 'One JSON line per request (msg "access"), written at info: a level above info hides it too. Reloads apply it.',
+  }),
+}, { ...strict, default: {}, description: 'Logs: JSON lines on stdout.' })
+
 export const Tracing = Type.Object({
   exporter: Type.Union([Type.Literal('none'), Type.Literal('otlp'), Type.Literal('console')], { default: 'none', description: 'Where spans go.' }),
   endpoint: Type.String({ default: 'http://127.0.0.1:4318/v1/traces', description: 'OTLP/HTTP traces endpoint.' }),
@@ -260,6 +278,7 @@ export const Config = Type.Object({
   shutdown: Shutdown,
   etcd: Type.Optional(Etcd),
   redis: Type.Optional(Redis),
+  log: Log,
   tracing: Tracing,
   upstreams: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]+$' }), Upstream, { default: {}, description: 'Upstreams by name.' }),
   routes: Type.Array(Route, { default: [], description: 'Routes, in priority order after the matching rules.' }),
@@ -281,4 +300,5 @@ export type TokenBucketLimit = StaticDecode<typeof TokenBucketLimit>
 export type SlidingWindowLimit = StaticDecode<typeof SlidingWindowLimit>
 export type CircuitBreaker = StaticDecode<typeof CircuitBreaker>
 export type Retry = StaticDecode<typeof Retry>
+export type LogSettings = StaticDecode<typeof Log>
 export type Rewrite = StaticDecode<typeof Rewrite>

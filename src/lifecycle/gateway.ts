@@ -11,11 +11,12 @@ import type { EtcdConfigSource, EtcdSourceOptions } from '../etcd/source.js'
 import { createProxyServer, type ProxyServer } from '../proxy/proxy-server.js'
 import type { RouteTable } from '../table/route-table.js'
 import { HeapTrimmer } from '../telemetry/heap-trim.js'
-import { createLogger, type Logger } from '../telemetry/log.js'
+import { applyLogSettings, createLogger, type Logger } from '../telemetry/log.js'
 import { Metrics } from '../telemetry/metrics.js'
 import { ConfigApplier, type ApplyResult, type ConfigOrigin } from './config-applier.js'
 import type { ConfigSources, EtcdApplyEvent, ReloadEvent } from './config-sources.js'
 import { Drain, settlesBefore } from './drain.js'
+import { AccessLogSink } from '../proxy/access-log.js'
 import { ErrorLogSink } from '../proxy/error-log.js'
 import { TableHolder } from './table-holder.js'
 import { HealthFeed } from '../upstream/health/health-feed.js'
@@ -50,6 +51,7 @@ export class Gateway {
   readonly #applier: ConfigApplier
   readonly #proxy: ProxyServer
   readonly #drain: Drain
+  readonly #accessLog: AccessLogSink
   /** Active probes (README "Health checks"): this process's own, or null in a cluster worker (its primary probes). */
   readonly probes: ProbeSet | null
   #admin: AdminServer | null = null
@@ -66,14 +68,22 @@ export class Gateway {
     this.heapTrimmer = heapTrimmer
     const healthFeed = feed ?? new HealthFeed()
     this.probes = feed === null ? createProbeSet(metrics, (report) => healthFeed.put(report)) : null
+    // log: applies live (README "Observability"): the level and format first, then the access log, which
+    // is on only when info lines are written.
+    this.#accessLog = new AccessLogSink(log)
+    applyLogSettings(log, config.log)
+    this.#accessLog.configure(config.log)
     this.#holder = new TableHolder(config, metrics, (next) => {
       this.#applyLimits(next.limits)
+      applyLogSettings(this.log, next.log)
+      this.#accessLog.configure(next.log)
       this.probes?.update(next.upstreams)
       void this.#applyTracing(next.tracing)
     }, { workers, healthFeed })
     this.probes?.update(config.upstreams)
     this.#holder.state.recorder.add(new ErrorLogSink(log))
     this.#holder.state.recorder.add(new TraceSink(this.#holder.state))
+    this.#holder.state.recorder.add(this.#accessLog)
     this.#applier = new ConfigApplier(this.#holder, metrics, log, heapTrimmer)
     this.#proxy = createProxyServer(this.#holder.state, config.limits)
     this.#drain = new Drain({

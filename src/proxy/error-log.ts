@@ -43,16 +43,20 @@ export class ErrorLogSink implements OutcomeSink {
       this.#suppressed++
       return
     }
+    // The access log's fields (access-log.ts), so that a failure and its access line read alike.
     const line = {
+      requestId: outcome.requestId,
+      traceId: outcome.traceId,
       route: route?.id ?? null,
       method,
+      path: outcome.canonicalPath === '' ? null : outcome.canonicalPath,
       status,
       code: outcome.refusal?.code ?? null,
+      upstream: outcome.upstreamName,
       target: outcome.lastTarget,
       failure: FAILURE_WORDS[outcome.failure],
       attempts: outcome.attempts,
-      requestId: outcome.requestId,
-      durationMs: Math.round(outcome.durationMs * 10) / 10,
+      durationMs: Math.round(outcome.durationMs * 1000) / 1000,
       suppressed: this.#suppressed,
     }
     this.#suppressed = 0

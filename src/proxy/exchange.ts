@@ -17,11 +17,11 @@ import type { Dispatcher } from 'undici'
 import type { Refusal } from '../errors.js'
 import { socketPeer } from '../http/client-ip.js'
 import { RequestHeaderFacts } from '../http/request-facts.js'
+import { readTraceContext, type TraceFields } from '../http/trace-context.js'
 import type { Admission, QuotaSource, StepContext } from '../http/request-step.js'
 import type { CompiledRoute } from '../table/compiled-route.js'
 import type { CompiledUpstream } from '../table/compiled-upstream.js'
 import type { RouteTable } from '../table/route-table.js'
-import type { TraceFields } from '../http/trace-context.js'
 import type { AttemptSpan } from '../telemetry/tracer.js'
 import { FailureKind, type Outcome } from '../upstream/outcome.js'
 import type { Target } from '../upstream/target.js'
@@ -142,6 +142,11 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     this.res.on('close', onResponseClose) // `on`, not `once`: once() wraps the listener in a new closure
   }
 
+  // An Outcome field computed when read: only the access log and the error log read it.
+  get upstreamName(): string | null {
+    return this.upstream === null ? null : this.upstream.name
+  }
+
   // ---- StepContext ----
 
   clientIp(): string {
@@ -180,7 +185,7 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
         appendQuotaHeaders(out, this.quotaSource, this.quotaRemaining, this.quotaResetMs)
         extra = out
       }
-      sendRefusal(res, refusal, this.requestId, close || this.state.draining, allow, extra)
+      this.bytesOut = sendRefusal(res, refusal, this.requestId, close || this.state.draining, allow, extra)
     }
     this.complete()
   }
@@ -196,7 +201,9 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
       out.push('connection', 'close')
     }
     this.res.writeHead(status, out)
-    this.res.end(this.req.method === 'HEAD' ? undefined : body)
+    const isHead = this.req.method === 'HEAD'
+    this.bytesOut = isHead ? 0 : body.length
+    this.res.end(isHead ? undefined : body)
     this.complete()
   }
 
@@ -263,6 +270,8 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
       this.upstream!.retry.releaseRetry()
     }
     this.durationMs = performance.now() - this.startMs
+    // A request answered before any forward has not read its trace context yet; the logs want its trace id.
+    if (this.traceId === '' && this.ids !== '') readTraceContext(this, this.ids)
     state.recorder.record(this.route, this.req.method ?? 'GET', this)
     state.requestFinished()
     // Last: the next pipelined request of the connection may start from here.

@@ -14,7 +14,8 @@ export function refusalBody(refusal: Refusal): Buffer {
   return body
 }
 
-export function sendRefusal(res: ServerResponse, refusal: Refusal, requestId: string, close: boolean, allow?: string, extra?: readonly string[]): void {
+/** Writes the response; returns the body bytes written (0 for HEAD). */
+export function sendRefusal(res: ServerResponse, refusal: Refusal, requestId: string, close: boolean, allow?: string, extra?: readonly string[]): number {
   const body = refusalBody(refusal)
   const headers = [
     'content-type', 'application/json',
@@ -26,7 +27,12 @@ export function sendRefusal(res: ServerResponse, refusal: Refusal, requestId: st
   if (extra !== undefined) headers.push(...extra)
   if (close) headers.push('connection', 'close')
   res.writeHead(refusal.status, headers)
-  res.end(res.req?.method === 'HEAD' ? undefined : body)
+  if (res.req?.method === 'HEAD') {
+    res.end()
+    return 0
+  }
+  res.end(body)
+  return body.length
 }
 
 /** A refusal written straight to a socket, for errors Node reports before a request object exists. */

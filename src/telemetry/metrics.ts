@@ -26,6 +26,13 @@ export const RetrySkip = { Budget: 0, NotIdempotent: 1, BodySent: 2 } as const
 export type RetrySkip = (typeof RetrySkip)[keyof typeof RetrySkip]
 const RETRY_SKIP_NAMES = ['budget', 'not-idempotent', 'body-sent'] as const
 
+/**
+ * prom-client's default metrics that break `promtool check metrics` (SPEC.md §8: /metrics passes it): gauges
+ * named `_total` ("non-counter metrics should not have "_total" suffix", exit 3). Each is the sum of a family
+ * that stays, by type: `sum(nodejs_active_handles)` is the old `nodejs_active_handles_total`, and so on.
+ */
+export const DROPPED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const
+
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
 export class Metrics {
@@ -71,7 +78,10 @@ export class Metrics {
   constructor(options: { defaultMetrics?: boolean; data?: boolean; control?: boolean } = {}) {
     this.registry = new Registry()
     const { defaultMetrics = true, data = true, control = true } = options
-    if (defaultMetrics) collectDefaultMetrics({ register: this.registry })
+    if (defaultMetrics) {
+      collectDefaultMetrics({ register: this.registry })
+      for (const name of DROPPED_DEFAULT_METRICS) this.registry.removeSingleMetric(name)
+    }
     const registers = data ? [this.registry] : []
     const controlRegisters = control ? [this.registry] : []
     this.requests = new FastCounter('tollgate_requests_total', 'Requests handled, by route id ("" when unmatched), method and status code.', ['route', 'method', 'code'], registers)

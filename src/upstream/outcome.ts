@@ -42,7 +42,7 @@ export function isConnectTimeout(err: Error): boolean {
 
 /**
  * What one request came to, read once when it ends (src/proxy/record.ts fans it out: metrics today; the
- * breaker, passive health, the span and the access log as they arrive). The exchange implements it, so no
+ * breaker, passive health, the span and the access log). The exchange implements it, so no
  * object is made per request.
  */
 export interface Outcome {
@@ -58,7 +58,7 @@ export interface Outcome {
   readonly lastTarget: string | null
   /** Request body bytes forwarded upstream. */
   readonly bytesIn: number
-  /** Response body bytes written to the client. */
+  /** Response body bytes written to the client (also those of a response the gateway made). */
   readonly bytesOut: number
   /** From the first byte of the request head being handled to the end of the response, in ms. */
   readonly durationMs: number
@@ -66,6 +66,12 @@ export interface Outcome {
   readonly breakerAdmission: number
   /** The X-Request-Id of the request. */
   readonly requestId: string
+  /** The W3C trace id (32 hex digits) the request belongs to: the incoming traceparent's, else the gateway's. */
+  readonly traceId: string
+  /** The path as matched and logged (src/http/canonical-path.ts), without the query; '' when it was refused before. */
+  readonly canonicalPath: string
+  /** The upstream it was sent to (a breaker's fallback upstream included), null when none. */
+  readonly upstreamName: string | null
   /** The gateway-made response it got (src/errors.ts), null when the upstream's response was relayed. */
   readonly refusal: Refusal | null
 }

@@ -2,7 +2,7 @@
 // scenario small) in the same run; a wrong subtraction or a ratio the wrong way round would print "met" for a
 // slower gateway, and figures of the wrong answer (a breaker that never opened) must not count at all.
 import { describe, expect, it } from 'vitest'
-import { breakerChecks, forwarderChecks, limiterChecks, tracingChecks } from '../../bench/lib/checks.js'
+import { accessLogChecks, breakerChecks, forwarderChecks, limiterChecks, tracingChecks } from '../../bench/lib/checks.js'
 import type { MeasuredRun, PeerResult, ScenarioReport } from '../../bench/lib/report.js'
 import { unexpectedResponses, wrongAnswer, type PeerRequest } from '../../bench/lib/scenario-runner.js'
 
@@ -176,5 +176,23 @@ describe('tracingChecks', () => {
   it('says NOT met below 0.97 of the core path', () => {
     const checks = tracingChecks([scenario('tracing', peer('tollgate', 19_380, 41), peer('tollgate-core', 20_000, 40))])
     expect(checks[0]).toBe('tracing: tollgate req/s ÷ tollgate-core req/s 0.969 with 1% sampled (target ≥ 0.97): NOT met')
+  })
+})
+
+describe('accessLogChecks', () => {
+  it('divides the access-log req/s by its tollgate-core\'s (log off) and gives the CPU the line adds', () => {
+    expect(accessLogChecks([scenario('access-log', peer('tollgate', 19_000, 42), peer('tollgate-core', 20_000, 40))])).toEqual([
+      'access-log: tollgate req/s ÷ tollgate-core req/s 0.950 (target ≥ 0.9): met',
+      'access-log: the CPU per request of the access line 42.00 µs (tollgate) − 40.00 µs (tollgate-core) = 2.00 µs (no target)',
+    ])
+    expect(accessLogChecks([scenario('access-log', peer('tollgate', 17_980, 45), peer('tollgate-core', 20_000, 40))])[0])
+      .toBe('access-log: tollgate req/s ÷ tollgate-core req/s 0.899 (target ≥ 0.9): NOT met')
+  })
+
+  it('is not judged against undici-stream, and says so when there is no core path', () => {
+    expect(forwarderChecks([scenario('access-log', peer('tollgate', 10_000, 40), peer('undici-stream', 20_000, 30))])).toEqual([])
+    expect(accessLogChecks([scenario('access-log', peer('tollgate', 19_000, 40))]))
+      .toEqual(['access-log: no check against the core path: neither tollgate-core nor scenario small ran in this run'])
+    expect(accessLogChecks([])).toEqual([])
   })
 })

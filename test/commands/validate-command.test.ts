@@ -78,7 +78,7 @@ describe('runValidate', () => {
 
   it('does not take the variables that steer the process for config overrides', () => {
     const file = routesFile(yaml(...VALID))
-    expect(runValidate(file, { TOLLGATE_LOG_LEVEL: 'debug', TOLLGATE_CONFIG: file }).exitCode).toBe(0)
+    expect(runValidate(file, { TOLLGATE_WORKERS: '2', TOLLGATE_CONFIG: file })).toMatchObject({ exitCode: 0, stderr: '' })
   })
 
   it('exits 1 when the file cannot be read', () => {

@@ -78,7 +78,7 @@ describe('loadConfigText', () => {
       '      - { algorithm: sliding-window, limit: 5, burts: 1 }',
     )
     expect(problems(text)).toEqual([
-      'routes.yaml:1:1 lisen: unknown field "lisen" (did you mean "listen"?); allowed: $schema, listen, admin, clientIp, limits, paths, headers, shutdown, etcd, redis, tracing, upstreams, routes',
+      'routes.yaml:1:1 lisen: unknown field "lisen" (did you mean "listen"?); allowed: $schema, listen, admin, clientIp, limits, paths, headers, shutdown, etcd, redis, log, tracing, upstreams, routes',
       'routes.yaml:10:48 routes[0].rateLimit[0].burts: unknown field "burts"; allowed: name, algorithm, limit, window, key, scope, onStoreError',
     ])
   })
@@ -283,6 +283,16 @@ describe('${VAR} substitution', () => {
 describe('TOLLGATE_* overrides', () => {
   const text = yaml('listen: 0.0.0.0:8080', 'paths: { mergeSlashes: true }', ...A_ROUTE)
 
+  it('read TOLLGATE_LOG_LEVEL, _FORMAT and _ACCESS as the overrides of log:, over the file', () => {
+    const withLog = yaml('log: { level: debug, format: pretty, access: true }', ...A_ROUTE)
+    expect(loadConfigText(withLog, 'routes.yaml', {}).config.log).toEqual({ level: 'debug', format: 'pretty', access: true })
+    const { config, warnings } = loadConfigText(withLog, 'routes.yaml', { TOLLGATE_LOG_LEVEL: 'warn', TOLLGATE_LOG_FORMAT: 'json', TOLLGATE_LOG_ACCESS: 'false' })
+    expect(warnings).toEqual([])
+    expect(config.log).toEqual({ level: 'warn', format: 'json', access: false })
+    expect(loadConfigText(yaml(...A_ROUTE), 'routes.yaml', {}).config.log).toEqual({ level: 'info', format: 'json', access: true })
+    expect(() => loadConfigText(withLog, 'routes.yaml', { TOLLGATE_LOG_LEVEL: 'loud' })).toThrow(/TOLLGATE_LOG_LEVEL log\.level: /)
+  })
+
   it('override settings of fixed sections, turned into the setting type', () => {
     const { config } = loadConfigText(text, 'routes.yaml', {
       TOLLGATE_LISTEN: '0.0.0.0:80',
@@ -327,7 +337,7 @@ describe('TOLLGATE_* overrides', () => {
     const { warnings } = loadConfigText(text, 'routes.yaml', { TOLLGATE_LISTN: '0.0.0.0:80', TOLLGATE_LIMITS: '1', TOLLGATE_ROUTES_0_UPSTREAM: 'x' })
     expect(warnings.map(formatIssue)).toEqual([
       'TOLLGATE_LIMITS limits is a section; set one of its settings, e.g. TOLLGATE_LIMITS_MAXBODYSIZE (ignored)',
-      'TOLLGATE_LISTN names no setting: "LISTN" is not one of the top-level settings: listen, admin, clientIp, limits, paths, headers, shutdown, etcd, redis, tracing, upstreams, routes (ignored)',
+      'TOLLGATE_LISTN names no setting: "LISTN" is not one of the top-level settings: listen, admin, clientIp, limits, paths, headers, shutdown, etcd, redis, log, tracing, upstreams, routes (ignored)',
       'TOLLGATE_ROUTES_0_UPSTREAM routes cannot be set from the environment; only settings outside routes and upstreams can (ignored)',
     ])
   })

@@ -190,7 +190,7 @@ describe('the README configuration examples', () => {
   it('finds the full example (every top-level section) among them', () => {
     const full = examples.find((e) => /^routes:/m.test(e.text) && /^limits:/m.test(e.text))
     expect(full).toBeDefined()
-    for (const section of ['listen', 'admin', 'clientIp', 'limits', 'paths', 'shutdown', 'upstreams', 'routes']) {
+    for (const section of ['listen', 'admin', 'clientIp', 'limits', 'paths', 'shutdown', 'log', 'upstreams', 'routes']) {
       expect(full!.text).toMatch(new RegExp(`^${section}:`, 'm'))
     }
   })

@@ -93,14 +93,17 @@ export interface GatewayProcess {
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
-/** The built CLI as a real process, ready when /readyz answers 200. */
-export async function spawnGateway(yaml: string, args: string[] = [], env: Record<string, string> = {}): Promise<GatewayProcess> {
+/**
+ * The built CLI (or `cli`, a copy of it) as a real process, ready when /readyz answers 200. An `env` value of
+ * undefined removes the variable.
+ */
+export async function spawnGateway(yaml: string, args: string[] = [], env: Record<string, string | undefined> = {}, cli = CLI): Promise<GatewayProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-proc-'))
   const configPath = join(dir, 'routes.yaml')
   const port = await freePort()
   const adminPort = await freePort()
   writeFileSync(configPath, withListeners(yaml, `127.0.0.1:${port}`, `127.0.0.1:${adminPort}`))
-  const child = spawn(process.execPath, [CLI, '--config', configPath, ...args], {
+  const child = spawn(process.execPath, [cli, '--config', configPath, ...args], {
     env: { ...process.env, TOLLGATE_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })

@@ -13,7 +13,7 @@ import { startAdminServer, type AdminServer } from '../../admin/admin-server.js'
 import { renderStatus, sumRouteTotals, type RouteTotalsById } from '../../admin/status.js'
 import type { Config } from '../../config/schema.js'
 import { HeapTrimmer } from '../../telemetry/heap-trim.js'
-import type { Logger } from '../../telemetry/log.js'
+import { applyLogSettings, type Logger } from '../../telemetry/log.js'
 import { Metrics } from '../../telemetry/metrics.js'
 import { ConfigApplier, type BuiltConfig, type ConfigHolder, type ConfigOrigin } from '../config-applier.js'
 import { ConfigSources } from '../config-sources.js'
@@ -27,9 +27,13 @@ import { listenAddress } from '../../lib/host-port.js'
 class ConfigRecord implements ConfigHolder {
   config: Config
   version = 1
+  readonly #log: Logger
 
-  constructor(config: Config) {
+  /** Puts the config's log: section in force for the primary's own lines (each worker does so for its own). */
+  constructor(config: Config, log: Logger) {
     this.config = config
+    this.#log = log
+    applyLogSettings(log, config.log)
   }
 
   build(next: Config): BuiltConfig {
@@ -40,6 +44,7 @@ class ConfigRecord implements ConfigHolder {
       swap: () => {
         this.config = next
         this.version = version
+        applyLogSettings(this.#log, next.log)
       },
       commit: () => undefined,
     }
@@ -89,7 +94,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   const heapTrimmer = new HeapTrimmer()
   // A ConfigError here means exit 1 before any worker starts.
   const sources = await ConfigSources.open({ configPath, env, log, metrics, heapTrimmer })
-  const record = new ConfigRecord(sources.config)
+  const record = new ConfigRecord(sources.config, log)
   const applier = new ConfigApplier(record, metrics, log, heapTrimmer)
   applier.started('file')
   const workers = new Map<Worker, WorkerState>()

@@ -1,0 +1,41 @@
+// The process logger (src/telemetry/log.ts) in a real child process: lines are gathered for a few ms before
+// they are written, so the ones still gathered when the process exits must be written at exit.
+import { spawnSync } from 'node:child_process'
+import { resolve } from 'node:path'
+import { describe, expect, it } from 'vitest'
+
+const LOG = resolve(import.meta.dirname, '../../dist/src/telemetry/log.js')
+
+function run(body: string): { status: number | null, stdout: string, stderr: string } {
+  const script = `const { applyLogSettings, createLogger } = await import(${JSON.stringify(LOG)})\n${body}`
+  return spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, TOLLGATE_LOG_LEVEL: 'info' } })
+}
+
+describe('the process logger', () => {
+  it('writes the lines still gathered when the process exits at once', () => {
+    const r = run(`const log = createLogger(process.env)
+for (let i = 0; i < 1000; i++) log.info({ i }, 'line')
+log.warn('last words')
+process.exit(3)`)
+    expect(r.status).toBe(3)
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { msg: string, i?: number })
+    expect(lines).toHaveLength(1001)
+    expect(lines.map((l) => l.i ?? -1).slice(0, 1000)).toEqual(Array.from({ length: 1000 }, (_, i) => i))
+    expect(lines[1000]!.msg).toBe('last words')
+  })
+
+  it('changes level and format when the config says so, and back', () => {
+    const r = run(`const log = createLogger(process.env)
+log.debug('hidden')
+applyLogSettings(log, { level: 'debug', format: 'pretty', access: true })
+log.debug('pretty debug')
+applyLogSettings(log, { level: 'warn', format: 'json', access: true })
+log.info('hidden too')
+log.warn('json warn')`)
+    expect(r.status).toBe(0)
+    const out = r.stdout.split('\n').filter((l) => l !== '')
+    expect(out).toHaveLength(2)
+    expect(out[0]).toMatch(/^\[[\d:.]+\] DEBUG \(\d+\): pretty debug$/)
+    expect(JSON.parse(out[1]!)).toMatchObject({ level: 40, msg: 'json warn' })
+  })
+})
