@@ -158,6 +158,37 @@ ${minimalConfig(upstreamUrl)}`
   }
 }
 
+/**
+ * Everything on at once (issue 15): the two local limiters of policies (never reached), a circuit breaker
+ * (closed), passive and active health checks on the upstream (a probe of / every second), tracing with 1%
+ * sampled and exported over OTLP to the scenario's receiver; the access log (Scenario.accessLog) and the
+ * metrics are on as in production. `cluster`: one cluster-scope limiter on the bench's redis-server as well
+ * (onStoreError deny: a failing store shows as errors, not as the local fallback measured).
+ */
+function fullChainConfig(cluster: boolean): (upstreamUrl: string, redisUrl: string | null, otlpEndpoint: string | null) => string {
+  return (upstreamUrl, redisUrl, otlpEndpoint) => {
+    if (otlpEndpoint === null) throw new Error('full-chain: no OTLP receiver (the scenario needsOtlpReceiver)')
+    if (cluster && redisUrl === null) throw new Error('full-chain-cluster: no redis-server (the scenario needsRedis)')
+    return `${cluster ? `redis: { url: ${redisUrl} }\n` : ''}tracing: { exporter: otlp, endpoint: ${otlpEndpoint}, sampleRatio: 0.01 }
+upstreams:
+  up:
+    targets: [{ url: ${upstreamUrl} }]
+    healthCheck:
+      active: { path: /, interval: 1s, healthyThreshold: 1 }
+      passive: { consecutiveFailures: 5 }
+routes:
+  - id: r0
+    match: { path: /* }
+    upstream: up
+    rateLimit:
+      - { algorithm: token-bucket, rate: 100000000, period: 1s, key: client-ip }
+      - { algorithm: sliding-window, limit: 100000000, window: 1m, key: route }${cluster ? `
+      - { name: cluster, algorithm: token-bucket, rate: 100000000, period: 1s, key: client-ip, scope: cluster, onStoreError: deny }` : ''}
+    circuitBreaker: { window: 10s, minRequests: 20, errorRate: 50, openFor: 5s }
+`
+  }
+}
+
 const REFERENCE_PEERS = ['tollgate', 'undici-stream'] as const
 /** Tollgate alone (with its tollgate-core): the scenario measures one of its own paths against its core path. */
 const TOLLGATE_ONLY = ['tollgate'] as const
@@ -264,5 +295,28 @@ export const scenarios: readonly Scenario[] = [
     needsTollgate: true,
     needsOtlpReceiver: true,
     hasCoreBaseline: true,
+  },
+  {
+    name: 'full-chain',
+    description: 'GET / through every policy at once: two local limits, breaker, active and passive health, tracing at 1% over OTLP, access log to a file',
+    path: '/',
+    tollgateConfig: fullChainConfig(false),
+    peers: REFERENCE_PEERS,
+    needsTollgate: true,
+    needsEnforcedPolicies: true,
+    needsOtlpReceiver: true,
+    accessLog: true,
+  },
+  {
+    name: 'full-chain-cluster',
+    description: 'full-chain plus one cluster-scope rate limit on a local redis-server (limit never reached)',
+    path: '/',
+    tollgateConfig: fullChainConfig(true),
+    peers: REFERENCE_PEERS,
+    needsTollgate: true,
+    needsEnforcedPolicies: true,
+    needsOtlpReceiver: true,
+    needsRedis: true,
+    accessLog: true,
   },
 ]

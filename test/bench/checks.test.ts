@@ -84,6 +84,20 @@ describe('forwarderChecks', () => {
     expect(checks).toHaveLength(1)
     expect(checks[0]).toMatch(/^small: tollgate ÷ undici-stream req\/s 0\.952/)
   })
+
+  it('judges full-chain by its own targets (0.85×, p99 1.3×) and prints full-chain-cluster without one', () => {
+    expect(forwarderChecks([
+      scenario('full-chain', peer('tollgate', 17_200, 50, 2.5), peer('undici-stream', 20_000, 35, 2)),
+      scenario('full-chain-cluster', peer('tollgate', 9_000, 80, 4), peer('undici-stream', 20_000, 35, 2)),
+    ])).toEqual([
+      'full-chain: tollgate ÷ undici-stream req/s 0.860 (target ≥ 0.85), p99 1.250 (target ≤ 1.3): met',
+      'full-chain-cluster: tollgate ÷ undici-stream req/s 0.450, p99 2.000 (no target)',
+    ])
+    expect(forwarderChecks([scenario('full-chain', peer('tollgate', 17_200, 50, 2.7), peer('undici-stream', 20_000, 35, 2))])[0])
+      .toBe('full-chain: tollgate ÷ undici-stream req/s 0.860 (target ≥ 0.85), p99 1.350 (target ≤ 1.3): NOT met')
+    expect(forwarderChecks([scenario('full-chain', peer('tollgate', 16_980, 50, 2), peer('undici-stream', 20_000, 35, 2))])[0])
+      .toMatch(/0\.849 \(target ≥ 0\.85\).*: NOT met$/)
+  })
 })
 
 function run(unexpected: number, errors = 0): MeasuredRun {
