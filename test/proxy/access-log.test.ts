@@ -1,0 +1,97 @@
+// The access line is serialized by hand (src/proxy/access-log.ts): it must be the JSON that pino would have
+// written for the same fields, whatever the client put in X-Request-Id or the path.
+import { spawnSync } from 'node:child_process'
+import { Writable } from 'node:stream'
+import { resolve } from 'node:path'
+import { pino } from 'pino'
+import { describe, expect, it } from 'vitest'
+import { AccessLogSink, accessFields, jsonString } from '../../src/proxy/access-log.js'
+import type { CompiledRoute } from '../../src/table/compiled-route.js'
+import type { Outcome } from '../../src/upstream/outcome.js'
+
+const HOSTILE = ['', 'plain', 'quote " inside', 'back\\slash', 'new\nline', 'tab\t', '\u0000nul', '\u001f', '\u007f del',
+  'é non-ascii', '\u2028 line separator', '😀 pair', 'lone \ud800 high', 'lone \udfff low', '\udc00\ud800 reversed', '</script>']
+
+/** A finished request's outcome as record.ts hands it to a sink (the fields the access line reads). */
+function outcome(overrides: Partial<Record<keyof Outcome, unknown>> = {}): Outcome {
+  return {
+    requestId: 'req-1', traceId: '0af7651916cd43dd8448eb211c80319c', canonicalPath: '/api/1', status: 200, refusal: null,
+    upstreamName: 'api', lastTarget: '127.0.0.1:9001', attempts: 1, bytesIn: 3, bytesOut: 5, durationMs: 1.23456,
+    ...overrides,
+  } as unknown as Outcome
+}
+
+const route = { id: 'api' } as CompiledRoute
+
+/** What AccessLogSink writes through pino (its path for a logger not made by createLogger), parsed. */
+function throughPino(o: Outcome, r: CompiledRoute | null, method: string): Record<string, unknown> {
+  let text = ''
+  const sink = new Writable({ write(chunk: Buffer, _enc, done) { text += chunk.toString(); done() } })
+  const log = pino({ base: { pid: process.pid } }, sink)
+  const access = new AccessLogSink(log)
+  access.configure({ level: 'info', format: 'json', access: true })
+  access.record(r, method, o)
+  return JSON.parse(text) as Record<string, unknown>
+}
+
+describe('jsonString', () => {
+  it('writes every string as JSON.stringify does, escapes and lone surrogates included', () => {
+    for (const s of HOSTILE) expect(jsonString(s)).toBe(JSON.stringify(s))
+    // Every UTF-16 code unit, in strings of a few units (bounded: 4,000 strings).
+    let seed = 7
+    for (let n = 0; n < 4000; n++) {
+      let s = ''
+      for (let i = 0; i < 1 + (n % 5); i++) {
+        seed = (seed * 1103515245 + 12345) >>> 0
+        s += String.fromCharCode(n < 2000 ? seed % 0x80 : seed % 0x10000)
+      }
+      expect(jsonString(s)).toBe(JSON.stringify(s))
+    }
+  })
+})
+
+describe('the access line', () => {
+  it('holds the fields pino would have written, in the same order, for hostile and null values alike', () => {
+    const cases: Array<[Outcome, CompiledRoute | null, string]> = [
+      [outcome(), route, 'GET'],
+      [outcome({ canonicalPath: '', status: 400, refusal: { code: 'BAD_REQUEST' }, upstreamName: null, lastTarget: null, attempts: 0, bytesIn: 0 }), null, 'OTHER'],
+      // pino writes a lone surrogate raw, which becomes U+FFFD on the way to bytes; jsonString keeps it (below).
+      ...HOSTILE.filter((s) => !/[\ud800-\udfff]/.test(s.replace(/\ud83d\ude00/g, ''))).map((s): [Outcome, CompiledRoute | null, string] => [outcome({ requestId: s, canonicalPath: '/p/' + s }), { id: s } as CompiledRoute, 'GET']),
+    ]
+    for (const [o, r, method] of cases) {
+      const mine = JSON.parse('{"level":30,"time":"t","pid":1' + accessFields(r, method, o) + ',"msg":"access"}') as Record<string, unknown>
+      const theirs = throughPino(o, r, method)
+      expect(Object.keys(mine)).toEqual(Object.keys(theirs))
+      const { time: _t1, pid: _p1, ...mineFields } = mine
+      const { time: _t2, pid: _p2, ...theirFields } = theirs
+      expect(mineFields).toEqual(theirFields)
+    }
+  })
+
+  it('keeps a lone surrogate from the client as an escape, so the line stays valid UTF-8 and reads back the same', () => {
+    const id = 'x\ud800y'
+    const line = '{' + accessFields(route, 'GET', outcome({ requestId: id })).slice(1) + '}'
+    expect(line).toContain('"requestId":"x\\ud800y"')
+    expect(Buffer.from(line, 'utf8').toString('utf8')).toBe(line)
+    expect((JSON.parse(line) as { requestId: string }).requestId).toBe(id)
+  })
+
+  it('is written by a createLogger logger as one JSON line with its time and pid, in order with its other lines', () => {
+    const modules = JSON.stringify(resolve(import.meta.dirname, '../../dist/src/telemetry/log.js'))
+    const sinkModule = JSON.stringify(resolve(import.meta.dirname, '../../dist/src/proxy/access-log.js'))
+    const script = `const { createLogger } = await import(${modules})
+const { AccessLogSink } = await import(${sinkModule})
+const log = createLogger(process.env)
+const sink = new AccessLogSink(log)
+sink.configure({ level: 'info', format: 'json', access: true })
+log.info('before')
+sink.record({ id: 'r"1' }, 'GET', { requestId: 'a\\\\b', traceId: 't', canonicalPath: '/x', status: 200, refusal: null, upstreamName: 'u', lastTarget: 'h:1', attempts: 1, bytesIn: 0, bytesOut: 2, durationMs: 0.5 })
+log.info('after')`
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, TOLLGATE_LOG_LEVEL: 'info' } })
+    expect(r.stderr).toBe('')
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(lines.map((l) => l['msg'])).toEqual(['before', 'access', 'after'])
+    expect(lines[1]).toMatchObject({ level: 30, pid: r.pid, route: 'r"1', requestId: 'a\\b', status: 200, durationMs: 0.5 })
+    expect(lines[1]!['time']).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+  })
+})
