@@ -61,7 +61,7 @@ async function microSection(options: BenchOptions, pinning: Pinning, tmpDir: str
 }
 
 function printChecks(reports: readonly ScenarioReport[], micro: MicroRun | null): string[] {
-  const checks = scenarioChecks(reports, new Set(scenarios.filter((s) => s.tollgateConfig === undefined).map((s) => s.name)))
+  const checks = scenarioChecks(reports, new Set(scenarios.filter((s) => s.tollgateConfig === undefined && s.tollgateArgs === undefined).map((s) => s.name)))
   if (micro?.report != null) checks.push(...microChecks(micro.report))
   if (checks.length > 0) {
     say('## Checks (bench/README.md "Targets")')

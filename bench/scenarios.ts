@@ -43,6 +43,14 @@ export interface Scenario {
    * tollgate-core too (TOLLGATE_LOG_ACCESS=false): the other peers log no requests either (nginx: access_log off).
    */
   readonly accessLog?: boolean
+  /** Extra command-line arguments of peer tollgate, and of peer tollgate-core (e.g. --workers). */
+  readonly tollgateArgs?: readonly string[]
+  readonly coreArgs?: readonly string[]
+  /**
+   * Cores the peers get, when the machine has one more than that for the load generator and upstream (else
+   * the one proxy core, and a note says so).
+   */
+  readonly proxyCores?: number
   /** Unmeasured requests sent to each peer (tollgate-core excepted) before its answer is checked: e.g. the failure that opens a breaker. */
   readonly primeRequests?: number
 }
@@ -318,5 +326,16 @@ export const scenarios: readonly Scenario[] = [
     needsOtlpReceiver: true,
     needsRedis: true,
     accessLog: true,
+  },
+  {
+    name: 'workers',
+    description: 'GET /, the one-route config: tollgate with --workers 2 against tollgate-core with --workers 1',
+    path: '/',
+    peers: TOLLGATE_ONLY,
+    needsTollgate: true,
+    hasCoreBaseline: true,
+    tollgateArgs: ['--workers', '2'],
+    coreArgs: ['--workers', '1'],
+    proxyCores: 2,
   },
 ]

@@ -41,7 +41,7 @@ export const TARGETS = {
 /** The scenario whose Tollgate is the core path (one route, no policies) when a core-baseline scenario has no tollgate-core. */
 export const CORE_SCENARIO = 'small'
 /** Scenarios measured against the core path rather than against undici-stream. */
-const CORE_BASELINE_SCENARIOS = new Set(['policies', 'limits', 'cluster-limit', 'breaker-open', 'failing-upstream', 'tracing', 'tracing-all', 'access-log'])
+const CORE_BASELINE_SCENARIOS = new Set(['policies', 'limits', 'cluster-limit', 'breaker-open', 'failing-upstream', 'tracing', 'tracing-all', 'access-log', 'workers'])
 
 const met = (isMet: boolean): string => (isMet ? 'met' : 'NOT met')
 
@@ -227,9 +227,26 @@ export function accessLogChecks(reports: readonly ScenarioReport[]): string[] {
   return checks
 }
 
+/**
+ * Scenario workers: --workers 2 (tollgate) against --workers 1 (its tollgate-core) on the same load, req/s
+ * and CPU per request, printed without a target (what it shows depends on the cores the bench had; its note
+ * says which).
+ */
+export function workersChecks(reports: readonly ScenarioReport[]): string[] {
+  const two = tollgateIn(reports, 'workers')
+  const one = reports.find((r) => r.name === 'workers')?.results.find((r) => r.peer === CORE_PEER)
+  if (two === null) return []
+  if (one?.rps == null) return ['workers: no --workers 1 figures in this run (peer tollgate-core)']
+  const ratio = two.rps!.median / one.rps.median
+  const cpu2 = two.cpuUsPerRequest?.median ?? null
+  const cpu1 = one.cpuUsPerRequest?.median ?? null
+  const cpu = cpu2 === null || cpu1 === null ? '' : `; CPU per request ${formatUs(cpu2)} µs ÷ ${formatUs(cpu1)} µs = ${(cpu2 / cpu1).toFixed(3)}`
+  return [`workers: --workers 2 ÷ --workers 1 req/s ${ratio.toFixed(3)}${cpu} (no target)`]
+}
+
 /** Every load-scenario check, in the order printed. `oneRouteScenarios`: see idleRssCheck. */
 export function scenarioChecks(reports: readonly ScenarioReport[], oneRouteScenarios: ReadonlySet<string>): string[] {
-  const checks = [...forwarderChecks(reports), ...limiterChecks(reports), ...breakerChecks(reports), ...tracingChecks(reports), ...accessLogChecks(reports)]
+  const checks = [...forwarderChecks(reports), ...limiterChecks(reports), ...breakerChecks(reports), ...tracingChecks(reports), ...accessLogChecks(reports), ...workersChecks(reports)]
   const idle = idleRssCheck(reports, oneRouteScenarios, TARGETS.idleRssMiB)
   if (idle !== null) checks.push(idle)
   return checks

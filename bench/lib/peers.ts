@@ -14,7 +14,8 @@ export interface PeerStartContext {
   readonly scenario: Scenario
   /** A fresh directory for this instance's config and log. */
   readonly dir: string
-  readonly core: number | null
+  /** The core (or taskset list of cores) the peer is pinned to, or null. */
+  readonly core: number | string | null
   /** The scenario's redis-server (Scenario.needsRedis), else null. */
   readonly redisUrl: string | null
   /** The scenario's OTLP receiver (Scenario.needsOtlpReceiver), else null. */
@@ -125,8 +126,9 @@ function tollgatePeer(tollgateCli: string, isCore: boolean): Peer {
       // The access log only where the scenario measures it (Scenario.accessLog), at info, into the log file.
       const accessLog = scenario.accessLog === true && !isCore
       const env = { ...process.env, TOLLGATE_LOG_ACCESS: String(accessLog), ...(accessLog ? { TOLLGATE_LOG_LEVEL: 'info' } : {}) }
+      const extra = (isCore ? scenario.coreArgs : scenario.tollgateArgs) ?? []
       const child = spawnChild('tollgate', process.execPath, [tollgateCli, '--config', config,
-        '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`], { core, logPath: join(dir, 'log'), env })
+        '--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${adminPort}`, ...extra], { core, logPath: join(dir, 'log'), env })
       const notReady = await waitUntilReady(`http://127.0.0.1:${adminPort}/readyz`, READY_TIMEOUT_MS, child)
       if (notReady !== null) {
         await child.stop()

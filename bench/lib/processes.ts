@@ -76,7 +76,8 @@ function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 }
 
 export interface SpawnOptions {
-  readonly core: number | null
+  /** A core, or a taskset list of cores ("1-2"), or null: not pinned. */
+  readonly core: number | string | null
   readonly logPath: string
   readonly env?: NodeJS.ProcessEnv
 }
@@ -148,6 +149,26 @@ export function readRssKib(pid: number): number | null {
   } catch {
     return null
   }
+}
+
+/** RSS of the process group `pgid` (a peer with its workers: nginx's, a gateway's --workers), or null. */
+export function readGroupRssKib(pgid: number): number | null {
+  let pids: string[]
+  try {
+    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name))
+  } catch {
+    return null
+  }
+  let kib = 0
+  let found = false
+  for (const pid of pids) {
+    if (readStat(pid)?.pgrp !== pgid) continue
+    const rss = readRssKib(Number(pid))
+    if (rss === null) continue
+    kib += rss
+    found = true
+  }
+  return found ? kib : null
 }
 
 /** Fields of /proc/<pid>/stat counted from 1 as in proc(5); the name (field 2) may hold spaces and parentheses. */

@@ -2,12 +2,14 @@
 // like the upstream, warm them up, run the interleaved repetitions with every other peer frozen, stop them.
 // Per run: the load generator's figures, the peer's CPU time per request and its RSS under load.
 import { mkdirSync } from 'node:fs'
+// cpus(), not availableParallelism(): the harness pins itself to the load core (run.ts), which the latter would report.
+import { cpus } from 'node:os'
 import { join } from 'node:path'
 import { CORE_PATH, type Scenario } from '../scenarios.js'
 import type { BenchOptions } from './args.js'
 import type { LoadGenerator } from './load.js'
 import { CORE_PEER, PeerSkipped, type Peer, type RunningPeer } from './peers.js'
-import { clockTicksPerSecond, freePort, probe, readGroupCpuTicks, readRssKib, type Pinning, type ProbeResult } from './processes.js'
+import { clockTicksPerSecond, freePort, probe, readGroupCpuTicks, readGroupRssKib, type Pinning, type ProbeResult } from './processes.js'
 import { redisCommandCalls, redisInfo, redisMissing, startRedis, type RedisServer } from './redis.js'
 import { otlpSinkStats, startOtlpSink, type OtlpSink, type OtlpSinkStats } from './otlp-sink.js'
 import type { PeerResult, ScenarioReport, Skip } from './report.js'
@@ -94,6 +96,28 @@ function emptyResult(peer: string): PeerResult {
   }
 }
 
+/**
+ * The cores a scenario's peers are pinned to: the proxy core, or with Scenario.proxyCores that many from it
+ * on ("1-2"), when the machine has them beside the load generator's core.
+ */
+function proxyCoresOf(bench: Bench, scenario: Scenario): number | string | null {
+  const first = bench.pinning.proxyCore
+  const wanted = scenario.proxyCores ?? 1
+  if (first === null || wanted <= 1 || cpus().length < first + wanted) return first
+  return `${first}-${first + wanted - 1}`
+}
+
+/** What a scenario that wants more proxy cores than it got measures instead (Scenario.proxyCores). */
+export function proxyCoresNote(bench: Bench, scenario: Scenario): string | null {
+  const wanted = scenario.proxyCores ?? 1
+  if (wanted <= 1) return null
+  const got = proxyCoresOf(bench, scenario)
+  if (got === null) return `not pinned: the peers, the load generator and the upstream share the machine's ${cpus().length} cores`
+  if (typeof got === 'string') return `peers pinned to cores ${got}; load generator, upstream and harness on core ${bench.pinning.loadCore}`
+  return `this machine has ${cpus().length} cores: the peers share core ${got} (the load generator and upstream keep core ` +
+    `${bench.pinning.loadCore}), so this measures what the processes cost on one core, not how they scale; give the bench ${wanted + 1} cores or more for that`
+}
+
 async function startPeer(bench: Bench, peer: Peer, scenario: Scenario, request: PeerRequest,
   redis: RedisServer | null, otlp: OtlpSink | null): Promise<Started | Skip> {
   const dir = join(bench.tmpDir, scenario.name, peer.name)
@@ -101,7 +125,7 @@ async function startPeer(bench: Bench, peer: Peer, scenario: Scenario, request: 
   let running: RunningPeer
   try {
     running = await peer.start({
-      port: await freePort(), upstream: bench.upstream, scenario, dir, core: bench.pinning.proxyCore, redisUrl: redis?.url ?? null,
+      port: await freePort(), upstream: bench.upstream, scenario, dir, core: proxyCoresOf(bench, scenario), redisUrl: redis?.url ?? null,
       otlpEndpoint: otlp?.endpoint ?? null,
     })
   } catch (error) {
@@ -120,7 +144,7 @@ async function startPeer(bench: Bench, peer: Peer, scenario: Scenario, request: 
     return { peer: peer.name, reason: wrong }
   }
   const result = emptyResult(peer.name)
-  result.rssIdleKib = running.child === null ? null : readRssKib(running.child.pid)
+  result.rssIdleKib = running.child === null ? null : readGroupRssKib(running.child.pid)
   return { peer, running, result, request }
 }
 
@@ -128,7 +152,7 @@ async function measure(bench: Bench, started: Started, durationMs: number, isRec
   const { running, result, request } = started
   const pid = running.child?.pid ?? null
   const sampler = pid === null ? null : setInterval(() => {
-    const rss = readRssKib(pid)
+    const rss = readGroupRssKib(pid)
     if (rss !== null && isRecorded) result.rssMaxLoadKib = Math.max(result.rssMaxLoadKib ?? 0, rss)
   }, RSS_SAMPLE_MS)
   // The peer's whole process group (workers included); the others are frozen, so this is its own work.
@@ -320,6 +344,8 @@ async function runPeers(bench: Bench, scenario: Scenario, wanted: readonly Peer[
       report.notes.push(`${s.peer.name}: after the measured runs, ${wrong}: its figures may not be of this scenario`)
     }
     if (otlp !== null) report.notes.push(otlpNote(otlpBefore, await otlpSinkStats(otlp)))
+    const coresNote = proxyCoresNote(bench, scenario)
+    if (coresNote !== null) report.notes.push(coresNote)
     if (redis !== null) {
       report.notes.push(redisNote(redis, redisBefore, await redisSnapshot(redis), started.find((s) => s.peer.name === 'tollgate')?.result))
     }

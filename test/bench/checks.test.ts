@@ -2,7 +2,7 @@
 // scenario small) in the same run; a wrong subtraction or a ratio the wrong way round would print "met" for a
 // slower gateway, and figures of the wrong answer (a breaker that never opened) must not count at all.
 import { describe, expect, it } from 'vitest'
-import { accessLogChecks, breakerChecks, forwarderChecks, limiterChecks, tracingChecks } from '../../bench/lib/checks.js'
+import { accessLogChecks, breakerChecks, forwarderChecks, limiterChecks, tracingChecks, workersChecks } from '../../bench/lib/checks.js'
 import type { MeasuredRun, PeerResult, ScenarioReport } from '../../bench/lib/report.js'
 import { unexpectedResponses, wrongAnswer, type PeerRequest } from '../../bench/lib/scenario-runner.js'
 
@@ -208,5 +208,15 @@ describe('accessLogChecks', () => {
     expect(accessLogChecks([scenario('access-log', peer('tollgate', 19_000, 40))]))
       .toEqual(['access-log: no check against the core path: neither tollgate-core nor scenario small ran in this run'])
     expect(accessLogChecks([])).toEqual([])
+  })
+})
+
+describe('workersChecks', () => {
+  it('divides --workers 2 (tollgate) by --workers 1 (tollgate-core) in req/s and CPU per request, and is not judged against undici-stream', () => {
+    const reports = [scenario('workers', peer('tollgate', 18_000, 55), peer('tollgate-core', 20_000, 50), peer('undici-stream', 30_000, 30))]
+    expect(workersChecks(reports)).toEqual(['workers: --workers 2 ÷ --workers 1 req/s 0.900; CPU per request 55.00 µs ÷ 50.00 µs = 1.100 (no target)'])
+    expect(forwarderChecks(reports)).toEqual([])
+    expect(workersChecks([scenario('workers', peer('tollgate', 18_000, 55))])).toEqual(['workers: no --workers 1 figures in this run (peer tollgate-core)'])
+    expect(workersChecks([])).toEqual([])
   })
 })
