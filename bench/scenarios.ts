@@ -74,6 +74,12 @@ export function manyRoutesConfig(n: number): (upstreamUrl: string) => string {
   }
 }
 
+/** The two local limiters of policies, limits and full-chain: limits far above what the bench can send. */
+const LOCAL_LIMITS = `    rateLimit:
+      - { algorithm: token-bucket, rate: 100000000, period: 1s, key: client-ip }
+      - { algorithm: sliding-window, limit: 100000000, window: 1m, key: route }
+`
+
 /**
  * Every per-request policy on the success path: two local limiters with limits far above what the bench can
  * send (nothing refused), a circuit breaker with the default settings (the upstream never fails, so it stays
@@ -88,10 +94,7 @@ routes:
   - id: r0
     match: { path: /* }
     upstream: up
-    rateLimit:
-      - { algorithm: token-bucket, rate: 100000000, period: 1s, key: client-ip }
-      - { algorithm: sliding-window, limit: 100000000, window: 1m, key: route }
-    circuitBreaker: { window: 10s, minRequests: 20, errorRate: 50, openFor: 5s }
+${LOCAL_LIMITS}    circuitBreaker: { window: 10s, minRequests: 20, errorRate: 50, openFor: 5s }
 `
 
 /**
@@ -104,10 +107,7 @@ routes:
   - id: r0
     match: { path: /* }
     upstream: up
-    rateLimit:
-      - { algorithm: token-bucket, rate: 100000000, period: 1s, key: client-ip }
-      - { algorithm: sliding-window, limit: 100000000, window: 1m, key: route }
-`
+${LOCAL_LIMITS}`
 
 /**
  * A breaker that opens on the first failure (primeRequests: one GET /500) and stays open for an hour: every
@@ -188,11 +188,7 @@ routes:
   - id: r0
     match: { path: /* }
     upstream: up
-    rateLimit:
-      - { algorithm: token-bucket, rate: 100000000, period: 1s, key: client-ip }
-      - { algorithm: sliding-window, limit: 100000000, window: 1m, key: route }${cluster ? `
-      - { name: cluster, algorithm: token-bucket, rate: 100000000, period: 1s, key: client-ip, scope: cluster, onStoreError: deny }` : ''}
-    circuitBreaker: { window: 10s, minRequests: 20, errorRate: 50, openFor: 5s }
+${LOCAL_LIMITS}${cluster ? '      - { name: cluster, algorithm: token-bucket, rate: 100000000, period: 1s, key: client-ip, scope: cluster, onStoreError: deny }\n' : ''}    circuitBreaker: { window: 10s, minRequests: 20, errorRate: 50, openFor: 5s }
 `
   }
 }

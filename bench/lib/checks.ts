@@ -92,6 +92,38 @@ function baselineOf(reports: readonly ScenarioReport[], scenario: string): { rea
 }
 
 /**
+ * Tollgate in `scenario` against its core path: the req/s ratio, both CPU figures, and the CPU added per
+ * request as a printable line. Null when Tollgate has no figures there; a string (the line to print) when
+ * there is no core path to judge it by.
+ */
+interface AgainstCore {
+  readonly measured: PeerResult
+  readonly baselineName: string
+  readonly ratio: number
+  readonly cpu: number | null
+  readonly coreCpu: number | null
+  /** "a µs (tollgate) − b µs (baseline) = c µs", or null without /proc. */
+  readonly added: string | null
+}
+
+function againstCore(reports: readonly ScenarioReport[], scenario: string): AgainstCore | string | null {
+  const measured = tollgateIn(reports, scenario)
+  if (measured === null) return null
+  const baseline = baselineOf(reports, scenario)
+  if (baseline === null) return `${scenario}: no check against the core path: neither ${CORE_PEER} nor scenario ${CORE_SCENARIO} ran in this run`
+  const cpu = measured.cpuUsPerRequest?.median ?? null
+  const coreCpu = baseline.result.cpuUsPerRequest?.median ?? null
+  return {
+    measured,
+    baselineName: baseline.name,
+    ratio: measured.rps!.median / baseline.result.rps!.median,
+    cpu,
+    coreCpu,
+    added: cpu === null || coreCpu === null ? null : `${formatUs(cpu)} µs (tollgate) − ${formatUs(coreCpu)} µs (${baseline.name}) = ${formatUs(cpu - coreCpu)} µs`,
+  }
+}
+
+/**
  * The limit scenarios against Tollgate's core path: req/s ratios (medians over repetitions) and the CPU the
  * policies add per request (median CPU/request minus the core path's). The core path is the scenario's own
  * tollgate-core when it ran (the same minutes, interleaved), else Tollgate in scenario small (run before,
@@ -100,28 +132,23 @@ function baselineOf(reports: readonly ScenarioReport[], scenario: string): { rea
 export function limiterChecks(reports: readonly ScenarioReport[]): string[] {
   const checks: string[] = []
   for (const [scenario, target] of [['policies', TARGETS.policiesRatio], ['limits', TARGETS.limitsRatio], ['cluster-limit', TARGETS.clusterRatio]] as const) {
-    const limited = tollgateIn(reports, scenario)
-    if (limited === null) continue
-    const baseline = baselineOf(reports, scenario)
-    if (baseline === null) {
-      checks.push(`${scenario}: no check against the core path: neither ${CORE_PEER} nor scenario ${CORE_SCENARIO} ran in this run`)
+    const c = againstCore(reports, scenario)
+    if (c === null) continue
+    if (typeof c === 'string') {
+      checks.push(c)
       continue
     }
-    const ratio = limited.rps!.median / baseline.result.rps!.median
-    checks.push(`${scenario}: tollgate req/s ÷ ${baseline.name} req/s ${ratio.toFixed(3)} (target ≥ ${target}): ${met(ratio >= target)}`)
-    const cpu = limited.cpuUsPerRequest?.median ?? null
-    const coreCpu = baseline.result.cpuUsPerRequest?.median ?? null
-    if (cpu === null || coreCpu === null) {
+    checks.push(`${scenario}: tollgate req/s ÷ ${c.baselineName} req/s ${c.ratio.toFixed(3)} (target ≥ ${target}): ${met(c.ratio >= target)}`)
+    if (c.added === null) {
       checks.push(`${scenario}: CPU per request not measured (no /proc)`)
       continue
     }
-    const added = cpu - coreCpu
-    const figures = `${formatUs(cpu)} µs (tollgate) − ${formatUs(coreCpu)} µs (${baseline.name}) = ${formatUs(added)} µs`
+    const added = c.cpu! - c.coreCpu!
     checks.push(scenario === 'policies'
-      ? `policies: the CPU per request of the limiters, breaker and passive health ${figures} (target ≤ ${TARGETS.policiesCpuUs} µs): ${met(added <= TARGETS.policiesCpuUs)}`
+      ? `policies: the CPU per request of the limiters, breaker and passive health ${c.added} (target ≤ ${TARGETS.policiesCpuUs} µs): ${met(added <= TARGETS.policiesCpuUs)}`
       : scenario === 'limits'
-        ? `limits: the CPU per request of the two local limiters ${figures} (target ≤ ${TARGETS.limitsCpuUs} µs): ${met(added <= TARGETS.limitsCpuUs)}`
-        : `${scenario}: the cluster limiter's CPU per request ${figures} (no target)`)
+        ? `limits: the CPU per request of the two local limiters ${c.added} (target ≤ ${TARGETS.limitsCpuUs} µs): ${met(added <= TARGETS.limitsCpuUs)}`
+        : `${scenario}: the cluster limiter's CPU per request ${c.added} (no target)`)
   }
   return checks
 }
@@ -146,26 +173,23 @@ const ratioOf = (a: number, b: number): string => (a / b).toFixed(3)
 export function breakerChecks(reports: readonly ScenarioReport[]): string[] {
   const checks: string[] = []
   for (const scenario of ['breaker-open', 'failing-upstream'] as const) {
-    const measured = tollgateIn(reports, scenario)
-    if (measured === null) continue
-    const baseline = baselineOf(reports, scenario)
-    if (baseline === null) {
-      checks.push(`${scenario}: no check against the core path: neither ${CORE_PEER} nor scenario ${CORE_SCENARIO} ran in this run`)
+    const c = againstCore(reports, scenario)
+    if (c === null) continue
+    if (typeof c === 'string') {
+      checks.push(c)
       continue
     }
-    const invalid = notOfTheScenario(measured)
+    const invalid = notOfTheScenario(c.measured)
     if (invalid !== null) {
       checks.push(`${scenario}: NOT met: tollgate's figures are not of this scenario (${invalid})`)
       continue
     }
-    const rpsRatio = measured.rps!.median / baseline.result.rps!.median
-    const rps = rpsRatio.toFixed(3)
-    const cpu = measured.cpuUsPerRequest?.median ?? null
-    const coreCpu = baseline.result.cpuUsPerRequest?.median ?? null
-    const cpuFigures = cpu === null || coreCpu === null ? null : `${formatUs(cpu)} µs (tollgate) ÷ ${formatUs(coreCpu)} µs (${baseline.name}) = ${ratioOf(cpu, coreCpu)}`
+    const rps = c.ratio.toFixed(3)
+    const { cpu, coreCpu } = c
+    const cpuFigures = cpu === null || coreCpu === null ? null : `${formatUs(cpu)} µs (tollgate) ÷ ${formatUs(coreCpu)} µs (${c.baselineName}) = ${ratioOf(cpu, coreCpu)}`
     if (scenario === 'breaker-open') {
       const target = TARGETS.breakerOpenRatio
-      checks.push(`breaker-open: refusals per second ÷ ${baseline.name} req/s ${rps} (target ≥ ${target}): ${met(rpsRatio >= target)}`)
+      checks.push(`breaker-open: refusals per second ÷ ${c.baselineName} req/s ${rps} (target ≥ ${target}): ${met(c.ratio >= target)}`)
       checks.push(`breaker-open: CPU per refusal ÷ per core-path request ${cpuFigures ?? 'not measured (no /proc)'} (no target)`)
       continue
     }
@@ -173,7 +197,7 @@ export function breakerChecks(reports: readonly ScenarioReport[]): string[] {
     checks.push(cpuFigures === null
       ? 'failing-upstream: CPU per request not measured (no /proc)'
       : `failing-upstream: CPU per request, failure ÷ success ${cpuFigures} (target ≤ ${target}): ${met(cpu! <= coreCpu! * target)}`)
-    checks.push(`failing-upstream: tollgate req/s ÷ ${baseline.name} req/s ${rps} (no target; CPU per request above is the check)`)
+    checks.push(`failing-upstream: tollgate req/s ÷ ${c.baselineName} req/s ${rps} (no target; CPU per request above is the check)`)
   }
   return checks
 }
@@ -186,22 +210,17 @@ export function breakerChecks(reports: readonly ScenarioReport[]): string[] {
 export function tracingChecks(reports: readonly ScenarioReport[]): string[] {
   const checks: string[] = []
   for (const scenario of ['tracing', 'tracing-all'] as const) {
-    const measured = tollgateIn(reports, scenario)
-    if (measured === null) continue
-    const baseline = baselineOf(reports, scenario)
-    if (baseline === null) {
-      checks.push(`${scenario}: no check against the core path: neither ${CORE_PEER} nor scenario ${CORE_SCENARIO} ran in this run`)
+    const c = againstCore(reports, scenario)
+    if (c === null) continue
+    if (typeof c === 'string') {
+      checks.push(c)
       continue
     }
-    const ratio = measured.rps!.median / baseline.result.rps!.median
-    const cpu = measured.cpuUsPerRequest?.median ?? null
-    const coreCpu = baseline.result.cpuUsPerRequest?.median ?? null
-    const added = cpu === null || coreCpu === null ? null : `${formatUs(cpu)} µs (tollgate) − ${formatUs(coreCpu)} µs (${baseline.name}) = ${formatUs(cpu - coreCpu)} µs`
     if (scenario === 'tracing') {
-      checks.push(`tracing: tollgate req/s ÷ ${baseline.name} req/s ${ratio.toFixed(3)} with 1% sampled (target ≥ ${TARGETS.tracingRatio}): ${met(ratio >= TARGETS.tracingRatio)}`)
-      checks.push(`tracing: CPU per request of tracing at 1% sampled ${added ?? 'not measured (no /proc)'} (no target)`)
+      checks.push(`tracing: tollgate req/s ÷ ${c.baselineName} req/s ${c.ratio.toFixed(3)} with 1% sampled (target ≥ ${TARGETS.tracingRatio}): ${met(c.ratio >= TARGETS.tracingRatio)}`)
+      checks.push(`tracing: CPU per request of tracing at 1% sampled ${c.added ?? 'not measured (no /proc)'} (no target)`)
     } else {
-      checks.push(`tracing-all: CPU per sampled request (a SERVER and a CLIENT span, exported) ${added ?? 'not measured (no /proc)'}; req/s ÷ ${baseline.name} ${ratio.toFixed(3)} (no target)`)
+      checks.push(`tracing-all: CPU per sampled request (a SERVER and a CLIENT span, exported) ${c.added ?? 'not measured (no /proc)'}; req/s ÷ ${c.baselineName} ${c.ratio.toFixed(3)} (no target)`)
     }
   }
   return checks
@@ -212,19 +231,14 @@ export function tracingChecks(reports: readonly ScenarioReport[]): string[] {
  * req/s ratio (the target) and the CPU one access line adds per request.
  */
 export function accessLogChecks(reports: readonly ScenarioReport[]): string[] {
-  const measured = tollgateIn(reports, 'access-log')
-  if (measured === null) return []
-  const baseline = baselineOf(reports, 'access-log')
-  if (baseline === null) return [`access-log: no check against the core path: neither ${CORE_PEER} nor scenario ${CORE_SCENARIO} ran in this run`]
-  const ratio = measured.rps!.median / baseline.result.rps!.median
+  const c = againstCore(reports, 'access-log')
+  if (c === null) return []
+  if (typeof c === 'string') return [c]
   const target = TARGETS.accessLogRatio
-  const checks = [`access-log: tollgate req/s ÷ ${baseline.name} req/s ${ratio.toFixed(3)} (target ≥ ${target}): ${met(ratio >= target)}`]
-  const cpu = measured.cpuUsPerRequest?.median ?? null
-  const coreCpu = baseline.result.cpuUsPerRequest?.median ?? null
-  checks.push(cpu === null || coreCpu === null
-    ? 'access-log: CPU per request not measured (no /proc)'
-    : `access-log: the CPU per request of the access line ${formatUs(cpu)} µs (tollgate) − ${formatUs(coreCpu)} µs (${baseline.name}) = ${formatUs(cpu - coreCpu)} µs (no target)`)
-  return checks
+  return [
+    `access-log: tollgate req/s ÷ ${c.baselineName} req/s ${c.ratio.toFixed(3)} (target ≥ ${target}): ${met(c.ratio >= target)}`,
+    c.added === null ? 'access-log: CPU per request not measured (no /proc)' : `access-log: the CPU per request of the access line ${c.added} (no target)`,
+  ]
 }
 
 /**

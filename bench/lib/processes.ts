@@ -153,22 +153,30 @@ export function readRssKib(pid: number): number | null {
 
 /** RSS of the process group `pgid` (a peer with its workers: nginx's, a gateway's --workers), or null. */
 export function readGroupRssKib(pgid: number): number | null {
+  let kib: number | null = null
+  for (const pid of groupPids(pgid)) {
+    const rss = readRssKib(Number(pid))
+    if (rss !== null) kib = (kib ?? 0) + rss
+  }
+  return kib
+}
+
+/** The live processes of group `pgid` with their /proc stat, from /proc (none when it is not there). */
+function* groupStats(pgid: number): Generator<{ readonly pid: string, readonly ticks: number }> {
   let pids: string[]
   try {
     pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name))
   } catch {
-    return null
+    return
   }
-  let kib = 0
-  let found = false
   for (const pid of pids) {
-    if (readStat(pid)?.pgrp !== pgid) continue
-    const rss = readRssKib(Number(pid))
-    if (rss === null) continue
-    kib += rss
-    found = true
+    const stat = readStat(pid)
+    if (stat !== null && stat.pgrp === pgid) yield { pid, ticks: stat.ticks }
   }
-  return found ? kib : null
+}
+
+function* groupPids(pgid: number): Generator<string> {
+  for (const { pid } of groupStats(pgid)) yield pid
 }
 
 /** Fields of /proc/<pid>/stat counted from 1 as in proc(5); the name (field 2) may hold spaces and parentheses. */
@@ -197,21 +205,9 @@ function readStat(pid: string): { readonly pgrp: number, readonly ticks: number 
  * --workers. Null when the group has no process left or /proc is not there.
  */
 export function readGroupCpuTicks(pgid: number): number | null {
-  let pids: string[]
-  try {
-    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name))
-  } catch {
-    return null
-  }
-  let ticks = 0
-  let found = false
-  for (const pid of pids) {
-    const stat = readStat(pid)
-    if (stat === null || stat.pgrp !== pgid) continue
-    ticks += stat.ticks
-    found = true
-  }
-  return found ? ticks : null
+  let ticks: number | null = null
+  for (const stat of groupStats(pgid)) ticks = (ticks ?? 0) + stat.ticks
+  return ticks
 }
 
 let ticksPerSecond: number | null = null
