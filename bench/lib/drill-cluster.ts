@@ -88,10 +88,10 @@ log: { level: warn, access: false }
   setFrozen(isFrozen: boolean): void { this.#child?.setFrozen(isFrozen) }
 
   /** /status's etcd facts, or null when it does not answer. */
-  async etcdStatus(): Promise<{ revision: number; startedFrom: string; up: boolean; resyncs: number } | null> {
+  async etcdStatus(): Promise<{ revision: number; startedFrom: string; up: boolean } | null> {
     try {
       const r = await fetch(`${this.adminUrl}/status`, { signal: AbortSignal.timeout(2_000) })
-      const body = (await r.json()) as { config: { etcd: { revision: number; startedFrom: string; up: boolean; resyncs: number } | null } }
+      const body = (await r.json()) as { config: { etcd: { revision: number; startedFrom: string; up: boolean } | null } }
       return body.config.etcd
     } catch {
       return null

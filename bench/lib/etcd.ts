@@ -33,6 +33,10 @@ export interface EtcdCluster {
   readonly endpoints: readonly string[]
   /** The member that is leader now (asks etcdctl). */
   leader(): Promise<EtcdMember>
+  /** Hands leadership to `to` (etcdctl move-leader); resolves when it leads. */
+  moveLeader(to: EtcdMember): Promise<void>
+  /** Watchers open on `member` now (its etcd_debugging_mvcc_watcher_total gauge), or null when it does not answer. */
+  watchers(member: EtcdMember): Promise<number | null>
   ctl(args: readonly string[]): Promise<string>
   close(): Promise<void>
 }
@@ -192,6 +196,29 @@ async function tryStartEtcdCluster(size: number): Promise<EtcdCluster> {
         }
         if (Date.now() > deadline) throw new Error(`no leader within ${HEALTHY_TIMEOUT_MS / 1000} s: ${seen}`)
         await new Promise((r) => setTimeout(r, 100))
+      }
+    },
+    async moveLeader(to) {
+      const current = await cluster.leader()
+      if (current === to) return
+      // `member list` prints member ids in hex, as move-leader takes them (JSON output has them as numbers
+      // past 2^53, which JSON.parse rounds).
+      const line = (await etcdctl([current.endpoint], ['member', 'list'])).split('\n').find((l) => l.split(', ')[2] === to.name)
+      if (line === undefined) throw new Error(`etcd member ${to.name} not in the member list`)
+      await etcdctl([current.endpoint], ['move-leader', line.split(', ')[0]!])
+      const deadline = Date.now() + HEALTHY_TIMEOUT_MS
+      while ((await cluster.leader()) !== to) {
+        if (Date.now() > deadline) throw new Error(`${to.name} did not become leader within ${HEALTHY_TIMEOUT_MS / 1000} s`)
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    },
+    async watchers(member) {
+      try {
+        const r = await undiciRequest(`${member.endpoint}/metrics`, { signal: AbortSignal.timeout(2000) })
+        const m = /^etcd_debugging_mvcc_watcher_total (\S+)$/m.exec(await r.body.text())
+        return m === null ? null : Number(m[1])
+      } catch {
+        return null
       }
     },
     async close() {
