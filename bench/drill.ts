@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util'
 import type { Explanation } from './lib/drill-checks.js'
 import { API_PATHS, DENY_PATH, LOCAL_PATH, startDrillCluster, type DrillCluster } from './lib/drill-cluster.js'
 import { DrillLoad } from './lib/drill-load.js'
-import { describe, FAULTS, runPhase, type DrillOptions, type PhaseResult } from './lib/drill-phases.js'
+import { describeOutcome, FAULTS, runPhase, type DrillOptions, type PhaseResult } from './lib/drill-phases.js'
 import { describeMachine } from './lib/machine.js'
 import { repoRoot } from './lib/paths.js'
 import { killAllChildren } from './lib/processes.js'
@@ -17,16 +17,17 @@ import { formatCount, parseDurationMs } from './lib/units.js'
 
 const usage = `Usage: npm run drill -- [flags]
 
-  --settle 10s        steady load before and after each fault
-  --redis-stall 5s    how long Redis stays SIGSTOPped
-  --rate 150          requests per second sent to each gateway
-  --concurrency 4     requests in flight per gateway at most
-  --limit 20          the cluster limit of the two limited routes, per --window
+  --settle 10s            steady load before and after each fault
+  --redis-stall 5s        how long Redis stays SIGSTOPped
+  --rate 150              requests per second sent to each gateway
+  --concurrency 4         requests in flight per gateway at most
+  --limit 20              the cluster limit of the two limited routes, per --window
   --window 1s
-  --paused-writes 50  route changes written while a gateway is SIGSTOPped
-  --pause 3s          how long that gateway stays SIGSTOPped at least
-  --json out.json     the JSON report (default bench/results/drill.json)
-  --help              this text
+  --redis-timeout 250ms   the gateways' redis.timeout
+  --paused-writes 50      route changes written while a gateway is SIGSTOPped
+  --pause 3s              how long that gateway stays SIGSTOPped at least
+  --json out.json         the JSON report (default bench/results/drill.json)
+  --help                  this text
 `
 
 /** The cluster running now, for an interrupt: etcd members are not spawnChild's children. */
@@ -43,6 +44,7 @@ function positive(name: string, text: string): number {
 
 interface Flags {
   readonly options: DrillOptions
+  readonly redisTimeoutMs: number
   readonly rate: number
   readonly concurrency: number
   readonly jsonPath: string
@@ -59,6 +61,7 @@ function parseFlags(argv: readonly string[]): Flags {
       concurrency: { type: 'string', default: '4' },
       limit: { type: 'string', default: '20' },
       window: { type: 'string', default: '1s' },
+      'redis-timeout': { type: 'string', default: '250ms' },
       'paused-writes': { type: 'string', default: '50' },
       pause: { type: 'string', default: '3s' },
       json: { type: 'string', default: join(repoRoot, 'bench', 'results', 'drill.json') },
@@ -72,6 +75,7 @@ function parseFlags(argv: readonly string[]): Flags {
       limit: positive('limit', values.limit),
       windowMs: parseDurationMs(values.window), gateways: 3,
     },
+    redisTimeoutMs: parseDurationMs(values['redis-timeout']),
     rate: positive('rate', values.rate), concurrency: positive('concurrency', values.concurrency),
     jsonPath: values.json, isHelp: values.help === true,
   }
@@ -111,7 +115,7 @@ async function main(): Promise<number> {
   const started = new Date()
   const loadAtStart = loadavg()[0] ?? 0
   try {
-    cluster = await startDrillCluster({ gateways: options.gateways, limit: options.limit, windowMs: options.windowMs, dir }, log)
+    cluster = await startDrillCluster({ gateways: options.gateways, limit: options.limit, windowMs: options.windowMs, redisTimeoutMs: flags.redisTimeoutMs, dir }, log)
     running = cluster
     load = new DrillLoad(cluster.gateways.map((g) => g.url), [...API_PATHS, DENY_PATH, LOCAL_PATH], flags.rate, flags.concurrency)
     load.start()
@@ -135,7 +139,7 @@ async function main(): Promise<number> {
   say(`- machine: ${m.cpu}, ${m.cores} cores, ${m.os}, Node ${m.node}; load average ${loadAtStart.toFixed(2)} at the start`)
   say(`- 3 gateway processes, 3 etcd members, 1 redis-server, 2 upstream targets, all on 127.0.0.1; ${flags.rate} req/s to each gateway ` +
     `(${flags.concurrency} in flight at most), over ${[...API_PATHS, DENY_PATH, LOCAL_PATH].join(' ')}`)
-  say(`- ${DENY_PATH} and ${LOCAL_PATH}: sliding window, ${options.limit} per ${options.windowMs} ms, scope cluster, onStoreError deny and local`)
+  say(`- ${DENY_PATH} and ${LOCAL_PATH}: sliding window, ${options.limit} per ${options.windowMs} ms, scope cluster, onStoreError deny and local; redis.timeout ${flags.redisTimeoutMs} ms`)
   say(`- each fault between ${options.settleMs / 1000} s of steady load before and after; Redis stopped for ${options.redisStallMs / 1000} s, ` +
     `a gateway for ${options.pauseMs / 1000} s (at least) while ${options.pausedWrites} route changes were written`)
   say()
@@ -148,10 +152,10 @@ async function main(): Promise<number> {
   for (const r of results) {
     for (const note of r.notes) say(`- ${r.name}: ${note}`)
     for (const problem of r.problems) say(`- ${r.name}: FAIL: ${problem}`)
-    for (const o of r.unexpected.slice(0, 5)) say(`- ${r.name}: unexpected: ${describe(o)}`)
+    for (const o of r.unexpected.slice(0, 5)) say(`- ${r.name}: unexpected: ${describeOutcome(o)}`)
   }
   mkdirSync(dirname(flags.jsonPath), { recursive: true })
-  writeFileSync(flags.jsonPath, `${JSON.stringify({ startedAt: started.toISOString(), options, rate: flags.rate, concurrency: flags.concurrency, phases: results }, null, 1)}\n`)
+  writeFileSync(flags.jsonPath, `${JSON.stringify({ startedAt: started.toISOString(), options, rate: flags.rate, concurrency: flags.concurrency, redisTimeoutMs: flags.redisTimeoutMs, phases: results }, null, 1)}\n`)
   log(`JSON report: ${flags.jsonPath}`)
   return results.every((r) => r.passed) ? 0 : 1
 }

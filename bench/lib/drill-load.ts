@@ -25,12 +25,10 @@ export class DrillLoad {
   readonly #pools: Pool[]
   readonly #isUp: boolean[]
   readonly #loops: Promise<void>[] = []
-  readonly #inflight: number[]
 
   constructor(readonly urls: readonly string[], readonly paths: readonly string[], readonly ratePerGateway: number, readonly concurrency: number) {
     this.#pools = urls.map((u) => new Pool(u, { connections: concurrency, keepAliveTimeout: 10_000, headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS }))
     this.#isUp = urls.map(() => true)
-    this.#inflight = urls.map(() => 0)
   }
 
   start(): void {
@@ -48,9 +46,6 @@ export class DrillLoad {
 
   /** Stop sending to gateway g (the drill is about to stop it), or start again. */
   setUp(g: number, isUp: boolean): void { this.#isUp[g] = isUp }
-
-  /** Requests in flight to gateway g. */
-  inflight(g: number): number { return this.#inflight[g]! }
 
   async #loop(g: number, c: number): Promise<void> {
     const intervalMs = (1000 * this.concurrency) / this.ratePerGateway
@@ -72,7 +67,6 @@ export class DrillLoad {
     let status = 0
     let code: string | null = null
     let error: string | null = null
-    this.#inflight[g]!++
     try {
       const r = await this.#pools[g]!.request({ path, method: 'GET', headers: { 'x-drill-sent': String(startMs) } })
       status = r.statusCode
@@ -81,8 +75,6 @@ export class DrillLoad {
       await r.body.dump()
     } catch (err) {
       error = (err as Error).message
-    } finally {
-      this.#inflight[g]!--
     }
     const tally = this.#tally
     tally.requests++

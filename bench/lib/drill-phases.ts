@@ -70,7 +70,7 @@ interface Fault {
   readonly name: string
   readonly fault: string
   readonly convergeLimitMs: number
-  /** Runs the fault; resolves when it is over (recovered), with what explains its errors. */
+  /** Runs the fault and the recovery; records in `ctx` what explains its errors. */
   run(ctx: PhaseContext): Promise<void>
 }
 
@@ -81,8 +81,7 @@ class PhaseContext {
   readonly problems: string[] = []
   lastPath: string | null = null
 
-  constructor(readonly cluster: DrillCluster, readonly load: DrillLoad, readonly options: DrillOptions, readonly log: (line: string) => void,
-    readonly changes: { n: number }) {}
+  constructor(readonly cluster: DrillCluster, readonly load: DrillLoad, readonly options: DrillOptions, readonly changes: { n: number }) {}
 
   /** Puts one route change to etcd, retried until etcd acknowledges it (an election may be running). */
   async writeChange(): Promise<void> {
@@ -273,7 +272,7 @@ export const FAULTS: readonly Fault[] = [leaderRestart, redisStall, targetKill, 
 /** Runs one phase: load, fault, convergence, load, checks. `explanations` holds those of earlier phases too. */
 export async function runPhase(fault: Fault, cluster: DrillCluster, load: DrillLoad, options: DrillOptions,
   allExplanations: Explanation[], changes: { n: number }, log: (line: string) => void): Promise<PhaseResult> {
-  const ctx = new PhaseContext(cluster, load, options, log, changes)
+  const ctx = new PhaseContext(cluster, load, options, changes)
   const startMs = Date.now()
   load.swapTally()
   log(`phase ${fault.name}: steady load`)
@@ -309,7 +308,7 @@ export async function runPhase(fault: Fault, cluster: DrillCluster, load: DrillL
   }
   const crashed = cluster.crashed()
   for (const name of crashed) ctx.problems.push(`${name} is not running`)
-  if (unexpected.length > 0) ctx.problems.push(`${unexpected.length} unexpected error(s), e.g. ${describe(unexpected[0]!)}`)
+  if (unexpected.length > 0) ctx.problems.push(`${unexpected.length} unexpected error(s), e.g. ${describeOutcome(unexpected[0]!)}`)
   return {
     name: fault.name, fault: fault.fault, requests: tally.requests,
     byStatus: Object.fromEntries([...tally.byStatus].sort((a, b) => a[0] - b[0]).map(([s, n]) => [String(s), n])),
@@ -319,6 +318,6 @@ export async function runPhase(fault: Fault, cluster: DrillCluster, load: DrillL
   }
 }
 
-export function describe(o: DrillOutcome): string {
+export function describeOutcome(o: DrillOutcome): string {
   return `gateway ${o.gateway} ${o.path}: ${o.status === 0 ? `no response (${o.error})` : `${o.status}${o.code === null ? '' : ` ${o.code}`}`} at ${new Date(o.startMs).toISOString()}`
 }
