@@ -75,12 +75,13 @@ describe('npm run drill, short phases', () => {
 
   it('finds the Redis stall\'s errors unexpected when judged against a wrong expectation', () => {
     const stall = phase('redis-stall')
-    // No explanation at all; the right one on the wrong route; the right one a minute too early.
+    // No explanation at all; the right one on the wrong route; the right one a minute too early (ending well
+    // before the stall: a request that began before the SIGSTOP and was caught by it overlaps the span just before).
     expect(unexpectedErrors(stall.errorOutcomes, [])).toHaveLength(stall.errors)
     const right = stall.explanations[0]!
     expect(unexpectedErrors(stall.errorOutcomes, [right])).toHaveLength(0)
     expect(unexpectedErrors(stall.errorOutcomes, [{ ...right, paths: ['/limited/local'] }])).toHaveLength(stall.errors)
-    expect(unexpectedErrors(stall.errorOutcomes, [{ ...right, fromMs: right.fromMs - 60_000, toMs: right.fromMs - 1 }])).toHaveLength(stall.errors)
+    expect(unexpectedErrors(stall.errorOutcomes, [{ ...right, fromMs: right.fromMs - 60_000, toMs: right.fromMs - 30_000 }])).toHaveLength(stall.errors)
   })
 
   it('finds the upstream\'s hits over a limit one below the one configured, and convergence late against a tighter limit', () => {
