@@ -43,7 +43,7 @@ describe('npm run drill, short phases', () => {
     const jsonPath = join(dir, 'drill.json')
     // redis.timeout 500ms: the rest of the suite shares the two cores, and a decision that misses its deadline
     // for want of CPU is a 503 on the deny route that no fault explains.
-    run = await runDrill(['--settle', '1500ms', '--redis-stall', '2s', '--pause', '1s', '--rate', '60', '--redis-timeout', '500ms', '--json', jsonPath])
+    run = await runDrill(['--settle', '1500ms', '--redis-stall', '2s', '--pause', '1s', '--rate', '40', '--limit', '10', '--redis-timeout', '500ms', '--json', jsonPath])
     phases = run.code === 2 ? [] : (JSON.parse(readFileSync(jsonPath, 'utf8')) as { phases: PhaseResult[] }).phases
   }, RUN_TIMEOUT_MS + 10_000)
   afterAll(() => rmSync(dir, { recursive: true, force: true }))
