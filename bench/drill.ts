@@ -2,7 +2,7 @@
 // 3-member etcd cluster, Redis and two upstream targets on loopback, under steady load; five faults in turn,
 // each followed by its checks (bench/lib/drill-phases.ts). Table on stdout, progress on stderr, everything in
 // the JSON report. Exit 0 when every check passed, 1 when one failed, 2 on bad flags or a harness failure.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -12,7 +12,7 @@ import { DrillLoad } from './lib/drill-load.js'
 import { describeOutcome, FAULTS, runPhase, type DrillOptions, type PhaseResult } from './lib/drill-phases.js'
 import { describeMachine } from './lib/machine.js'
 import { repoRoot } from './lib/paths.js'
-import { killAllChildren } from './lib/processes.js'
+import { findBinary, killAllChildren } from './lib/processes.js'
 import { formatCount, parseDurationMs } from './lib/units.js'
 
 const usage = `Usage: npm run drill -- [flags]
@@ -106,6 +106,16 @@ async function main(): Promise<number> {
   if (flags.isHelp) {
     say(usage)
     return 0
+  }
+  // bench/lib/etcd.ts honours ETCD_BIN and ETCDCTL_BIN; bench/lib/redis.ts looks on PATH.
+  const isThere = (name: string, variable: string | null): boolean => {
+    const path = variable === null ? undefined : process.env[variable]
+    return path === undefined ? findBinary(name) !== null : existsSync(path)
+  }
+  const missing = ([['etcd', 'ETCD_BIN'], ['etcdctl', 'ETCDCTL_BIN'], ['redis-server', null]] as const).filter(([name, variable]) => !isThere(name, variable)).map(([name]) => name)
+  if (missing.length > 0) {
+    process.stderr.write(`not found: ${missing.join(', ')}. Install Debian's etcd-server, etcd-client and redis-server (or put them on PATH).\n`)
+    return 2
   }
   const { options } = flags
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-drill-'))
