@@ -1,159 +1,27 @@
 // Real etcd for the tests: Debian's `etcd` binary (package etcd-server) on random loopback ports with a
 // temporary data directory, stopped by its PID. Also a 3-member cluster, and a TCP proxy that can cut
-// the gateway off from etcd without touching etcd.
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+// the gateway off from etcd without touching etcd. The processes themselves are bench/lib/etcd.ts's (the
+// fault drill starts them too); this file closes them when the test finishes.
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import net, { type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
-import { Agent, request as undiciRequest } from 'undici'
 import { onTestFinished } from 'vitest'
 import type { EtcdApplyEvent } from '../../src/lifecycle/config-sources.js'
 import { Gateway, type GatewayOptions } from '../../src/lifecycle/gateway.js'
 import { Metrics } from '../../src/telemetry/metrics.js'
 import { httpRequest, type Response } from './gateway.js'
 import { freePort } from './upstream.js'
+import { etcdctl, spawnMember, startEtcdCluster as startCluster, waitHealthy, type EtcdCluster, type EtcdMember, type EtcdTlsFiles } from '../../bench/lib/etcd.js'
 
-export interface EtcdMember {
-  readonly name: string
-  readonly endpoint: string
-  readonly clientPort: number
-  readonly peerPort: number
-  readonly dataDir: string
-  readonly pid: number
-  /** SIGTERM, wait for the exit. */
-  stop(): Promise<void>
-  /** SIGKILL, wait for the exit. */
-  kill(): Promise<void>
-  /** Starts it again on the same ports and data directory; resolves when it is healthy. */
-  restart(): Promise<void>
-  /** SIGSTOP / SIGCONT: etcd frozen with its sockets open. */
-  pause(): void
-  resume(): void
-  readonly isRunning: boolean
-  output(): string
-}
+export { etcdctl, type EtcdCluster, type EtcdMember, type EtcdTlsFiles } from '../../bench/lib/etcd.js'
 
 export interface EtcdServer extends EtcdMember {
   /** `etcdctl --endpoints=<this> ...args`; resolves with stdout, rejects with stderr. */
   ctl(args: readonly string[], env?: Record<string, string>): Promise<string>
   close(): Promise<void>
-}
-
-export interface EtcdCluster {
-  readonly members: readonly EtcdMember[]
-  readonly endpoints: readonly string[]
-  /** The member that is leader now (asks etcdctl). */
-  leader(): Promise<EtcdMember>
-  ctl(args: readonly string[]): Promise<string>
-  close(): Promise<void>
-}
-
-const ETCD = process.env['ETCD_BIN'] ?? 'etcd'
-const ETCDCTL = process.env['ETCDCTL_BIN'] ?? 'etcdctl'
-
-export function etcdctl(endpoints: readonly string[], args: readonly string[], env: Record<string, string> = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(ETCDCTL, [`--endpoints=${endpoints.join(',')}`, '--dial-timeout=2s', '--command-timeout=5s', ...args],
-      { env: { ...process.env, ETCDCTL_API: '3', ...env }, timeout: 15_000 }, (err, stdout, stderr) => {
-        if (err !== null) reject(new Error(`etcdctl ${args.join(' ')}: ${stderr || err.message}`))
-        else resolve(stdout)
-      })
-  })
-}
-
-/** PEM files for an etcd that serves TLS and asks clients for a certificate. */
-export interface EtcdTlsFiles {
-  readonly ca: string
-  readonly cert: string
-  readonly key: string
-}
-
-interface MemberSpec {
-  readonly name: string
-  readonly clientPort: number
-  readonly peerPort: number
-  readonly dataDir: string
-  readonly initialCluster: string
-  readonly tls?: EtcdTlsFiles
-}
-
-function memberArgs(m: MemberSpec): string[] {
-  const client = `${m.tls === undefined ? 'http' : 'https'}://127.0.0.1:${m.clientPort}`
-  const peer = `http://127.0.0.1:${m.peerPort}`
-  return [
-    '--name', m.name, '--data-dir', m.dataDir,
-    '--listen-client-urls', client, '--advertise-client-urls', client,
-    '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
-    '--initial-cluster', m.initialCluster, '--initial-cluster-state', 'new', '--initial-cluster-token', `t-${m.initialCluster.length}-${m.initialCluster.slice(-5)}`,
-    // Fast elections for the failover tests; no fsync on a throwaway data directory.
-    '--heartbeat-interval', '50', '--election-timeout', '500', '--unsafe-no-fsync',
-    '--logger', 'zap', '--log-level', 'error', '--log-outputs', 'stderr',
-    ...(m.tls === undefined ? [] : ['--cert-file', m.tls.cert, '--key-file', m.tls.key, '--trusted-ca-file', m.tls.ca, '--client-cert-auth']),
-  ]
-}
-
-async function isHealthy(endpoint: string, tls?: EtcdTlsFiles): Promise<boolean> {
-  const dispatcher = tls === undefined ? undefined
-    : new Agent({ connect: { ca: readFileSync(tls.ca), cert: readFileSync(tls.cert), key: readFileSync(tls.key) } })
-  try {
-    const r = await undiciRequest(`${endpoint}/health`, { signal: AbortSignal.timeout(1000), ...(dispatcher === undefined ? {} : { dispatcher }) })
-    const body = (await r.body.json()) as { health?: string }
-    return body.health === 'true'
-  } catch {
-    return false
-  } finally {
-    await dispatcher?.close()
-  }
-}
-
-async function waitHealthy(endpoint: string, isRunning: () => boolean, timeoutMs = 15_000, tls?: EtcdTlsFiles): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    if (!isRunning()) throw new Error(`etcd at ${endpoint} exited`)
-    if (await isHealthy(endpoint, tls)) return
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error(`etcd at ${endpoint} not healthy within ${timeoutMs} ms`)
-}
-
-function spawnMember(spec: MemberSpec, extraArgs: readonly string[]): EtcdMember {
-  let child: ChildProcess
-  let out = ''
-  let exited: Promise<void>
-  const launch = (): void => {
-    child = spawn(ETCD, [...memberArgs(spec), ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] })
-    child.stdout!.on('data', (d: Buffer) => { out += d })
-    child.stderr!.on('data', (d: Buffer) => { out = (out + d).slice(-20_000) })
-    const c = child
-    exited = new Promise((r) => c.once('exit', () => r()))
-  }
-  launch()
-  const endpoint = `${spec.tls === undefined ? 'http' : 'https'}://127.0.0.1:${spec.clientPort}`
-  const signal = async (sig: NodeJS.Signals): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return
-    if (sig === 'SIGKILL' || sig === 'SIGTERM') {
-      try { process.kill(child.pid!, 'SIGCONT') } catch { /* gone */ }
-    }
-    process.kill(child.pid!, sig)
-    await exited
-  }
-  return {
-    name: spec.name, endpoint, clientPort: spec.clientPort, peerPort: spec.peerPort, dataDir: spec.dataDir,
-    get pid() { return child.pid! },
-    get isRunning() { return child.exitCode === null && child.signalCode === null },
-    stop: () => signal('SIGTERM'),
-    kill: () => signal('SIGKILL'),
-    async restart() {
-      await signal('SIGKILL')
-      launch()
-      await waitHealthy(endpoint, () => child.exitCode === null && child.signalCode === null, 15_000, spec.tls)
-    },
-    pause: () => { process.kill(child.pid!, 'SIGSTOP') },
-    resume: () => { process.kill(child.pid!, 'SIGCONT') },
-    output: () => out,
-  }
 }
 
 /** One etcd. `suite: true`: the caller closes it (afterAll); else it closes when the test finishes. */
@@ -190,68 +58,9 @@ export async function startEtcd(options: { suite?: boolean; args?: readonly stri
   }
 }
 
-/** `size` members on loopback; healthy (a leader elected) when it resolves. */
+/** `size` members on loopback (bench/lib/etcd.ts); healthy (a leader elected) when it resolves. */
 export async function startEtcdCluster(size = 3, options: { suite?: boolean } = {}): Promise<EtcdCluster> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await tryStartEtcdCluster(size, options)
-    } catch (err) {
-      // A port was taken between freePort() and etcd's bind (other test files run at the same time).
-      if (attempt >= 2) throw err
-    }
-  }
-}
-
-async function tryStartEtcdCluster(size: number, options: { suite?: boolean }): Promise<EtcdCluster> {
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-etcd-cluster-'))
-  const specs: MemberSpec[] = []
-  const ports: Array<{ client: number; peer: number }> = []
-  for (let i = 0; i < size; i++) ports.push({ client: await freePort(), peer: await freePort() })
-  const initialCluster = ports.map((p, i) => `m${i}=http://127.0.0.1:${p.peer}`).join(',')
-  for (let i = 0; i < size; i++) {
-    specs.push({ name: `m${i}`, clientPort: ports[i]!.client, peerPort: ports[i]!.peer, dataDir: join(dir, `m${i}`), initialCluster })
-  }
-  const members = specs.map((s) => spawnMember(s, []))
-  const endpoints = members.map((m) => m.endpoint)
-  let closed = false
-  const cluster: EtcdCluster = {
-    members,
-    endpoints,
-    ctl: (args) => etcdctl(endpoints.filter((_, i) => members[i]!.isRunning), args),
-    async leader() {
-      // Right after a member restarts, an election may still be running: ask again for a while.
-      const deadline = Date.now() + 15_000
-      for (;;) {
-        const running = members.filter((m) => m.isRunning)
-        let seen = ''
-        try {
-          const text = await etcdctl(running.map((m) => m.endpoint), ['endpoint', 'status', '-w', 'json'])
-          seen = text
-          const list = JSON.parse(text) as Array<{ Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }>
-          const leader = list.find((s) => String(s.Status.header.member_id) === String(s.Status.leader))
-          const member = members.find((m) => m.endpoint === leader?.Endpoint)
-          if (member !== undefined) return member
-        } catch (err) {
-          seen = (err as Error).message
-        }
-        if (Date.now() > deadline) throw new Error(`no leader within 15 s: ${seen}`)
-        await new Promise((r) => setTimeout(r, 100))
-      }
-    },
-    async close() {
-      if (closed) return
-      closed = true
-      await Promise.all(members.map((m) => m.kill()))
-      rmSync(dir, { recursive: true, force: true })
-    },
-  }
-  try {
-    await Promise.all(members.map((m) => waitHealthy(m.endpoint, () => m.isRunning)))
-  } catch (err) {
-    const logs = members.map((m) => `${m.name}: ${m.output().slice(-2000)}`).join('\n')
-    await cluster.close()
-    throw new Error(`${(err as Error).message}\n${logs}`)
-  }
+  const cluster = await startCluster(size)
   if (options.suite !== true) onTestFinished(() => cluster.close())
   return cluster
 }
