@@ -14,6 +14,21 @@ async function burst(url: string, n: number, headers: Record<string, string> = {
 
 const count = (codes: readonly number[], code: number): number => codes.filter((c) => c === code).length
 
+/**
+ * Until the gateway's Redis store is connected (/status limiterStore.state 'ready'), bounded: before that a
+ * decision falls back to onStoreError, local by default, and a loaded machine can take a while to connect
+ * (a Redis Cluster client first reads the slots).
+ */
+async function storeReady(gw: GatewayProcess): Promise<void> {
+  const deadline = Date.now() + 15_000
+  for (;;) {
+    const state = ((await httpRequest(`${gw.adminUrl}/status`)).json() as { limiterStore: { state: string } }).limiterStore.state
+    if (state === 'ready') return
+    if (Date.now() > deadline) throw new Error(`the Redis store of ${gw.url} is ${state}, not ready, after 15 s`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
 /** libfaketime, from Debian's faketime package (.ci/run installs it). */
 function libfaketime(): string {
   for (const dir of ['/usr/lib/x86_64-linux-gnu/faketime', '/usr/lib/aarch64-linux-gnu/faketime', '/usr/lib/faketime']) {
@@ -49,6 +64,7 @@ routes:
     rateLimit: [{ algorithm: sliding-window, limit: 20, window: 1h, key: route, scope: cluster }]
 `
     const gateways = await Promise.all([spawnGateway(config), spawnGateway(config), spawnGateway(config)])
+    await Promise.all(gateways.map(storeReady))
     for (const [path, limit] of [['/bucket', 25], ['/window', 20]] as const) {
       const codes = (await Promise.all(gateways.map((gw) => burst(gw.url + path, 20)))).flat()
       expect(count(codes, 200), path).toBe(limit)
@@ -225,6 +241,7 @@ routes:
     rateLimit: [{ algorithm: sliding-window, limit: 5, window: 1h, key: "header:x-tenant", scope: cluster }]
 `
     const gateways = await Promise.all([spawnGateway(config), spawnGateway(config)])
+    await Promise.all(gateways.map(storeReady))
     const tenants = ['t1', 't2', 't3', 't4', 't5', 't6', 't7', 't8']
     // The keys spread over the masters (each key is its own hash tag).
     const owners = new Set<string>()
