@@ -29,6 +29,16 @@ function callerTraceparent(): { traceId: string; parentId: string; header: strin
   return { traceId, parentId, header: `00-${traceId}-${parentId}-01` }
 }
 
+/** Tracing on (`settings`: the tracing keys besides exporter and endpoint) and one route /api/* to `upstreamUrl`. */
+function apiConfig(endpoint: string, upstreamUrl: string, settings: string): string {
+  return `
+tracing: { exporter: otlp, endpoint: ${endpoint}, ${settings} }
+upstreams: { api: { targets: [{ url: ${upstreamUrl} }] } }
+routes:
+  - { id: api, match: { path: /api/* }, upstream: api }
+`
+}
+
 function ofTrace(spans: readonly ReceivedSpan[], traceId: string): ReceivedSpan[] {
   return spans.filter((s) => s.traceId === traceId)
 }
@@ -109,12 +119,7 @@ routes:
   it('gives a request the gateway answered itself a SERVER span without CLIENT spans', async () => {
     const receiver = await startOtlpReceiver()
     const up = await startUpstream()
-    const gw = await startGateway(`
-tracing: { exporter: otlp, endpoint: ${receiver.endpoint}, sampleRatio: 1 }
-upstreams: { api: { targets: [{ url: ${up.url} }] } }
-routes:
-  - { id: api, match: { path: /api/* }, upstream: api }
-`)
+    const gw = await startGateway(apiConfig(receiver.endpoint, up.url, 'sampleRatio: 1'))
     const caller = callerTraceparent()
     expect((await gw.get('/nowhere', { traceparent: caller.header })).status).toBe(404)
     await receiver.waitFor((spans) => ofTrace(spans, caller.traceId).length === 1)
@@ -183,12 +188,7 @@ describe('tracing: the export queue', () => {
   it('counts spans it could not export in tollgate_trace_spans_dropped_total', async () => {
     const receiver = await startOtlpReceiver({ mode: 'reject' })
     const up = await startUpstream()
-    const gw = await startGateway(`
-tracing: { exporter: otlp, endpoint: ${receiver.endpoint}, sampleRatio: 1 }
-upstreams: { api: { targets: [{ url: ${up.url} }] } }
-routes:
-  - { id: api, match: { path: /api/* }, upstream: api }
-`)
+    const gw = await startGateway(apiConfig(receiver.endpoint, up.url, 'sampleRatio: 1'))
     for (let i = 0; i < 3; i++) expect((await gw.get('/api/x')).status).toBe(200)
     await receiver.waitFor((spans) => spans.length >= 6)
     // The export failed (400): all six spans (3 SERVER, 3 CLIENT) were given up on. The count follows the
@@ -271,12 +271,7 @@ describe('tracing: a client that goes away', () => {
   it('still gets its SERVER span, and the attempt its CLIENT span, when the client leaves before the upstream answers', async () => {
     const receiver = await startOtlpReceiver()
     const held = await startHoldingUpstream()
-    const gw = await startGateway(`
-tracing: { exporter: otlp, endpoint: ${receiver.endpoint}, sampleRatio: 1 }
-upstreams: { api: { targets: [{ url: ${held.url} }] } }
-routes:
-  - { id: api, match: { path: /api/* }, upstream: api }
-`)
+    const gw = await startGateway(apiConfig(receiver.endpoint, held.url, 'sampleRatio: 1'))
     const caller = callerTraceparent()
     const socket = connect(gw.port, '127.0.0.1')
     socket.on('error', () => undefined)
@@ -300,12 +295,7 @@ describe('tracing: with --workers', () => {
   it('exports the spans of every worker, each of which runs its own exporter', async () => {
     const receiver = await startOtlpReceiver()
     const up = await startUpstream()
-    const gw = await spawnGateway(`
-tracing: { exporter: otlp, endpoint: ${receiver.endpoint}, sampleRatio: 1 }
-upstreams: { api: { targets: [{ url: ${up.url} }] } }
-routes:
-  - { id: api, match: { path: /api/* }, upstream: api }
-`, ['--workers', '2'])
+    const gw = await spawnGateway(apiConfig(receiver.endpoint, up.url, 'sampleRatio: 1'), ['--workers', '2'])
     const callers = [callerTraceparent(), callerTraceparent(), callerTraceparent(), callerTraceparent()]
     for (const c of callers) expect((await httpRequest(`${gw.url}/api/w`, { headers: { traceparent: c.header, connection: 'close' } })).status).toBe(200)
     await receiver.waitFor((spans) => callers.every((c) => ofTrace(spans, c.traceId).length === 2))

@@ -4,10 +4,9 @@
 // current otlp-transformer only encodes). Every span received is kept, flattened for assertions.
 import { EventEmitter } from 'node:events'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
-import { onTestFinished } from 'vitest'
+import { listenForTest } from './listen.js'
 
 interface ProtoAnyValue {
   stringValue?: string
@@ -133,16 +132,7 @@ export async function startOtlpReceiver(options: ReceiverOptions = {}): Promise<
       arrivals.emit('spans')
     })
   })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  const port = (server.address() as AddressInfo).port
-  let closed = false
-  const close = async (): Promise<void> => {
-    if (closed) return
-    closed = true
-    server.closeAllConnections()
-    await new Promise<void>((r) => server.close(() => r()))
-  }
-  if (options.suite !== true) onTestFinished(close)
+  const { port, close } = await listenForTest(server, options.suite === true)
   return {
     endpoint: `http://127.0.0.1:${port}/v1/traces`,
     spans,

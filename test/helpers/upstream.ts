@@ -2,7 +2,7 @@
 // the last) and records every request it receives.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
-import { onTestFinished } from 'vitest'
+import { listenForTest } from './listen.js'
 
 export interface RecordedRequest {
   readonly method: string
@@ -63,16 +63,7 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Upst
     sockets.add(s)
     s.on('close', () => sockets.delete(s))
   })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  const port = (server.address() as AddressInfo).port
-  let closed = false
-  const close = async (): Promise<void> => {
-    if (closed) return
-    closed = true
-    server.closeAllConnections()
-    await new Promise<void>((r) => server.close(() => r()))
-  }
-  if (options.suite !== true) onTestFinished(close)
+  const { port, close } = await listenForTest(server, options.suite === true)
   return {
     url: `http://127.0.0.1:${port}`,
     port,
