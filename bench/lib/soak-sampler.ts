@@ -1,0 +1,91 @@
+// The soak's once-a-second look at the gateway process: RSS and open file descriptors from /proc, heap used,
+// event-loop delay p99 and active handles from its admin /metrics (prom-client's default metrics).
+import { readdirSync } from 'node:fs'
+import { Agent, request } from 'undici'
+import { readRssKib } from './processes.js'
+import type { FigureKey } from './soak-trend.js'
+
+export interface Sample {
+  /** Seconds since the soak started. */
+  readonly t: number
+  /** Raw values: bytes, counts, seconds; a figure that could not be read is absent. */
+  readonly values: Partial<Record<FigureKey, number>>
+}
+
+/** Open file descriptors of a process (entries of /proc/<pid>/fd), or null when it is gone. */
+export function countFds(pid: number): number | null {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length
+  } catch {
+    return null
+  }
+}
+
+/**
+ * The value of every unlabelled sample, and of labelled ones summed per name, from Prometheus text format.
+ * Enough for the gauges read here; histograms' `_bucket` lines sum to nonsense and are not asked for.
+ */
+export function parseMetricSums(text: string): Map<string, number> {
+  const sums = new Map<string, number>()
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue
+    const brace = line.indexOf('{')
+    const space = brace >= 0 ? line.indexOf(' ', line.indexOf('}', brace)) : line.indexOf(' ')
+    if (space < 0) continue
+    const name = line.slice(0, brace >= 0 ? brace : space)
+    const value = Number(line.slice(space + 1).trim().split(' ')[0])
+    if (!Number.isFinite(value)) continue
+    sums.set(name, (sums.get(name) ?? 0) + value)
+  }
+  return sums
+}
+
+export class Sampler {
+  readonly #pid: number
+  readonly #metricsUrl: string
+  readonly #startedMs: number
+  readonly #agent = new Agent({ keepAliveTimeout: 10_000, connections: 1 })
+  readonly samples: Sample[] = []
+  /** Scrapes that failed, with the last reason: the admin listener should always answer. */
+  scrapeFailures = 0
+  lastScrapeError: string | null = null
+
+  constructor(pid: number, adminUrl: string, startedMs: number) {
+    this.#pid = pid
+    this.#metricsUrl = `${adminUrl}/metrics`
+    this.#startedMs = startedMs
+  }
+
+  async sample(): Promise<Sample> {
+    const t = (Date.now() - this.#startedMs) / 1000
+    const values: Partial<Record<FigureKey, number>> = {}
+    const rssKib = readRssKib(this.#pid)
+    if (rssKib !== null) values.rss = rssKib * 1024
+    const fds = countFds(this.#pid)
+    if (fds !== null) values.fds = fds
+    try {
+      const r = await request(this.#metricsUrl, { dispatcher: this.#agent, signal: AbortSignal.timeout(5_000) })
+      const text = await r.body.text()
+      if (r.statusCode !== 200) throw new Error(`/metrics answered ${r.statusCode}`)
+      const sums = parseMetricSums(text)
+      const heap = sums.get('nodejs_heap_size_used_bytes')
+      const loop = sums.get('nodejs_eventloop_lag_p99_seconds')
+      // The _total gauge is the whole family summed (nodejs_active_handles by type), without the stale
+      // per-type children a type that went away would leave.
+      const handles = sums.get('nodejs_active_handles_total') ?? sums.get('nodejs_active_handles')
+      if (heap !== undefined) values.heap = heap
+      if (loop !== undefined) values.loopP99 = loop
+      if (handles !== undefined) values.handles = handles
+    } catch (error) {
+      this.scrapeFailures++
+      this.lastScrapeError = error instanceof Error ? error.message : String(error)
+    }
+    const sample = { t, values }
+    this.samples.push(sample)
+    return sample
+  }
+
+  close(): Promise<void> {
+    return this.#agent.close()
+  }
+}
