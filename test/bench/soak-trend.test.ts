@@ -31,7 +31,7 @@ describe('judgeFigure', () => {
     const result = judgeFigure(spec('rss'), ts, rss)
     expect(result.verdict).toBe('RISING')
     expect(result.slopePerMin!).toBeCloseTo(2, 0)
-    expect(risingLine(result)).toMatch(/^RSS trends upward: slope 2\.\d\d ± 0\.\d\d MiB\/min over 540 samples after warm-up \(threshold 1 MiB\/min/)
+    expect(risingLine(result)).toMatch(/^RSS trends upward: slope 2\.\d\d ± 0\.\d\d MiB\/min over 540 samples after warm-up \(threshold 1 MiB\/min and a rise of 8 MiB/)
   })
 
   it('fails file descriptors that leak one per minute, and passes the same series without the leak', () => {
@@ -50,6 +50,15 @@ describe('judgeFigure', () => {
     expect(judgeFigure(spec('heap'), ts, rising).verdict).toBe('RISING')
   })
 
+  it('passes an event-loop delay with a few spikes near the end (a busy neighbour), whose plain slope is over the threshold', () => {
+    const ts = seconds(540)
+    const spikes = new Set([520, 527, 533, 538])
+    const loop = ts.map((_, i) => 0.015 + jitter(i) * 0.005 + (spikes.has(i) ? 0.4 : 0))
+    const result = judgeFigure(spec('loopP99'), ts, loop)
+    expect(result.slopePerMin!).toBeGreaterThan(spec('loopP99').thresholdPerMin)
+    expect(result.verdict).toBe('ok')
+  })
+
   it('does not fail on a slope within the scatter of a short series, but does on a flagrant one', () => {
     const ts = seconds(40)
     const noisy = ts.map((_, i) => 30 + (i % 2 === 0 ? 8 : -8) + (i === 39 ? 8 : 0))
@@ -58,10 +67,20 @@ describe('judgeFigure', () => {
     expect(judgeFigure(spec('handles'), ts, flagrant).verdict).toBe('RISING')
   })
 
+  it('lets a short run grow as a gateway does while warming up, but not a 10-minute run at the same rate', () => {
+    // 6 MiB/min: the RSS of the first minutes (bench/lib/soak-trend.ts); 4 MiB over the smoke's 40 s.
+    const warming = (ts: number[]): number[] => ts.map((t) => 120 * MIB + ((t - 60) / 60) * 6 * MIB)
+    expect(judgeFigure(spec('rss'), seconds(40), warming(seconds(40))).verdict).toBe('ok')
+    expect(judgeFigure(spec('rss'), seconds(540), warming(seconds(540))).verdict).toBe('RISING')
+    // 15 MiB/min is a leak even in 40 s: 10 MiB, beyond the 8 MiB allowance.
+    const leaking = seconds(40).map((t) => 120 * MIB + ((t - 60) / 60) * 15 * MIB)
+    expect(judgeFigure(spec('rss'), seconds(40), leaking).verdict).toBe('RISING')
+  })
+
   it('gives no verdict on fewer samples than it can fit', () => {
     const ts = seconds(MIN_SAMPLES - 1)
     const result = judgeFigure(spec('rss'), ts, ts.map((t) => t * MIB))
     expect(result.verdict).toBe('too few samples')
-    expect(figureTable([result])).toContain('| RSS (MiB) | – | – | – ± –/min | 1/min | too few samples |')
+    expect(figureTable([result])).toContain('| RSS (MiB) | – | – | – ± –/min | 1/min, rise 8 | too few samples |')
   })
 })
