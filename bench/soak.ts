@@ -28,6 +28,34 @@ const MAX_SCRAPE_FAILURE_SHARE = 0.05
 const PROGRESS_EVERY_MS = 30_000
 /** SIGTERM → exit: the config's shutdown.timeout is 30 s by default, in-flight requests are few. */
 const STOP_GRACE_MS = 35_000
+/**
+ * After the traffic and the changes stop, open fds and active handles must come back to within this many of
+ * their values before the traffic started, within REST_WAIT_MS: idle connections close after 5 s (the
+ * gateway's keepAliveTimeout, the upstreams' and undici's), so what stays open longer was left behind.
+ */
+const REST_MARGIN = 4
+const REST_WAIT_MS = 20_000
+
+interface AtRest {
+  readonly fds: number | null
+  readonly handles: number | null
+}
+
+const atRest = (values: Partial<Record<'fds' | 'handles', number>>): AtRest => ({ fds: values.fds ?? null, handles: values.handles ?? null })
+const isBack = (before: AtRest, now: AtRest): boolean =>
+  (before.fds === null || (now.fds !== null && now.fds <= before.fds + REST_MARGIN)) &&
+  (before.handles === null || (now.handles !== null && now.handles <= before.handles + REST_MARGIN))
+
+/** Polls the figures until they are back to `before` (or REST_WAIT_MS passed); returns the last reading and when. */
+async function waitForRest(sampler: Sampler, before: AtRest, gateway: Child): Promise<{ readonly rest: AtRest, readonly afterMs: number }> {
+  const start = Date.now()
+  for (;;) {
+    const rest = atRest(await sampler.read())
+    const afterMs = Date.now() - start
+    if (isBack(before, rest) || afterMs >= REST_WAIT_MS || gateway.hasExited()) return { rest, afterMs }
+    await sleep(500)
+  }
+}
 
 interface Parts {
   servers: SoakServer[]
@@ -102,6 +130,8 @@ async function run(options: SoakOptions, tmp: string, parts: Parts): Promise<num
   }
   const traffic = new Traffic(`http://${topology.listen}`, scenarios, options.rateScale)
   const churn = new Churn(topology, parts.client, configPath, options.reloadEveryMs)
+  await sampler.read() // opens the admin connection the later readings count
+  const restBefore = atRest(await sampler.read())
   log(`soak: ${options.durationMs / 60_000} min, warm-up ${options.warmupMs / 1000} s, gateway pid ${gateway.pid}, logs in ${tmp}`)
   traffic.start()
   churn.start()
@@ -126,6 +156,7 @@ async function run(options: SoakOptions, tmp: string, parts: Parts): Promise<num
   log('stopping traffic and changes')
   await traffic.stop()
   await churn.stop()
+  const afterTraffic = gateway.hasExited() ? null : await waitForRest(sampler, restBefore, gateway)
   await sampler.close()
   logWatch.poll()
 
@@ -146,6 +177,11 @@ async function run(options: SoakOptions, tmp: string, parts: Parts): Promise<num
   if (sampler.scrapeFailures > sampler.samples.length * MAX_SCRAPE_FAILURE_SHARE) {
     failures.push(`${sampler.scrapeFailures} of ${sampler.samples.length} scrapes of /metrics failed (last: ${sampler.lastScrapeError ?? '?'})`)
   }
+  if (afterTraffic !== null && !isBack(restBefore, afterTraffic.rest)) {
+    failures.push(`open fds and active handles did not come back to within ${REST_MARGIN} of their values before the traffic ` +
+      `(${restBefore.fds} fds, ${restBefore.handles} handles) within ${REST_WAIT_MS / 1000} s after it stopped: ` +
+      `${afterTraffic.rest.fds} fds, ${afterTraffic.rest.handles} handles`)
+  }
   if (churn.errors.length > 0) failures.push(`a config change or registration failed: ${churn.errors[0]}`)
 
   const m = describeMachine()
@@ -158,6 +194,10 @@ async function run(options: SoakOptions, tmp: string, parts: Parts): Promise<num
     `${churn.counts.etcdChanges} etcd changes (a quarter of them an invalid item), ${churn.counts.registrations} registrations, ` +
     `${churn.counts.revocations} revoked and ${churn.counts.expiries} expired leases`)
   say(`- upstream hits: ${parts.servers.map((s) => `${s.name} ${s.hits}${s.failures > 0 ? ` (${s.failures} answered 500)` : ''}`).join(', ')}`)
+  if (afterTraffic !== null) {
+    say(`- at rest: ${restBefore.fds} fds and ${restBefore.handles} active handles before the traffic; ${afterTraffic.rest.fds} and ` +
+      `${afterTraffic.rest.handles} ${(afterTraffic.afterMs / 1000).toFixed(1)} s after it and the changes stopped`)
+  }
   say(`- gateway log lines by level: ${Object.entries(logWatch.levels).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}`)
   say()
   say(scenarioTable(traffic.stats))
@@ -180,7 +220,7 @@ async function run(options: SoakOptions, tmp: string, parts: Parts): Promise<num
     writeFileSync(options.jsonPath, JSON.stringify({
       startedAt: new Date(startedMs).toISOString(), options, machine: m, passed: failures.length === 0, failures,
       figures, scenarios: traffic.stats, unexpected: traffic.failures, churn: churn.counts, gatewayLog: logWatch.levels,
-      gatewayErrors: logWatch.errors, gatewayExitCode: exitCode, samples: sampler.samples,
+      gatewayErrors: logWatch.errors, gatewayExitCode: exitCode, restBefore, restAfter: afterTraffic, samples: sampler.samples,
     }, null, 2))
   }
   return failures.length === 0 ? 0 : 1

@@ -56,8 +56,16 @@ export class Sampler {
     this.#startedMs = startedMs
   }
 
+  /** One sample, kept for the fit. */
   async sample(): Promise<Sample> {
     const t = (Date.now() - this.#startedMs) / 1000
+    const sample = { t, values: await this.read() }
+    this.samples.push(sample)
+    return sample
+  }
+
+  /** The figures now, not kept (the at-rest checks before and after the traffic). */
+  async read(): Promise<Partial<Record<FigureKey, number>>> {
     const values: Partial<Record<FigureKey, number>> = {}
     const rssKib = readRssKib(this.#pid)
     if (rssKib !== null) values.rss = rssKib * 1024
@@ -80,9 +88,7 @@ export class Sampler {
       this.scrapeFailures++
       this.lastScrapeError = error instanceof Error ? error.message : String(error)
     }
-    const sample = { t, values }
-    this.samples.push(sample)
-    return sample
+    return values
   }
 
   close(): Promise<void> {

@@ -40,7 +40,9 @@ export async function startSoakServer(name: string, isFailing: (nowMs: number) =
       res.writeHead(200, { 'content-type': 'text/plain' }).end(req.method === 'POST' ? `ok ${name} ${bytes}` : `ok ${name}`)
     })
   }
-  const server: Server = createServer({ keepAliveTimeout: 30_000 }, answer)
+  // 5 s, like the gateway's own default: the gateway's idle pooled connections close soon after the traffic
+  // stops, and the soak can check that its file descriptors come back to where they started.
+  const server: Server = createServer({ keepAliveTimeout: 5_000 }, answer)
   server.on('connection', (socket: Socket) => {
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))

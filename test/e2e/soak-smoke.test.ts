@@ -35,6 +35,8 @@ interface SoakReport {
   scenarios: { name: string, sent: number, unexpected: number, byStatus: Record<string, number> }[]
   churn: { fileWrites: number, etcdChanges: number, registrations: number, revocations: number, expiries: number }
   gatewayExitCode: number | null
+  restBefore: { fds: number | null, handles: number | null }
+  restAfter: { rest: { fds: number | null, handles: number | null } } | null
 }
 
 describe('npm run soak', () => {
@@ -48,6 +50,9 @@ describe('npm run soak', () => {
     const report = JSON.parse(readFileSync(json, 'utf8')) as SoakReport
     expect(report.passed).toBe(true)
     expect(report.gatewayExitCode).toBe(0)
+    // Checked at rest, before the traffic and after it: nothing the minute opened stayed open.
+    expect(report.restBefore.fds).toBeGreaterThan(0)
+    expect(report.restAfter!.rest.fds).toBeLessThanOrEqual(report.restBefore.fds! + 4)
     for (const f of report.figures) {
       expect(f.samples, f.key).toBeGreaterThanOrEqual(30)
       expect(f.verdict, f.key).toBe('ok')
