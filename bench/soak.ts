@@ -113,7 +113,8 @@ async function run(options: SoakOptions, tmp: string, parts: Parts): Promise<num
   writeFileSync(configPath, soakConfig(topology, true, 0))
   const gatewayLog = join(tmp, 'gateway.log')
   log(`starting the gateway (${options.tollgateCli})`)
-  const gateway = spawnChild('tollgate', process.execPath, [options.tollgateCli, '--config', configPath], {
+  const workerArgs = options.workers > 1 ? ['--workers', String(options.workers)] : []
+  const gateway = spawnChild('tollgate', process.execPath, [options.tollgateCli, '--config', configPath, ...workerArgs], {
     core: null, logPath: gatewayLog, env: { ...process.env, TOLLGATE_LOG_LEVEL: 'info' },
   })
   parts.gateway = gateway
@@ -122,7 +123,7 @@ async function run(options: SoakOptions, tmp: string, parts: Parts): Promise<num
   if (notReady !== null) throw new Error(`the gateway ${notReady}`)
 
   const startedMs = Date.now()
-  const sampler = new Sampler(gateway.pid, adminUrl, startedMs)
+  const sampler = new Sampler(gateway.pid, adminUrl, startedMs, options.workers > 1)
   const logWatch = new LogWatch(gatewayLog)
   const scenarios = SCENARIOS.map((s) => (s.name === options.breakScenario ? brokenScenario(s) : s))
   if (options.breakScenario !== null && !SCENARIOS.some((s) => s.name === options.breakScenario)) {
@@ -189,6 +190,7 @@ async function run(options: SoakOptions, tmp: string, parts: Parts): Promise<num
   say(`# Tollgate soak, ${new Date(startedMs).toISOString().slice(0, 16).replace('T', ' ')} UTC`)
   say()
   say(`- machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}; load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`)
+  say(`- gateway: ${options.workers > 1 ? `--workers ${options.workers} (RSS and fds of all its processes; /metrics summed over the workers)` : 'one process'}`)
   say(`- ${(measuredS / 60).toFixed(1)} min (warm-up ${options.warmupMs / 1000} s, not fitted), ${traffic.sentTotal} requests ` +
     `(~${Math.round(traffic.sentTotal / Math.max(1, measuredS))}/s); ${churn.counts.fileWrites} routes.yaml writes, ` +
     `${churn.counts.etcdChanges} etcd changes (a quarter of them an invalid item), ${churn.counts.registrations} registrations, ` +

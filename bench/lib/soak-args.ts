@@ -13,6 +13,8 @@ export interface SoakOptions {
   /** A config change every this long, alternately the file and etcd. */
   readonly reloadEveryMs: number
   readonly jsonPath: string | null
+  /** The gateway's --workers; 1: a single process. */
+  readonly workers: number
   readonly tollgateCli: string
   /** A scenario whose expectation is replaced by one no response meets: proves the soak fails on it. */
   readonly breakScenario: string | null
@@ -27,6 +29,7 @@ export const soakUsage = `Usage: npm run soak -- [flags]
   --rate 1                multiplies every scenario's request rate (1: ~250 requests/s in all)
   --reload-every 3s       a config change this often, alternately routes.yaml and etcd
   --json out.json         write samples, figures and failures as JSON
+  --workers 1             run the gateway with --workers N (RSS and fds summed over its processes)
   --tollgate-cli path     the gateway to run (default dist/src/cli.js)
   --break scenario        expect a status no response has from this scenario (shows that the soak fails)
   --help                  this text
@@ -51,6 +54,7 @@ export function parseSoakArgs(argv: readonly string[]): SoakOptions {
       rate: { type: 'string', default: '1' },
       'reload-every': { type: 'string', default: '3s' },
       json: { type: 'string' },
+      workers: { type: 'string', default: '1' },
       'tollgate-cli': { type: 'string', default: tollgateCli },
       break: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -59,6 +63,8 @@ export function parseSoakArgs(argv: readonly string[]): SoakOptions {
   const durationMs = positiveNumber('minutes', values.minutes) * 60_000
   const warmupMs = values.warmup === undefined ? Math.min(60_000, Math.round(durationMs / 3)) : parseDurationMs(values.warmup)
   if (warmupMs >= durationMs) throw new Error(`--warmup ${values.warmup ?? ''}: must be shorter than the run (${durationMs / 1000} s)`)
+  const workers = Number(values.workers)
+  if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers: expected an integer >= 1, got "${values.workers}"`)
   const reloadEveryMs = parseDurationMs(values['reload-every'])
   if (reloadEveryMs < 500) throw new Error(`--reload-every: at least 500ms, got "${values['reload-every']}"`)
   return {
@@ -67,6 +73,7 @@ export function parseSoakArgs(argv: readonly string[]): SoakOptions {
     rateScale: positiveNumber('rate', values.rate),
     reloadEveryMs,
     jsonPath: values.json ?? null,
+    workers,
     tollgateCli: values['tollgate-cli'],
     breakScenario: values.break ?? null,
     isHelp: values.help === true,

@@ -1,6 +1,8 @@
 // The soak's once-a-second look at the gateway process: RSS and open file descriptors from /proc, heap used,
-// event-loop delay p99 and active handles from its admin /metrics (prom-client's default metrics).
-import { readdirSync } from 'node:fs'
+// event-loop delay p99 and active handles from its admin /metrics (prom-client's default metrics). With
+// --workers the gateway is a primary and its workers in one process group: RSS and fds are summed over the
+// group, and /metrics is the primary's sum over the workers (their event-loop p99s averaged, by prom-client).
+import { readdirSync, readFileSync } from 'node:fs'
 import { Agent, request } from 'undici'
 import { readRssKib } from './processes.js'
 import type { FigureKey } from './soak-trend.js'
@@ -19,6 +21,28 @@ export function countFds(pid: number): number | null {
   } catch {
     return null
   }
+}
+
+/** Pids of the process group `pgid` (a child of spawnChild leads its own), from /proc; [pgid] when /proc has none. */
+export function groupPids(pgid: number): number[] {
+  const pids: number[] = []
+  let names: string[]
+  try {
+    names = readdirSync('/proc').filter((name) => /^\d+$/.test(name))
+  } catch {
+    return [pgid]
+  }
+  for (const name of names) {
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
+      // proc(5): after the name's closing parenthesis come state (3), ppid (4), pgrp (5).
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      if (fields[0] !== 'Z' && Number(fields[2]) === pgid) pids.push(Number(name))
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids.length === 0 ? [pgid] : pids
 }
 
 /**
@@ -44,14 +68,17 @@ export class Sampler {
   readonly #pid: number
   readonly #metricsUrl: string
   readonly #startedMs: number
+  readonly #isGroup: boolean
   readonly #agent = new Agent({ keepAliveTimeout: 10_000, connections: 1 })
   readonly samples: Sample[] = []
   /** Scrapes that failed, with the last reason: the admin listener should always answer. */
   scrapeFailures = 0
   lastScrapeError: string | null = null
 
-  constructor(pid: number, adminUrl: string, startedMs: number) {
+  /** `isGroup`: sum RSS and fds over the process group that `pid` leads (the gateway with --workers). */
+  constructor(pid: number, adminUrl: string, startedMs: number, isGroup = false) {
     this.#pid = pid
+    this.#isGroup = isGroup
     this.#metricsUrl = `${adminUrl}/metrics`
     this.#startedMs = startedMs
   }
@@ -67,9 +94,15 @@ export class Sampler {
   /** The figures now, not kept (the at-rest checks before and after the traffic). */
   async read(): Promise<Partial<Record<FigureKey, number>>> {
     const values: Partial<Record<FigureKey, number>> = {}
-    const rssKib = readRssKib(this.#pid)
+    let rssKib: number | null = null
+    let fds: number | null = null
+    for (const pid of this.#isGroup ? groupPids(this.#pid) : [this.#pid]) {
+      const rss = readRssKib(pid)
+      const open = countFds(pid)
+      if (rss !== null) rssKib = (rssKib ?? 0) + rss
+      if (open !== null) fds = (fds ?? 0) + open
+    }
     if (rssKib !== null) values.rss = rssKib * 1024
-    const fds = countFds(this.#pid)
     if (fds !== null) values.fds = fds
     try {
       const r = await request(this.#metricsUrl, { dispatcher: this.#agent, signal: AbortSignal.timeout(5_000) })
