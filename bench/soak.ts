@@ -87,6 +87,9 @@ function judge(samples: readonly Sample[], warmupS: number): FigureResult[] {
 }
 
 async function run(options: SoakOptions, tmp: string, parts: Parts): Promise<number> {
+  if (options.breakScenario !== null && !SCENARIOS.some((s) => s.name === options.breakScenario)) {
+    throw new Error(`--break ${options.breakScenario}: no such scenario (${SCENARIOS.map((s) => s.name).join(', ')})`)
+  }
   const failures: string[] = []
   const origin = Date.now()
   const steadyA = await startSoakServer('steady-a')
@@ -126,9 +129,6 @@ async function run(options: SoakOptions, tmp: string, parts: Parts): Promise<num
   const sampler = new Sampler(gateway.pid, adminUrl, startedMs, options.workers > 1)
   const logWatch = new LogWatch(gatewayLog)
   const scenarios = SCENARIOS.map((s) => (s.name === options.breakScenario ? brokenScenario(s) : s))
-  if (options.breakScenario !== null && !SCENARIOS.some((s) => s.name === options.breakScenario)) {
-    throw new Error(`--break ${options.breakScenario}: no such scenario (${SCENARIOS.map((s) => s.name).join(', ')})`)
-  }
   const traffic = new Traffic(`http://${topology.listen}`, scenarios, options.rateScale)
   const churn = new Churn(topology, parts.client, configPath, options.reloadEveryMs)
   await sampler.read() // opens the admin connection the later readings count
@@ -258,8 +258,8 @@ async function main(): Promise<void> {
     parts.client?.close()
     if (parts.etcd !== null) await parts.etcd.child.stop(5_000)
     await Promise.all(parts.servers.map((s) => s.close()))
-    // Kept on failure: the gateway's log is the first thing to read.
-    if (code === 0) rmSync(tmp, { recursive: true, force: true })
+    // Kept on failure: the gateway's log is the first thing to read (unless nothing was started).
+    if (code === 0 || (parts.etcd === null && parts.gateway === null)) rmSync(tmp, { recursive: true, force: true })
     else log(`logs kept in ${tmp}`)
   }
   process.exit(code)
