@@ -1,7 +1,9 @@
 // IP addresses and CIDRs as numbers: an IPv4 address is one uint32, an IPv6 address four (most significant
 // first). Used at config load (route `access` lists, checked by config/check.ts) and per request (the client
 // address against a route's compiled access list, src/policy/access/), so parsing is a char-code scan that
-// allocates nothing: node:net's BlockList parses the address string again on every check().
+// allocates nothing: node:net's BlockList parses the address string into a new SocketAddress on every
+// check(). Measured (bench/micro/access-auth-bench.ts, 4 allow + 2 deny CIDRs, an IPv4/IPv6/mapped mix, on
+// the shared 2-core VM under load): AccessStep.admits 70 ns per address, BlockList.check 8.4 us.
 
 /** An IPv4 dotted quad (no leading zeros beyond one digit, as inet_pton) -> uint32, or -1. */
 export function parseIPv4(s: string, start = 0, end = s.length): number {
