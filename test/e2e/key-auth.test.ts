@@ -124,4 +124,14 @@ describe('key auth', () => {
     expect(failures(metrics, 'internal', 'forbidden')).toBe(2)
     expect(failures(metrics, 'internal', 'missing')).toBe(1)
   })
+
+  it('asks OPTIONS for a key too, unless a preflight route of higher priority without auth takes it (README)', async () => {
+    const up = await startUpstream()
+    const gw = await startGateway(config(up, `  - { id: preflight, match: { path: /api/*, methods: [OPTIONS] }, priority: 1, upstream: api }
+`))
+    expect((await gw.request('/api/x', { method: 'OPTIONS' })).status).toBe(200)
+    expect((await gw.get('/api/x')).status).toBe(401)
+    const without = await startGateway(config(up))
+    expect((await without.request('/api/x', { method: 'OPTIONS' })).status).toBe(401)
+  })
 })
