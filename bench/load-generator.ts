@@ -2,7 +2,7 @@
 // request as soon as the previous response has been read. Runs in its own process so that it can be
 // pinned away from the proxy under test. Prints one JSON line (LoadResult) on stdout.
 // node dist/bench/load-generator.js --url http://127.0.0.1:P/path --connections 50 --duration-ms 10000
-//   [--method POST --body-file f]
+//   [--method POST --body-file f] [--header name:value ...]
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { Pool, type Dispatcher } from 'undici'
@@ -15,6 +15,7 @@ const { values } = parseArgs({
     'duration-ms': { type: 'string', default: '10000' },
     method: { type: 'string', default: 'GET' },
     'body-file': { type: 'string' },
+    header: { type: 'string', multiple: true, default: [] },
   },
 })
 if (values.url === undefined) throw new Error('--url is required')
@@ -24,6 +25,12 @@ const durationMs = Number(values['duration-ms'])
 const method = values.method as Dispatcher.HttpMethod
 const body = values['body-file'] === undefined ? null : readFileSync(values['body-file'])
 const path = `${target.pathname}${target.search}`
+const headers: Record<string, string> = {}
+for (const h of values.header ?? []) {
+  const colon = h.indexOf(':')
+  if (colon <= 0) throw new Error(`--header wants name:value, got ${JSON.stringify(h)}`)
+  headers[h.slice(0, colon)] = h.slice(colon + 1)
+}
 
 const pool = new Pool(target.origin, { connections, pipelining: 1, keepAliveTimeout: 60_000 })
 let latenciesMs = new Float64Array(1 << 16)
@@ -45,7 +52,7 @@ async function loop(deadline: number): Promise<void> {
   while (performance.now() < deadline) {
     const started = performance.now()
     try {
-      const { statusCode, body: responseBody } = await pool.request({ path, method, body })
+      const { statusCode, body: responseBody } = await pool.request({ path, method, body, headers })
       for await (const chunk of responseBody) bytesRead += (chunk as Buffer).length
       if (statusCode < 200 || statusCode > 399) non2xx++
       record(performance.now() - started)

@@ -9,6 +9,8 @@ export interface Scenario {
   readonly path: string
   readonly method?: string
   readonly body?: string
+  /** Request headers sent with every request of the scenario (an API key), by the load generator and the answer checks. */
+  readonly headers?: Readonly<Record<string, string>>
   /**
    * Tollgate's routes.yaml for this scenario; default: one catch-all route (minimalConfig). `redisUrl` is the
    * bench's own redis-server when the scenario needsRedis, else null; `otlpEndpoint` its OTLP receiver when the
@@ -95,6 +97,20 @@ routes:
     match: { path: /* }
     upstream: up
 ${LOCAL_LIMITS}    circuitBreaker: { window: 10s, minRequests: 20, errorRate: 50, openFor: 5s }
+`
+
+/** The API key scenario key-auth sends, and its hash in keyAuthConfig (sha256 of the key). */
+const BENCH_API_KEY = 'bench-key-0123456789abcdef'
+
+/**
+ * Scenario policies with an access list (the bench's own address allowed, a CIDR denied) and key auth in front:
+ * each request's key is hashed (SHA-256) and looked up, the key header stripped and x-consumer added (issue 17).
+ */
+const keyAuthConfig = (upstreamUrl: string): string => `${policiesConfig(upstreamUrl)}    access: { allow: [127.0.0.0/8, "::1"], deny: [192.0.2.0/24] }
+    auth:
+      type: key
+      key: { header: x-api-key, consumers: { bench: { keyHash: "sha256:95ab1ab43a1c769ff93ba02eec3f4f81c077398c1691a00ae8628abd43901779" }, other: { keyHash: "sha256:0000000000000000000000000000000000000000000000000000000000000000" } } }
+      forwardConsumer: x-consumer
 `
 
 /**
@@ -223,6 +239,17 @@ export const scenarios: readonly Scenario[] = [
     path: '/',
     tollgateConfig: policiesConfig,
     peers: REFERENCE_PEERS,
+    needsTollgate: true,
+    needsEnforcedPolicies: true,
+    hasCoreBaseline: true,
+  },
+  {
+    name: 'key-auth',
+    description: 'GET / with an API key header: policies plus an access list and key auth',
+    path: '/',
+    headers: { 'x-api-key': BENCH_API_KEY },
+    tollgateConfig: keyAuthConfig,
+    peers: TOLLGATE_ONLY,
     needsTollgate: true,
     needsEnforcedPolicies: true,
     hasCoreBaseline: true,

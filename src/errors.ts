@@ -6,6 +6,8 @@ export type ErrorCode =
   | 'ROUTE_NOT_FOUND'
   | 'METHOD_NOT_ALLOWED'
   | 'REQUEST_TIMEOUT'
+  | 'UNAUTHORIZED'
+  | 'FORBIDDEN'
   | 'PAYLOAD_TOO_LARGE'
   | 'EXPECTATION_FAILED'
   | 'RATE_LIMITED'
@@ -32,6 +34,14 @@ export const BAD_REQUEST = refusal(400, 'BAD_REQUEST', 'malformed or forbidden r
 export const ROUTE_NOT_FOUND = refusal(404, 'ROUTE_NOT_FOUND', 'no route matches this request')
 export const METHOD_NOT_ALLOWED = refusal(405, 'METHOD_NOT_ALLOWED', 'the route does not allow this method')
 export const REQUEST_TIMEOUT = refusal(408, 'REQUEST_TIMEOUT', 'the client was too slow to send the request')
+export const UNAUTHORIZED = refusal(401, 'UNAUTHORIZED', 'no valid credentials for this route')
+/** Key auth (src/policy/auth/): no key in the header or query parameter. Sent with WWW-Authenticate. */
+export const MISSING_KEY = refusal(401, 'UNAUTHORIZED', 'no API key in the request')
+/** Key auth: a key that belongs to no consumer. Never echoes the key. */
+export const INVALID_KEY = refusal(401, 'UNAUTHORIZED', 'the API key is not valid')
+export const FORBIDDEN = refusal(403, 'FORBIDDEN', 'the request is not allowed on this route')
+/** A route's access list (src/policy/access/) refused the client address. */
+export const FORBIDDEN_ADDRESS = refusal(403, 'FORBIDDEN', 'the client address is not allowed on this route')
 export const PAYLOAD_TOO_LARGE = refusal(413, 'PAYLOAD_TOO_LARGE', 'the request body is larger than maxBodySize')
 export const EXPECTATION_FAILED = refusal(417, 'EXPECTATION_FAILED', 'only "Expect: 100-continue" is supported')
 export const RATE_LIMITED = refusal(429, 'RATE_LIMITED', 'rate limit exceeded')
@@ -70,7 +80,7 @@ export const BAD_FRAMING = badRequest('the request could not be parsed as HTTP/1
 
 /** Every gateway-made response, in status order: the source of README's error table. */
 export const GATEWAY_ERRORS: readonly Refusal[] = Object.freeze([
-  BAD_REQUEST, ROUTE_NOT_FOUND, METHOD_NOT_ALLOWED, REQUEST_TIMEOUT, PAYLOAD_TOO_LARGE,
+  BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, ROUTE_NOT_FOUND, METHOD_NOT_ALLOWED, REQUEST_TIMEOUT, PAYLOAD_TOO_LARGE,
   EXPECTATION_FAILED, RATE_LIMITED, UPSTREAM_UNAVAILABLE, CIRCUIT_OPEN, NO_HEALTHY_UPSTREAM,
   OVERLOADED, RATE_LIMIT_UNAVAILABLE, SHUTTING_DOWN, UPSTREAM_TIMEOUT,
 ])

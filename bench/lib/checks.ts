@@ -41,7 +41,7 @@ export const TARGETS = {
 /** The scenario whose Tollgate is the core path (one route, no policies) when a core-baseline scenario has no tollgate-core. */
 export const CORE_SCENARIO = 'small'
 /** Scenarios measured against the core path rather than against undici-stream. */
-const CORE_BASELINE_SCENARIOS = new Set(['policies', 'limits', 'cluster-limit', 'breaker-open', 'failing-upstream', 'tracing', 'tracing-all', 'access-log', 'workers'])
+const CORE_BASELINE_SCENARIOS = new Set(['policies', 'limits', 'cluster-limit', 'breaker-open', 'failing-upstream', 'tracing', 'tracing-all', 'access-log', 'workers', 'key-auth'])
 
 const met = (isMet: boolean): string => (isMet ? 'met' : 'NOT met')
 
@@ -149,6 +149,14 @@ export function limiterChecks(reports: readonly ScenarioReport[]): string[] {
       : scenario === 'limits'
         ? `limits: the CPU per request of the two local limiters ${c.added} (target ≤ ${TARGETS.limitsCpuUs} µs): ${met(added <= TARGETS.limitsCpuUs)}`
         : `${scenario}: the cluster limiter's CPU per request ${c.added} (no target)`)
+  }
+  // Issue 17: policies with key auth and an access list on; figures against the core path, no target yet.
+  const auth = againstCore(reports, 'key-auth')
+  if (typeof auth === 'string') checks.push(auth)
+  else if (auth !== null) {
+    checks.push(`key-auth: tollgate req/s ÷ ${auth.baselineName} req/s ${auth.ratio.toFixed(3)} (no target)`)
+    checks.push(auth.added === null ? 'key-auth: CPU per request not measured (no /proc)'
+      : `key-auth: the CPU per request of the access list, key auth (SHA-256 of the key), limiters, breaker and passive health ${auth.added} (no target)`)
   }
   return checks
 }

@@ -21,6 +21,8 @@ export interface LoadRequest {
   readonly url: string
   readonly method: string
   readonly body: Buffer | null
+  /** Sent with every request (Scenario.headers). */
+  readonly headers: Readonly<Record<string, string>>
   readonly connections: number
   readonly durationMs: number
   readonly core: number | null
@@ -74,9 +76,11 @@ function wrkGenerator(wrk: string, tmpDir: string): LoadGenerator {
       // wrk takes whole seconds.
       const seconds = Math.max(1, Math.round(request.durationMs / 1000))
       const args = ['-t1', `-c${request.connections}`, `-d${seconds}s`, '--latency', '--timeout', '10s']
-      if (request.method !== 'GET' || request.body !== null) {
+      const headers = Object.entries(request.headers)
+      if (request.method !== 'GET' || request.body !== null || headers.length > 0) {
         const script = join(tmpDir, `wrk-${scriptCount++}.lua`)
         const lines = [`wrk.method = "${request.method}"`]
+        for (const [name, value] of headers) lines.push(`wrk.headers[${JSON.stringify(name)}] = ${JSON.stringify(value)}`)
         if (request.body !== null) {
           const bodyFile = `${script}.body`
           writeFileSync(bodyFile, request.body)
@@ -106,6 +110,7 @@ function nodeGenerator(tmpDir: string): LoadGenerator {
         writeFileSync(bodyFile, request.body)
         args.push('--body-file', bodyFile)
       }
+      for (const [name, value] of Object.entries(request.headers)) args.push('--header', `${name}:${value}`)
       const { code, stdout, stderr } = await runToEnd(process.execPath, args, request.core)
       if (code !== 0) throw new Error(`load generator exited ${code}: ${stderr.trim().split('\n').slice(-2).join(' | ')}`)
       return JSON.parse(stdout) as LoadResult

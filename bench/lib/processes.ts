@@ -242,9 +242,9 @@ export interface ProbeResult {
 }
 
 /** One request on a fresh connection (no keep-alive left behind). */
-export function probe(url: string, method = 'GET', body: Buffer | null = null): Promise<ProbeResult> {
+export function probe(url: string, method = 'GET', body: Buffer | null = null, extraHeaders: Readonly<Record<string, string>> = {}): Promise<ProbeResult> {
   return new Promise((resolve, reject) => {
-    const headers: Record<string, string> = { connection: 'close' }
+    const headers: Record<string, string> = { ...extraHeaders, connection: 'close' }
     if (body !== null) headers['content-length'] = String(body.length)
     const req = httpRequest(url, { method, agent: false, headers, timeout: 2000 }, (res) => {
       let bytes = 0

@@ -36,6 +36,8 @@ export interface PeerRequest {
   readonly path: string
   readonly method: string
   readonly body: Buffer | null
+  /** Scenario.headers ({} when none). */
+  readonly headers: Readonly<Record<string, string>>
   /** Scenario.expect; null: a 2xx with the upstream's bytes. */
   readonly expect: NonNullable<Scenario['expect']> | null
   /** What the upstream itself answers to this request. */
@@ -49,10 +51,12 @@ interface Started {
   readonly request: PeerRequest
 }
 
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
+
 /** The scenario's request, or for tollgate-core the core path's: GET CORE_PATH, a 2xx expected. */
 function requestFor(peer: Peer, scenario: Scenario, body: Buffer | null, upstreamBytes: ReadonlyMap<string, number>): PeerRequest {
-  if (peer.name === CORE_PEER) return { path: CORE_PATH, method: 'GET', body: null, expect: null, upstreamBytes: upstreamBytes.get(CORE_PATH)! }
-  return { path: scenario.path, method: scenario.method ?? 'GET', body, expect: scenario.expect ?? null, upstreamBytes: upstreamBytes.get(scenario.path)! }
+  if (peer.name === CORE_PEER) return { path: CORE_PATH, method: 'GET', body: null, headers: NO_HEADERS, expect: null, upstreamBytes: upstreamBytes.get(CORE_PATH)! }
+  return { path: scenario.path, method: scenario.method ?? 'GET', body, headers: scenario.headers ?? NO_HEADERS, expect: scenario.expect ?? null, upstreamBytes: upstreamBytes.get(scenario.path)! }
 }
 
 const describeAnswer = (answer: ProbeResult): string =>
@@ -83,7 +87,7 @@ export function unexpectedResponses(run: { readonly requests: number, readonly n
 
 /** One request with the peer's scenario request; the reason when it is not what the peer must answer. */
 async function checkAnswer(running: RunningPeer, request: PeerRequest): Promise<string | null> {
-  const answer = await probe(`${running.url}${request.path}`, request.method, request.body).catch((error: unknown) => message(error))
+  const answer = await probe(`${running.url}${request.path}`, request.method, request.body, request.headers).catch((error: unknown) => message(error))
   return typeof answer === 'string' ? `${request.method} ${request.path}: ${answer}` : wrongAnswer(request, answer)
 }
 
@@ -134,7 +138,7 @@ async function startPeer(bench: Bench, peer: Peer, scenario: Scenario, request: 
   // What the scenario needs done first (e.g. the failure that opens a breaker); what it answers is checked below.
   const primes = peer.name === CORE_PEER ? 0 : scenario.primeRequests ?? 0
   for (let i = 0; i < primes; i++) {
-    await probe(`${running.url}${request.path}`, request.method, request.body).catch(() => undefined)
+    await probe(`${running.url}${request.path}`, request.method, request.body, request.headers).catch(() => undefined)
   }
   // One request first: a peer that cannot serve the scenario would only measure its error path, and one that
   // answers other than the scenario expects (a breaker that did not open) would measure something else.
@@ -159,7 +163,7 @@ async function measure(bench: Bench, started: Started, durationMs: number, isRec
   const cpuBefore = pid === null ? null : readGroupCpuTicks(pid)
   try {
     const outcome = await bench.load.run({
-      url: `${running.url}${request.path}`, method: request.method, body: request.body,
+      url: `${running.url}${request.path}`, method: request.method, body: request.body, headers: request.headers,
       connections: bench.options.connections, durationMs, core: bench.pinning.loadCore,
     })
     const cpuAfter = pid === null ? null : readGroupCpuTicks(pid)

@@ -15,6 +15,7 @@ import { RUN_KEYS, type MicroReport } from './micro-report.js'
 import { microRequestPaths, microRoutesYaml, servicesIn } from './micro-routes.js'
 import { measureOperations } from './batches.js'
 import { limiterOperations } from './limiter-bench.js'
+import { accessAuthOperations } from './access-auth-bench.js'
 import { routerOperations } from './router-bench.js'
 
 const SMALL = 1_000
@@ -39,7 +40,7 @@ const routing = routerOperations({
   smallLabel: '1k',
   largeLabel: '10k',
 })
-const calls = measureOperations([...routing, ...limiters.operations],
+const calls = measureOperations([...routing, ...limiters.operations, ...accessAuthOperations()],
   isQuick ? { rounds: 1, batchesPerRound: 3, warmupBatches: 2 } : { rounds: 5, batchesPerRound: 15, warmupBatches: 5 })
 limiters.close()
 

@@ -53,6 +53,10 @@ export const CALL_KEYS = {
   tokenBucketLiveFresh: 'tokenBucket100kKeysFreshKey',
   /** RateLimitStep.run with the two local limiters of scenario policies (no target; beside scenario limits). */
   policiesStep: 'rateLimitStepPolicies',
+  /** A route's access list and key auth (issue 17; no target): AccessStep.admits, node:net's BlockList beside it, the key's SHA-256 + lookup. */
+  accessAdmits: 'accessStepAdmits',
+  accessBlockList: 'accessBlockListPeer',
+  keyAuthLookup: 'keyAuthConsumerOf',
 } as const
 
 export const RUN_KEYS = {

@@ -1,7 +1,8 @@
 // What the schema cannot say: references between items, path pattern syntax, listeners that collide,
 // routes that can never match. Also lists settings that are accepted but not enforced yet.
 import type { ConfigIssue } from '../errors.js'
-import type { Config, RateLimit, Route } from './schema.js'
+import type { Access, Auth, Config, RateLimit, Route } from './schema.js'
+import { parseCidr } from '../lib/ip-address.js'
 import { parseRoutePath, policyProblem, type RoutePath } from './route-path.js'
 import { formatPath, type IssueTarget, type PathSegment } from './validate-value.js'
 import { isMapping } from '../lib/plain-data.js'
@@ -63,7 +64,16 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
       report('error', at('circuitBreaker', 'fallback', 'upstream'),
         `"${fallback.upstream}" is the route's own upstream: an open breaker would send requests to the upstream it protects. Name another upstream, or use a fallback response ({ status, body, headers }).`)
     }
+    if (isMapping(route.access)) checkAccess(route.access, at, ok, report)
+    if (ok('auth') && route.auth !== undefined) checkAuth(route.auth, at, locate, report)
     if (ok('rateLimit') && route.rateLimit !== undefined) checkRateLimits(route.rateLimit, config, at, locate, report)
+    if (ok('rateLimit') && route.rateLimit !== undefined && (!ok('auth') || route.auth === undefined)) {
+      route.rateLimit.forEach((limit, j) => {
+        if (limit.key.split(',').includes('consumer')) {
+          report('error', at('rateLimit', j, 'key'), 'key "consumer" needs the route to have auth: (the consumer is who the key belongs to); add auth:, or key by client-ip or header:<name>')
+        }
+      })
+    }
     if (!ok('match', 'path')) return
     // The router parses with the same function: what passes here is what it builds (config/route-path.ts).
     const parsed = parseRoutePath(route.match.path)
@@ -102,6 +112,43 @@ function targetUrlProblem(url: string): string | null {
     return `${JSON.stringify(url)} is not a valid URL`
   }
   return null
+}
+
+// README "Access lists": every CIDR parses, with no host bits set (10.0.0.1/8 is a typo for 10.0.0.0/8 or /32).
+function checkAccess(access: Access, at: (...rest: PathSegment[]) => PathSegment[], ok: (...rest: PathSegment[]) => boolean, report: Report): void {
+  for (const list of ['allow', 'deny'] as const) {
+    if (!Array.isArray(access[list])) continue
+    access[list].forEach((cidr, k) => {
+      if (!ok('access', list, k)) return // the schema already said what is wrong with it
+      const parsed = parseCidr(cidr)
+      if (typeof parsed === 'string') report('error', at('access', list, k), parsed)
+    })
+  }
+}
+
+// README "Authentication": only key auth so far; one key hash names one consumer.
+function checkAuth(auth: Auth, at: (...rest: PathSegment[]) => PathSegment[], locate: Locate, report: Report): void {
+  if (auth.type !== 'key') {
+    report('error', at('auth', 'type'), `auth type "${auth.type}" is not supported yet; only "key" (API keys) is`)
+    return
+  }
+  if (auth.key === undefined) {
+    report('error', at('auth'), 'auth type "key" needs key: { header, consumers: { <name>: { keyHash: "sha256:<hex>" } } }')
+    return
+  }
+  const byHash = new Map<string, string>()
+  for (const [name, consumer] of Object.entries(auth.key.consumers)) {
+    const first = byHash.get(consumer.keyHash)
+    if (first === undefined) byHash.set(consumer.keyHash, name)
+    else {
+      report('error', at('auth', 'key', 'consumers', name, 'keyHash'),
+        `consumers "${first}" (${locate(at('auth', 'key', 'consumers', first, 'keyHash'))}) and "${name}" have the same keyHash: one key must name one consumer`)
+    }
+  }
+  if (Object.keys(auth.key.consumers).length === 0) report('error', at('auth', 'key', 'consumers'), 'no consumers: every request would get 401')
+  if (auth.forwardConsumer.toLowerCase() === auth.key.header.toLowerCase()) {
+    report('error', at('auth', 'forwardConsumer'), `"${auth.forwardConsumer}" is also the key header: the key would be replaced by the consumer name; name another header`)
+  }
 }
 
 type Report = (severity: ConfigIssue['severity'], path: readonly PathSegment[], message: string) => void

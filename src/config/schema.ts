@@ -185,9 +185,9 @@ export const Upstream = Type.Object({
 }, { ...strict, description: 'A named group of targets.' })
 
 export const LimitKey = Type.String({
-  pattern: '^(client-ip|route|header:[!#$%&\'*+.^_`|~0-9A-Za-z-]+|query:[^,\\s]+)(,(client-ip|route|header:[!#$%&\'*+.^_`|~0-9A-Za-z-]+|query:[^,\\s]+))*$',
+  pattern: '^(client-ip|route|consumer|header:[!#$%&\'*+.^_`|~0-9A-Za-z-]+|query:[^,\\s]+)(,(client-ip|route|consumer|header:[!#$%&\'*+.^_`|~0-9A-Za-z-]+|query:[^,\\s]+))*$',
   default: 'client-ip',
-  description: 'client-ip | route | header:<name> | query:<name>; "a,b" combines keys.',
+  description: 'client-ip | route | consumer (the route\'s authenticated consumer; needs auth) | header:<name> | query:<name>; "a,b" combines keys.',
 })
 
 const Scope = Type.Union([Type.Literal('local'), Type.Literal('cluster')], { default: 'local', description: 'local (this instance) | cluster (shared through Redis).' })
@@ -248,6 +248,32 @@ export const Rewrite = Type.Union([
   Type.Object({ path: Type.String({ pattern: '^/', description: 'Path template; :name refers to a route parameter, * to the wildcard.' }) }, strict),
 ], { description: 'Path rewrite before forwarding.' })
 
+const Cidr = Type.String({ pattern: '^[0-9a-fA-F:.]+(/[0-9]{1,3})?$', description: 'A CIDR (10.0.0.0/8, 2001:db8::/32) or one address (/32, /128).' })
+
+export const Access = Type.Object({
+  allow: Type.Array(Cidr, { default: [], description: 'When not empty, only client addresses in these CIDRs are served; others get 403.' }),
+  deny: Type.Array(Cidr, { default: [], description: 'Client addresses in these CIDRs get 403 FORBIDDEN, even when allow lists them.' }),
+}, { ...strict, description: 'Client address lists, checked first, on the address the client-ip limiter key sees (X-Forwarded-For past clientIp.trustedProxies). IPv4-mapped IPv6 clients match IPv4 CIDRs.' })
+
+const HeaderName = (description: string, def?: string) =>
+  Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$', description, ...(def === undefined ? {} : { default: def }) })
+
+export const KeyConsumer = Type.Object({
+  keyHash: Type.String({ pattern: '^sha256:[0-9a-f]{64}$', description: 'sha256: + the lower-case hex SHA-256 of the key (printf %s KEY | sha256sum). The key itself is never in the config.' }),
+}, { ...strict, description: 'One consumer of key auth.' })
+
+export const KeyAuth = Type.Object({
+  header: HeaderName('Header carrying the key; removed before forwarding.', 'x-api-key'),
+  query: Type.Optional(Type.String({ pattern: '^[^&=#\\s]+$', description: 'Query parameter carrying the key when the header is absent; removed before forwarding (the other parameters keep their order and bytes).' })),
+  consumers: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.@-]+$' }), KeyConsumer, { description: 'Consumers by name; the name is what forwardConsumer and the consumer limiter key carry.' }),
+}, { ...strict, description: 'API key auth.' })
+
+export const Auth = Type.Object({
+  type: Type.Union([Type.Literal('key'), Type.Literal('jwt'), Type.Literal('basic')], { description: 'key (API keys). jwt and basic: not supported yet (a config error).' }),
+  key: Type.Optional(KeyAuth),
+  forwardConsumer: HeaderName('Header the upstream receives with the consumer name; one the client sent is replaced.', 'x-consumer'),
+}, { ...strict, description: 'Authentication of the route\'s requests: missing or unknown credentials get 401 UNAUTHORIZED.' })
+
 const routeFields = {
   match: RouteMatch,
   priority: Type.Integer({ default: 0, description: 'Tie-break between otherwise equal matches: higher wins.' }),
@@ -256,6 +282,8 @@ const routeFields = {
   maxBodySize: Type.Optional(Size('Overrides limits.maxBodySize.')),
   allowEncodedSlash: Type.Optional(Type.Boolean({ description: 'true: %2F allowed in this route\'s params, forwarded still encoded.' })),
   websocket: Type.Boolean({ default: false, description: 'Allow WebSocket upgrades.' }),
+  access: Type.Optional(Access),
+  auth: Type.Optional(Auth),
   rateLimit: Type.Optional(Type.Array(RateLimit, { description: 'All must admit; rejected requests are not counted.' })),
   circuitBreaker: Type.Optional(CircuitBreaker),
   tracing: Type.Optional(Type.Object({ sampleRatio: Ratio('Sampling ratio for this route.') }, strict)),
@@ -302,3 +330,5 @@ export type CircuitBreaker = StaticDecode<typeof CircuitBreaker>
 export type Retry = StaticDecode<typeof Retry>
 export type LogSettings = StaticDecode<typeof Log>
 export type Rewrite = StaticDecode<typeof Rewrite>
+export type Access = StaticDecode<typeof Access>
+export type Auth = StaticDecode<typeof Auth>

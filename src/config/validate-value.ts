@@ -7,7 +7,7 @@
 // record (patternProperties), array (items, minItems, maxItems), anyOf, const, string (pattern, minLength,
 // maxLength), integer and number (minimum, maximum, exclusiveMinimum, exclusiveMaximum), boolean, default.
 import type { TSchema } from '@sinclair/typebox'
-import { Config, Duration, LimitKey, RouteMatch, Size, Target, Upstream } from './schema.js'
+import { Access, Config, Duration, KeyConsumer, LimitKey, RouteMatch, Size, Target, Upstream } from './schema.js'
 import { parseDurationMs, parseSizeBytes } from './units.js'
 import { isMapping } from '../lib/plain-data.js'
 
@@ -286,7 +286,9 @@ const PATTERN_HINTS: ReadonlyMap<string | undefined, string> = new Map([
   [Size('').anyOf[1].pattern, 'a size such as 512KiB, 10MiB, 100kB or a number of bytes'],
   [Config.properties.listen.pattern, 'host:port, such as 0.0.0.0:8080 or [::1]:8080'],
   [Target.properties.url.pattern, 'an http(s) URL without a path, such as http://127.0.0.1:9001'],
-  [LimitKey.pattern, 'client-ip, route, header:<name> or query:<name> (comma-separated to combine)'],
+  [LimitKey.pattern, 'client-ip, route, consumer, header:<name> or query:<name> (comma-separated to combine)'],
+  [Access.properties.allow.items.pattern, 'a CIDR such as 10.0.0.0/8 or 2001:db8::/32, or one address'],
+  [KeyConsumer.properties.keyHash.pattern, 'sha256: and 64 lower-case hex digits (the SHA-256 of the key)'],
   [Upstream.properties.hashKey.pattern, 'client-ip, path, header:<name> or query:<name>'],
   [RouteMatch.properties.methods.items.pattern, 'an upper-case HTTP method such as GET'],
   [RouteMatch.properties.host.pattern, 'a host name such as api.example.com or *.example.com'],

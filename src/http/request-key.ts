@@ -1,11 +1,11 @@
 // Request keys, parsed once per config: `hashKey` of a hash-balanced upstream (one part) and the `key` of a
 // rate limit (one or more parts joined by commas). Parts: client-ip | path | route | header:<name> |
-// query:<name>. A hash key with a part missing is null (the balancer falls back); a limiter key uses a
+// query:<name> | consumer (the route's authenticated consumer, src/policy/auth/; limiters only). A hash key with a part missing is null (the balancer falls back); a limiter key uses a
 // stand-in for the missing part instead, so requests without the header share one bucket and leaving the
 // header out is never a way around the limit.
 import type { IncomingMessage } from 'node:http'
 
-const enum Source { ClientIp, Path, Route, Header, Query }
+const enum Source { ClientIp, Path, Route, Header, Query, Consumer }
 
 interface Part {
   readonly source: Source
@@ -32,12 +32,12 @@ export class RequestKey {
    * The request's key, or null when a part is missing (hashKey: the balancer falls back to round-robin).
    * Parts are joined by U+0000, which no header value, path or address contains.
    */
-  valueOf(req: IncomingMessage, canonicalPath: string, clientIp: string, routeId = ''): string | null {
+  valueOf(req: IncomingMessage, canonicalPath: string, clientIp: string, routeId = '', consumer: string | null = null): string | null {
     const parts = this.#parts
-    if (parts.length === 1) return partValue(parts[0]!, req, canonicalPath, clientIp, routeId) ?? this.#missing
+    if (parts.length === 1) return partValue(parts[0]!, req, canonicalPath, clientIp, routeId, consumer) ?? this.#missing
     let out = ''
     for (let i = 0; i < parts.length; i++) {
-      const v = partValue(parts[i]!, req, canonicalPath, clientIp, routeId) ?? this.#missing
+      const v = partValue(parts[i]!, req, canonicalPath, clientIp, routeId, consumer) ?? this.#missing
       if (v === null) return null
       out += i === 0 ? v : '\u0000' + v
     }
@@ -49,13 +49,15 @@ function parsePart(spec: string): Part {
   if (spec === 'client-ip') return { source: Source.ClientIp, name: '' }
   if (spec === 'path') return { source: Source.Path, name: '' }
   if (spec === 'route') return { source: Source.Route, name: '' }
+  if (spec === 'consumer') return { source: Source.Consumer, name: '' }
   if (spec.startsWith('header:')) return { source: Source.Header, name: spec.slice(7).toLowerCase() }
   if (spec.startsWith('query:')) return { source: Source.Query, name: spec.slice(6) }
-  throw new TypeError(`request key: expected client-ip, path, route, header:<name> or query:<name>, got ${JSON.stringify(spec)}`)
+  throw new TypeError(`request key: expected client-ip, path, route, consumer, header:<name> or query:<name>, got ${JSON.stringify(spec)}`)
 }
 
-function partValue(part: Part, req: IncomingMessage, canonicalPath: string, clientIp: string, routeId: string): string | null {
+function partValue(part: Part, req: IncomingMessage, canonicalPath: string, clientIp: string, routeId: string, consumer: string | null): string | null {
   switch (part.source) {
+    case Source.Consumer: return consumer
     case Source.ClientIp: return clientIp
     case Source.Path: return canonicalPath
     case Source.Route: return routeId
@@ -71,7 +73,7 @@ function partValue(part: Part, req: IncomingMessage, canonicalPath: string, clie
  * The first `name=value` of the query string, raw (not percent-decoded); `name` alone gives ''. Hot path:
  * scans the URL in place and allocates only the returned value.
  */
-function queryValue(url: string, name: string): string | null {
+export function queryValue(url: string, name: string): string | null {
   let i = url.indexOf('?')
   if (i < 0) return null
   const n = name.length

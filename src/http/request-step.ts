@@ -1,5 +1,5 @@
-// A per-route step of the request pipeline (src/proxy/pipeline.ts runs them in order): a limiter, the
-// breaker's admission, the upstream's bulkhead. The table builder (src/table/) chooses a route's steps once
+// A per-route step of the request pipeline (src/proxy/pipeline.ts runs them in order): the access list,
+// key auth, a limiter, the breaker's admission, the upstream's bulkhead. The table builder (src/table/) chooses a route's steps once
 // per config version; a request only walks the array.
 import type { IncomingMessage } from 'node:http'
 import type { Refusal } from '../errors.js'
@@ -49,6 +49,8 @@ export interface StepContext {
    * A refusing limiter reports remaining -1 so that it is the one shown (as 0).
    */
   reportQuota(source: QuotaSource, remaining: number, resetMs: number): void
+  /** The authenticated consumer (src/policy/auth/), set by the route's auth step; null before it or without auth. */
+  consumer: string | null
   /** Where a suspended step is: which of its store decisions is pending. 0 when the request starts. */
   pending: number
   /**

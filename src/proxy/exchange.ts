@@ -74,6 +74,8 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
   sendContinue = false
   /** Index of the route step to run next (pipeline.ts). */
   stepIndex = 0
+  /** StepContext.consumer: set by the route's auth step (src/policy/auth/). */
+  consumer: string | null = null
   /** StepContext.pending: where a suspended step is. */
   pending = 0
   /** The RateLimit-* headers to send: the limiter with the lowest remaining quota (null: none reported). */

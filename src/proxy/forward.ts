@@ -16,6 +16,7 @@ import { kExchange } from './exchange-key.js'
 import { appendQuotaHeaders, buildResponseHeaders } from './response-headers.js'
 import { endAttemptSpan, errorTypeOf, startAttemptSpan, upstreamTraceparent } from './trace-spans.js'
 import { buildUpstreamHeaders } from './upstream-headers.js'
+import { stripQueryParam } from '../policy/auth/key-auth-step.js'
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 const EMPTY_TRIED: Target[] = []
@@ -29,13 +30,16 @@ export function forward(ex: Exchange): void {
   const { req, table } = ex
   const route = ex.route!
   const upstream = ex.upstream! // the route's, or its breaker's fallback upstream
-  ex.upstreamPath = route.rewritePath(ex.canonicalPath, ex.params!) + ex.query
+  // Key auth: the credential never goes upstream (README "Authentication"), neither header nor query parameter.
+  const strip = route.auth === null ? null : route.auth.strip
+  const query = strip === null || strip.queryParam === null ? ex.query : stripQueryParam(ex.query, strip.queryParam)
+  ex.upstreamPath = route.rewritePath(ex.canonicalPath, ex.params!) + query
   const peer = socketPeer(req.socket)
   const trusted = table.trustedProxies.isTrusted(peer)
   const clientHost = ex.host ?? ''
   ex.upstreamHeaders = buildUpstreamHeaders(req.rawHeaders, ex, trusted, peer,
     upstream.hostHeader === null ? clientHost : upstream.hostHeader, clientHost, ex.requestId,
-    upstreamTraceparent(ex), false)
+    upstreamTraceparent(ex), false, strip, ex.consumer)
   if (upstream.hashKey !== null) {
     ex.hashValue = upstream.hashKey.valueOf(req, ex.canonicalPath, upstream.hashKey.needsClientIp ? ex.clientIp() : '', route.id)
   }

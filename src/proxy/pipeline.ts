@@ -1,7 +1,7 @@
 // The request path, in order. Hot path.
 //
 //   fixed, for every request:   framing scan -> draining -> canonical path -> match -> route checks
-//   per route (table-built):    route.steps (limiters, breaker admission, bulkhead), in order
+//   per route (table-built):    route.steps (access list, key auth, limiters, breaker admission, bulkhead), in order
 //   then:                       forward (forward.ts)
 //
 // A route step returns Next.Continue, Next.Done (it answered) or Next.Suspend (it will call ex.resume()

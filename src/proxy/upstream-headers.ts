@@ -2,8 +2,10 @@
 // Everything except hop-by-hop headers (RFC 9110 §7.6.1: Connection and every header it lists, plus the
 // fixed list), framing headers (we re-frame) and untrusted forwarding headers; THEN the gateway's own
 // headers are appended, so a client's `Connection: x-forwarded-for` can never remove them
-// (GHSA-gwhp-pf74-vj37).
+// (GHSA-gwhp-pf74-vj37). On a key-auth route the key header and any client-sent consumer header are dropped
+// and the authenticated consumer is appended.
 import type { RequestHeaderFacts } from '../http/request-facts.js'
+import type { CredentialStrip } from '../policy/auth/key-auth-step.js'
 import { HOP_BY_HOP_NAMES } from './header-names.js'
 
 const HOP_BY_HOP = new Set(HOP_BY_HOP_NAMES)
@@ -20,6 +22,7 @@ function isHopByHop(lower: string): boolean {
 export function buildUpstreamHeaders(
   raw: readonly string[], facts: RequestHeaderFacts, trusted: boolean, peer: string, hostHeader: string,
   forwardedHost: string, requestId: string, traceparent: string, keepUpgrade: boolean,
+  credential: CredentialStrip | null = null, consumer: string | null = null,
 ): string[] {
   // Host first, at a fixed index: hostHeader 'target' patches out[1] per attempt.
   const out: string[] = ['host', hostHeader]
@@ -34,6 +37,8 @@ export function buildUpstreamHeaders(
     const lower = name.toLowerCase()
     if (isHopByHop(lower)) continue
     if (listed !== null && listed.includes(lower)) continue
+    // An authenticated route: the key header is the credential, and the consumer header is the gateway's to set.
+    if (credential !== null && (lower === credential.keyHeader || lower === credential.forwardConsumer)) continue
     switch (lower) {
       case 'host': case 'content-length': case 'expect': case 'x-request-id': case 'traceparent': case 'tracestate':
       case 'x-forwarded-for':
@@ -63,5 +68,6 @@ export function buildUpstreamHeaders(
   out.push('x-request-id', requestId)
   out.push('traceparent', traceparent)
   if (facts.tracestate !== null) out.push('tracestate', facts.tracestate)
+  if (credential !== null && consumer !== null) out.push(credential.forwardConsumer, consumer)
   return out
 }

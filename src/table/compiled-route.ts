@@ -7,6 +7,8 @@ import { compileBreaker, type CompiledBreaker } from './compiled-breaker.js'
 import { compileRateLimits, type LimitContext, type Limiter } from './compiled-limits.js'
 import type { CompiledUpstream } from './compiled-upstream.js'
 import type { RateLimitStep } from '../policy/ratelimit/ratelimit-step.js'
+import { AccessStep } from '../policy/access/access-step.js'
+import { KeyAuthStep } from '../policy/auth/key-auth-step.js'
 import { reuse, type Keyed } from './reuse.js'
 import { compileRewrite, type RewriteFn } from './rewrite.js'
 
@@ -35,11 +37,16 @@ export class CompiledRoute {
     readonly breaker: CompiledBreaker | null,
     readonly parts: {
       readonly rewrite: Keyed<RewriteFn>
+      /** The access-list step (null: no access) and the key-auth step (null: no auth). */
+      readonly access: Keyed<AccessStep> | null
+      readonly auth: Keyed<KeyAuthStep> | null
       /** The rate-limit step (null: no rateLimit) and its limiters, each with its reuse key. */
       readonly rateLimit: RateLimitStep | null
       readonly limiters: readonly Keyed<Limiter>[]
     },
     readonly tracing: RouteTracing,
+    /** Key auth (null: none): forward.ts strips its credential and adds its forwardConsumer header. */
+    readonly auth: KeyAuthStep | null,
   ) {}
 }
 
@@ -52,10 +59,22 @@ export function compileRoute(
   const maxBodyBytes = route.maxBodySize ?? config.limits.maxBodySize
   const allowEncodedSlash = route.allowEncodedSlash ?? config.paths.allowEncodedSlash
   const breaker = compileBreaker(route, upstream, upstreams, old?.breaker ?? null, limitContext.metrics, performance.now())
-  // The order of a route's steps (src/proxy/pipeline.ts): its limiters, then its breaker's admission, which
-  // runs the upstream's bulkhead itself (or the fallback upstream's), else the upstream's bulkhead.
+  // Both are stateless: rebuilt when their settings or the route's metrics (their counter cells) change.
+  const sameMetrics = old !== undefined && old.metrics === metrics
+  const access = route.access === undefined ? null
+    : reuse(sameMetrics ? old.parts.access ?? undefined : undefined, route.access, () => buildAccess(route.access!, metrics))
+  const auth = route.auth === undefined ? null
+    : reuse(sameMetrics ? old.parts.auth ?? undefined : undefined, route.auth, () => buildKeyAuth(route.auth!, metrics))
+  // The order of a route's steps (src/proxy/pipeline.ts): its access list (who may ask at all, before any
+  // work), its key auth (who is asking: the consumer the limiters may key on), its limiters, then its
+  // breaker's admission, which runs the upstream's bulkhead itself (or the fallback upstream's), else the
+  // upstream's bulkhead.
   const admission: RequestStep = breaker === null ? upstream.bulkhead : breaker.step
-  const steps: RequestStep[] = limits.step === null ? [admission] : [limits.step, admission]
+  const steps: RequestStep[] = []
+  if (access !== null) steps.push(access.value)
+  if (auth !== null) steps.push(auth.value)
+  if (limits.step !== null) steps.push(limits.step)
+  steps.push(admission)
   const tracing = routeTracing(route, config, old?.tracing)
   if (old !== undefined && old.tracing === tracing && old.upstream === upstream && old.parts.rewrite === rewrite && old.maxBodyBytes === maxBodyBytes && old.breaker === breaker &&
     old.allowEncodedSlash === allowEncodedSlash && old.websocket === route.websocket && old.metrics === metrics &&
@@ -63,7 +82,22 @@ export function compileRoute(
     return old
   }
   return new CompiledRoute(route.id, upstream, rewrite.value, maxBodyBytes, allowEncodedSlash, route.websocket, steps, metrics, breaker,
-    { rewrite, rateLimit: limits.step, limiters: limits.parts }, tracing)
+    { rewrite, access, auth, rateLimit: limits.step, limiters: limits.parts }, tracing, auth?.value ?? null)
+}
+
+function buildAccess(access: NonNullable<Route['access']>, metrics: RouteMetrics): AccessStep {
+  return new AccessStep(access.allow, access.deny, metrics.authFailures('forbidden'))
+}
+
+/** check.ts refused every auth but a complete `type: key` one: this is a bug guard, not a config message. */
+function buildKeyAuth(auth: NonNullable<Route['auth']>, metrics: RouteMetrics): KeyAuthStep {
+  if (auth.type !== 'key' || auth.key === undefined) throw new Error(`auth type ${auth.type} reached the table (config/check.ts refuses it)`)
+  const strip = Object.freeze({
+    keyHeader: auth.key.header.toLowerCase(),
+    queryParam: auth.key.query ?? null,
+    forwardConsumer: auth.forwardConsumer.toLowerCase(),
+  })
+  return new KeyAuthStep(strip, auth.key.consumers, { missing: metrics.authFailures('missing'), invalid: metrics.authFailures('invalid') })
 }
 
 /** The route's tracing settings; `old` when they did not change. */

@@ -59,6 +59,7 @@ export class Metrics {
   /** Read at scrape time: keys held by the local limiters (policy/ratelimit/key-store.ts). */
   limiterKeysNow: () => number = () => 0
   readonly retriesSkipped: FastCounter
+  readonly authFailures: FastCounter
   /** Spans the export queue gave up on: full, or their export failed (src/telemetry/otel-tracer.ts). */
   readonly traceSpansDropped: Counter
   /**
@@ -94,6 +95,7 @@ export class Metrics {
     this.ratelimitDecisions = new FastCounter('tollgate_ratelimit_decisions_total', 'Rate-limit decisions, by route, limiter and decision (allowed, rejected).', ['route', 'limiter', 'decision'], registers)
     this.ratelimitStoreErrors = new Counter({ name: 'tollgate_ratelimit_store_errors_total', help: 'Cluster-scope limiter decisions the store (Redis) failed to make in time; onStoreError applied.', registers })
     this.ratelimitKeys = new Gauge({ name: 'tollgate_ratelimit_keys', help: 'Keys held in local limiter memory (at most limits.maxLimiterKeys).', registers, collect() { this.set(self.limiterKeysNow()) } })
+    this.authFailures = new FastCounter('tollgate_auth_failures_total', 'Requests refused by a route\'s auth or access list, by route and reason (missing, invalid, expired, forbidden).', ['route', 'reason'], registers)
     this.retriesSkipped = new FastCounter('tollgate_retries_skipped_total', 'Retries that retry.on allowed but were not made, by route and reason (budget, not-idempotent, body-sent).', ['route', 'reason'], registers)
     // Registered by exposeTraceSpansDropped() when a span exporter starts: without one nothing could drop.
     this.traceSpansDropped = new Counter({ name: 'tollgate_trace_spans_dropped_total', help: 'Spans not exported: the export queue was full, or their export failed.', registers: [] })
@@ -192,6 +194,17 @@ export class RouteMetrics {
     child.inc()
   }
 
+  /**
+   * tollgate_auth_failures_total{route, reason}, bound when the route's auth or access step is built (reasons:
+   * missing, invalid, expired, forbidden). remove() drops the series it bound.
+   */
+  authFailures(reason: 'missing' | 'invalid' | 'expired' | 'forbidden'): CounterChild {
+    this.#authReasons.add(reason)
+    return this.#metrics.authFailures.labels(this.id, reason)
+  }
+
+  readonly #authReasons = new Set<string>()
+
   /** The route is gone: remove its label sets so /metrics does not keep series of deleted routes. */
   remove(): void {
     this.#removed = true
@@ -203,6 +216,8 @@ export class RouteMetrics {
     this.#requestChildren.clear()
     m.requestDuration.remove(this.id)
     m.retries.remove(this.id)
+    for (const reason of this.#authReasons) m.authFailures.remove(this.id, reason)
+    this.#authReasons.clear()
     for (let i = 0; i < this.#skipped.length; i++) {
       if (this.#skipped[i] !== null) m.retriesSkipped.remove(this.id, RETRY_SKIP_NAMES[i]!)
       this.#skipped[i] = null

@@ -27,7 +27,7 @@ describe('rateLimit config errors', () => {
     expect(errorsOf(head + '      - { algorithm: token-bucket, rate: 0, burst: 0, key: "cookie:sid" }\n')).toEqual([
       'routes.yaml:8:42 routes[0].rateLimit[0].rate: must be a number > 0, got 0',
       'routes.yaml:8:52 routes[0].rateLimit[0].burst: must be an integer >= 1, got 0',
-      'routes.yaml:8:60 routes[0].rateLimit[0].key: must be client-ip, route, header:<name> or query:<name> (comma-separated to combine), got "cookie:sid"',
+      'routes.yaml:8:60 routes[0].rateLimit[0].key: must be client-ip, route, consumer, header:<name> or query:<name> (comma-separated to combine), got "cookie:sid"',
     ])
   })
 

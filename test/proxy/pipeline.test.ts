@@ -57,7 +57,7 @@ routes:
   let table = buildRouteTable(config, null, metrics).table
   if (first !== null) {
     const r = table.routes.get('api')!
-    const route = new CompiledRoute(r.id, r.upstream, r.rewritePath, r.maxBodyBytes, r.allowEncodedSlash, r.websocket, [first, ...r.steps], r.metrics, r.breaker, r.parts, r.tracing)
+    const route = new CompiledRoute(r.id, r.upstream, r.rewritePath, r.maxBodyBytes, r.allowEncodedSlash, r.websocket, [first, ...r.steps], r.metrics, r.breaker, r.parts, r.tracing, r.auth)
     const router = new Router([{ spec: { id: 'api', path: '/api/*', methods: null, host: null, headers: null, priority: 0 }, value: route }])
     table = new RouteTable(table.version, table.config, router, new Map([['api', route]]), table.upstreams, table.pathPolicy, table.trustedProxies, table.routeMetrics, false, table.keyStore, table.clusterStore)
   }

@@ -66,6 +66,22 @@ describe('reuse per component across a rebuild', () => {
     expect(rb.metrics).toBe(ra.metrics)
   })
 
+  it('orders access, auth, limiters, admission, and keeps the route whole when a reload changes nothing of it', () => {
+    const hash = 'sha256:' + 'ab'.repeat(32)
+    const extra = `, access: { deny: [192.0.2.0/24] }, auth: { type: key, key: { consumers: { c: { keyHash: "${hash}" } } } }, rateLimit: [{ algorithm: token-bucket, rate: 5, key: consumer }]`
+    const a = build(config('', extra), null)
+    const ra = a.routes.get('api')!
+    expect(ra.steps).toEqual([ra.parts.access!.value, ra.parts.auth!.value, ra.parts.rateLimit, ra.upstream.bulkhead])
+    expect(ra.auth).toBe(ra.parts.auth!.value)
+    expect(ra.auth!.strip).toEqual({ keyHeader: 'x-api-key', queryParam: null, forwardConsumer: 'x-consumer' })
+    expect(build(config('', extra), a).routes.get('api')).toBe(ra)
+    // A changed access list: a new access step, the same auth step and limiter.
+    const c = build(config('', extra.replace('192.0.2.0/24', '198.51.100.0/24')), a).routes.get('api')!
+    expect(c.parts.access!.value).not.toBe(ra.parts.access!.value)
+    expect(c.parts.auth!.value).toBe(ra.parts.auth!.value)
+    expect(c.parts.rateLimit).toBe(ra.parts.rateLimit)
+  })
+
   it('keeps each limiter whose settings did not change and rebuilds the one that did', () => {
     const limits = (burst: number, maxBody: string): string =>
       `, maxBodySize: ${maxBody}, rateLimit: [{ name: a, algorithm: token-bucket, rate: 5 }, { name: b, algorithm: sliding-window, limit: ${burst} }]`

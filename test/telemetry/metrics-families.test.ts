@@ -42,11 +42,13 @@ upstreams:
   users: { targets: [{ url: ${up.url} }], retry: { attempts: 1, on: [502] }, healthCheck: { passive: { consecutiveFailures: 1, maxEjectionPercent: 100 } } }
 routes:
   - { id: users, match: { path: /users/:id }, upstream: users, rateLimit: [{ algorithm: token-bucket, rate: 100 }], circuitBreaker: {} }
+  - { id: closed, match: { path: /closed }, upstream: users, access: { deny: [127.0.0.0/8] } }
 `)
     expect((await gw.get('/users/1')).status).toBe(200)
     expect((await gw.get('/users/2')).status).toBe(502)
     expect((await gw.request('/users/3', { method: 'POST' })).status).toBe(502) // a retry skipped: not idempotent
     expect((await gw.get('/nowhere')).status).toBe(404)
+    expect((await gw.get('/closed')).status).toBe(403) // an auth failure (reason forbidden)
 
     const found = families((await gw.admin('/metrics')).body)
     expect(found.size).toBeGreaterThan(5)

@@ -196,7 +196,7 @@ export class RateLimitStep implements RequestStep, ClusterDecisionSink {
 
   #keyOf(key: RequestKey, ctx: StepContext, ip: string): string {
     // Never null: limiter keys stand in for a missing part (request-key.ts).
-    return key.valueOf(ctx.req, ctx.canonicalPath, ip, this.#routeId)!
+    return key.valueOf(ctx.req, ctx.canonicalPath, ip, this.#routeId, ctx.consumer)!
   }
 }
 
