@@ -92,6 +92,23 @@ export const Etcd = Type.Object({
   tls: Type.Optional(EtcdTls),
 }, { ...strict, description: 'etcd as a config source (optional).' })
 
+/** A PEM file named in routes.yaml: relative paths are read from the config file's directory (config/tls-files.ts). */
+const PemFile = (description: string) => Type.String({ minLength: 1, description: `${description} PEM file; a relative path is read from the config file's directory.` })
+
+export const TlsCertificate = Type.Object({
+  cert: PemFile('Certificate chain (leaf first).'),
+  key: PemFile('Private key of the certificate.'),
+}, { ...strict, description: 'A certificate and its key; the names it serves are its subjectAltName DNS entries (the subject CN when it has none).' })
+
+export const Tls = Type.Object({
+  certificates: Type.Array(TlsCertificate, { minItems: 1, description: 'Chosen by SNI against each certificate\'s names (wildcards included); the first is the default for an unknown or missing name.' }),
+  minVersion: Type.Union([Type.Literal('TLSv1.2'), Type.Literal('TLSv1.3')], { default: 'TLSv1.2', description: 'Oldest TLS version accepted.' }),
+  clientAuth: Type.Optional(Type.Object({
+    ca: PemFile('CA certificates that sign client certificates.'),
+    required: Type.Boolean({ default: false, description: 'true: a handshake without a valid client certificate fails. false: a certificate is asked for and verified when sent.' }),
+  }, { ...strict, description: 'Client certificates (mTLS).' })),
+}, { ...strict, description: 'TLS on the proxy listener; absent: plaintext HTTP. The files are read at load and again when they change.' })
+
 const RedisUrl = (description: string) => Type.String({ pattern: '^rediss?://[^\\s]+$', description })
 
 export const Redis = Type.Object({
@@ -270,6 +287,7 @@ export const EtcdRoute = Type.Object({ id: Type.Optional(RouteId), ...routeField
 export const Config = Type.Object({
   $schema: Type.Optional(Type.String({ description: 'Editor hint; ignored.' })),
   listen: Address('Proxy listener.', '0.0.0.0:8080'),
+  tls: Type.Optional(Tls),
   admin: Address('Admin listener (metrics, health, status). Never the proxy port.', '127.0.0.1:9901'),
   clientIp: ClientIp,
   limits: Limits,
@@ -289,8 +307,29 @@ export const Config = Type.Object({
   description: 'Configuration of the Tollgate API gateway.',
 })
 
-/** The loaded config: validated, defaults applied, durations in ms and sizes in bytes, deep-frozen. */
-export type Config = StaticDecode<typeof Config>
+/**
+ * The loaded config: validated, defaults applied, durations in ms and sizes in bytes, deep-frozen; `tls`
+ * with its files read and checked (config/tls-files.ts), so a cluster worker gets the PEM with its config.
+ */
+export type Config = Omit<StaticDecode<typeof Config>, 'tls'> & { tls?: LoadedTls }
+
+/** One certificate of `tls:` as loaded: absolute paths, the PEM text, the names it serves. */
+export interface LoadedCertificate {
+  readonly cert: string
+  readonly key: string
+  readonly certPem: string
+  readonly keyPem: string
+  /** Lower-case DNS names, `*.example.com` for a wildcard. */
+  readonly names: readonly string[]
+  readonly subject: string
+  readonly validTo: string
+}
+
+export interface LoadedTls {
+  readonly certificates: readonly LoadedCertificate[]
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3'
+  readonly clientAuth?: { readonly ca: string; readonly caPem: string; readonly required: boolean }
+}
 export type Route = StaticDecode<typeof Route>
 export type EtcdRoute = StaticDecode<typeof EtcdRoute>
 export type Upstream = StaticDecode<typeof Upstream>

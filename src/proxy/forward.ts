@@ -35,7 +35,7 @@ export function forward(ex: Exchange): void {
   const clientHost = ex.host ?? ''
   ex.upstreamHeaders = buildUpstreamHeaders(req.rawHeaders, ex, trusted, peer,
     upstream.hostHeader === null ? clientHost : upstream.hostHeader, clientHost, ex.requestId,
-    upstreamTraceparent(ex), false)
+    upstreamTraceparent(ex), false, ex.state.scheme)
   if (upstream.hashKey !== null) {
     ex.hashValue = upstream.hashKey.valueOf(req, ex.canonicalPath, upstream.hashKey.needsClientIp ? ex.clientIp() : '', route.id)
   }

@@ -19,7 +19,7 @@ function isHopByHop(lower: string): boolean {
  */
 export function buildUpstreamHeaders(
   raw: readonly string[], facts: RequestHeaderFacts, trusted: boolean, peer: string, hostHeader: string,
-  forwardedHost: string, requestId: string, traceparent: string, keepUpgrade: boolean,
+  forwardedHost: string, requestId: string, traceparent: string, keepUpgrade: boolean, scheme: 'http' | 'https' = 'http',
 ): string[] {
   // Host first, at a fixed index: hostHeader 'target' patches out[1] per attempt.
   const out: string[] = ['host', hostHeader]
@@ -58,7 +58,7 @@ export function buildUpstreamHeaders(
   if (facts.contentLength >= 0 && !facts.hasChunkedBody) out.push('content-length', String(facts.contentLength))
   if (keepUpgrade && facts.upgrade) out.push('connection', 'upgrade')
   out.push('x-forwarded-for', trusted && facts.forwardedFor !== null ? facts.forwardedFor + ', ' + peer : peer)
-  if (!hasProto) out.push('x-forwarded-proto', 'http')
+  if (!hasProto) out.push('x-forwarded-proto', scheme)
   if (!hasFwdHost) out.push('x-forwarded-host', forwardedHost)
   out.push('x-request-id', requestId)
   out.push('traceparent', traceparent)
