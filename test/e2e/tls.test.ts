@@ -187,6 +187,9 @@ describe('TLS termination', () => {
     // ...and a new one gets the new certificate.
     const fresh = await handshake(gw.port, { servername: 'default.test' })
     expect((fresh as { cert: PeerCertificate }).cert.subject.CN).toBe('default v2')
+    // A client that sends no server name gets the listener's default context: swapped too.
+    const noSni = await handshake(gw.port)
+    expect((noSni as { cert: PeerCertificate }).cert.subject.CN).toBe('default v2')
     expect(gw.logs.some((l) => l.msg === 'tls: certificates in service')).toBe(true)
 
     // A certificate whose key is another's: rejected with one clear line; v2 keeps serving.
