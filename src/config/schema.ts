@@ -287,8 +287,8 @@ export const EtcdRoute = Type.Object({ id: Type.Optional(RouteId), ...routeField
 export const Config = Type.Object({
   $schema: Type.Optional(Type.String({ description: 'Editor hint; ignored.' })),
   listen: Address('Proxy listener.', '0.0.0.0:8080'),
-  tls: Type.Optional(Tls),
   admin: Address('Admin listener (metrics, health, status). Never the proxy port.', '127.0.0.1:9901'),
+  tls: Type.Optional(Tls),
   clientIp: ClientIp,
   limits: Limits,
   paths: Paths,
