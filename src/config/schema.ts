@@ -202,9 +202,9 @@ export const Upstream = Type.Object({
 }, { ...strict, description: 'A named group of targets.' })
 
 export const LimitKey = Type.String({
-  pattern: '^(client-ip|route|header:[!#$%&\'*+.^_`|~0-9A-Za-z-]+|query:[^,\\s]+)(,(client-ip|route|header:[!#$%&\'*+.^_`|~0-9A-Za-z-]+|query:[^,\\s]+))*$',
+  pattern: '^(client-ip|route|client-cert|header:[!#$%&\'*+.^_`|~0-9A-Za-z-]+|query:[^,\\s]+)(,(client-ip|route|client-cert|header:[!#$%&\'*+.^_`|~0-9A-Za-z-]+|query:[^,\\s]+))*$',
   default: 'client-ip',
-  description: 'client-ip | route | header:<name> | query:<name>; "a,b" combines keys.',
+  description: 'client-ip | route | client-cert (the verified client certificate\'s subject; needs tls.clientAuth) | header:<name> | query:<name>; "a,b" combines keys.',
 })
 
 const Scope = Type.Union([Type.Literal('local'), Type.Literal('cluster')], { default: 'local', description: 'local (this instance) | cluster (shared through Redis).' })

@@ -47,7 +47,7 @@ interface Started {
 }
 
 /** An in-process gateway on a TLS listener; `watch`: the real file watcher (stat poll slowed to a minute). */
-async function start(tlsYaml: string, options: { watch?: boolean } = {}): Promise<Started> {
+async function start(tlsYaml: string, options: { watch?: boolean; routes?: string } = {}): Promise<Started> {
   const gwDir = mkdtempSync(join(tmpdir(), 'tollgate-tls-gw-'))
   const configPath = join(gwDir, 'routes.yaml')
   writeFileSync(configPath, [
@@ -55,7 +55,7 @@ async function start(tlsYaml: string, options: { watch?: boolean } = {}): Promis
     'admin: 127.0.0.1:0',
     tlsYaml,
     `upstreams: { u: { targets: [{ url: "${upstream.url}" }] } }`,
-    'routes: [{ id: r, match: { path: /* }, upstream: u }]',
+    options.routes ?? 'routes: [{ id: r, match: { path: /* }, upstream: u }]',
   ].join('\n') + '\n')
   const logs: Started['logs'] = []
   const log = pino({ level: 'info' }, { write: (line: string) => { logs.push(JSON.parse(line) as Started['logs'][number]) } })
@@ -229,7 +229,29 @@ describe('TLS termination', () => {
     expect(withCert.status).toBe(200)
     await expect(get(gw.port, 'default.test', '/mtls')).rejects.toThrow()
 
+    // required: false lets a client without a certificate in.
     const optional = await start(`${certList(files.default)}\n  clientAuth: { ca: ${ca.cert}, required: false }`)
     expect((await get(optional.port, 'default.test', '/mtls')).status).toBe(200)
+  })
+
+  it('limits by the verified client certificate (key client-cert): each certificate its own bucket, clients without one share a bucket', async () => {
+    const second = ca.client('client-two', 'client two')
+    const gw = await start([
+      `${certList(files.default)}`,
+      `  clientAuth: { ca: ${ca.cert}, required: false }`,
+    ].join('\n'), { routes: 'routes: [{ id: r, match: { path: /* }, upstream: u, rateLimit: [{ algorithm: sliding-window, limit: 2, window: 1m, key: client-cert }] }]' })
+    const as = (c: CertFiles | null) => async (): Promise<number> =>
+      (await get(gw.port, 'default.test', '/limited', c === null ? {} : { cert: readPem(c.cert), key: readPem(c.key) })).status
+    const one = as(files.client)
+    const two = as(second)
+    const none = as(null)
+    expect([await one(), await one(), await one()]).toEqual([200, 200, 429])
+    expect([await two(), await two(), await two()]).toEqual([200, 200, 429])
+    expect([await none(), await none(), await none()]).toEqual([200, 200, 429])
+  })
+
+  it('refuses key client-cert without tls.clientAuth, at the key', async () => {
+    await expect(start(certList(files.default), { routes: 'routes: [{ id: r, match: { path: /* }, upstream: u, rateLimit: [{ algorithm: sliding-window, limit: 2, key: "route,client-cert" }] }]' }))
+      .rejects.toThrow(/routes\.yaml:7:\d+ routes\[0\]\.rateLimit\[0\]\.key: key "client-cert" needs tls\.clientAuth/)
   })
 })
