@@ -63,6 +63,9 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
       report('error', at('circuitBreaker', 'fallback', 'upstream'),
         `"${fallback.upstream}" is the route's own upstream: an open breaker would send requests to the upstream it protects. Name another upstream, or use a fallback response ({ status, body, headers }).`)
     }
+    if (ok('forwardClientCert') && route.forwardClientCert !== undefined && config.tls?.clientAuth === undefined) {
+      report('error', at('forwardClientCert'), 'forwardClientCert needs tls.clientAuth (a CA to verify client certificates against); without it no request has one')
+    }
     if (ok('rateLimit') && route.rateLimit !== undefined) checkRateLimits(route.rateLimit, config, at, locate, report)
     if (!ok('match', 'path')) return
     // The router parses with the same function: what passes here is what it builds (config/route-path.ts).

@@ -273,6 +273,10 @@ const routeFields = {
   maxBodySize: Type.Optional(Size('Overrides limits.maxBodySize.')),
   allowEncodedSlash: Type.Optional(Type.Boolean({ description: 'true: %2F allowed in this route\'s params, forwarded still encoded.' })),
   websocket: Type.Boolean({ default: false, description: 'Allow WebSocket upgrades.' }),
+  forwardClientCert: Type.Optional(Type.String({
+    pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$',
+    description: 'Header that carries the verified client certificate\'s subject to the upstream (needs tls.clientAuth); a value the client sent in it is always removed.',
+  })),
   rateLimit: Type.Optional(Type.Array(RateLimit, { description: 'All must admit; rejected requests are not counted.' })),
   circuitBreaker: Type.Optional(CircuitBreaker),
   tracing: Type.Optional(Type.Object({ sampleRatio: Ratio('Sampling ratio for this route.') }, strict)),

@@ -10,7 +10,7 @@ type WithSubject = Socket & { [kSubject]?: string | null }
 
 /**
  * The subject of the client certificate the handshake verified against `tls.clientAuth.ca`, as
- * `CN=...,O=...` (the certificate's own order); null on a plaintext connection, without a certificate, or
+ * `CN=...,O=...` (the certificate's own order, characters outside printable ASCII percent-encoded); null on a plaintext connection, without a certificate, or
  * with one that did not verify (`required: false` lets such clients in).
  */
 export function clientCertSubject(socket: Socket | null): string | null {
@@ -19,7 +19,9 @@ export function clientCertSubject(socket: Socket | null): string | null {
   let subject = s[kSubject]
   if (subject === undefined) {
     const tls = socket as TLSSocket
-    subject = tls.encrypted === true && tls.authorized ? tls.getPeerX509Certificate()?.subject.split('\n').join(',') ?? null : null
+    const raw = tls.encrypted === true && tls.authorized ? tls.getPeerX509Certificate()?.subject ?? null : null
+    // One line, and usable as a header value (route.forwardClientCert): bytes outside printable ASCII percent-encoded.
+    subject = raw === null ? null : raw.split('\n').join(',').replace(/[^\x20-\x7e]+/g, (c) => encodeURIComponent(c))
     s[kSubject] = subject
   }
   return subject

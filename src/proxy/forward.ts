@@ -15,7 +15,8 @@ import type { Exchange } from './exchange.js'
 import { kExchange } from './exchange-key.js'
 import { appendQuotaHeaders, buildResponseHeaders } from './response-headers.js'
 import { endAttemptSpan, errorTypeOf, startAttemptSpan, upstreamTraceparent } from './trace-spans.js'
-import { buildUpstreamHeaders } from './upstream-headers.js'
+import { buildUpstreamHeaders, setClientCertHeader } from './upstream-headers.js'
+import { clientCertSubject } from '../http/client-cert.js'
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 const EMPTY_TRIED: Target[] = []
@@ -36,6 +37,7 @@ export function forward(ex: Exchange): void {
   ex.upstreamHeaders = buildUpstreamHeaders(req.rawHeaders, ex, trusted, peer,
     upstream.hostHeader === null ? clientHost : upstream.hostHeader, clientHost, ex.requestId,
     upstreamTraceparent(ex), false, ex.state.scheme)
+  if (route.forwardClientCert !== null) setClientCertHeader(ex.upstreamHeaders, route.forwardClientCert, clientCertSubject(req.socket))
   if (upstream.hashKey !== null) {
     ex.hashValue = upstream.hashKey.valueOf(req, ex.canonicalPath, upstream.hashKey.needsClientIp ? ex.clientIp() : '', route.id)
   }

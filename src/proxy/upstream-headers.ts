@@ -65,3 +65,15 @@ export function buildUpstreamHeaders(
   if (facts.tracestate !== null) out.push('tracestate', facts.tracestate)
   return out
 }
+
+/**
+ * route.forwardClientCert: `name` (lower case) carries the verified client certificate's subject, and only
+ * that: whatever the client sent under that name is removed first, so it cannot claim an identity. Runs
+ * only on routes that set it.
+ */
+export function setClientCertHeader(out: string[], name: string, subject: string | null): void {
+  for (let i = out.length - 2; i >= 2; i -= 2) {
+    if (out[i]!.toLowerCase() === name) out.splice(i, 2)
+  }
+  if (subject !== null) out.push(name, subject)
+}

@@ -40,6 +40,8 @@ export class CompiledRoute {
       readonly limiters: readonly Keyed<Limiter>[]
     },
     readonly tracing: RouteTracing,
+    /** route.forwardClientCert, lower case (null: none): the header the client certificate's subject goes in. */
+    readonly forwardClientCert: string | null = null,
   ) {}
 }
 
@@ -57,13 +59,14 @@ export function compileRoute(
   const admission: RequestStep = breaker === null ? upstream.bulkhead : breaker.step
   const steps: RequestStep[] = limits.step === null ? [admission] : [limits.step, admission]
   const tracing = routeTracing(route, config, old?.tracing)
-  if (old !== undefined && old.tracing === tracing && old.upstream === upstream && old.parts.rewrite === rewrite && old.maxBodyBytes === maxBodyBytes && old.breaker === breaker &&
+  const forwardClientCert = route.forwardClientCert?.toLowerCase() ?? null
+  if (old !== undefined && old.tracing === tracing && old.forwardClientCert === forwardClientCert && old.upstream === upstream && old.parts.rewrite === rewrite && old.maxBodyBytes === maxBodyBytes && old.breaker === breaker &&
     old.allowEncodedSlash === allowEncodedSlash && old.websocket === route.websocket && old.metrics === metrics &&
     sameSteps(old.steps, steps) && sameSteps(old.parts.limiters, limits.parts)) {
     return old
   }
   return new CompiledRoute(route.id, upstream, rewrite.value, maxBodyBytes, allowEncodedSlash, route.websocket, steps, metrics, breaker,
-    { rewrite, rateLimit: limits.step, limiters: limits.parts }, tracing)
+    { rewrite, rateLimit: limits.step, limiters: limits.parts }, tracing, forwardClientCert)
 }
 
 /** The route's tracing settings; `old` when they did not change. */

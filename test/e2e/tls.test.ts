@@ -254,4 +254,21 @@ describe('TLS termination', () => {
     await expect(start(certList(files.default), { routes: 'routes: [{ id: r, match: { path: /* }, upstream: u, rateLimit: [{ algorithm: sliding-window, limit: 2, key: "route,client-cert" }] }]' }))
       .rejects.toThrow(/routes\.yaml:7:\d+ routes\[0\]\.rateLimit\[0\]\.key: key "client-cert" needs tls\.clientAuth/)
   })
+
+  it('forwards the verified subject in the header the route names (forwardClientCert), never a value the client sent', async () => {
+    const gw = await start(`${certList(files.default)}\n  clientAuth: { ca: ${ca.cert}, required: false }`,
+      { routes: 'routes: [{ id: r, match: { path: /* }, upstream: u, forwardClientCert: X-Client-Cert }]' })
+    const seen = async (path: string, options: https.RequestOptions): Promise<string | string[] | undefined> => {
+      expect((await get(gw.port, 'default.test', path, options)).status).toBe(200)
+      return upstream.requests.find((q) => q.url === path)?.headers['x-client-cert']
+    }
+    const spoof = { 'x-client-cert': 'CN=admin', 'X-CLIENT-CERT': 'CN=root' }
+    expect(await seen('/fcc-1', { cert: readPem(files.client.cert), key: readPem(files.client.key), headers: { host: 'default.test', ...spoof } })).toBe('CN=client one')
+    expect(await seen('/fcc-2', { headers: { host: 'default.test', ...spoof } })).toBeUndefined()
+  })
+
+  it('refuses forwardClientCert without tls.clientAuth', async () => {
+    await expect(start(certList(files.default), { routes: 'routes: [{ id: r, match: { path: /* }, upstream: u, forwardClientCert: x-client-cert }]' }))
+      .rejects.toThrow(/routes\.yaml:7:\d+ routes\[0\]\.forwardClientCert: forwardClientCert needs tls\.clientAuth/)
+  })
 })
