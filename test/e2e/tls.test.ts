@@ -14,6 +14,7 @@ import type { ReloadEvent } from '../../src/lifecycle/config-sources.js'
 import { Gateway } from '../../src/lifecycle/gateway.js'
 import { Metrics } from '../../src/telemetry/metrics.js'
 import { TestCa, type CertFiles } from '../helpers/certs.js'
+import { spawnGateway } from '../helpers/gateway.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 
 let dir: string
@@ -270,5 +271,37 @@ describe('TLS termination', () => {
   it('refuses forwardClientCert without tls.clientAuth', async () => {
     await expect(start(certList(files.default), { routes: 'routes: [{ id: r, match: { path: /* }, upstream: u, forwardClientCert: x-client-cert }]' }))
       .rejects.toThrow(/routes\.yaml:7:\d+ routes\[0\]\.forwardClientCert: forwardClientCert needs tls\.clientAuth/)
+  })
+
+  it('with --workers 2 (the built CLI): every worker serves the certificates, and a renewal reaches them all', async () => {
+    const live: CertFiles = { cert: join(dir, 'cluster.pem'), key: join(dir, 'cluster-key.pem') }
+    install(files.default, live)
+    const proc = await spawnGateway([
+      certList(live),
+      `upstreams: { u: { targets: [{ url: "${upstream.url}" }] } }`,
+      'routes: [{ id: r, match: { path: /* }, upstream: u }]',
+    ].join('\n'), ['--workers', '2'])
+    const port = Number(new URL(proc.url).port)
+    // Fresh connections: the primary hands them to both workers.
+    const names = async (n: number): Promise<Set<string>> => {
+      const seen = new Set<string>()
+      for (let i = 0; i < n; i++) {
+        const r = await handshake(port)
+        seen.add(r instanceof Error ? r.message : String(r.cert.subject.CN))
+      }
+      return seen
+    }
+    expect(await names(10)).toEqual(new Set(['default v1']))
+    expect((await get(port, 'default.test', '/cluster')).status).toBe(200)
+
+    install(files.defaultV2, live)
+    const deadline = Date.now() + 30_000
+    let seen = await names(10)
+    while (!(seen.size === 1 && seen.has('default v2')) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100))
+      seen = await names(10)
+    }
+    expect(seen).toEqual(new Set(['default v2']))
+    expect(proc.stdout()).toContain('tls: certificates in service')
   })
 })
