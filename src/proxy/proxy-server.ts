@@ -81,6 +81,13 @@ export function createProxyServer(state: ProxyState, limits: Config['limits'], t
     socket.end(rawRefusal(BAD_CONNECT, newRequestId()))
   })
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    // Over TLS a failed handshake (its timeout, a refused version, a missing client certificate) comes here
+    // too: node:https hands tlsClientError to 'clientError' and then leaves the socket to this listener.
+    // No HTTP can be spoken on it yet, so it is closed at once (an HTTP 400 written here kept it open).
+    if (tls !== null && connectionOf(socket) === undefined) {
+      socket.destroy()
+      return
+    }
     // A parse error behind requests already parsed: they are still answered (client-connection.ts).
     if (err.code !== 'ERR_HTTP_REQUEST_TIMEOUT' && connectionOf(socket)?.onParseError() === true) return
     const inProgress = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
@@ -105,10 +112,9 @@ export function createProxyServer(state: ProxyState, limits: Config['limits'], t
     }
   })
   // Every open connection, so that endAll() can close those a response left idle after draining began.
-  // Over TLS the requests' socket is the TLSSocket of 'secureConnection'; connections still in their
-  // handshake are kept apart, for destroyAll().
+  // Over TLS the requests' socket is the TLSSocket of 'secureConnection'. A connection still in its
+  // handshake is not one of them: handshakeTimeout (limits.headersTimeout) closes it if it stalls.
   const sockets = new Set<Socket>()
-  const handshaking = new Set<Socket>()
   const track = (socket: Socket): void => {
     attachConnection(state, socket)
     sockets.add(socket)
@@ -117,10 +123,6 @@ export function createProxyServer(state: ProxyState, limits: Config['limits'], t
   if (tls === null) {
     server.on('connection', track)
   } else {
-    server.on('connection', (raw: Socket) => {
-      handshaking.add(raw)
-      raw.once('close', () => handshaking.delete(raw))
-    })
     server.on('secureConnection', (socket: TLSSocket) => track(socket))
   }
   return {
@@ -153,7 +155,6 @@ export function createProxyServer(state: ProxyState, limits: Config['limits'], t
     },
     destroyAll() {
       server.closeAllConnections()
-      for (const raw of handshaking) raw.destroy()
     },
   }
 }

@@ -5,6 +5,7 @@
 // on 127.0.0.1; the certificates are made by openssl in a temp dir.
 import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import https from 'node:https'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import tls, { type PeerCertificate, type TLSSocket } from 'node:tls'
@@ -303,5 +304,19 @@ describe('TLS termination', () => {
     }
     expect(seen).toEqual(new Set(['default v2']))
     expect(proc.stdout()).toContain('tls: certificates in service')
+  })
+
+  it('closes a connection that never finishes its handshake after limits.headersTimeout', async () => {
+    const gw = await start(`${certList(files.default)}\nlimits: { headersTimeout: 1s }`)
+    const started = Date.now()
+    const closedAfter = await new Promise<number>((resolve, reject) => {
+      const socket = net.connect({ host: '127.0.0.1', port: gw.port })
+      socket.setTimeout(15_000, () => { socket.destroy(); reject(new Error('still open after 15 s')) })
+      socket.on('error', () => undefined)
+      socket.on('close', () => resolve(Date.now() - started))
+      socket.write('\x16\x03\x01') // the start of a ClientHello record, and then nothing
+    })
+    expect(closedAfter).toBeGreaterThanOrEqual(900)
+    expect(closedAfter).toBeLessThan(10_000)
   })
 })
