@@ -16,6 +16,7 @@ import { Gateway } from '../../src/lifecycle/gateway.js'
 import { Metrics } from '../../src/telemetry/metrics.js'
 import { TestCa, type CertFiles } from '../helpers/certs.js'
 import { spawnGateway } from '../helpers/gateway.js'
+import { SpanKind, startOtlpReceiver } from '../helpers/otlp-receiver.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 
 let dir: string
@@ -318,5 +319,14 @@ describe('TLS termination', () => {
     })
     expect(closedAfter).toBeGreaterThanOrEqual(900)
     expect(closedAfter).toBeLessThan(10_000)
+  })
+
+  it('records url.scheme https on the server span', async () => {
+    const receiver = await startOtlpReceiver()
+    const gw = await start(`${certList(files.default)}\ntracing: { exporter: otlp, endpoint: ${receiver.endpoint}, sampleRatio: 1 }`)
+    expect((await get(gw.port, 'default.test', '/traced')).status).toBe(200)
+    await receiver.waitFor((spans) => spans.some((sp) => sp.kind === SpanKind.Server && sp.attributes['url.path'] === '/traced'), 20_000)
+    const server = receiver.spans.find((sp) => sp.kind === SpanKind.Server && sp.attributes['url.path'] === '/traced')!
+    expect(server.attributes['url.scheme']).toBe('https')
   })
 })
