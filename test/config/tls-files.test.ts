@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -7,6 +7,7 @@ import { loadConfigFile } from '../../src/config/load.js'
 import { loadTlsFiles } from '../../src/config/tls-files.js'
 import { ConfigError, formatIssue } from '../../src/errors.js'
 import { TestCa } from '../helpers/certs.js'
+import { CLI } from '../helpers/gateway.js'
 
 const ROUTE = ['upstreams: { u0: { targets: [{ url: "http://127.0.0.1:9009" }] } }', 'routes: [{ id: r0, match: { path: /r0 }, upstream: u0 }]']
 
@@ -106,5 +107,19 @@ describe('tls: files', () => {
     execFileSync('openssl', ['pkey', '-in', join(certs, 'plain-key.pem'), '-aes256', '-passout', 'pass:secret', '-out', join(certs, 'enc-key.pem')], { stdio: 'pipe' })
     expect(problems('tls: { certificates: [{ cert: certs/api.pem, key: certs/enc-key.pem }] }'))
       .toEqual([expect.stringContaining('tls.certificates[0].key: ' + join(certs, 'enc-key.pem') + ' is an encrypted private key; a passphrase is not supported')])
+  })
+
+  it('tollgate validate (the built CLI) runs the same checks: one line per problem, no stack trace', () => {
+    const file = join(dir, 'routes.yaml')
+    writeFileSync(file, ['tls:', '  certificates: [{ cert: certs/api.pem, key: certs/other-key.pem }]', ...ROUTE].join('\n') + '\n')
+    const r = spawnSync(process.execPath, [CLI, 'validate', file], { encoding: 'utf8', timeout: 20_000 })
+    expect(r.status).not.toBe(0)
+    expect(r.stderr.trim().split('\n')).toEqual([
+      `${file}:2:46 tls.certificates[0].key: ${join(dir, 'certs', 'other-key.pem')} is not the key of the certificate ${join(dir, 'certs', 'api.pem')} (CN=api.test); name the key it was issued for`,
+      `${file}: invalid — 1 error`,
+    ])
+    writeFileSync(file, ['tls:', '  certificates: [{ cert: certs/api.pem, key: certs/api-key.pem }]', ...ROUTE].join('\n') + '\n')
+    const ok = spawnSync(process.execPath, [CLI, 'validate', file], { encoding: 'utf8', timeout: 20_000 })
+    expect({ status: ok.status, stderr: ok.stderr }).toEqual({ status: 0, stderr: '' })
   })
 })
