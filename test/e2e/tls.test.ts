@@ -194,6 +194,13 @@ describe('TLS termination', () => {
     const noSni = await handshake(gw.port)
     expect((noSni as { cert: PeerCertificate }).cert.subject.CN).toBe('default v2')
     expect(gw.logs.some((l) => l.msg === 'tls: certificates in service')).toBe(true)
+    // /status names the certificates in force, never their PEM.
+    const status = await fetch(`http://127.0.0.1:${gw.gateway.adminAddress!.port}/status`).then((r) => r.text())
+    expect(JSON.parse(status).tls).toEqual({
+      minVersion: 'TLSv1.2', clientAuth: null,
+      certificates: [{ cert: live.cert, key: live.key, subject: 'CN=default v2', names: ['default.test'], validTo: expect.stringMatching(/^\d{4}-/) }],
+    })
+    expect(status).not.toContain('PRIVATE KEY')
 
     // A certificate whose key is another's: rejected with one clear line; v2 keeps serving.
     copyFileSync(files.a.key, live.key)
