@@ -2,7 +2,8 @@
 // with defaults -> cross-checks -> deep-frozen Config. Every problem of a file is collected and thrown at
 // once as a ConfigError, each located as `file:line:col` (or the TOLLGATE_* variable that set the value).
 // Durations become milliseconds and sizes bytes here, once (schema.ts Duration and Size): nothing
-// downstream parses them again.
+// downstream parses them again. The files of `tls:` are read and checked here too (tls-files.ts): they are
+// part of the config, and the loaded Config carries their PEM.
 import { readFileSync } from 'node:fs'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import { TransformDecode } from '@sinclair/typebox/value'
