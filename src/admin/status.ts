@@ -1,5 +1,5 @@
 // The /status JSON (README "Admin endpoints and metrics"): config source and revision, applied-at time, rejected items with reasons,
-// routes with their request and 5xx counts, upstreams with each target's state. Built from the config in force plus, where this process
+// routes with their request and 5xx counts, upstreams with each target's state, the TLS certificates in force. Built from the config in force plus, where this process
 // serves traffic, the live route table; the cluster primary has no table (its workers hold the pools), so
 // there what only a live pool knows (health, requests in flight, panic) is null and the rest comes from
 // the config.
@@ -87,6 +87,18 @@ export function renderStatus(input: StatusInput): Record<string, unknown> {
     upstreams: table === null ? upstreamsOfConfig(config, registered, input.activeReports ?? []) : upstreamsOfTable(table, registered),
     breakers: breakers(config, table),
     limiterStore: limiterStore(config, table),
+    tls: tlsStatus(config),
+  }
+}
+
+/** The certificates in force (README "TLS"): files, names and expiry, never the PEM. null: plaintext listener. */
+function tlsStatus(config: Config): Record<string, unknown> | null {
+  const tls = config.tls
+  if (tls === undefined) return null
+  return {
+    minVersion: tls.minVersion,
+    clientAuth: tls.clientAuth === undefined ? null : { ca: tls.clientAuth.ca, required: tls.clientAuth.required },
+    certificates: tls.certificates.map((c) => ({ cert: c.cert, key: c.key, subject: c.subject, names: c.names, validTo: c.validTo })),
   }
 }
 

@@ -66,6 +66,9 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
     }
     if (isMapping(route.access)) checkAccess(route.access, at, ok, report)
     if (ok('auth') && route.auth !== undefined) checkAuth(route.auth, at, locate, report)
+    if (ok('forwardClientCert') && route.forwardClientCert !== undefined && config.tls?.clientAuth === undefined) {
+      report('error', at('forwardClientCert'), 'forwardClientCert needs tls.clientAuth (a CA to verify client certificates against); without it no request has one')
+    }
     if (ok('rateLimit') && route.rateLimit !== undefined) checkRateLimits(route.rateLimit, config, at, locate, report)
     if (ok('rateLimit') && route.rateLimit !== undefined && (!ok('auth') || route.auth === undefined)) {
       route.rateLimit.forEach((limit, j) => {
@@ -214,6 +217,9 @@ function checkRateLimits(limits: readonly RateLimit[], config: Config, at: (...r
       const where = limit.name === undefined ? at('rateLimit', j) : at('rateLimit', j, 'name')
       const why = limit.name === undefined ? ` (the default name of an unnamed ${limit.algorithm} limiter at position ${j})` : ''
       report('error', where, `limiter name "${name}"${why} is used twice on this route: rateLimit[${first}] (${locate(at('rateLimit', first))}) already uses it; names label metrics and Redis keys`)
+    }
+    if (limit.key.split(',').includes('client-cert') && config.tls?.clientAuth === undefined) {
+      report('error', at('rateLimit', j, 'key'), 'key "client-cert" needs tls.clientAuth (a CA to verify client certificates against); without it no request has one')
     }
     if (limit.scope === 'cluster' && config.redis === undefined) {
       report('error', at('rateLimit', j, 'scope'), 'scope "cluster" needs a top-level redis: section (url or cluster); or use scope "local"')

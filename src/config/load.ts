@@ -2,7 +2,8 @@
 // with defaults -> cross-checks -> deep-frozen Config. Every problem of a file is collected and thrown at
 // once as a ConfigError, each located as `file:line:col` (or the TOLLGATE_* variable that set the value).
 // Durations become milliseconds and sizes bytes here, once (schema.ts Duration and Size): nothing
-// downstream parses them again.
+// downstream parses them again. The files of `tls:` are read and checked here too (tls-files.ts): they are
+// part of the config, and the loaded Config carries their PEM.
 import { readFileSync } from 'node:fs'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import { TransformDecode } from '@sinclair/typebox/value'
@@ -12,6 +13,7 @@ import { applyEnvOverrides } from './env-overrides.js'
 import { Config } from './schema.js'
 import { formatPath, validateValue, type IssueTarget, type PathSegment, type ValueIssue } from './validate-value.js'
 import { parseYamlSource } from './yaml-source.js'
+import { loadTlsFiles, type TlsPaths } from './tls-files.js'
 import { deepFreeze } from '../lib/plain-data.js'
 
 export interface LoadResult {
@@ -51,6 +53,13 @@ export function loadConfigText(text: string, file: string, env: NodeJS.ProcessEn
   // paths that validated, none of them a duration or a size.
   const config = (validated.issues.length === 0 ? TransformDecode(Config, [], validated.value) : validated.value) as Config
   issues.push(...checkConfig(config, locate, isValid))
+  // The certificate files are read only for a valid tls: section (their paths decoded); their problems are
+  // config errors like any other (tls-files.ts).
+  if (config.tls !== undefined && isValid(['tls'])) {
+    const files = loadTlsFiles(config.tls as unknown as TlsPaths, file, locate)
+    issues.push(...files.issues)
+    if (files.tls !== null) config.tls = files.tls
+  }
   if (issues.some(isError)) throw new ConfigError(inFileOrder(issues))
 
   return deepFreeze({

@@ -92,6 +92,23 @@ export const Etcd = Type.Object({
   tls: Type.Optional(EtcdTls),
 }, { ...strict, description: 'etcd as a config source (optional).' })
 
+/** A PEM file named in routes.yaml: relative paths are read from the config file's directory (config/tls-files.ts). */
+const PemFile = (description: string) => Type.String({ minLength: 1, description: `${description} PEM file; a relative path is read from the config file's directory.` })
+
+export const TlsCertificate = Type.Object({
+  cert: PemFile('Certificate chain (leaf first).'),
+  key: PemFile('Private key of the certificate.'),
+}, { ...strict, description: 'A certificate and its key; the names it serves are its subjectAltName DNS entries (the subject CN when it has none).' })
+
+export const Tls = Type.Object({
+  certificates: Type.Array(TlsCertificate, { minItems: 1, description: 'Chosen by SNI against each certificate\'s names (wildcards included); the first is the default for an unknown or missing name.' }),
+  minVersion: Type.Union([Type.Literal('TLSv1.2'), Type.Literal('TLSv1.3')], { default: 'TLSv1.2', description: 'Oldest TLS version accepted.' }),
+  clientAuth: Type.Optional(Type.Object({
+    ca: PemFile('CA certificates that sign client certificates.'),
+    required: Type.Boolean({ default: false, description: 'true: a handshake without a valid client certificate fails. false: a certificate is asked for and verified when sent.' }),
+  }, { ...strict, description: 'Client certificates (mTLS).' })),
+}, { ...strict, description: 'TLS on the proxy listener; absent: plaintext HTTP. The files are read at load and again when they change.' })
+
 const RedisUrl = (description: string) => Type.String({ pattern: '^rediss?://[^\\s]+$', description })
 
 export const Redis = Type.Object({
@@ -185,9 +202,9 @@ export const Upstream = Type.Object({
 }, { ...strict, description: 'A named group of targets.' })
 
 export const LimitKey = Type.String({
-  pattern: '^(client-ip|route|consumer|header:[!#$%&\'*+.^_`|~0-9A-Za-z-]+|query:[^,\\s]+)(,(client-ip|route|consumer|header:[!#$%&\'*+.^_`|~0-9A-Za-z-]+|query:[^,\\s]+))*$',
+  pattern: '^(client-ip|route|consumer|client-cert|header:[!#$%&\'*+.^_`|~0-9A-Za-z-]+|query:[^,\\s]+)(,(client-ip|route|consumer|client-cert|header:[!#$%&\'*+.^_`|~0-9A-Za-z-]+|query:[^,\\s]+))*$',
   default: 'client-ip',
-  description: 'client-ip | route | consumer (the route\'s authenticated consumer; needs auth) | header:<name> | query:<name>; "a,b" combines keys.',
+  description: 'client-ip | route | consumer (the route\'s authenticated consumer; needs auth) | client-cert (the verified client certificate\'s subject; needs tls.clientAuth) | header:<name> | query:<name>; "a,b" combines keys.',
 })
 
 const Scope = Type.Union([Type.Literal('local'), Type.Literal('cluster')], { default: 'local', description: 'local (this instance) | cluster (shared through Redis).' })
@@ -284,6 +301,10 @@ const routeFields = {
   websocket: Type.Boolean({ default: false, description: 'Allow WebSocket upgrades.' }),
   access: Type.Optional(Access),
   auth: Type.Optional(Auth),
+  forwardClientCert: Type.Optional(Type.String({
+    pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$',
+    description: 'Header that carries the verified client certificate\'s subject to the upstream (needs tls.clientAuth); a value the client sent in it is always removed.',
+  })),
   rateLimit: Type.Optional(Type.Array(RateLimit, { description: 'All must admit; rejected requests are not counted.' })),
   circuitBreaker: Type.Optional(CircuitBreaker),
   tracing: Type.Optional(Type.Object({ sampleRatio: Ratio('Sampling ratio for this route.') }, strict)),
@@ -299,6 +320,7 @@ export const Config = Type.Object({
   $schema: Type.Optional(Type.String({ description: 'Editor hint; ignored.' })),
   listen: Address('Proxy listener.', '0.0.0.0:8080'),
   admin: Address('Admin listener (metrics, health, status). Never the proxy port.', '127.0.0.1:9901'),
+  tls: Type.Optional(Tls),
   clientIp: ClientIp,
   limits: Limits,
   paths: Paths,
@@ -317,8 +339,29 @@ export const Config = Type.Object({
   description: 'Configuration of the Tollgate API gateway.',
 })
 
-/** The loaded config: validated, defaults applied, durations in ms and sizes in bytes, deep-frozen. */
-export type Config = StaticDecode<typeof Config>
+/**
+ * The loaded config: validated, defaults applied, durations in ms and sizes in bytes, deep-frozen; `tls`
+ * with its files read and checked (config/tls-files.ts), so a cluster worker gets the PEM with its config.
+ */
+export type Config = Omit<StaticDecode<typeof Config>, 'tls'> & { tls?: LoadedTls }
+
+/** One certificate of `tls:` as loaded: absolute paths, the PEM text, the names it serves. */
+export interface LoadedCertificate {
+  readonly cert: string
+  readonly key: string
+  readonly certPem: string
+  readonly keyPem: string
+  /** Lower-case DNS names, `*.example.com` for a wildcard. */
+  readonly names: readonly string[]
+  readonly subject: string
+  readonly validTo: string
+}
+
+export interface LoadedTls {
+  readonly certificates: readonly LoadedCertificate[]
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3'
+  readonly clientAuth?: { readonly ca: string; readonly caPem: string; readonly required: boolean }
+}
 export type Route = StaticDecode<typeof Route>
 export type EtcdRoute = StaticDecode<typeof EtcdRoute>
 export type Upstream = StaticDecode<typeof Upstream>

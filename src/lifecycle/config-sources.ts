@@ -51,6 +51,8 @@ export class ConfigSources {
   readonly #options: ConfigSourcesOptions
   #applier: ConfigApplier | null = null
   #watcher: ConfigWatcher | null = null
+  /** One watch per file of tls: in force (README "TLS": a renewed certificate is a reload). */
+  readonly #tlsWatchers = new Map<string, ConfigWatcher>()
   #closed = false
 
   private constructor(file: FileConfigSource, etcd: EtcdConfigSource | null, options: ConfigSourcesOptions) {
@@ -81,7 +83,10 @@ export class ConfigSources {
   start(applier: ConfigApplier): void {
     this.#applier = applier
     const { configPath, watchFile = true, watchPollMs, metrics } = this.#options
-    if (watchFile) this.#watcher = watchConfigFile(configPath, () => this.reload(), undefined, watchPollMs)
+    if (watchFile) {
+      this.#watcher = watchConfigFile(configPath, () => this.reload(), undefined, watchPollMs)
+      this.#watchTlsFiles()
+    }
     const etcd = this.etcd
     if (etcd !== null) {
       metrics.exposeEtcdUp()
@@ -109,6 +114,7 @@ export class ConfigSources {
       event = { result: 'rejected', revision: null }
     }
     this.#options.heapTrimmer.afterLoad()
+    if (this.#watcher !== null && !this.#closed) this.#watchTlsFiles()
     this.events.emit('reload', event)
     return event.result
   }
@@ -144,6 +150,19 @@ export class ConfigSources {
     return { result: 'applied', revision: outcome.revision }
   }
 
+  /** Watches exactly the tls files of the config in force (they change with routes.yaml). */
+  #watchTlsFiles(): void {
+    const wanted = new Set(this.file.tlsFiles())
+    for (const [file, watcher] of this.#tlsWatchers) {
+      if (wanted.has(file)) continue
+      void watcher.close()
+      this.#tlsWatchers.delete(file)
+    }
+    for (const file of wanted) {
+      if (!this.#tlsWatchers.has(file)) this.#tlsWatchers.set(file, watchConfigFile(file, () => this.reload(), undefined, this.#options.watchPollMs))
+    }
+  }
+
   #onEtcd(applier: ConfigApplier, update: EtcdUpdate): void {
     applier.countRejectedItems(update.newRejections.length)
     const applied = update.changed && !this.#closed && applier.apply(update.config, 'etcd', String(update.revision)) === 'applied'
@@ -154,6 +173,8 @@ export class ConfigSources {
   async close(): Promise<void> {
     this.#closed = true
     await this.#watcher?.close()
+    for (const watcher of this.#tlsWatchers.values()) await watcher.close()
+    this.#tlsWatchers.clear()
     await this.etcd?.close()
   }
 }

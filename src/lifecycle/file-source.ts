@@ -1,8 +1,12 @@
 // routes.yaml as a config source: the text last applied, its revision, and what the last rejected reload
 // said. Reading and validating happen here; building and swapping the table is the caller's job.
+// The files of `tls:` are part of the config (README "TLS"): the revision covers their contents too, so a
+// renewed certificate under an unchanged routes.yaml is a change, and a bad one is rejected once.
 import { createHash } from 'node:crypto'
 import { ConfigError, type ConfigIssue } from '../errors.js'
+import { readFileSync } from 'node:fs'
 import { loadConfigText, readConfigText, type LoadResult } from '../config/load.js'
+import type { Config } from '../config/schema.js'
 
 export type ReloadOutcome =
   | { readonly kind: 'unchanged'; readonly revision: string }
@@ -43,7 +47,8 @@ export class FileConfigSource {
       if (err instanceof ConfigError) return this.reject([...err.issues], null)
       throw err
     }
-    const revision = revisionOf(text)
+    // The tls files named by the config in force: if the text changed, the revision differs anyway.
+    const revision = revisionOf(text, this.tlsFiles().map((file) => [file, readOrEmpty(file)]))
     if (revision === this.revision) {
       // Back to the text in force (e.g. a bad edit was undone): nothing to apply, nothing rejected any more.
       this.clearRejection()
@@ -63,10 +68,15 @@ export class FileConfigSource {
 
   markApplied(text: string, result: LoadResult): void {
     this.text = text
-    this.revision = revisionOf(text)
+    this.revision = revisionOf(text, tlsContents(result.config))
     this.current = result
     this.appliedAt = new Date()
     this.clearRejection()
+  }
+
+  /** The files of the tls: section in force (certificates, keys, client CA), absolute. */
+  tlsFiles(): string[] {
+    return tlsContents(this.current?.config).map(([file]) => file)
   }
 
   clearRejection(): void {
@@ -83,6 +93,27 @@ export class FileConfigSource {
   }
 }
 
-export function revisionOf(text: string): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, 12)
+/** The revision of routes.yaml text (and of the tls files it names, as [path, content] pairs, when it has any). */
+export function revisionOf(text: string, files: ReadonlyArray<readonly [string, string]> = []): string {
+  const hash = createHash('sha256').update(text)
+  for (const [file, content] of files) hash.update('\0').update(file).update('\0').update(content)
+  return hash.digest('hex').slice(0, 12)
+}
+
+/** [path, PEM] of every file of `tls:` as loaded. */
+function tlsContents(config: Config | undefined): Array<[string, string]> {
+  const tls = config?.tls
+  if (tls === undefined) return []
+  const out: Array<[string, string]> = []
+  for (const c of tls.certificates) out.push([c.cert, c.certPem], [c.key, c.keyPem])
+  if (tls.clientAuth !== undefined) out.push([tls.clientAuth.ca, tls.clientAuth.caPem])
+  return out
+}
+
+function readOrEmpty(file: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch {
+    return '' // unreadable now: a change; the load that follows says why
+  }
 }

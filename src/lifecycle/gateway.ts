@@ -75,6 +75,7 @@ export class Gateway {
     this.#accessLog.configure(config.log)
     this.#holder = new TableHolder(config, metrics, (next) => {
       this.#applyLimits(next.limits)
+      this.#applyTls(next.tls)
       applyLogSettings(this.log, next.log)
       this.#accessLog.configure(next.log)
       this.probes?.update(next.upstreams)
@@ -85,7 +86,7 @@ export class Gateway {
     this.#holder.state.recorder.add(new TraceSink(this.#holder.state))
     this.#holder.state.recorder.add(this.#accessLog)
     this.#applier = new ConfigApplier(this.#holder, metrics, log, heapTrimmer)
-    this.#proxy = createProxyServer(this.#holder.state, config.limits)
+    this.#proxy = createProxyServer(this.#holder.state, config.limits, config.tls)
     this.#drain = new Drain({
       delaying: async () => { await this.sources?.close() }, // the config is frozen from here on
       delayMs: () => this.#holder.config.shutdown.delay,
@@ -209,6 +210,28 @@ export class Gateway {
       await old?.close().catch((err: unknown) => this.log.warn({ err }, 'tracing: the spans still queued could not be exported'))
     })
     return this.#tracingSwitch
+  }
+
+  /**
+   * New certificates (README "TLS"): swapped into the listener, no connection dropped. Whether the listener
+   * speaks TLS at all is fixed when it is made: adding or removing tls: applies at the next restart. The
+   * files were checked at load (config/tls-files.ts); what OpenSSL still refuses here keeps the old ones.
+   */
+  #applyTls(tls: Config['tls']): void {
+    const proxy = this.#proxy as ProxyServer | undefined // undefined while the constructor builds the first table
+    if (proxy === undefined) return
+    if ((tls === undefined) !== (proxy.tls === null)) {
+      this.log.warn(`tls: ${tls === undefined ? 'removed' : 'added'} in the config: the proxy listener changes between plaintext and TLS at the next restart`)
+      return
+    }
+    if (tls === undefined) return
+    try {
+      if (proxy.applyTls(tls)) {
+        this.log.info({ certificates: tls.certificates.map((c) => ({ cert: c.cert, names: c.names, validTo: c.validTo })) }, 'tls: certificates in service')
+      }
+    } catch (err) {
+      this.log.error({ err }, 'tls: the new certificates could not be put in service; the previous ones keep serving')
+    }
   }
 
   #applyLimits(limits: Config['limits']): void {

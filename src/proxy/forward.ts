@@ -15,8 +15,9 @@ import type { Exchange } from './exchange.js'
 import { kExchange } from './exchange-key.js'
 import { appendQuotaHeaders, buildResponseHeaders } from './response-headers.js'
 import { endAttemptSpan, errorTypeOf, startAttemptSpan, upstreamTraceparent } from './trace-spans.js'
-import { buildUpstreamHeaders } from './upstream-headers.js'
+import { buildUpstreamHeaders, setClientCertHeader } from './upstream-headers.js'
 import { stripQueryParam } from '../policy/auth/key-auth-step.js'
+import { clientCertSubject } from '../http/client-cert.js'
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 const EMPTY_TRIED: Target[] = []
@@ -39,7 +40,8 @@ export function forward(ex: Exchange): void {
   const clientHost = ex.host ?? ''
   ex.upstreamHeaders = buildUpstreamHeaders(req.rawHeaders, ex, trusted, peer,
     upstream.hostHeader === null ? clientHost : upstream.hostHeader, clientHost, ex.requestId,
-    upstreamTraceparent(ex), false, strip, ex.consumer)
+    upstreamTraceparent(ex), false, ex.state.scheme, strip, ex.consumer)
+  if (route.forwardClientCert !== null) setClientCertHeader(ex.upstreamHeaders, route.forwardClientCert, clientCertSubject(req.socket))
   if (upstream.hashKey !== null) {
     ex.hashValue = upstream.hashKey.valueOf(req, ex.canonicalPath, upstream.hashKey.needsClientIp ? ex.clientIp() : '', route.id)
   }

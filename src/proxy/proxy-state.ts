@@ -10,6 +10,8 @@ import { ResponseWatch, sweepIntervalMs } from './response-watch.js'
 export class ProxyState {
   table: RouteTable
   draining = false
+  /** The proxy listener's scheme (X-Forwarded-Proto, url.scheme of spans); set when the listener is made. */
+  scheme: 'http' | 'https' = 'http'
   inflight = 0
   readonly metrics: Metrics
   /** Requests waiting on an upstream, swept for timeouts.response every tenth of the shortest one. */

@@ -115,6 +115,7 @@ export class TraceSink implements OutcomeSink {
       routeId: route === null ? null : route.id,
       path: ex.canonicalPath,
       host: ex.host ?? null,
+      scheme: ex.state.scheme,
       // node:http detaches the socket from a request whose client went away: no address to tell then.
       clientAddress: ex.req.socket === null ? '' : ex.clientIp(),
       status,

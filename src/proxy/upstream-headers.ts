@@ -21,7 +21,7 @@ function isHopByHop(lower: string): boolean {
  */
 export function buildUpstreamHeaders(
   raw: readonly string[], facts: RequestHeaderFacts, trusted: boolean, peer: string, hostHeader: string,
-  forwardedHost: string, requestId: string, traceparent: string, keepUpgrade: boolean,
+  forwardedHost: string, requestId: string, traceparent: string, keepUpgrade: boolean, scheme: 'http' | 'https' = 'http',
   credential: CredentialStrip | null = null, consumer: string | null = null,
 ): string[] {
   // Host first, at a fixed index: hostHeader 'target' patches out[1] per attempt.
@@ -63,11 +63,23 @@ export function buildUpstreamHeaders(
   if (facts.contentLength >= 0 && !facts.hasChunkedBody) out.push('content-length', String(facts.contentLength))
   if (keepUpgrade && facts.upgrade) out.push('connection', 'upgrade')
   out.push('x-forwarded-for', trusted && facts.forwardedFor !== null ? facts.forwardedFor + ', ' + peer : peer)
-  if (!hasProto) out.push('x-forwarded-proto', 'http')
+  if (!hasProto) out.push('x-forwarded-proto', scheme)
   if (!hasFwdHost) out.push('x-forwarded-host', forwardedHost)
   out.push('x-request-id', requestId)
   out.push('traceparent', traceparent)
   if (facts.tracestate !== null) out.push('tracestate', facts.tracestate)
   if (credential !== null && consumer !== null) out.push(credential.forwardConsumer, consumer)
   return out
+}
+
+/**
+ * route.forwardClientCert: `name` (lower case) carries the verified client certificate's subject, and only
+ * that: whatever the client sent under that name is removed first, so it cannot claim an identity. Runs
+ * only on routes that set it.
+ */
+export function setClientCertHeader(out: string[], name: string, subject: string | null): void {
+  for (let i = out.length - 2; i >= 2; i -= 2) {
+    if (out[i]!.toLowerCase() === name) out.splice(i, 2)
+  }
+  if (subject !== null) out.push(name, subject)
 }

@@ -47,6 +47,8 @@ export class CompiledRoute {
     readonly tracing: RouteTracing,
     /** Key auth (null: none): forward.ts strips its credential and adds its forwardConsumer header. */
     readonly auth: KeyAuthStep | null,
+    /** route.forwardClientCert, lower case (null: none): the header the client certificate's subject goes in. */
+    readonly forwardClientCert: string | null = null,
   ) {}
 }
 
@@ -76,13 +78,14 @@ export function compileRoute(
   if (limits.step !== null) steps.push(limits.step)
   steps.push(admission)
   const tracing = routeTracing(route, config, old?.tracing)
-  if (old !== undefined && old.tracing === tracing && old.upstream === upstream && old.parts.rewrite === rewrite && old.maxBodyBytes === maxBodyBytes && old.breaker === breaker &&
+  const forwardClientCert = route.forwardClientCert?.toLowerCase() ?? null
+  if (old !== undefined && old.tracing === tracing && old.forwardClientCert === forwardClientCert && old.upstream === upstream && old.parts.rewrite === rewrite && old.maxBodyBytes === maxBodyBytes && old.breaker === breaker &&
     old.allowEncodedSlash === allowEncodedSlash && old.websocket === route.websocket && old.metrics === metrics &&
     sameSteps(old.steps, steps) && sameSteps(old.parts.limiters, limits.parts)) {
     return old
   }
   return new CompiledRoute(route.id, upstream, rewrite.value, maxBodyBytes, allowEncodedSlash, route.websocket, steps, metrics, breaker,
-    { rewrite, access, auth, rateLimit: limits.step, limiters: limits.parts }, tracing, auth?.value ?? null)
+    { rewrite, access, auth, rateLimit: limits.step, limiters: limits.parts }, tracing, auth?.value ?? null, forwardClientCert)
 }
 
 function buildAccess(access: NonNullable<Route['access']>, metrics: RouteMetrics): AccessStep {

@@ -141,7 +141,7 @@ export class OtelTracer implements SpanTracer {
 
   recordServer(f: ServerSpanFacts): void {
     const attributes: Attributes = {
-      [ATTR_URL_SCHEME]: 'http',
+      [ATTR_URL_SCHEME]: f.scheme ?? 'http',
       [ATTR_URL_PATH]: f.path,
       'tollgate.request_id': f.requestId,
     }

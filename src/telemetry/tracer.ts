@@ -22,6 +22,8 @@ export interface ServerSpanFacts extends SpanIds {
   /** The canonical path, without the query string (never recorded). */
   readonly path: string
   readonly host: string | null
+  /** The proxy listener's scheme (url.scheme); http when absent. */
+  readonly scheme?: 'http' | 'https'
   /** '' when the client's connection was gone before the address was read. */
   readonly clientAddress: string
   readonly status: number
