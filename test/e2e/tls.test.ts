@@ -311,7 +311,7 @@ describe('TLS termination', () => {
       seen = await names(10)
     }
     expect(seen).toEqual(new Set(['default v2']))
-    expect(proc.stdout()).toContain('tls: certificates in service')
+    await proc.waitForStdout('tls: certificates in service')
   })
 
   it('closes a connection that never finishes its handshake after limits.headersTimeout', async () => {

@@ -89,6 +89,8 @@ export interface GatewayProcess {
   readonly dir: string
   stdout(): string
   stderr(): string
+  /** Resolves when stdout contains `text` (log lines are batched for up to 100 ms); rejects after `timeoutMs`. */
+  waitForStdout(text: string, timeoutMs?: number): Promise<void>
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
@@ -116,6 +118,22 @@ export async function spawnGateway(yaml: string, args: string[] = [], env: Recor
   const proc: GatewayProcess = {
     child, pid: child.pid!, url: `http://127.0.0.1:${port}`, adminUrl, configPath, dir,
     stdout: () => out, stderr: () => err, exited,
+    waitForStdout(text, timeoutMs = 5_000) {
+      if (out.includes(text)) return Promise.resolve()
+      return new Promise<void>((resolve, reject) => {
+        const onData = (): void => {
+          if (!out.includes(text)) return
+          clearTimeout(timer)
+          child.stdout!.off('data', onData)
+          resolve()
+        }
+        const timer = setTimeout(() => {
+          child.stdout!.off('data', onData)
+          reject(new Error(`stdout did not show ${JSON.stringify(text)} within ${timeoutMs} ms:\n${out}`))
+        }, timeoutMs)
+        child.stdout!.on('data', onData)
+      })
+    },
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal)
       return exited
