@@ -32,7 +32,7 @@ import { runRouteSteps } from './pipeline.js'
 import type { ProxyState } from './proxy-state.js'
 import { isGrpcRequest, sendGrpcRefusal } from './grpc-refusal.js'
 import { sendRefusal } from './refusal.js'
-import type { UndiciTrailers } from '../upstream/grpc-status.js'
+import { grpcStatusOfRefusal, type UndiciTrailers } from '../upstream/grpc-status.js'
 import { appendQuotaHeaders } from './response-headers.js'
 import type { Watched } from './response-watch.js'
 
@@ -193,9 +193,14 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
         appendQuotaHeaders(out, this.quotaSource, this.quotaRemaining, this.quotaResetMs)
         extra = out
       }
-      this.bytesOut = this.wantsGrpcAnswer()
-        ? sendGrpcRefusal(res, refusal, this.requestId, close || this.state.draining, extra)
-        : sendRefusal(res, refusal, this.requestId, close || this.state.draining, allow, extra)
+      if (this.wantsGrpcAnswer()) {
+        // What the client got: HTTP 200 and the gRPC status (the log's `code` still names the refusal).
+        this.status = 200
+        this.grpcStatus = grpcStatusOfRefusal(refusal.status)
+        this.bytesOut = sendGrpcRefusal(res, refusal, this.requestId, close || this.state.draining, extra)
+      } else {
+        this.bytesOut = sendRefusal(res, refusal, this.requestId, close || this.state.draining, allow, extra)
+      }
     }
     this.complete()
   }

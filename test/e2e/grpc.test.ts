@@ -7,7 +7,7 @@
 // as they arrive.
 import { describe, expect, it } from 'vitest'
 import { Agent, request } from 'undici'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { httpRequest, spawnGateway, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { until } from '../helpers/health-upstream.js'
 import { grpcFrame, grpcMessages, Serving, startGrpcUpstream, type GrpcUpstream } from '../helpers/grpc-upstream.js'
 import { startUpstream } from '../helpers/upstream.js'
@@ -248,6 +248,31 @@ routes:
 `)
     await until('probe failed', async () => (await targetHealth(gw, plain.url)).health.active?.lastError != null)
     expect((await targetHealth(gw, plain.url)).healthy).toBe(false)
+  })
+})
+
+describe('gRPC in the access log', () => {
+  it('gives each call its grpcStatus, the gateway\'s own included, and no such field on plain HTTP', async () => {
+    const up = await startGrpcUpstream()
+    const plain = await startUpstream()
+    const proc = await spawnGateway(`
+upstreams:
+  echo: { protocol: grpc, targets: [{ url: "${up.url}" }] }
+  web: { targets: [{ url: "${plain.url}" }] }
+routes:
+  - { id: echo, match: { path: /test.Echo/* }, upstream: echo, rateLimit: [{ algorithm: token-bucket, rate: 1, period: 1m, burst: 2, key: route }] }
+  - { id: web, match: { path: /web }, upstream: web }
+`, [], { TOLLGATE_LOG_ACCESS: 'true' })
+    const gw = { url: proc.url } as TestGateway
+    await call(gw, '/test.Echo/Unary', ['ok'])
+    await call(gw, '/test.Echo/Unary', ['fail:14'])
+    await call(gw, '/test.Echo/Unary', ['limited'])
+    expect((await httpRequest(proc.url + '/web')).status).toBe(200)
+    await proc.stop()
+    const lines = proc.stdout().split('\n').filter((l) => l.includes('"msg":"access"')).map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(lines.map((l) => [l['route'], l['status'], l['grpcStatus']])).toEqual([
+      ['echo', 200, 0], ['echo', 200, 14], ['echo', 200, 8], ['web', 200, undefined],
+    ])
   })
 })
 
