@@ -32,6 +32,11 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
         if (problem !== null) report('error', ['upstreams', name, 'targets', t, 'url'], problem)
       })
     }
+    // tls: applies to https:// targets only; an upstream without any (registered ones may still come) is told.
+    if (upstream.tls !== undefined && isValid(['upstreams', name, 'targets']) && upstream.targets.length > 0 &&
+      !upstream.targets.some((t) => t.url.startsWith('https://'))) {
+      report('warning', ['upstreams', name, 'tls'], 'tls: applies to https:// targets only, and this upstream has none; its targets are reached in plaintext')
+    }
     if (upstream.balancer === 'hash' && upstream.hashKey === undefined) {
       report('error', ['upstreams', name, 'balancer'], 'balancer "hash" needs hashKey (client-ip, path, header:<name> or query:<name>)')
     }

@@ -11,6 +11,7 @@ import { PassiveHealth } from '../upstream/health/passive.js'
 import { UpstreamHealth } from '../upstream/health/upstream-health.js'
 import { RetryPolicy } from '../upstream/retry-policy.js'
 import type { Target } from '../upstream/target.js'
+import { tlsConnectOptions, type TlsConnectOptions } from '../upstream/tls-connect.js'
 import { UpstreamPool } from '../upstream/upstream-pool.js'
 import { reuse, type Keyed } from './reuse.js'
 
@@ -28,6 +29,8 @@ export class CompiledUpstream {
     readonly hostHeader: string | null,   // null: pass the client's Host
     readonly hostFromTarget: boolean,
     readonly connectTimeoutMs: number,
+    /** TLS towards https:// targets (tls-connect.ts), made once: every target pool of this build connects with it. */
+    readonly tls: TlsConnectOptions,
     readonly responseTimeoutMs: number,
     readonly retry: RetryPolicy,
     readonly hashKey: RequestKey | null,
@@ -42,6 +45,8 @@ export class CompiledUpstream {
       readonly retry: Keyed<RetryPolicy>
       readonly hashKey: Keyed<RequestKey | null>
       readonly passive: Keyed<PassiveHealth | null>
+      /** The upstream's tls: as loaded, that `tls` was made from. */
+      readonly tlsSpec: Upstream['tls'] | null
     },
   ) {}
 }
@@ -62,12 +67,17 @@ export function compileUpstream(
   let retired: Target[] = []
   const specs = spec.targets.map((t) => ({ url: t.url, weight: t.weight }))
   const maxConcurrent = spec.maxConcurrent ?? null
-  const poolSettings = { targets: specs, balancer: spec.balancer, maxConcurrent, onAllUnhealthy: spec.onAllUnhealthy, connectMs }
+  const tlsSpec = spec.tls ?? null
+  const poolSettings = { targets: specs, balancer: spec.balancer, maxConcurrent, onAllUnhealthy: spec.onAllUnhealthy, connectMs, tls: tlsSpec }
+  let tls = old?.tls ?? tlsConnectOptions(tlsSpec)
   const pool = reuse(old?.parts.pool, poolSettings, () => {
-    // Connection pools are built with the connect timeout: when it changes, every target gets a new one.
-    // Otherwise targets of unchanged URLs keep theirs (UpstreamPool.withTargets).
+    // Connection pools are built with the connect timeout and the TLS material: when either changes (a
+    // renewed CA or client certificate included), every target gets a new one. Otherwise targets of
+    // unchanged URLs keep theirs (UpstreamPool.withTargets).
     let next: UpstreamPool
-    if (old !== undefined && old.connectTimeoutMs === connectMs) {
+    const sameTls = old !== undefined && JSON.stringify(old.parts.tlsSpec) === JSON.stringify(tlsSpec)
+    if (!sameTls) tls = tlsConnectOptions(tlsSpec)
+    if (old !== undefined && old.connectTimeoutMs === connectMs && sameTls) {
       const r = old.pool.withTargets(specs, { balancer: spec.balancer, maxConcurrent, onAllUnhealthy: spec.onAllUnhealthy })
       next = r.pool
       added = r.added
@@ -96,12 +106,12 @@ export function compileUpstream(
   const hostHeader = spec.hostHeader === 'pass' || spec.hostHeader === 'target' ? null : spec.hostHeader
   const hostFromTarget = spec.hostHeader === 'target'
   if (old !== undefined && old.parts.pool === pool && old.parts.retry === retry && old.parts.hashKey === hashKey && old.parts.passive === passive &&
-    old.hostHeader === hostHeader && old.hostFromTarget === hostFromTarget && old.responseTimeoutMs === responseMs) {
+    old.hostHeader === hostHeader && old.hostFromTarget === hostFromTarget && old.responseTimeoutMs === responseMs && old.tls === tls) {
     return { upstream: old, added, retired }
   }
   const upstream = new CompiledUpstream(
-    name, pool.value.pool, pool.value.bulkhead, hostHeader, hostFromTarget, connectMs, responseMs,
-    retry.value, hashKey.value, upstreamMetrics, health, passive.value, { pool, retry, hashKey, passive },
+    name, pool.value.pool, pool.value.bulkhead, hostHeader, hostFromTarget, connectMs, tls, responseMs,
+    retry.value, hashKey.value, upstreamMetrics, health, passive.value, { pool, retry, hashKey, passive, tlsSpec },
   )
   return { upstream, added, retired }
 }

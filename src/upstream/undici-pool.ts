@@ -4,16 +4,17 @@
 // `exports` map, so the deep path is public; its types come from the package's own declarations.
 import { createRequire } from 'node:module'
 import type { Pool as UndiciPool } from 'undici'
+import type { TlsConnectOptions } from './tls-connect.js'
 
 const require = createRequire(import.meta.url)
 
 export const Pool = require('undici/lib/dispatcher/pool.js') as typeof UndiciPool
 export type Pool = UndiciPool
 
-/** The keep-alive connection pool of one target. */
-export function createTargetPool(origin: string, connectTimeoutMs: number): Pool {
+/** The keep-alive connection pool of one target; `tls` applies to an https:// origin (tls-connect.ts). */
+export function createTargetPool(origin: string, connectTimeoutMs: number, tls: TlsConnectOptions = {}): Pool {
   return new Pool(origin, {
-    connect: { timeout: connectTimeoutMs },
+    connect: { ...tls, timeout: connectTimeoutMs },
     // timeouts.response is enforced by the proxy's sweep (src/proxy/response-watch.ts), not undici's timers.
     headersTimeout: 0,
     bodyTimeout: 0,

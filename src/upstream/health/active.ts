@@ -17,6 +17,7 @@
 // fire for it.
 import type { Dispatcher } from 'undici'
 import type { Upstream } from '../../config/schema.js'
+import type { TlsConnectOptions } from '../tls-connect.js'
 import { createProbeClient, type ProbeClient } from './probe-client.js'
 
 export type ActiveSettings = NonNullable<NonNullable<Upstream['healthCheck']>['active']>
@@ -136,17 +137,20 @@ export class ActiveChecker {
   readonly #expect: Uint8Array
   readonly #listener: ReportListener
   readonly #random: () => number
+  /** The upstream's TLS (tls-connect.ts): probes of https:// targets verify and present what traffic does. */
+  readonly #tls: TlsConnectOptions
   readonly #subjects = new Map<string, Subject>()
   #timer: NodeJS.Timeout | null = null
   #timerDueMs = Infinity
   #closed = false
 
-  constructor(upstream: string, settings: ActiveSettings, listener: ReportListener, random: () => number = Math.random) {
+  constructor(upstream: string, settings: ActiveSettings, listener: ReportListener, random: () => number = Math.random, tls: TlsConnectOptions = {}) {
     this.upstream = upstream
     this.settings = settings
     this.#expect = compileExpectStatus(settings.expectStatus)
     this.#listener = listener
     this.#random = random
+    this.#tls = tls
   }
 
   /**
@@ -254,7 +258,7 @@ export class ActiveChecker {
     subject.startedMs = now
     subject.status = 0
     subject.timedOut = false
-    const client = (subject.client ??= createProbeClient(subject.origin, this.settings.timeout))
+    const client = (subject.client ??= createProbeClient(subject.origin, this.settings.timeout, this.#tls))
     subject.timer = setTimeout(onProbeTimeout, this.settings.timeout, subject)
     subject.timer.unref()
     client.dispatch({ origin: subject.origin, path: this.settings.path, method: 'GET', headers: PROBE_HEADERS, headersTimeout: 0, bodyTimeout: 0 }, subject)

@@ -6,16 +6,18 @@
 // figures; test/e2e/workers.test.ts checks the primary loads none).
 import { createRequire } from 'node:module'
 import type { Client } from 'undici'
+import type { TlsConnectOptions } from '../tls-connect.js'
 
 const require = createRequire(import.meta.url)
 let ClientClass: typeof Client | null = null
 
 export type ProbeClient = Client
 
-export function createProbeClient(origin: string, timeoutMs: number): ProbeClient {
+/** `tls`: the upstream's, as its traffic pool has it (tls-connect.ts): a probe checks what requests will meet. */
+export function createProbeClient(origin: string, timeoutMs: number, tls: TlsConnectOptions = {}): ProbeClient {
   ClientClass ??= require('undici/lib/dispatcher/client.js') as typeof Client
   return new ClientClass(origin, {
-    connect: { timeout: timeoutMs },
+    connect: { ...tls, timeout: timeoutMs },
     headersTimeout: 0,
     bodyTimeout: 0,
     keepAliveTimeout: 4_000,
