@@ -21,6 +21,15 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
     issues.push({ where: locate(path), path: formatPath(path), message, severity })
   }
   checkListeners(config, isValid, locate, report)
+  // README "HTTP/2": h2 is offered by ALPN during the TLS handshake; h2c is its plaintext form.
+  if (isValid(['http2'])) {
+    if (config.http2 === true && config.tls === undefined) {
+      report('warning', ['http2'], 'http2: true offers HTTP/2 by ALPN on a TLS listener and has no effect without tls:; for HTTP/2 in cleartext write http2: h2c')
+    }
+    if (config.http2 === 'h2c' && config.tls !== undefined) {
+      report('error', ['http2'], 'h2c is HTTP/2 without TLS; with tls: write http2: true (HTTP/2 by ALPN)')
+    }
+  }
   const upstreams: Config['upstreams'] = isMapping(config.upstreams) ? config.upstreams : {}
   const upstreamNames = Object.keys(upstreams)
   for (const name of upstreamNames) {

@@ -332,6 +332,10 @@ export const Config = Type.Object({
   listen: Address('Proxy listener.', '0.0.0.0:8080'),
   admin: Address('Admin listener (metrics, health, status). Never the proxy port.', '127.0.0.1:9901'),
   tls: Type.Optional(Tls),
+  http2: Type.Union([Type.Boolean(), Type.Literal('h2c')], {
+    default: false,
+    description: 'true: the TLS listener offers HTTP/2 by ALPN (h2) beside HTTP/1.1; needs tls:. h2c: the plaintext listener also takes HTTP/2 with prior knowledge (RFC 9113 §3.3) beside HTTP/1.1 on the same port; without tls: only. Applies at the next restart.',
+  }),
   clientIp: ClientIp,
   limits: Limits,
   paths: Paths,

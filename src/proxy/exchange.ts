@@ -179,7 +179,10 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
       this.closesConnection = true
       res.destroy()
     } else {
-      if (close || this.state.draining) this.closesConnection = true
+      // HTTP/2 has no Connection header (RFC 9113 §8.2.2: node:http2 throws on one); its framing leaves nothing
+      // ambiguous to close the connection over, and draining sends GOAWAY instead (proxy-server.ts).
+      const closing = (close || this.state.draining) && !this.isH2
+      if (closing) this.closesConnection = true
       this.headersSent = true
       let extra = headers
       if (this.quotaSource !== null) {
@@ -187,7 +190,7 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
         appendQuotaHeaders(out, this.quotaSource, this.quotaRemaining, this.quotaResetMs)
         extra = out
       }
-      this.bytesOut = sendRefusal(res, refusal, this.requestId, close || this.state.draining, allow, extra)
+      this.bytesOut = sendRefusal(res, refusal, this.requestId, closing, allow, extra)
     }
     this.complete()
   }
@@ -198,7 +201,7 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     this.headersSent = true
     const out = [...headers, 'x-request-id', this.requestId]
     if (this.quotaSource !== null) appendQuotaHeaders(out, this.quotaSource, this.quotaRemaining, this.quotaResetMs)
-    if (this.state.draining) {
+    if (this.state.draining && !this.isH2) {
       this.closesConnection = true
       out.push('connection', 'close')
     }
@@ -231,8 +234,9 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     return onUpstreamData(this, chunk)
   }
 
-  onComplete(): void {
-    onUpstreamComplete(this)
+  // undici's types say string[]; its HTTP/1.1 client hands over the raw Buffers.
+  onComplete(trailers: string[] | null): void {
+    onUpstreamComplete(this, trailers)
   }
 
   onError(err: Error): void {

@@ -1,0 +1,273 @@
+// HTTP/2 to clients (README "HTTP/2"; issue 16 item 2): h2 by ALPN on the TLS listener with HTTP/1.1 still
+// served on the same port, h2c with prior knowledge on a plaintext one; every route, limit and hygiene rule
+// as over HTTP/1.1 (404, 413, 429, pseudo-headers never forwarded, :authority as Host and a conflicting Host
+// refused, cookies joined, connection-specific response headers dropped), request bodies streamed, trailers
+// passed, RST_STREAM aborting the upstream request, GOAWAY when draining. The upstream stays HTTP/1.1.
+// Real gateway (in process), real node:http upstreams and node:http2 clients on 127.0.0.1.
+import http from 'node:http'
+import http2 from 'node:http2'
+import https from 'node:https'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadConfigText } from '../../src/config/load.js'
+import { ConfigError } from '../../src/errors.js'
+import { TestCa, type CertFiles } from '../helpers/certs.js'
+import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { connectH2, h2Request } from '../helpers/h2-client.js'
+import { startHeldUpstream } from '../helpers/held.js'
+import { startUpstream, type Upstream } from '../helpers/upstream.js'
+
+let dir: string
+let ca: TestCa
+let cert: CertFiles
+let caPem: string
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'tollgate-h2-'))
+  ca = new TestCa(dir)
+  cert = ca.server('gw', 'gw.test', ['gw.test', 'other.test'])
+  caPem = readFileSync(ca.cert, 'utf8')
+})
+
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true })
+})
+
+const ROUTES = `
+routes:
+  - { id: api, match: { path: /api/* }, upstream: u }
+  - id: limited
+    match: { path: /limited }
+    upstream: u
+    rateLimit: [{ algorithm: token-bucket, rate: 1, period: 1m, burst: 1 }]
+  - { id: small, match: { path: /small }, upstream: u, maxBodySize: 10 }
+`
+
+/** A gateway with `http2: true` on TLS (or h2c on plaintext) in front of `up`. */
+async function startH2Gateway(up: Upstream, mode: 'tls' | 'h2c' = 'tls', extra = ''): Promise<TestGateway & { h2url: string }> {
+  const listener = mode === 'tls'
+    ? `tls: { certificates: [{ cert: ${cert.cert}, key: ${cert.key} }] }\nhttp2: true`
+    : 'http2: h2c'
+  const gw = await startGateway(`${listener}\n${extra}\nupstreams: { u: { targets: [{ url: "${up.url}" }] } }\n${ROUTES}`)
+  return Object.assign(gw, { h2url: `${mode === 'tls' ? 'https' : 'http'}://127.0.0.1:${gw.port}` })
+}
+
+const tlsClient = (): { ca: string; servername: string } => ({ ca: caPem, servername: 'gw.test' })
+
+describe('HTTP/2 on the TLS listener (http2: true)', () => {
+  it('negotiates h2 by ALPN and forwards over HTTP/1.1 with :authority as Host and no pseudo-headers', async () => {
+    const up = await startUpstream()
+    const gw = await startH2Gateway(up)
+    const session = await connectH2(gw.h2url, tlsClient())
+    expect(session.alpnProtocol).toBe('h2')
+    const r = await h2Request(session, { ':path': '/api/x?q=1', ':authority': 'gw.test', 'x-custom': 'yes' })
+    expect(r.status).toBe(200)
+    expect(r.body).toContain('/api/x?q=1')
+    expect(r.headers['x-request-id']).toMatch(/./)
+    const seen = up.requests[0]!
+    expect(seen.url).toBe('/api/x?q=1')
+    expect(seen.headers['host']).toBe('gw.test')
+    expect(seen.headers['x-forwarded-proto']).toBe('https')
+    expect(seen.headers['x-custom']).toBe('yes')
+    expect(seen.rawHeaders.filter((_, i) => i % 2 === 0 && seen.rawHeaders[i]!.startsWith(':'))).toEqual([])
+  })
+
+  it('still serves HTTP/1.1 on the same port (ALPN http/1.1, and clients that offer no ALPN)', async () => {
+    const up = await startUpstream()
+    const gw = await startH2Gateway(up)
+    for (const ALPNProtocols of [['http/1.1'], undefined]) {
+      const r = await new Promise<{ status: number; alpn: string | false; version: string }>((resolve, reject) => {
+        const req = https.request({ host: '127.0.0.1', port: gw.port, path: '/api/one', ca: caPem, servername: 'gw.test', headers: { host: 'gw.test' }, agent: false, ...(ALPNProtocols === undefined ? {} : { ALPNProtocols }) }, (res) => {
+          res.resume()
+          res.on('end', () => resolve({ status: res.statusCode!, alpn: (res.socket as import("node:tls").TLSSocket).alpnProtocol ?? false, version: res.httpVersion }))
+        })
+        req.on('error', reject)
+        req.end()
+      })
+      expect(r.status).toBe(200)
+      expect(r.version).toBe('1.1')
+      expect(r.alpn).not.toBe('h2')
+    }
+  })
+
+  it('answers 404, 413 and 429 over h2 as over HTTP/1.1', async () => {
+    const up = await startUpstream()
+    const gw = await startH2Gateway(up)
+    const session = await connectH2(gw.h2url, tlsClient())
+    const notFound = await h2Request(session, { ':path': '/nowhere' })
+    expect(notFound.status).toBe(404)
+    expect(notFound.headers['x-tollgate-error']).toBe('ROUTE_NOT_FOUND')
+    expect(JSON.parse(notFound.body)).toMatchObject({ code: 'ROUTE_NOT_FOUND' })
+    expect(notFound.headers['connection']).toBeUndefined()
+
+    const tooLarge = await h2Request(session, { ':method': 'POST', ':path': '/small', 'content-length': '20' }, 'x'.repeat(20))
+    expect(tooLarge.status).toBe(413)
+    // Without Content-Length the body is counted while it streams.
+    const streamedTooLarge = await h2Request(session, { ':method': 'POST', ':path': '/small' }, ['x'.repeat(8), 'x'.repeat(8)])
+    expect(streamedTooLarge.status).toBe(413)
+
+    expect((await h2Request(session, { ':path': '/limited' })).status).toBe(200)
+    const limited = await h2Request(session, { ':path': '/limited' })
+    expect(limited.status).toBe(429)
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(1)
+    expect(limited.headers['ratelimit-remaining']).toBe('0')
+    // The session survived every refusal: HTTP/2 framing leaves nothing to close the connection over.
+    expect((await h2Request(session, { ':path': '/api/after' })).status).toBe(200)
+  })
+
+  it('refuses a Host that names another host than :authority (RFC 9113 §8.3.1) and takes a matching one', async () => {
+    const up = await startUpstream()
+    const gw = await startH2Gateway(up)
+    const session = await connectH2(gw.h2url, tlsClient())
+    const conflict = await h2Request(session, { ':path': '/api/x', ':authority': 'gw.test', host: 'evil.test' })
+    expect(conflict.status).toBe(400)
+    expect(conflict.body).toContain(':authority')
+    const same = await h2Request(session, { ':path': '/api/x', ':authority': 'gw.test', host: 'GW.test' })
+    expect(same.status).toBe(200)
+    expect(up.requests.map((r) => r.headers['host'])).toEqual(['gw.test'])
+  })
+
+  it('streams a request body of unknown length upstream, and joins split cookies into one field', async () => {
+    const up = await startUpstream()
+    const gw = await startH2Gateway(up)
+    const session = await connectH2(gw.h2url, tlsClient())
+    const r = await h2Request(session, { ':method': 'POST', ':path': '/api/upload', cookie: ['a=1', 'b=2'] }, ['part one, ', 'part two'])
+    expect(r.status).toBe(200)
+    const seen = up.requests[0]!
+    expect(seen.body.toString()).toBe('part one, part two')
+    expect(seen.headers['transfer-encoding']).toBe('chunked')
+    expect(seen.rawHeaders.filter((_, i) => i % 2 === 0 && seen.rawHeaders[i]!.toLowerCase() === 'cookie')).toHaveLength(1)
+    expect(seen.headers['cookie']).toBe('a=1; b=2')
+  })
+
+  it('drops connection-specific headers an HTTP/1.1 upstream sends, and passes its trailers', async () => {
+    // Written raw: Connection, Keep-Alive, Proxy-Connection, Upgrade and Transfer-Encoding are illegal in an
+    // HTTP/2 response (node:http2 throws on them), and the chunked body carries a trailer.
+    const raw = net.createServer((socket) => {
+      socket.once('data', () => {
+        socket.end('HTTP/1.1 200 OK\r\nConnection: close, x-hop\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n' +
+          'Upgrade: h2c\r\nx-hop: secret\r\nx-kept: yes\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n')
+      })
+    })
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r))
+    const up = { url: `http://127.0.0.1:${(raw.address() as net.AddressInfo).port}` } as Upstream
+    try {
+      const gw = await startH2Gateway(up)
+      const session = await connectH2(gw.h2url, tlsClient())
+      const r = await h2Request(session, { ':path': '/api/raw' })
+      expect(r.status).toBe(200)
+      expect(r.body).toBe('hello')
+      expect(r.headers['x-kept']).toBe('yes')
+      for (const name of ['connection', 'keep-alive', 'proxy-connection', 'upgrade', 'transfer-encoding', 'x-hop']) expect(r.headers[name]).toBeUndefined()
+      expect(r.trailers?.['x-checksum']).toBe('abc')
+    } finally {
+      await new Promise<void>((r) => raw.close(() => r()))
+    }
+  })
+
+  it('answers 502 when the upstream response cannot be sent over HTTP/2 (a repeated Content-Type)', async () => {
+    const up = await startUpstream({ handler: (_req, res) => { res.writeHead(200, [['content-type', 'text/plain'], ['content-type', 'text/html']].flat()); res.end('x') } })
+    const gw = await startH2Gateway(up)
+    const session = await connectH2(gw.h2url, tlsClient())
+    const r = await h2Request(session, { ':path': '/api/dup' })
+    expect(r.status).toBe(502)
+    expect(r.headers['x-tollgate-error']).toBe('UPSTREAM_UNAVAILABLE')
+    expect(r.headers['content-type']).toBe('application/json')
+    expect((await h2Request(session, { ':path': '/api/again' })).status).toBe(502)
+  })
+
+  it('aborts the upstream request when the client resets the stream (RST_STREAM)', async () => {
+    const up = await startHeldUpstream()
+    const gw = await startH2Gateway(up)
+    const session = await connectH2(gw.h2url, tlsClient())
+    const stream = session.request({ ':path': '/api/held' })
+    stream.on('error', () => undefined)
+    await up.holding(1)
+    expect(up.sockets.size).toBe(1)
+    const upstreamSocket = [...up.sockets][0]!
+    const upstreamClosed = new Promise<void>((resolve) => upstreamSocket.once('close', () => resolve()))
+    const t0 = performance.now()
+    stream.close(http2.constants.NGHTTP2_CANCEL)
+    // The gateway aborted its upstream request: undici destroyed that connection (at once, not after its
+    // 4 s keep-alive timeout).
+    await upstreamClosed
+    expect(performance.now() - t0).toBeLessThan(3_000)
+    up.release()
+    expect((await h2Request(session, { ':path': '/api/next' })).status).toBe(200)
+    void gw
+  })
+
+  it('sends GOAWAY when draining and lets the stream in flight finish', async () => {
+    const up = await startHeldUpstream('finished')
+    const gw = await startH2Gateway(up)
+    const session = await connectH2(gw.h2url, tlsClient())
+    const goaway = new Promise<void>((resolve) => session.once('goaway', () => resolve()))
+    const inFlight = h2Request(session, { ':path': '/api/slow' })
+    await up.holding(1)
+    const closed = gw.close()
+    await goaway
+    up.release()
+    const r = await inFlight
+    expect(r.status).toBe(200)
+    expect(r.body).toBe('finished')
+    await closed
+  })
+})
+
+describe('h2c on the plaintext listener (http2: h2c)', () => {
+  it('serves HTTP/2 with prior knowledge and HTTP/1.1 on the same port', async () => {
+    const up = await startUpstream()
+    const gw = await startH2Gateway(up, 'h2c')
+    const session = await connectH2(gw.h2url)
+    const r = await h2Request(session, { ':path': '/api/h2c' })
+    expect(r.status).toBe(200)
+    expect(up.requests[0]!.headers['x-forwarded-proto']).toBe('http')
+    expect((await h2Request(session, { ':path': '/nowhere' })).status).toBe(404)
+    const h1 = await gw.get('/api/h1')
+    expect(h1.status).toBe(200)
+    expect(up.requests.map((q) => q.url)).toEqual(['/api/h2c', '/api/h1'])
+  })
+
+  it('keeps a plaintext listener HTTP/1.1-only without h2c: the preface is no request', async () => {
+    const up = await startUpstream()
+    const gw = await startGateway(`upstreams: { u: { targets: [{ url: "${up.url}" }] } }\n${ROUTES}`)
+    const session = http2.connect(gw.url)
+    session.on('error', () => undefined)
+    const answered = await new Promise<boolean>((resolve) => {
+      const stream = session.request({ ':path': '/api/x' })
+      stream.on('response', () => resolve(true))
+      stream.on('error', () => resolve(false))
+      stream.on('close', () => resolve(false))
+      stream.end()
+    })
+    session.destroy()
+    expect(answered).toBe(false)
+    expect(up.hits).toBe(0)
+  })
+})
+
+describe('http2 config', () => {
+  const load = (yaml: string): string[] => {
+    try {
+      return loadConfigText(`${yaml}\nupstreams: { u: { targets: [{ url: "http://127.0.0.1:1" }] } }\n${ROUTES}`, join(dir, 'routes.yaml'), {}).warnings.map((w) => `${w.where} ${w.path}: ${w.message}`)
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err
+      return [err.message]
+    }
+  }
+
+  it('warns that http2: true does nothing without tls:', () => {
+    expect(load('http2: true')).toEqual([expect.stringMatching(/routes\.yaml:1:8 http2: http2: true offers HTTP\/2 by ALPN on a TLS listener and has no effect without tls:/)])
+  })
+
+  it('refuses h2c on a TLS listener', () => {
+    expect(load(`tls: { certificates: [{ cert: ${cert.cert}, key: ${cert.key} }] }\nhttp2: h2c`)).toEqual([
+      expect.stringMatching(/routes\.yaml:2:8 http2: h2c is HTTP\/2 without TLS; with tls: write http2: true/),
+    ])
+  })
+})
+
+void http
