@@ -8,7 +8,7 @@
 // when its store answers): the exchange remembers where it stopped (stepIndex), so a suspended request
 // needs no closure to go on.
 import {
-  BAD_ENCODED_SLASH, BAD_HOST, BAD_HTTP_VERSION, CONFLICTING_AUTHORITY, METHOD_NOT_ALLOWED, MISSING_AUTHORITY, MISSING_HOST, badRequest,
+  BAD_ENCODED_SLASH, BAD_HOST, BAD_HTTP_VERSION, BAD_SCHEME, CONFLICTING_AUTHORITY, METHOD_NOT_ALLOWED, MISSING_AUTHORITY, MISSING_HOST, badRequest,
   PAYLOAD_TOO_LARGE, type Refusal, ROUTE_NOT_FOUND, SHUTTING_DOWN,
 } from '../errors.js'
 import { canonicalizeTarget } from '../http/canonical-path.js'
@@ -93,11 +93,14 @@ export function runRouteSteps(ex: Exchange): void {
  * connection-specific headers (Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade), a TE
  * other than "trailers", and a body longer or shorter than its Content-Length. Left here: the host.
  * RFC 9113 §8.3.1: `:authority` is the host; a Host header that names another one makes the request malformed
- * (400), and one without `:authority` is the host; neither is 400. The body: a stream whose HEADERS did not
+ * (400), and one without `:authority` is the host; neither is 400. A :scheme other than http or https is 400. The body: a stream whose HEADERS did not
  * end it has one, of unknown length without Content-Length, counted against maxBodySize as it streams.
  */
 function checkH2Request(ex: Exchange): Refusal | null {
-  const authority = (ex.req as unknown as { authority?: string }).authority
+  const h2 = ex.req as unknown as { authority?: string; scheme?: string; stream: { endAfterHeaders: boolean } }
+  // RFC 9113 §8.3.1 does not restrict :scheme; a gateway in front of HTTP services serves only these two.
+  if (h2.scheme !== 'https' && h2.scheme !== 'http') return BAD_SCHEME
+  const authority = h2.authority
   if (authority !== undefined && authority !== '') {
     if (ex.host !== undefined && ex.host.toLowerCase() !== authority.toLowerCase()) return CONFLICTING_AUTHORITY
     if (!isValidHost(authority)) return BAD_HOST
@@ -105,7 +108,7 @@ function checkH2Request(ex: Exchange): Refusal | null {
   } else if (ex.host === undefined) {
     return MISSING_AUTHORITY
   }
-  if (ex.contentLength < 0 && !(ex.req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders) ex.hasChunkedBody = true
+  if (ex.contentLength < 0 && !h2.stream.endAfterHeaders) ex.hasChunkedBody = true
   return null
 }
 

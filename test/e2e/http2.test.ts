@@ -118,6 +118,45 @@ describe('HTTP/2 on the TLS listener (http2: true)', () => {
     expect((await h2Request(session, { ':path': '/api/after' })).status).toBe(200)
   })
 
+  it('verifies client certificates on h2 connections and forwards the subject (forwardClientCert)', async () => {
+    const up = await startUpstream()
+    const client = ca.client('h2-client', 'h2 client')
+    const gw = await startGateway(`tls: { certificates: [{ cert: ${cert.cert}, key: ${cert.key} }], clientAuth: { ca: ${ca.cert}, required: false } }
+http2: true
+upstreams: { u: { targets: [{ url: "${up.url}" }] } }
+routes:
+  - { id: api, match: { path: /api/* }, upstream: u, forwardClientCert: X-Client-Cert }
+`)
+    const url = `https://127.0.0.1:${gw.port}`
+    const withCert = await connectH2(url, { ...tlsClient(), cert: readFileSync(client.cert), key: readFileSync(client.key) })
+    expect((await h2Request(withCert, { ':path': '/api/a', 'x-client-cert': 'CN=forged' })).status).toBe(200)
+    const anonymous = await connectH2(url, tlsClient())
+    expect((await h2Request(anonymous, { ':path': '/api/b', 'x-client-cert': 'CN=forged' })).status).toBe(200)
+    expect(up.requests.map((r) => [r.url, r.headers['x-client-cert']])).toEqual([['/api/a', 'CN=h2 client'], ['/api/b', undefined]])
+  })
+
+  it('answers Expect: 100-continue on a stream once the route is known, then forwards the body', async () => {
+    const up = await startUpstream()
+    const gw = await startH2Gateway(up)
+    const session = await connectH2(gw.h2url, tlsClient())
+    const r = await new Promise<{ continued: boolean; status: number }>((resolve, reject) => {
+      const stream = session.request({ ':method': 'POST', ':path': '/api/expect', expect: '100-continue', 'content-length': '5' }, { endStream: false })
+      let continued = false
+      stream.on('continue', () => {
+        continued = true
+        stream.end('hello')
+      })
+      stream.on('response', (h) => {
+        stream.resume()
+        stream.on('end', () => resolve({ continued, status: Number(h[':status']) }))
+      })
+      stream.on('error', reject)
+    })
+    expect(r).toEqual({ continued: true, status: 200 })
+    expect(up.requests[0]!.body.toString()).toBe('hello')
+    expect(up.requests[0]!.headers['expect']).toBeUndefined()
+  })
+
   it('refuses a Host that names another host than :authority (RFC 9113 §8.3.1) and takes a matching one', async () => {
     const up = await startUpstream()
     const gw = await startH2Gateway(up)
@@ -128,6 +167,28 @@ describe('HTTP/2 on the TLS listener (http2: true)', () => {
     const same = await h2Request(session, { ':path': '/api/x', ':authority': 'gw.test', host: 'GW.test' })
     expect(same.status).toBe(200)
     expect(up.requests.map((r) => r.headers['host'])).toEqual(['gw.test'])
+  })
+
+  it('never forwards a malformed request: node:http2 resets the stream, or the pipeline answers 400', async () => {
+    const up = await startUpstream()
+    const gw = await startH2Gateway(up)
+    const cases: Array<[Record<string, string>, string]> = [
+      [{ ':path': 'api/x' }, 'reset'],                     // not origin-form
+      [{ ':path': '' }, 'reset'],
+      [{ ':path': 'http://evil.test/api/x' }, 'reset'],    // absolute-form has no place in :path
+      [{ ':path': '*' }, 'reset'],                         // asterisk-form outside OPTIONS
+      [{ ':path': '/api/x', ':authority': 'a b' }, 'reset'],
+      [{ ':path': '/api/x', ':scheme': 'ftp' }, '400'],
+      [{ ':path': '/api/x', ':authority': 'user@gw.test' }, '400'],
+      [{ ':path': '/api/%2e%2e/x' }, '400'],              // the canonical path rules, as over HTTP/1.1
+      [{ ':path': '/api/x#frag' }, '400'],
+    ]
+    for (const [headers, expected] of cases) {
+      const session = await connectH2(gw.h2url, tlsClient())
+      const got = await h2Request(session, headers).then((r) => String(r.status), (err: Error) => (/NGHTTP2_PROTOCOL_ERROR/.test(err.message) ? 'reset' : err.message))
+      expect([headers, got]).toEqual([headers, expected])
+    }
+    expect(up.hits).toBe(0)
   })
 
   it('streams a request body of unknown length upstream, and joins split cookies into one field', async () => {
