@@ -292,6 +292,36 @@ describe('h2c on the plaintext listener (http2: h2c)', () => {
     expect(up.requests.map((q) => q.url)).toEqual(['/api/h2c', '/api/h1'])
   })
 
+  it('tells HTTP/1.1 from the preface when the first bytes arrive one at a time (a P could start either)', async () => {
+    const up = await startUpstream()
+    const gw = await startH2Gateway(up, 'h2c')
+    const socket = net.connect(gw.port, '127.0.0.1')
+    const answer = new Promise<string>((resolve) => {
+      let text = ''
+      socket.on('data', (c: Buffer) => {
+        text += c.toString()
+        if (text.includes('hello from')) resolve(text)
+      })
+    })
+    await new Promise<void>((r) => socket.once('connect', () => r()))
+    for (const part of ['P', 'O', 'ST /api/slow-start HTTP/1.1\r\nHost: gw.test\r\ncontent-length: 0\r\n\r\n']) {
+      socket.write(part)
+      await new Promise((r) => setTimeout(r, 30))
+    }
+    expect(await answer).toMatch(/^HTTP\/1\.1 200 OK/)
+    socket.destroy()
+    expect(up.requests.map((q) => [q.method, q.url])).toEqual([['POST', '/api/slow-start']])
+  })
+
+  it('closes a plaintext connection that sends nothing within headersTimeout, before knowing its protocol', async () => {
+    const up = await startUpstream()
+    const gw = await startH2Gateway(up, 'h2c', 'limits: { headersTimeout: 300ms }')
+    const socket = net.connect(gw.port, '127.0.0.1')
+    const started = performance.now()
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()))
+    expect(performance.now() - started).toBeLessThan(5_000)
+  })
+
   it('keeps a plaintext listener HTTP/1.1-only without h2c: the preface is no request', async () => {
     const up = await startUpstream()
     const gw = await startGateway(`upstreams: { u: { targets: [{ url: "${up.url}" }] } }\n${ROUTES}`)
