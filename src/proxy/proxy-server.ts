@@ -133,6 +133,7 @@ export function createProxyServer(state: ProxyState, limits: Config['limits'], t
     if (http2Mode === 'h2c') {
       stream.on('request', (req, res) => h2c(req, res, false))
       stream.on('checkContinue', (req, res) => h2c(req, res, true))
+      stream.on('checkExpectation', (req: Http2ServerRequest, res: Http2ServerResponse) => h2c(req, res, false))
     }
     stream.on('session', (session: Http2Session) => {
       sessions.add(session)
@@ -164,6 +165,7 @@ export function createProxyServer(state: ProxyState, limits: Config['limits'], t
   })
   // Any other Expect: the header scan answers 417 (request-facts.ts), in turn, like every refusal.
   serverOn.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    if (tlsH2 !== null && req.httpVersionMajor === 2) return tlsH2(req as unknown as Http2ServerRequest, res as unknown as Http2ServerResponse, false)
     ;(connectionOf(req.socket) as ClientConnection).admit(req, res, false)
   })
   // CONNECT (authority-form): Node hands over the socket, and without this listener closes it unanswered.

@@ -157,6 +157,22 @@ routes:
     expect(up.requests[0]!.headers['expect']).toBeUndefined()
   })
 
+  it('answers 417 to an Expect other than 100-continue and 400 to CONNECT, on TLS and h2c alike', async () => {
+    const up = await startUpstream()
+    for (const mode of ['tls', 'h2c'] as const) {
+      const gw = await startH2Gateway(up, mode)
+      const session = await connectH2(gw.h2url, mode === 'tls' ? tlsClient() : {})
+      const expectation = await h2Request(session, { ':path': '/api/x', expect: 'something-else' })
+      expect(expectation.status).toBe(417)
+      expect(expectation.headers['x-tollgate-error']).toBe('EXPECTATION_FAILED')
+      const connect = await h2Request(session, { ':method': 'CONNECT', ':authority': 'internal.test:443' })
+      expect(connect.status).toBe(400)
+      expect(connect.body).toContain('CONNECT')
+      expect((await h2Request(session, { ':path': '/api/after' })).status).toBe(200)
+    }
+    expect(up.requests.map((r) => r.url)).toEqual(['/api/after', '/api/after'])
+  })
+
   it('refuses a Host that names another host than :authority (RFC 9113 §8.3.1) and takes a matching one', async () => {
     const up = await startUpstream()
     const gw = await startH2Gateway(up)
