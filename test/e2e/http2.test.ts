@@ -220,6 +220,29 @@ routes:
     expect(seen.headers['cookie']).toBe('a=1; b=2')
   })
 
+  it('streams a 4 MiB response to a client that reads slowly (flow control, backpressure), and HEAD without a body', async () => {
+    const big = Buffer.alloc(4 * 1024 * 1024, 'x')
+    const up = await startUpstream({ body: big })
+    const gw = await startH2Gateway(up)
+    const session = await connectH2(gw.h2url, tlsClient())
+    const received = await new Promise<number>((resolve, reject) => {
+      const stream = session.request({ ':path': '/api/big' })
+      let n = 0
+      stream.on('data', (c: Buffer) => {
+        n += c.length
+        // Read in bursts: the gateway's writes wait for the window to open again.
+        stream.pause()
+        setTimeout(() => stream.resume(), 1)
+      })
+      stream.on('end', () => resolve(n))
+      stream.on('error', reject)
+    })
+    expect(received).toBe(big.length)
+    const head = await h2Request(session, { ':method': 'HEAD', ':path': '/api/big' })
+    expect(head.status).toBe(200)
+    expect(head.body).toBe('')
+  })
+
   it('drops connection-specific headers an HTTP/1.1 upstream sends, and passes its trailers', async () => {
     // Written raw: Connection, Keep-Alive, Proxy-Connection, Upgrade and Transfer-Encoding are illegal in an
     // HTTP/2 response (node:http2 throws on them), and the chunked body carries a trailer.
