@@ -2,7 +2,8 @@
 // `nghttp` over TLS (ALPN h2) and h2c with prior knowledge, the malformed requests nghttp can send that
 // node:http2's own client refuses to (connection-specific headers, a TE other than trailers: refused by the
 // gateway's HTTP/2 layer with RST_STREAM, never forwarded), and `h2load` with many concurrent streams on a
-// few connections. Skipped where the tools are missing (.ci/run installs nghttp2-client).
+// few connections. Skipped where the tools are missing (.ci/run installs nghttp2-client). And SIGTERM to the
+// process: GOAWAY to an HTTP/2 client, its stream in flight finished, exit 0.
 import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -11,6 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { TestCa, type CertFiles } from '../helpers/certs.js'
 import { spawnGateway, type GatewayProcess } from '../helpers/gateway.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
+import { connectH2, h2Request } from '../helpers/h2-client.js'
+import { startHeldUpstream } from '../helpers/held.js'
 
 const hasTools = await new Promise<boolean>((resolve) => {
   execFile('nghttp', ['--version'], (err) => {
@@ -40,9 +43,10 @@ function run(cmd: string, args: string[]): Promise<{ code: number; out: string }
   })
 }
 
-async function start(up: Upstream, mode: 'tls' | 'h2c'): Promise<{ gw: GatewayProcess; base: string }> {
+async function start(up: Upstream, mode: 'tls' | 'h2c', extra = ''): Promise<{ gw: GatewayProcess; base: string }> {
   const listener = mode === 'tls' ? `tls: { certificates: [{ cert: ${cert.cert}, key: ${cert.key} }] }\nhttp2: true` : 'http2: h2c'
   const gw = await spawnGateway(`${listener}
+${extra}
 upstreams: { u: { targets: [{ url: "${up.url}" }] } }
 routes:
   - { id: api, match: { path: /api/* }, upstream: u }
@@ -93,5 +97,25 @@ describe.skipIf(!hasTools)('HTTP/2 with nghttp and h2load', () => {
     expect(r.out).toMatch(/requests: 400 total, 400 started, 400 done, 400 succeeded, 0 failed, 0 errored/)
     expect(r.out).toMatch(/status codes: 400 2xx/)
     expect(up.hits).toBe(400)
+  })
+})
+
+describe('HTTP/2 and SIGTERM (the built gateway process)', () => {
+  it('sends GOAWAY on SIGTERM, finishes the stream in flight and exits 0', async () => {
+    const up = await startHeldUpstream('finished')
+    // An idle session gets GOAWAY after keepAliveTimeout anyway: far beyond this test, so the one seen is SIGTERM's.
+    const { gw, base } = await start(up, 'tls', 'limits: { keepAliveTimeout: 60s }')
+    const session = await connectH2(base, { rejectUnauthorized: false })
+    const goaway = new Promise<void>((resolve) => session.once('goaway', () => resolve()))
+    const inFlight = h2Request(session, { ':path': '/api/slow' })
+    await up.holding(1)
+    const signalled = performance.now()
+    const exited = gw.stop('SIGTERM')
+    await goaway
+    expect(performance.now() - signalled).toBeLessThan(10_000)
+    up.release()
+    const r = await inFlight
+    expect([r.status, r.body]).toEqual([200, 'finished'])
+    expect((await exited).code).toBe(0)
   })
 })

@@ -302,7 +302,8 @@ routes:
 
   it('sends GOAWAY when draining and lets the stream in flight finish', async () => {
     const up = await startHeldUpstream('finished')
-    const gw = await startH2Gateway(up)
+    // keepAliveTimeout far beyond the test: the GOAWAY seen is the drain's, not the idle session's.
+    const gw = await startH2Gateway(up, 'tls', 'limits: { keepAliveTimeout: 60s }')
     const session = await connectH2(gw.h2url, tlsClient())
     const goaway = new Promise<void>((resolve) => session.once('goaway', () => resolve()))
     const inFlight = h2Request(session, { ':path': '/api/slow' })
