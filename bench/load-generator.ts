@@ -32,7 +32,8 @@ for (const h of values.header ?? []) {
   headers[h.slice(0, colon)] = h.slice(colon + 1)
 }
 
-const pool = new Pool(target.origin, { connections, pipelining: 1, keepAliveTimeout: 60_000 })
+// https:// (scenario tls): the peers' certificate is the bench's self-signed one (bench/lib/certs.ts).
+const pool = new Pool(target.origin, { connections, pipelining: 1, keepAliveTimeout: 60_000, connect: { rejectUnauthorized: false } })
 let latenciesMs = new Float64Array(1 << 16)
 let count = 0
 let errors = 0

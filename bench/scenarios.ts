@@ -53,6 +53,12 @@ export interface Scenario {
    * the one proxy core, and a note says so).
    */
   readonly proxyCores?: number
+  /**
+   * How the load generator talks to the peers: plaintext HTTP/1.1 (default), `tls` (HTTP/1.1 over TLS with
+   * keep-alive: wrk, or the undici loop) or `h2` (HTTP/2 over TLS, ALPN h2: h2load). The peers listen with the
+   * bench's certificate (bench/lib/certs.ts); the upstream stays plaintext HTTP/1.1.
+   */
+  readonly protocol?: 'tls' | 'h2'
   /** Unmeasured requests sent to each peer (tollgate-core excepted) before its answer is checked: e.g. the failure that opens a breaker. */
   readonly primeRequests?: number
 }
@@ -212,6 +218,8 @@ ${LOCAL_LIMITS}${cluster ? '      - { name: cluster, algorithm: token-bucket, ra
 const REFERENCE_PEERS = ['tollgate', 'undici-stream'] as const
 /** Tollgate alone (with its tollgate-core): the scenario measures one of its own paths against its core path. */
 const TOLLGATE_ONLY = ['tollgate'] as const
+/** The peers that speak TLS and HTTP/2 to clients (scenarios tls and h2). */
+const TLS_PEERS: readonly string[] = ['tollgate', 'node-tls', 'nginx']
 
 export const scenarios: readonly Scenario[] = [
   { name: 'small', description: 'GET / → 2 B', path: '/' },
@@ -349,6 +357,22 @@ export const scenarios: readonly Scenario[] = [
     needsOtlpReceiver: true,
     needsRedis: true,
     accessLog: true,
+  },
+  {
+    name: 'tls',
+    description: 'GET / over TLS (HTTP/1.1, keep-alive, TLS 1.3 on a P-256 certificate) → 2 B',
+    path: '/',
+    protocol: 'tls',
+    peers: TLS_PEERS,
+    needsTollgate: true,
+  },
+  {
+    name: 'h2',
+    description: 'GET / over HTTP/2 (TLS, ALPN h2; h2load, 10 streams per connection) → 2 B; upstream HTTP/1.1',
+    path: '/',
+    protocol: 'h2',
+    peers: TLS_PEERS,
+    needsTollgate: true,
   },
   {
     name: 'workers',

@@ -75,6 +75,9 @@ export const BAD_BODY_FRAMING = badRequest('the request body framing is broken (
 export const BAD_HOST = badRequest('Host is not a valid host[:port]')
 export const MISSING_HOST = badRequest('HTTP/1.1 request without a Host header')
 export const BAD_HTTP_VERSION = badRequest('HTTP/0.9 request (only HTTP/1.0 and HTTP/1.1 are served)')
+export const MISSING_AUTHORITY = badRequest('HTTP/2 request without :authority or Host')
+export const BAD_SCHEME = badRequest(':scheme is neither http nor https')
+export const CONFLICTING_AUTHORITY = badRequest('Host names another host than :authority (RFC 9113 §8.3.1)')
 export const BAD_CONNECT = badRequest('CONNECT is not supported: the gateway is not a forward proxy')
 export const BAD_FRAMING = badRequest('the request could not be parsed as HTTP/1.1 (framing, header syntax or size)')
 

@@ -1,9 +1,10 @@
 // Running the load generator: wrk when installed (-t1 -cN --latency), else bench/load-generator.ts.
 import { spawn } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { benchScript } from './paths.js'
 import { findBinary } from './processes.js'
+import { quantile } from './stats.js'
 import { parseWrkLatencyMs } from './units.js'
 
 export interface LoadResult {
@@ -26,6 +27,8 @@ export interface LoadRequest {
   readonly connections: number
   readonly durationMs: number
   readonly core: number | null
+  /** HTTP/2 over TLS (scenario h2): run by h2load, `connections` streams over a tenth as many connections. */
+  readonly h2?: boolean
 }
 
 export interface LoadGenerator {
@@ -118,8 +121,65 @@ function nodeGenerator(tmpDir: string): LoadGenerator {
   }
 }
 
-/** wrk if installed, else our own generator. */
+/**
+ * h2load (Debian nghttp2-client) for HTTP/2: `-c` connections with `-m 10` concurrent streams each, so the
+ * total concurrency is the bench's --connections as in the other scenarios. h2load prints no percentiles;
+ * its --log-file has every request's time, from which p50 and p99 are taken here.
+ */
+function h2loadGenerator(h2load: string, tmpDir: string): LoadGenerator {
+  let logCount = 0
+  return {
+    name: 'h2load',
+    async run(request) {
+      if (request.method !== 'GET' || request.body !== null) throw new Error('h2load runs GET scenarios only here')
+      const streams = 10
+      const connections = Math.max(1, Math.round(request.connections / streams))
+      const seconds = Math.max(1, Math.round(request.durationMs / 1000))
+      const logFile = join(tmpDir, `h2load-${logCount++}.log`)
+      const args = ['-c', String(connections), '-m', String(streams), '-D', String(seconds), '--log-file', logFile]
+      for (const [name, value] of Object.entries(request.headers)) args.push('-H', `${name}: ${value}`)
+      args.push(request.url)
+      const { code, stdout, stderr } = await runToEnd(h2load, args, request.core)
+      if (code !== 0) throw new Error(`h2load exited ${code}: ${(stderr || stdout).trim().split('\n').slice(-2).join(' | ')}`)
+      return parseH2loadOutput(stdout, readFileSync(logFile, 'utf8'))
+    },
+  }
+}
+
+/** h2load's summary and its --log-file (start µs, status, duration µs per line). */
+export function parseH2loadOutput(text: string, log: string): LoadResult {
+  const rps = /finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(text)
+  const counts = /requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(text)
+  const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(text)
+  if (rps === null || counts === null || codes === null) throw new Error(`cannot read h2load output: ${text.trim().split('\n').slice(-3).join(' | ')}`)
+  const durations: number[] = []
+  for (const line of log.split('\n')) {
+    const cols = line.split('\t')
+    if (cols.length >= 3) durations.push(Number(cols[2]) / 1000)
+  }
+  const sorted = Float64Array.from(durations).sort()
+  return {
+    rps: Number(rps[1]),
+    p50Ms: quantile(sorted, 0.5),
+    p99Ms: quantile(sorted, 0.99),
+    requests: Number(counts[2]),
+    errors: Number(counts[5]) + Number(counts[6]),
+    non2xx: Number(codes[3]) + Number(codes[4]),
+  }
+}
+
+/** wrk if installed, else our own generator; h2load for HTTP/2 requests. */
 export function chooseLoadGenerator(tmpDir: string): LoadGenerator {
   const wrk = findBinary('wrk')
-  return wrk === null ? nodeGenerator(tmpDir) : wrkGenerator(wrk, tmpDir)
+  const http1 = wrk === null ? nodeGenerator(tmpDir) : wrkGenerator(wrk, tmpDir)
+  const h2loadBin = findBinary('h2load')
+  const h2 = h2loadBin === null ? null : h2loadGenerator(h2loadBin, tmpDir)
+  return {
+    name: h2 === null ? http1.name : `${http1.name}; h2load for HTTP/2`,
+    run(request) {
+      if (request.h2 !== true) return http1.run(request)
+      if (h2 === null) return Promise.reject(new Error('h2load not installed (apt-get install nghttp2-client)'))
+      return h2.run(request)
+    },
+  }
 }

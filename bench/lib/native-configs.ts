@@ -46,7 +46,11 @@ ${nginxHttpCommon(dir)}
 }
 
 /** nginx as a reverse proxy with a keep-alive upstream pool; bodies streamed (never to disk). */
-export function nginxProxyConfig(dir: string, port: number, upstreamHostPort: string): string {
+export function nginxProxyConfig(dir: string, port: number, upstreamHostPort: string,
+  tls: { readonly cert: string, readonly key: string, readonly http2: boolean } | null = null): string {
+  // Scenarios tls and h2: the listener speaks TLS (and HTTP/2 by ALPN for h2) with the bench's certificate.
+  const listen = tls === null ? `listen 127.0.0.1:${port};`
+    : `listen 127.0.0.1:${port} ssl${tls.http2 ? ' http2' : ''};\n    ssl_certificate ${tls.cert};\n    ssl_certificate_key ${tls.key};\n    ssl_session_cache shared:SSL:1m;`
   return `${nginxCommon(dir)}
 http {
 ${nginxHttpCommon(dir)}
@@ -56,7 +60,7 @@ ${nginxHttpCommon(dir)}
     keepalive_requests 1000000;
   }
   server {
-    listen 127.0.0.1:${port};
+    ${listen}
     location / {
       proxy_pass http://bench_upstream;
       proxy_http_version 1.1;

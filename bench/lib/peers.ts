@@ -6,6 +6,7 @@ import { minimalConfig, type Scenario } from '../scenarios.js'
 import { caddyConfig, haproxyConfig, nginxProxyConfig } from './native-configs.js'
 import { benchScript } from './paths.js'
 import { findBinary, freePort, spawnChild, waitUntilReady, type Child } from './processes.js'
+import type { BenchCertificate } from './certs.js'
 import type { Upstream } from './upstream.js'
 
 export interface PeerStartContext {
@@ -20,7 +21,12 @@ export interface PeerStartContext {
   readonly redisUrl: string | null
   /** The scenario's OTLP receiver (Scenario.needsOtlpReceiver), else null. */
   readonly otlpEndpoint: string | null
+  /** The bench certificate when the scenario speaks TLS to the peers (Scenario.protocol), else null. */
+  readonly tls: BenchCertificate | null
 }
+
+/** The peer's own URL scheme in a scenario: https when it speaks TLS to the load generator. */
+const schemeOf = (context: PeerStartContext): string => (context.tls === null ? 'http' : 'https')
 
 export interface RunningPeer {
   readonly url: string
@@ -81,7 +87,7 @@ function nativePeer(name: string, binary: string, description: string,
       if (bin === null) throw new PeerSkipped(`not installed (apt-get install ${name})`)
       const { args, env } = command(bin, context)
       const child = spawnChild(name, bin, args, { core: context.core, logPath: join(context.dir, 'log'), env })
-      return readyOrSkip(name, `http://127.0.0.1:${context.port}/`, child)
+      return readyOrSkip(name, `${schemeOf(context)}://127.0.0.1:${context.port}/`, child)
     },
   }
 }
@@ -119,9 +125,11 @@ function tollgatePeer(tollgateCli: string, isCore: boolean): Peer {
       ? 'the same gateway with the one-route config of scenario small, sent GET /, beside tollgate in the scenarios measured against the core path: their baseline'
       : 'this project: node dist/src/cli.js with a one-route routes.yaml (scenario configs for routes-*, policies, cluster-limit, tracing)',
     missing: () => (existsSync(tollgateCli) ? null : `${tollgateCli} not built (run npx tsc -p .)`),
-    async start({ port, upstream, scenario, dir, core, redisUrl, otlpEndpoint }) {
+    async start({ port, upstream, scenario, dir, core, redisUrl, otlpEndpoint, tls }) {
       const config = join(dir, 'routes.yaml')
-      writeFileSync(config, ((isCore ? undefined : scenario.tollgateConfig) ?? minimalConfig)(upstream.url, redisUrl, otlpEndpoint))
+      // Scenarios tls and h2: the same config behind a TLS listener, HTTP/2 offered by ALPN for h2.
+      const listener = tls === null || isCore ? '' : `tls: { certificates: [{ cert: ${tls.cert}, key: ${tls.key} }] }\nhttp2: ${scenario.protocol === 'h2'}\n`
+      writeFileSync(config, listener + ((isCore ? undefined : scenario.tollgateConfig) ?? minimalConfig)(upstream.url, redisUrl, otlpEndpoint))
       const adminPort = await freePort()
       // The access log only where the scenario measures it (Scenario.accessLog), at info, into the log file.
       const accessLog = scenario.accessLog === true && !isCore
@@ -145,7 +153,24 @@ function tollgatePeer(tollgateCli: string, isCore: boolean): Peer {
           throw new PeerSkipped(`policies not enforced yet (start-up log: ${line})`)
         }
       }
-      return { url: `http://127.0.0.1:${port}`, child, stop: () => child.stop() }
+      return { url: `${listener === '' ? 'http' : 'https'}://127.0.0.1:${port}`, child, stop: () => child.stop() }
+    },
+  }
+}
+
+/** bench/peers/node-tls-forwarder.ts: node:https, or node:http2's secure server in scenario h2. */
+function nodeTlsPeer(): Peer {
+  const path = benchScript('peers/node-tls-forwarder.js')
+  return {
+    name: 'node-tls',
+    description: 'node:https (tls) or node:http2 with allowHTTP1 (h2) + undici Pool.stream, no routing or policies: the thinnest Node forwarder over TLS (bench/peers/node-tls-forwarder.ts)',
+    missing: () => (existsSync(path) ? null : `${path} not built (run npx tsc -p .)`),
+    start({ port, upstream, dir, core, tls, scenario }) {
+      if (tls === null) throw new PeerSkipped('speaks TLS only (scenarios tls and h2)')
+      const args = [path, '--port', String(port), '--upstream', upstream.url, '--cert', tls.cert, '--key', tls.key]
+      if (scenario.protocol === 'h2') args.push('--h2')
+      const child = spawnChild('node-tls', process.execPath, args, { core, logPath: join(dir, 'log') })
+      return readyOrSkip('node-tls', `https://127.0.0.1:${port}/`, child)
     },
   }
 }
@@ -176,11 +201,12 @@ export const createPeers = (tollgateCli: string): readonly Peer[] => [
   nodeScriptPeer('http-proxy', 'http-proxy',
     'http-proxy 1.18 (http-party) behind node:http, keep-alive agent (bench/peers/http-proxy.ts)'),
   nativePeer('nginx', 'nginx', 'nginx (Debian), 1 worker, keep-alive upstream pool',
-    (bin, { dir, port, upstream }) => {
+    (bin, { dir, port, upstream, tls, scenario }) => {
       const conf = join(dir, 'nginx.conf')
-      writeFileSync(conf, nginxProxyConfig(dir, port, upstream.hostPort))
+      writeFileSync(conf, nginxProxyConfig(dir, port, upstream.hostPort, tls === null ? null : { ...tls, http2: scenario.protocol === 'h2' }))
       return { args: ['-p', dir, '-c', conf, '-e', 'stderr'] }
     }),
+  nodeTlsPeer(),
   nativePeer('haproxy', 'haproxy', 'HAProxy (Debian), 1 thread, http-reuse always',
     (_bin, { dir, port, upstream }) => {
       const conf = join(dir, 'haproxy.cfg')

@@ -5,6 +5,7 @@ import { accessSync, constants, closeSync, openSync, readdirSync, readFileSync }
 import { availableParallelism } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { createServer, request as httpRequest } from 'node:http'
+import { request as httpsRequest } from 'node:https'
 import type { AddressInfo } from 'node:net'
 
 const SBIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin']
@@ -246,7 +247,9 @@ export function probe(url: string, method = 'GET', body: Buffer | null = null, e
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { ...extraHeaders, connection: 'close' }
     if (body !== null) headers['content-length'] = String(body.length)
-    const req = httpRequest(url, { method, agent: false, headers, timeout: 2000 }, (res) => {
+    // https://: the TLS scenarios' peers, with the bench's self-signed certificate (bench/lib/certs.ts).
+    const send = url.startsWith('https:') ? httpsRequest : httpRequest
+    const req = send(url, { method, agent: false, headers, timeout: 2000, rejectUnauthorized: false }, (res) => {
       let bytes = 0
       res.on('data', (chunk: Buffer) => { bytes += chunk.length })
       const code = res.headers['x-tollgate-error']

@@ -15,6 +15,7 @@ import { otlpSinkStats, startOtlpSink, type OtlpSink, type OtlpSinkStats } from 
 import type { PeerResult, ScenarioReport, Skip } from './report.js'
 import { spread } from './stats.js'
 import type { Upstream } from './upstream.js'
+import { benchCertificate } from './certs.js'
 
 const RSS_SAMPLE_MS = 100
 
@@ -42,6 +43,8 @@ export interface PeerRequest {
   readonly expect: NonNullable<Scenario['expect']> | null
   /** What the upstream itself answers to this request. */
   readonly upstreamBytes: number
+  /** Sent over HTTP/2 (Scenario.protocol h2): the load generator is h2load. */
+  readonly h2: boolean
 }
 
 interface Started {
@@ -55,8 +58,11 @@ const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({})
 
 /** The scenario's request, or for tollgate-core the core path's: GET CORE_PATH, a 2xx expected. */
 function requestFor(peer: Peer, scenario: Scenario, body: Buffer | null, upstreamBytes: ReadonlyMap<string, number>): PeerRequest {
-  if (peer.name === CORE_PEER) return { path: CORE_PATH, method: 'GET', body: null, headers: NO_HEADERS, expect: null, upstreamBytes: upstreamBytes.get(CORE_PATH)! }
-  return { path: scenario.path, method: scenario.method ?? 'GET', body, headers: scenario.headers ?? NO_HEADERS, expect: scenario.expect ?? null, upstreamBytes: upstreamBytes.get(scenario.path)! }
+  if (peer.name === CORE_PEER) return { path: CORE_PATH, method: 'GET', body: null, headers: NO_HEADERS, expect: null, upstreamBytes: upstreamBytes.get(CORE_PATH)!, h2: false }
+  return {
+    path: scenario.path, method: scenario.method ?? 'GET', body, headers: scenario.headers ?? NO_HEADERS, expect: scenario.expect ?? null,
+    upstreamBytes: upstreamBytes.get(scenario.path)!, h2: scenario.protocol === 'h2',
+  }
 }
 
 const describeAnswer = (answer: ProbeResult): string =>
@@ -130,7 +136,7 @@ async function startPeer(bench: Bench, peer: Peer, scenario: Scenario, request: 
   try {
     running = await peer.start({
       port: await freePort(), upstream: bench.upstream, scenario, dir, core: proxyCoresOf(bench, scenario), redisUrl: redis?.url ?? null,
-      otlpEndpoint: otlp?.endpoint ?? null,
+      otlpEndpoint: otlp?.endpoint ?? null, tls: scenario.protocol === undefined ? null : benchCertificate(bench.tmpDir),
     })
   } catch (error) {
     return { peer: peer.name, reason: error instanceof PeerSkipped ? error.message : `failed to start: ${message(error)}` }
@@ -164,7 +170,7 @@ async function measure(bench: Bench, started: Started, durationMs: number, isRec
   try {
     const outcome = await bench.load.run({
       url: `${running.url}${request.path}`, method: request.method, body: request.body, headers: request.headers,
-      connections: bench.options.connections, durationMs, core: bench.pinning.loadCore,
+      connections: bench.options.connections, durationMs, core: bench.pinning.loadCore, h2: request.h2,
     })
     const cpuAfter = pid === null ? null : readGroupCpuTicks(pid)
     const cpuUsPerRequest = cpuBefore === null || cpuAfter === null || outcome.requests === 0

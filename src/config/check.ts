@@ -21,6 +21,15 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
     issues.push({ where: locate(path), path: formatPath(path), message, severity })
   }
   checkListeners(config, isValid, locate, report)
+  // README "HTTP/2": h2 is offered by ALPN during the TLS handshake; h2c is its plaintext form.
+  if (isValid(['http2'])) {
+    if (config.http2 === true && config.tls === undefined) {
+      report('warning', ['http2'], 'http2: true offers HTTP/2 by ALPN on a TLS listener and has no effect without tls:; for HTTP/2 in cleartext write http2: h2c')
+    }
+    if (config.http2 === 'h2c' && config.tls !== undefined) {
+      report('error', ['http2'], 'h2c is HTTP/2 without TLS; with tls: write http2: true (HTTP/2 by ALPN)')
+    }
+  }
   const upstreams: Config['upstreams'] = isMapping(config.upstreams) ? config.upstreams : {}
   const upstreamNames = Object.keys(upstreams)
   for (const name of upstreamNames) {
@@ -31,6 +40,11 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
         const problem = targetUrlProblem(target.url)
         if (problem !== null) report('error', ['upstreams', name, 'targets', t, 'url'], problem)
       })
+    }
+    // tls: applies to https:// targets only; an upstream without any (registered ones may still come) is told.
+    if (upstream.tls !== undefined && isValid(['upstreams', name, 'targets']) && upstream.targets.length > 0 &&
+      !upstream.targets.some((t) => t.url.startsWith('https://'))) {
+      report('warning', ['upstreams', name, 'tls'], 'tls: applies to https:// targets only, and this upstream has none; its targets are reached in plaintext')
     }
     if (upstream.balancer === 'hash' && upstream.hashKey === undefined) {
       report('error', ['upstreams', name, 'balancer'], 'balancer "hash" needs hashKey (client-ip, path, header:<name> or query:<name>)')

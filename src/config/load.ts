@@ -13,7 +13,7 @@ import { applyEnvOverrides } from './env-overrides.js'
 import { Config } from './schema.js'
 import { formatPath, validateValue, type IssueTarget, type PathSegment, type ValueIssue } from './validate-value.js'
 import { parseYamlSource } from './yaml-source.js'
-import { loadTlsFiles, type TlsPaths } from './tls-files.js'
+import { loadTlsFiles, loadUpstreamTlsFiles, type TlsPaths, type UpstreamTlsPaths } from './tls-files.js'
 import { deepFreeze } from '../lib/plain-data.js'
 
 export interface LoadResult {
@@ -54,11 +54,17 @@ export function loadConfigText(text: string, file: string, env: NodeJS.ProcessEn
   const config = (validated.issues.length === 0 ? TransformDecode(Config, [], validated.value) : validated.value) as Config
   issues.push(...checkConfig(config, locate, isValid))
   // The certificate files are read only for a valid tls: section (their paths decoded); their problems are
-  // config errors like any other (tls-files.ts).
+  // config errors like any other (tls-files.ts); so are those of the upstreams' tls: sections.
   if (config.tls !== undefined && isValid(['tls'])) {
     const files = loadTlsFiles(config.tls as unknown as TlsPaths, file, locate)
     issues.push(...files.issues)
     if (files.tls !== null) config.tls = files.tls
+  }
+  for (const [name, upstream] of Object.entries(config.upstreams)) {
+    if (upstream.tls === undefined || !isValid(['upstreams', name, 'tls'])) continue
+    const files = loadUpstreamTlsFiles(name, upstream.tls as UpstreamTlsPaths, file, locate)
+    issues.push(...files.issues)
+    if (files.tls !== null) (upstream as { tls?: unknown }).tls = files.tls
   }
   if (issues.some(isError)) throw new ConfigError(inFileOrder(issues))
 

@@ -109,6 +109,16 @@ export const Tls = Type.Object({
   }, { ...strict, description: 'Client certificates (mTLS).' })),
 }, { ...strict, description: 'TLS on the proxy listener; absent: plaintext HTTP. The files are read at load and again when they change.' })
 
+export const UpstreamTls = Type.Object({
+  ca: Type.Optional(PemFile('CA certificates the targets\' certificates must chain to; default: Node\'s bundled public CAs.')),
+  cert: Type.Optional(PemFile('Client certificate the gateway presents to the targets (mTLS); needs key.')),
+  key: Type.Optional(PemFile('Private key of cert.')),
+  servername: Type.Optional(Type.String({
+    pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$',
+    description: 'Server name sent in SNI and that the target\'s certificate must carry; default: the target\'s host (no SNI for an IP address, whose certificate must then name that IP).',
+  })),
+}, { ...strict, description: 'TLS towards https:// targets (and their active health probes). The files are read at load and again when they change; a certificate that does not verify is a connect failure (502), never a plaintext retry.' })
+
 const RedisUrl = (description: string) => Type.String({ pattern: '^rediss?://[^\\s]+$', description })
 
 export const Redis = Type.Object({
@@ -203,6 +213,7 @@ export const Upstream = Type.Object({
     passive: Type.Optional(PassiveHealthCheck),
   }, { ...strict, description: 'Health checks.' })),
   onAllUnhealthy: Type.Union([Type.Literal('route-all'), Type.Literal('fail')], { default: 'route-all', description: 'route-all (panic: try every target) | fail (503 NO_HEALTHY_UPSTREAM).' }),
+  tls: Type.Optional(UpstreamTls),
 }, { ...strict, description: 'A named group of targets.' })
 
 export const LimitKey = Type.String({
@@ -329,6 +340,10 @@ export const Config = Type.Object({
   listen: Address('Proxy listener.', '0.0.0.0:8080'),
   admin: Address('Admin listener (metrics, health, status). Never the proxy port.', '127.0.0.1:9901'),
   tls: Type.Optional(Tls),
+  http2: Type.Union([Type.Boolean(), Type.Literal('h2c')], {
+    default: false,
+    description: 'true: the TLS listener offers HTTP/2 by ALPN (h2) beside HTTP/1.1; needs tls:. h2c: the plaintext listener also takes HTTP/2 with prior knowledge (RFC 9113 §3.3) beside HTTP/1.1 on the same port; without tls: only. Applies at the next restart.',
+  }),
   clientIp: ClientIp,
   limits: Limits,
   paths: Paths,
@@ -351,7 +366,10 @@ export const Config = Type.Object({
  * The loaded config: validated, defaults applied, durations in ms and sizes in bytes, deep-frozen; `tls`
  * with its files read and checked (config/tls-files.ts), so a cluster worker gets the PEM with its config.
  */
-export type Config = Omit<StaticDecode<typeof Config>, 'tls'> & { tls?: LoadedTls }
+export type Config = Omit<StaticDecode<typeof Config>, 'tls' | 'upstreams'> & {
+  tls?: LoadedTls
+  upstreams: Record<string, Upstream>
+}
 
 /** One certificate of `tls:` as loaded: absolute paths, the PEM text, the names it serves. */
 export interface LoadedCertificate {
@@ -370,9 +388,20 @@ export interface LoadedTls {
   readonly minVersion: 'TLSv1.2' | 'TLSv1.3'
   readonly clientAuth?: { readonly ca: string; readonly caPem: string; readonly required: boolean }
 }
+/** An upstream's `tls:` as loaded: absolute paths and their PEM text, null when not set. */
+export interface LoadedUpstreamTls {
+  readonly ca: string | null
+  readonly caPem: string | null
+  readonly cert: string | null
+  readonly certPem: string | null
+  readonly key: string | null
+  readonly keyPem: string | null
+  readonly servername: string | null
+}
 export type Route = StaticDecode<typeof Route>
 export type EtcdRoute = StaticDecode<typeof EtcdRoute>
-export type Upstream = StaticDecode<typeof Upstream>
+/** An upstream as loaded: `tls` with its files read (config/tls-files.ts), so a cluster worker gets the PEM too. */
+export type Upstream = Omit<StaticDecode<typeof Upstream>, 'tls'> & { tls?: LoadedUpstreamTls }
 export type Target = StaticDecode<typeof Target>
 export type RateLimit = StaticDecode<typeof RateLimit>
 export type TokenBucketLimit = StaticDecode<typeof TokenBucketLimit>

@@ -1,4 +1,4 @@
-// The files of `tls:` (README "TLS"): read at load, next to the YAML, so that a missing file, PEM garbage,
+// The files of `tls:` (README "TLS") and of an upstream's `tls:` (README "Upstreams over HTTPS"): read at load, next to the YAML, so that a missing file, PEM garbage,
 // a key that does not belong to its certificate or an expired certificate is a config error located at its
 // key (`routes.yaml:4:13 tls.certificates[0].key: ...`) like any other, `validate` reports it, and a reload
 // that brings one is rejected while the certificates in force keep serving. Relative paths are read from the
@@ -14,7 +14,7 @@ import { dirname, resolve } from 'node:path'
 import { createSecureContext } from 'node:tls'
 import type { ConfigIssue } from '../errors.js'
 import type { Locate } from './check.js'
-import type { LoadedCertificate, LoadedTls } from './schema.js'
+import type { LoadedCertificate, LoadedTls, LoadedUpstreamTls } from './schema.js'
 import { formatPath, type PathSegment } from './validate-value.js'
 
 /** `tls:` as the schema decoded it: paths, not read yet. */
@@ -70,6 +70,66 @@ export function loadTlsFiles(tls: TlsPaths, configFile: string, locate: Locate, 
   }
   if (issues.some((i) => i.severity === 'error')) return { tls: null, issues }
   return { tls: { certificates, minVersion: tls.minVersion, ...(clientAuth === undefined ? {} : { clientAuth }) }, issues }
+}
+
+/** An upstream's `tls:` as the schema decoded it: paths, not read yet. */
+export interface UpstreamTlsPaths {
+  readonly ca?: string
+  readonly cert?: string
+  readonly key?: string
+  readonly servername?: string
+}
+
+/**
+ * Reads and checks the files of `upstreams.<name>.tls` (README "Upstreams over HTTPS"): a CA file that holds
+ * certificates OpenSSL accepts, and a client certificate with its own key (both or neither).
+ */
+export function loadUpstreamTlsFiles(
+  name: string, tls: UpstreamTlsPaths, configFile: string, locate: Locate, now = Date.now(),
+): { tls: LoadedUpstreamTls | null; issues: ConfigIssue[] } {
+  const issues: ConfigIssue[] = []
+  const report = (severity: ConfigIssue['severity'], path: readonly PathSegment[], message: string): void => {
+    issues.push({ where: locate(path), path: formatPath(path), message, severity })
+  }
+  const at = (field: string): PathSegment[] => ['upstreams', name, 'tls', field]
+  const base = dirname(resolve(configFile))
+  let ca: string | null = null
+  let caPem: string | null = null
+  if (tls.ca !== undefined) {
+    ca = resolve(base, tls.ca)
+    caPem = readPem(ca, at('ca'), report)
+    if (caPem !== null && parseCertificate(caPem, ca, at('ca'), report) !== null) {
+      try {
+        createSecureContext({ ca: caPem })
+      } catch (err) {
+        report('error', at('ca'), `${ca}: OpenSSL refuses the CA certificates: ${firstLine(err)}`)
+      }
+    }
+  }
+  let cert: string | null = null
+  let key: string | null = null
+  let certPem: string | null = null
+  let keyPem: string | null = null
+  if ((tls.cert === undefined) !== (tls.key === undefined)) {
+    const missing = tls.cert === undefined ? 'cert' : 'key'
+    report('error', at(tls.cert === undefined ? 'key' : 'cert'), `a client certificate needs both cert and key; add ${missing}`)
+  } else if (tls.cert !== undefined && tls.key !== undefined) {
+    cert = resolve(base, tls.cert)
+    key = resolve(base, tls.key)
+    certPem = readPem(cert, at('cert'), report)
+    keyPem = readPem(key, at('key'), report)
+    const x509 = certPem === null ? null : parseCertificate(certPem, cert, at('cert'), report)
+    const keyObject = keyPem === null ? null : parseKey(keyPem, key, at('key'), report)
+    if (x509 !== null && keyObject !== null) {
+      if (!x509.checkPrivateKey(keyObject)) {
+        report('error', at('key'), `${key} is not the key of the certificate ${cert} (${oneLine(x509.subject)}); name the key it was issued for`)
+      } else {
+        checkValidity(x509, cert, now, at('cert'), report)
+      }
+    }
+  }
+  if (issues.some((i) => i.severity === 'error')) return { tls: null, issues }
+  return { tls: { ca, caPem, cert, certPem, key, keyPem, servername: tls.servername ?? null }, issues }
 }
 
 type Report = (severity: ConfigIssue['severity'], path: readonly PathSegment[], message: string) => void

@@ -85,7 +85,12 @@ export function parseItem(item: EtcdItemKey, value: string): { parsed: ParsedIte
       if (!UPSTREAM_NAME.test(item.name)) return { reason: `the key's upstream name ${JSON.stringify(item.name)} must match ${UPSTREAM_NAME.source}` }
       const r = validateValue(Upstream, json)
       if (r.issues.length > 0) return { reason: joinIssues(r.issues) }
-      return { parsed: { kind: 'upstream', name: item.name, upstream: Value.Decode(Upstream, r.value) } }
+      // Certificate files are read next to routes.yaml and watched with it (config/tls-files.ts); an etcd value
+      // names no directory and no watch would see its files change.
+      if ((r.value as { tls?: unknown }).tls !== undefined) {
+        return { reason: 'tls: not supported in an etcd upstream; define an upstream with tls in routes.yaml, where its files are read and watched' }
+      }
+      return { parsed: { kind: 'upstream', name: item.name, upstream: Value.Decode(Upstream, r.value) as Upstream } }
     }
     case 'service': {
       const r = validateValue(Target, json)

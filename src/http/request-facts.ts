@@ -20,6 +20,8 @@ export class RequestHeaderFacts {
   upgrade = false
   /** headers.allowUnderscores is off: names with `_` are not sent upstream (src/proxy/upstream-headers.ts). */
   dropUnderscoreNames = false
+  /** An HTTP/2 stream (README "HTTP/2"): pseudo-headers in the raw list, cookies split, no connection headers. */
+  isH2 = false
 
   /** The request has a body (chunked, or a Content-Length above 0). */
   hasBody(): boolean {

@@ -100,13 +100,23 @@ export function revisionOf(text: string, files: ReadonlyArray<readonly [string, 
   return hash.digest('hex').slice(0, 12)
 }
 
-/** [path, PEM] of every file of `tls:` as loaded. */
+/** [path, PEM] of every file of `tls:` and of the upstreams' `tls:` as loaded. */
 function tlsContents(config: Config | undefined): Array<[string, string]> {
-  const tls = config?.tls
-  if (tls === undefined) return []
+  if (config === undefined) return []
   const out: Array<[string, string]> = []
-  for (const c of tls.certificates) out.push([c.cert, c.certPem], [c.key, c.keyPem])
-  if (tls.clientAuth !== undefined) out.push([tls.clientAuth.ca, tls.clientAuth.caPem])
+  const tls = config.tls
+  if (tls !== undefined) {
+    for (const c of tls.certificates) out.push([c.cert, c.certPem], [c.key, c.keyPem])
+    if (tls.clientAuth !== undefined) out.push([tls.clientAuth.ca, tls.clientAuth.caPem])
+  }
+  // Upstream CA and client certificate files: a change is a reload, which gives the targets new pools.
+  for (const upstream of Object.values(config.upstreams)) {
+    const t = upstream.tls
+    if (t === undefined) continue
+    if (t.ca !== null && t.caPem !== null) out.push([t.ca, t.caPem])
+    if (t.cert !== null && t.certPem !== null) out.push([t.cert, t.certPem])
+    if (t.key !== null && t.keyPem !== null) out.push([t.key, t.keyPem])
+  }
   return out
 }
 

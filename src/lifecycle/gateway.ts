@@ -76,6 +76,7 @@ export class Gateway {
     this.#holder = new TableHolder(config, metrics, (next) => {
       this.#applyLimits(next.limits)
       this.#applyTls(next.tls)
+      this.#warnHttp2(next.http2)
       applyLogSettings(this.log, next.log)
       this.#accessLog.configure(next.log)
       this.probes?.update(next.upstreams)
@@ -86,7 +87,7 @@ export class Gateway {
     this.#holder.state.recorder.add(new TraceSink(this.#holder.state))
     this.#holder.state.recorder.add(this.#accessLog)
     this.#applier = new ConfigApplier(this.#holder, metrics, log, heapTrimmer)
-    this.#proxy = createProxyServer(this.#holder.state, config.limits, config.tls)
+    this.#proxy = createProxyServer(this.#holder.state, config.limits, config.tls, config.http2)
     this.#drain = new Drain({
       delaying: async () => { await this.sources?.close() }, // the config is frozen from here on
       delayMs: () => this.#holder.config.shutdown.delay,
@@ -234,11 +235,15 @@ export class Gateway {
     }
   }
 
+  /** http2: decides what the listener is made as (proxy-server.ts): a change applies at the next restart. */
+  #warnHttp2(http2: Config['http2']): void {
+    const proxy = this.#proxy as ProxyServer | undefined // undefined while the constructor builds the first table
+    if (proxy === undefined || proxy.http2 === http2) return
+    this.log.warn(`http2: changed from ${String(proxy.http2)} to ${String(http2)} in the config: the proxy listener changes at the next restart`)
+  }
+
   #applyLimits(limits: Config['limits']): void {
-    const server = this.#proxy.server
-    server.headersTimeout = limits.headersTimeout
-    server.requestTimeout = limits.requestTimeout
-    server.keepAliveTimeout = limits.keepAliveTimeout
+    ;(this.#proxy as ProxyServer | undefined)?.applyLimits(limits) // undefined while the constructor builds the first table
   }
 
   /** Each route's requests and 5xx answers so far in this process (a cluster worker's answer to its primary). */

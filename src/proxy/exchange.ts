@@ -185,7 +185,10 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
       this.closesConnection = true
       res.destroy()
     } else {
-      if (close || this.state.draining) this.closesConnection = true
+      // HTTP/2 has no Connection header (RFC 9113 §8.2.2: node:http2 throws on one); its framing leaves nothing
+      // ambiguous to close the connection over, and draining sends GOAWAY instead (proxy-server.ts).
+      const closing = (close || this.state.draining) && !this.isH2
+      if (closing) this.closesConnection = true
       this.headersSent = true
       let extra = headers
       if (this.quotaSource !== null) {
@@ -197,9 +200,9 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
         // What the client got: HTTP 200 and the gRPC status (the log's `code` still names the refusal).
         this.status = 200
         this.grpcStatus = grpcStatusOfRefusal(refusal.status)
-        this.bytesOut = sendGrpcRefusal(res, refusal, this.requestId, close || this.state.draining, extra)
+        this.bytesOut = sendGrpcRefusal(res, refusal, this.requestId, closing, extra)
       } else {
-        this.bytesOut = sendRefusal(res, refusal, this.requestId, close || this.state.draining, allow, extra)
+        this.bytesOut = sendRefusal(res, refusal, this.requestId, closing, allow, extra)
       }
     }
     this.complete()
@@ -211,7 +214,7 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     this.headersSent = true
     const out = [...headers, 'x-request-id', this.requestId]
     if (this.quotaSource !== null) appendQuotaHeaders(out, this.quotaSource, this.quotaRemaining, this.quotaResetMs)
-    if (this.state.draining) {
+    if (this.state.draining && !this.isH2) {
       this.closesConnection = true
       out.push('connection', 'close')
     }

@@ -16,6 +16,7 @@ import type { Exchange } from './exchange.js'
 import { kExchange } from './exchange-key.js'
 import { appendQuotaHeaders, buildResponseHeaders } from './response-headers.js'
 import { endAttemptSpan, errorTypeOf, startAttemptSpan, upstreamTraceparent } from './trace-spans.js'
+import { HOP_BY_HOP_NAMES } from './header-names.js'
 import { buildUpstreamHeaders, setClientCertHeader } from './upstream-headers.js'
 import { stripQueryParam } from '../policy/auth/key-auth-step.js'
 import { clientCertSubject } from '../http/client-cert.js'
@@ -25,6 +26,7 @@ const EMPTY_TRIED: Target[] = []
 
 const RESPONSE_TIMEOUT = Object.assign(new Error('no response within timeouts.response'), { code: 'TOLLGATE_RESPONSE_TIMEOUT' })
 const BODY_TOO_LARGE = Object.assign(new Error('request body over maxBodySize'), { code: 'TOLLGATE_BODY_TOO_LARGE' })
+const H2_UNSENDABLE = Object.assign(new Error('the upstream response cannot be sent over HTTP/2'), { code: 'TOLLGATE_H2_UNSENDABLE' })
 export const CLIENT_GONE = Object.assign(new Error('client closed the connection'), { code: 'TOLLGATE_CLIENT_GONE' })
 
 /** The last step of the pipeline: headers for the upstream, then the first attempt. */
@@ -122,7 +124,7 @@ export function onUpstreamHeaders(ex: Exchange, statusCode: number, rawHeaders: 
   if (ex.finished) return true
   ex.status = statusCode
   ex.headersSent = true
-  const headers = buildResponseHeaders(rawHeaders, ex.requestId, ex.state.draining, ex)
+  const headers = buildResponseHeaders(rawHeaders, ex.requestId, ex.state.draining && !ex.isH2, ex)
   if (ex.quotaSource !== null) appendQuotaHeaders(headers, ex.quotaSource, ex.quotaRemaining, ex.quotaResetMs)
   if (upstream.grpc) {
     // The response ends in onUpstreamComplete, after its trailers are added; over HTTP/1.1 the `trailer`
@@ -131,8 +133,28 @@ export function onUpstreamHeaders(ex: Exchange, statusCode: number, rawHeaders: 
     if (ex.grpcStatus !== -1) ex.grpcTrailers = takeStatusHeaders(headers)
     headers.push('trailer', 'grpc-status, grpc-message')
   }
+  if (ex.isH2) return writeH2Head(ex, statusCode, headers)
   ex.res.writeHead(statusCode, headers)
   return true
+}
+
+/**
+ * HTTP/2: node:http2 throws on what an HTTP/1.1 upstream may send and HTTP/2 forbids (a repeated header that
+ * must be single, such as two Content-Type lines; connection-specific ones are already dropped). Such a
+ * response is broken framing for this client: 502, its connection discarded (README "HTTP/2").
+ */
+function writeH2Head(ex: Exchange, statusCode: number, headers: string[]): boolean {
+  try {
+    ex.res.writeHead(statusCode, headers)
+    return true
+  } catch {
+    // Nothing was sent: the 502 goes out on this stream without what the upstream's head left behind.
+    for (const name of ex.res.getHeaderNames()) ex.res.removeHeader(name)
+    ex.headersSent = false
+    ex.status = 0
+    ex.abortUpstream?.(H2_UNSENDABLE)
+    return false
+  }
 }
 
 export function onUpstreamData(ex: Exchange, chunk: Buffer): boolean {
@@ -178,7 +200,12 @@ export function onUpstreamComplete(ex: Exchange, trailers: UndiciTrailers): void
   }
   if (ex.upstream!.grpc) completeGrpc(ex, target, trailers)
   if (ex.finished) return
-  if (!ex.responseEnded) ex.res.end()
+  if (!ex.responseEnded) {
+    // Trailers of a chunked upstream response reach an HTTP/2 client (HTTP/1.1 clients get none: they would
+    // need the Trailer header announced before the body).
+    if (ex.isH2 && trailers !== null && trailers.length > 0) addH2Trailers(ex, trailers)
+    ex.res.end()
+  }
   ex.complete()
 }
 
@@ -212,6 +239,22 @@ function takeStatusHeaders(headers: string[]): Record<string, string> {
     headers.splice(i, 2)
   }
   return taken
+}
+
+function addH2Trailers(ex: Exchange, raw: ReadonlyArray<Buffer | string>): void {
+  const out: Record<string, string> = {}
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = latin1(raw[i]!).toLowerCase()
+    // RFC 9110 §6.5.1: no framing, routing or connection fields in trailers.
+    if (HOP_BY_HOP_NAMES.includes(name) || name === 'content-length' || name === 'host' || name === 'upgrade') continue
+    const value = latin1(raw[i + 1]!)
+    out[name] = out[name] === undefined ? value : out[name] + ', ' + value
+  }
+  try {
+    ex.res.addTrailers(out)
+  } catch {
+    // A trailer node:http2 refuses is dropped; the response itself is whole.
+  }
 }
 
 export function onUpstreamError(ex: Exchange, err: Error): void {
@@ -322,6 +365,10 @@ function releaseTarget(ex: Exchange): void {
   }
   ex.abortUpstream = null
   ex.resumeRead = null
+}
+
+function latin1(x: Buffer | string): string {
+  return typeof x === 'string' ? x : x.toString('latin1')
 }
 
 /** A chunked request body, counted while it streams: over maxBodySize the upstream request is aborted. */

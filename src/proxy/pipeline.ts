@@ -8,12 +8,12 @@
 // when its store answers): the exchange remembers where it stopped (stepIndex), so a suspended request
 // needs no closure to go on.
 import {
-  BAD_ENCODED_SLASH, BAD_HTTP_VERSION, METHOD_NOT_ALLOWED, MISSING_HOST, badRequest, PAYLOAD_TOO_LARGE, type Refusal,
-  ROUTE_NOT_FOUND, SHUTTING_DOWN,
+  BAD_ENCODED_SLASH, BAD_HOST, BAD_HTTP_VERSION, BAD_SCHEME, CONFLICTING_AUTHORITY, METHOD_NOT_ALLOWED, MISSING_AUTHORITY, MISSING_HOST, badRequest,
+  PAYLOAD_TOO_LARGE, type Refusal, ROUTE_NOT_FOUND, SHUTTING_DOWN,
 } from '../errors.js'
 import { canonicalizeTarget } from '../http/canonical-path.js'
 import { randomIds, requestIdFrom } from '../http/ids.js'
-import { scanRequestHeaders } from '../http/request-facts.js'
+import { isValidHost, scanRequestHeaders } from '../http/request-facts.js'
 import { Next } from '../http/request-step.js'
 import type { Exchange } from './exchange.js'
 import { forward } from './forward.js'
@@ -29,6 +29,7 @@ export function startExchange(ex: Exchange, sendContinue: boolean, refusal: Refu
   const req = ex.req
   ex.begin()
   ex.sendContinue = sendContinue
+  ex.isH2 = req.httpVersionMajor === 2
 
   // 1. Framing: HTTP/1.x, one valid Host (required by HTTP/1.1), one Transfer-Encoding: chunked, a known
   // Expect (src/http/request-facts.ts). Every refusal here closes the connection (client-connection.ts).
@@ -38,8 +39,13 @@ export function startExchange(ex: Exchange, sendContinue: boolean, refusal: Refu
   ex.ids = randomIds()
   ex.requestId = ex.incomingRequestId ?? requestIdFrom(ex.ids)
   if (framing !== null) return ex.refuse(framing, true)
-  if (req.httpVersionMajor !== 1) return ex.refuse(BAD_HTTP_VERSION, true)
-  if (ex.host === undefined && req.httpVersionMinor === 1) return ex.refuse(MISSING_HOST, true)
+  if (ex.isH2) {
+    const h2 = checkH2Request(ex)
+    if (h2 !== null) return ex.refuse(h2, false)
+  } else {
+    if (req.httpVersionMajor !== 1) return ex.refuse(BAD_HTTP_VERSION, true)
+    if (ex.host === undefined && req.httpVersionMinor === 1) return ex.refuse(MISSING_HOST, true)
+  }
 
   // 2. Draining: new requests are refused with Connection: close once shutdown began.
   if (ex.state.draining) return ex.refuse(SHUTTING_DOWN, true)
@@ -79,6 +85,31 @@ export function runRouteSteps(ex: Exchange): void {
   }
   ex.stepIndex = steps.length
   forward(ex)
+}
+
+/**
+ * An HTTP/2 stream (README "HTTP/2"). node:http2 (nghttp2) already refused, with RST_STREAM, what RFC 9113
+ * §8.2-8.3 calls malformed: missing, repeated, unknown or late pseudo-headers, upper-case names,
+ * connection-specific headers (Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade), a TE
+ * other than "trailers", and a body longer or shorter than its Content-Length. Left here: the host.
+ * RFC 9113 §8.3.1: `:authority` is the host; a Host header that names another one makes the request malformed
+ * (400), and one without `:authority` is the host; neither is 400. A :scheme other than http or https is 400. The body: a stream whose HEADERS did not
+ * end it has one, of unknown length without Content-Length, counted against maxBodySize as it streams.
+ */
+function checkH2Request(ex: Exchange): Refusal | null {
+  const h2 = ex.req as unknown as { authority?: string; scheme?: string; stream: { endAfterHeaders: boolean } }
+  // RFC 9113 §8.3.1 does not restrict :scheme; a gateway in front of HTTP services serves only these two.
+  if (h2.scheme !== 'https' && h2.scheme !== 'http') return BAD_SCHEME
+  const authority = h2.authority
+  if (authority !== undefined && authority !== '') {
+    if (ex.host !== undefined && ex.host.toLowerCase() !== authority.toLowerCase()) return CONFLICTING_AUTHORITY
+    if (!isValidHost(authority)) return BAD_HOST
+    ex.host = authority
+  } else if (ex.host === undefined) {
+    return MISSING_AUTHORITY
+  }
+  if (ex.contentLength < 0 && !h2.stream.endAfterHeaders) ex.hasChunkedBody = true
+  return null
 }
 
 function answerOptionsStar(ex: Exchange): void {

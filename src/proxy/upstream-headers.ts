@@ -30,8 +30,20 @@ export function buildUpstreamHeaders(
   let hasProto = false
   let hasFwdHost = false
   const dropUnderscores = facts.dropUnderscoreNames
+  const isH2 = facts.isH2
+  let cookies: string | null = null
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!
+    if (isH2) {
+      // HTTP/2 pseudo-headers (:method, :path, :scheme, :authority) become the request line and Host.
+      if (name.charCodeAt(0) === 0x3a) continue
+      // RFC 9113 §8.2.3: a client may split Cookie into one field per pair; towards HTTP/1.1 they are one
+      // field joined with "; ".
+      if (name === 'cookie') {
+        cookies = cookies === null ? raw[i + 1]! : cookies + '; ' + raw[i + 1]!
+        continue
+      }
+    }
     // `X_Forwarded_For`, `Content_Length`...: Rack, WSGI and CGI servers read `_` as `-` (README "Headers").
     if (dropUnderscores && name.indexOf('_') !== -1) continue
     const lower = name.toLowerCase()
@@ -60,6 +72,7 @@ export function buildUpstreamHeaders(
     }
     out.push(name, raw[i + 1]!)
   }
+  if (cookies !== null) out.push('cookie', cookies)
   if (facts.contentLength >= 0 && !facts.hasChunkedBody) out.push('content-length', String(facts.contentLength))
   if (keepUpgrade && facts.upgrade) out.push('connection', 'upgrade')
   out.push('x-forwarded-for', trusted && facts.forwardedFor !== null ? facts.forwardedFor + ', ' + peer : peer)

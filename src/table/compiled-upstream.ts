@@ -11,6 +11,7 @@ import { PassiveHealth } from '../upstream/health/passive.js'
 import { UpstreamHealth } from '../upstream/health/upstream-health.js'
 import { RetryPolicy } from '../upstream/retry-policy.js'
 import type { Target } from '../upstream/target.js'
+import { tlsConnectOptions, type TlsConnectOptions } from '../upstream/tls-connect.js'
 import { UpstreamPool } from '../upstream/upstream-pool.js'
 import { reuse, type Keyed } from './reuse.js'
 
@@ -28,6 +29,8 @@ export class CompiledUpstream {
     readonly hostHeader: string | null,   // null: pass the client's Host
     readonly hostFromTarget: boolean,
     readonly connectTimeoutMs: number,
+    /** TLS towards https:// targets (tls-connect.ts), made once: every target pool of this build connects with it. */
+    readonly tls: TlsConnectOptions,
     readonly responseTimeoutMs: number,
     /** protocol: grpc: HTTP/2 to the targets, trailers relayed, refusals as gRPC statuses (README "gRPC"). */
     readonly grpc: boolean,
@@ -44,6 +47,8 @@ export class CompiledUpstream {
       readonly retry: Keyed<RetryPolicy>
       readonly hashKey: Keyed<RequestKey | null>
       readonly passive: Keyed<PassiveHealth | null>
+      /** The upstream's tls: as loaded, that `tls` was made from. */
+      readonly tlsSpec: Upstream['tls'] | null
     },
   ) {}
 }
@@ -65,12 +70,17 @@ export function compileUpstream(
   const specs = spec.targets.map((t) => ({ url: t.url, weight: t.weight }))
   const maxConcurrent = spec.maxConcurrent ?? null
   const grpc = spec.protocol === 'grpc'
-  const poolSettings = { targets: specs, balancer: spec.balancer, maxConcurrent, onAllUnhealthy: spec.onAllUnhealthy, connectMs, grpc }
+  const tlsSpec = spec.tls ?? null
+  const poolSettings = { targets: specs, balancer: spec.balancer, maxConcurrent, onAllUnhealthy: spec.onAllUnhealthy, connectMs, tls: tlsSpec, grpc }
+  let tls = old?.tls ?? tlsConnectOptions(tlsSpec)
   const pool = reuse(old?.parts.pool, poolSettings, () => {
-    // Connection pools are built with the connect timeout and the protocol: when either changes, every
-    // target gets a new one. Otherwise targets of unchanged URLs keep theirs (UpstreamPool.withTargets).
+    // Connection pools are built with the connect timeout, the TLS material and the protocol: when one
+    // changes (a renewed CA or client certificate included), every target gets a new one. Otherwise
+    // targets of unchanged URLs keep theirs (UpstreamPool.withTargets).
     let next: UpstreamPool
-    if (old !== undefined && old.connectTimeoutMs === connectMs && old.grpc === grpc) {
+    const sameTls = old !== undefined && JSON.stringify(old.parts.tlsSpec) === JSON.stringify(tlsSpec)
+    if (!sameTls) tls = tlsConnectOptions(tlsSpec)
+    if (old !== undefined && old.connectTimeoutMs === connectMs && sameTls && old.grpc === grpc) {
       const r = old.pool.withTargets(specs, { balancer: spec.balancer, maxConcurrent, onAllUnhealthy: spec.onAllUnhealthy })
       next = r.pool
       added = r.added
@@ -99,12 +109,12 @@ export function compileUpstream(
   const hostHeader = spec.hostHeader === 'pass' || spec.hostHeader === 'target' ? null : spec.hostHeader
   const hostFromTarget = spec.hostHeader === 'target'
   if (old !== undefined && old.parts.pool === pool && old.parts.retry === retry && old.parts.hashKey === hashKey && old.parts.passive === passive &&
-    old.hostHeader === hostHeader && old.hostFromTarget === hostFromTarget && old.responseTimeoutMs === responseMs) {
+    old.hostHeader === hostHeader && old.hostFromTarget === hostFromTarget && old.responseTimeoutMs === responseMs && old.tls === tls) {
     return { upstream: old, added, retired }
   }
   const upstream = new CompiledUpstream(
-    name, pool.value.pool, pool.value.bulkhead, hostHeader, hostFromTarget, connectMs, responseMs, grpc,
-    retry.value, hashKey.value, upstreamMetrics, health, passive.value, { pool, retry, hashKey, passive },
+    name, pool.value.pool, pool.value.bulkhead, hostHeader, hostFromTarget, connectMs, tls, responseMs, grpc,
+    retry.value, hashKey.value, upstreamMetrics, health, passive.value, { pool, retry, hashKey, passive, tlsSpec },
   )
   return { upstream, added, retired }
 }

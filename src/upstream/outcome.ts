@@ -31,8 +31,22 @@ export function classifyError(err: Error): FailureKind {
     case 'TOLLGATE_CLIENT_GONE': case 'TOLLGATE_BODY_TOO_LARGE': case 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH':
       return FailureKind.ClientCaused
     default:
-      return FailureKind.Other
+      return isTlsFailure(err) ? FailureKind.ConnectFailure : FailureKind.Other
   }
+}
+
+// The target's certificate did not verify, or the handshake failed (an https:// target, README "Upstreams
+// over HTTPS"): no connection was made, as Envoy counts a TLS handshake failure as a connect failure.
+const TLS_VERIFY_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'HOSTNAME_MISMATCH', 'ERR_TLS_CERT_ALTNAME_INVALID',
+  'ERR_TLS_HANDSHAKE_TIMEOUT', 'EPROTO',
+])
+
+function isTlsFailure(err: Error): boolean {
+  const code = (err as { code?: string }).code
+  return code !== undefined && (TLS_VERIFY_CODES.has(code) || code.startsWith('ERR_SSL_'))
 }
 
 /** True for a connect timeout: answered 504 UPSTREAM_TIMEOUT although its kind is ConnectFailure. */

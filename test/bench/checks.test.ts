@@ -146,7 +146,7 @@ describe('breakerChecks', () => {
 })
 
 describe('the expected answer of a peer', () => {
-  const request = (expect: PeerRequest['expect']): PeerRequest => ({ path: '/500', method: 'GET', body: null, headers: {}, expect, upstreamBytes: 2 })
+  const request = (expect: PeerRequest['expect']): PeerRequest => ({ path: '/500', method: 'GET', body: null, headers: {}, expect, upstreamBytes: 2, h2: false })
   const open = { status: 503, tollgateError: 'CIRCUIT_OPEN' }
   const passed = { status: 500, tollgateError: null }
 

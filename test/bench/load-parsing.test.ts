@@ -1,7 +1,7 @@
 // The bench reads wrk's text report and our own duration flags; a misread figure would put a wrong number
 // in the README, so the parsing is pinned down here on a report of the shape wrk 4.1 prints.
 import { describe, expect, it } from 'vitest'
-import { parseWrkOutput } from '../../bench/lib/load.js'
+import { parseH2loadOutput, parseWrkOutput } from '../../bench/lib/load.js'
 import { spread } from '../../bench/lib/stats.js'
 import { parseDurationMs, parseWrkLatencyMs } from '../../bench/lib/units.js'
 
@@ -36,6 +36,26 @@ describe('parseWrkOutput', () => {
 
   it('fails with the end of the output when the report is not there', () => {
     expect(() => parseWrkOutput('unable to connect to 127.0.0.1:1 Connection refused')).toThrow(/Connection refused/)
+  })
+})
+
+// As h2load 1.52 (Debian nghttp2-client) prints it, and its --log-file: start µs, status, duration µs.
+const H2LOAD_REPORT = `finished in 10.00s, 4573.20 req/s, 160.10KB/s
+requests: 45732 total, 45732 started, 45730 done, 45728 succeeded, 2 failed, 1 errored, 1 timeout
+status codes: 45725 2xx, 0 3xx, 2 4xx, 1 5xx
+traffic: 1.56MB (1636000) total, 86KB (88000) headers (space savings 90.00%), 89KB (91460) data
+`
+const H2LOAD_LOG = ['1796378866145634\t200\t1000', '1796378866145634\t200\t2000', '1796378866145635\t200\t3000', '1796378866145636\t404\t40000', ''].join('\n')
+
+describe('parseH2loadOutput', () => {
+  it('reads req/s and counts from the report, p50 and p99 from the per-request log', () => {
+    expect(parseH2loadOutput(H2LOAD_REPORT, H2LOAD_LOG)).toEqual({
+      rps: 4573.2, p50Ms: 2, p99Ms: 40, requests: 45730, errors: 2, non2xx: 3,
+    })
+  })
+
+  it('fails with the end of the output when the report is not there', () => {
+    expect(() => parseH2loadOutput('connect to 127.0.0.1:1 failed', '')).toThrow(/connect to 127\.0\.0\.1:1 failed/)
   })
 })
 

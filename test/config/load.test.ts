@@ -78,7 +78,7 @@ describe('loadConfigText', () => {
       '      - { algorithm: sliding-window, limit: 5, burts: 1 }',
     )
     expect(problems(text)).toEqual([
-      'routes.yaml:1:1 lisen: unknown field "lisen" (did you mean "listen"?); allowed: $schema, listen, admin, tls, clientIp, limits, paths, headers, shutdown, etcd, redis, log, tracing, upstreams, routes',
+      'routes.yaml:1:1 lisen: unknown field "lisen" (did you mean "listen"?); allowed: $schema, listen, admin, tls, http2, clientIp, limits, paths, headers, shutdown, etcd, redis, log, tracing, upstreams, routes',
       'routes.yaml:10:48 routes[0].rateLimit[0].burts: unknown field "burts"; allowed: name, algorithm, limit, window, key, scope, onStoreError',
     ])
   })
@@ -169,6 +169,7 @@ describe('loadConfigText', () => {
     expect(config.tracing.exporter).toBe('none')
     expect(config.etcd).toBeUndefined()
     expect(config.upstreams.users).toEqual({
+      protocol: 'http',
       targets: [{ url: 'http://127.0.0.1:9001', weight: 1 }],
       balancer: 'round-robin',
       hostHeader: 'pass',
@@ -337,7 +338,7 @@ describe('TOLLGATE_* overrides', () => {
     const { warnings } = loadConfigText(text, 'routes.yaml', { TOLLGATE_LISTN: '0.0.0.0:80', TOLLGATE_LIMITS: '1', TOLLGATE_ROUTES_0_UPSTREAM: 'x' })
     expect(warnings.map(formatIssue)).toEqual([
       'TOLLGATE_LIMITS limits is a section; set one of its settings, e.g. TOLLGATE_LIMITS_MAXBODYSIZE (ignored)',
-      'TOLLGATE_LISTN names no setting: "LISTN" is not one of the top-level settings: listen, admin, tls, clientIp, limits, paths, headers, shutdown, etcd, redis, log, tracing, upstreams, routes (ignored)',
+      'TOLLGATE_LISTN names no setting: "LISTN" is not one of the top-level settings: listen, admin, tls, http2, clientIp, limits, paths, headers, shutdown, etcd, redis, log, tracing, upstreams, routes (ignored)',
       'TOLLGATE_ROUTES_0_UPSTREAM routes cannot be set from the environment; only settings outside routes and upstreams can (ignored)',
     ])
   })

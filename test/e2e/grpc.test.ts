@@ -288,3 +288,37 @@ routes:
     await expect(start).rejects.toThrow(/routes\.yaml:\d+:\d+ routes\[0\]\.circuitBreaker\.failOn\[0\]/)
   })
 })
+
+describe('gRPC clients over the HTTP/2 listener', () => {
+  it('a @grpc/grpc-js client calls through http2: h2c: unary, streaming, errors and a refusal as statuses', async () => {
+    const grpc = await import('@grpc/grpc-js')
+    const { ECHO_SERVICE } = await import('../helpers/grpc-upstream.js')
+    const up = await startGrpcUpstream('a')
+    const gw = await startGateway('http2: h2c\n' + config([up], '', '    rateLimit: [{ algorithm: token-bucket, rate: 1, period: 1m, burst: 4, key: route }]'))
+    const Client = grpc.makeGenericClientConstructor(ECHO_SERVICE, 'Echo')
+    const client = new Client(`127.0.0.1:${gw.port}`, grpc.credentials.createInsecure()) as unknown as Record<string, (...args: unknown[]) => unknown> & { close(): void }
+    try {
+      const unary = (msg: string): Promise<{ err: { code: number; details: string } | null; reply: string | null }> => new Promise((resolve) => {
+        client['unary']!(Buffer.from(msg), (err: { code: number; details: string } | null, reply: Buffer | undefined) => resolve({ err, reply: reply === undefined ? null : reply.toString() }))
+      })
+      expect(await unary('hi')).toEqual({ err: null, reply: 'echo:a:hi' })
+      const failed = await unary('fail:14')
+      expect(failed.err?.code).toBe(14)
+      expect(failed.err?.details).toBe('asked to fail')
+      const streamed = await new Promise<string[]>((resolve, reject) => {
+        const out: string[] = []
+        const call = client['serverStream']!(Buffer.from('3')) as NodeJS.EventEmitter
+        call.on('data', (b: Buffer) => out.push(b.toString()))
+        call.on('end', () => resolve(out))
+        call.on('error', reject)
+      })
+      expect(streamed).toEqual(['0', '1', '2'])
+      expect((await unary('x')).err).toBeNull()
+      const limited = await unary('y')
+      expect(limited.err?.code).toBe(8) // RESOURCE_EXHAUSTED from the gateway's limiter
+      expect(limited.err?.details).toContain('RATE_LIMITED')
+    } finally {
+      client.close()
+    }
+  })
+})

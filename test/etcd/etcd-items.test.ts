@@ -58,6 +58,16 @@ describe('merging etcd items into the file config', () => {
     expect(config.upstreams['users']).toMatchObject({ balancer: 'random', targets: [{ url: 'http://127.0.0.1:9100', weight: 1 }] })
   })
 
+  it('rejects an etcd upstream with tls: (its files are read and watched next to routes.yaml only) and keeps the file\'s', () => {
+    const items = new EtcdItems('/tg')
+    items.replaceAll([put('upstreams/users', { targets: [{ url: 'https://127.0.0.1:9100' }], tls: { ca: '/etc/ca.pem' } })], revision)
+    const { config, newRejections } = items.merge(FILE)
+    expect(newRejections.map((r) => [r.key, r.reason])).toEqual([
+      ['/tg/upstreams/users', 'tls: not supported in an etcd upstream; define an upstream with tls in routes.yaml, where its files are read and watched'],
+    ])
+    expect(config.upstreams['users']).toEqual(FILE.upstreams['users'])
+  })
+
   it('rejects bad JSON, a schema error, an unknown upstream and a bad path each with key, revision and reason, and applies the rest of the batch', () => {
     const items = new EtcdItems('/tg')
     const bad = [

@@ -20,6 +20,7 @@
 import type { Dispatcher } from 'undici'
 import type { Upstream } from '../../config/schema.js'
 import { grpcStatusOfHeaders, grpcStatusOfTrailers, type UndiciTrailers } from '../grpc-status.js'
+import type { TlsConnectOptions } from '../tls-connect.js'
 import { createProbeClient, type ProbeClient } from './probe-client.js'
 
 export type ActiveSettings = NonNullable<NonNullable<Upstream['healthCheck']>['active']>
@@ -210,18 +211,21 @@ export class ActiveChecker {
   readonly #grpcRequest: Buffer | null
   readonly #listener: ReportListener
   readonly #random: () => number
+  /** The upstream's TLS (tls-connect.ts): probes of https:// targets verify and present what traffic does. */
+  readonly #tls: TlsConnectOptions
   readonly #subjects = new Map<string, Subject>()
   #timer: NodeJS.Timeout | null = null
   #timerDueMs = Infinity
   #closed = false
 
-  constructor(upstream: string, settings: ActiveSettings, listener: ReportListener, random: () => number = Math.random) {
+  constructor(upstream: string, settings: ActiveSettings, listener: ReportListener, random: () => number = Math.random, tls: TlsConnectOptions = {}) {
     this.upstream = upstream
     this.settings = settings
     this.#expect = compileExpectStatus(settings.expectStatus)
     this.#grpcRequest = settings.grpcService === undefined ? null : grpcHealthRequest(settings.grpcService)
     this.#listener = listener
     this.#random = random
+    this.#tls = tls
   }
 
   /**
@@ -331,7 +335,7 @@ export class ActiveChecker {
     subject.status = 0
     subject.timedOut = false
     const grpc = this.#grpcRequest
-    const client = (subject.client ??= createProbeClient(subject.origin, this.settings.timeout, grpc !== null))
+    const client = (subject.client ??= createProbeClient(subject.origin, this.settings.timeout, this.#tls, grpc !== null))
     subject.timer = setTimeout(onProbeTimeout, this.settings.timeout, subject)
     subject.timer.unref()
     if (grpc === null) {

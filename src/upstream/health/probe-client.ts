@@ -6,17 +6,21 @@
 // figures; test/e2e/workers.test.ts checks the primary loads none).
 import { createRequire } from 'node:module'
 import type { Client } from 'undici'
+import type { TlsConnectOptions } from '../tls-connect.js'
 
 const require = createRequire(import.meta.url)
 let ClientClass: typeof Client | null = null
 
 export type ProbeClient = Client
 
-/** `http2`: the gRPC health protocol (h2c for http://, ALPN h2 for https://), as the traffic pool speaks it. */
-export function createProbeClient(origin: string, timeoutMs: number, http2 = false): ProbeClient {
+/**
+ * `tls`: the upstream's, as its traffic pool has it (tls-connect.ts): a probe checks what requests will meet.
+ * `http2`: the gRPC health protocol (h2c for http://, ALPN h2 for https://), as the traffic pool speaks it.
+ */
+export function createProbeClient(origin: string, timeoutMs: number, tls: TlsConnectOptions = {}, http2 = false): ProbeClient {
   ClientClass ??= require('undici/lib/dispatcher/client.js') as typeof Client
   return new ClientClass(origin, {
-    connect: http2 ? { timeout: timeoutMs, useH2c: origin.startsWith('http:') } as { timeout: number } : { timeout: timeoutMs },
+    connect: http2 ? { ...tls, timeout: timeoutMs, useH2c: origin.startsWith('http:') } as { timeout: number } : { ...tls, timeout: timeoutMs },
     allowH2: http2,
     headersTimeout: 0,
     bodyTimeout: 0,

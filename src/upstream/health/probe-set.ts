@@ -8,6 +8,7 @@
 // Workers own none. It works from the Config alone: no route table, no traffic pool.
 import type { Config } from '../../config/schema.js'
 import { Target } from '../target.js'
+import { tlsConnectOptions } from '../tls-connect.js'
 import { ActiveChecker, type ActiveReport, type ActiveState, type ReportListener } from './active.js'
 
 export class ProbeSet {
@@ -29,7 +30,8 @@ export class ProbeSet {
         if (current !== undefined) this.#remove(name, current.checker)
         continue
       }
-      const key = JSON.stringify(active)
+      // New TLS material (a renewed CA or client certificate) builds a new checker: its probe connections use it.
+      const key = JSON.stringify([active, spec.tls ?? null])
       // Targets normalise their URL the way the route table's do, so reports match its targets by url.
       const targets = new Map<string, Target>()
       for (const t of spec.targets) {
@@ -40,7 +42,7 @@ export class ProbeSet {
         current.checker.setTargets([...targets.values()])
         continue
       }
-      const checker = new ActiveChecker(name, active, this.#listener)
+      const checker = new ActiveChecker(name, active, this.#listener, Math.random, tlsConnectOptions(spec.tls))
       checker.setTargets([...targets.values()], current?.checker ?? null)
       if (current !== undefined) {
         // URLs the new checker does not probe are reported removed; the rest were taken over.
