@@ -40,6 +40,8 @@ export const MISSING_KEY = refusal(401, 'UNAUTHORIZED', 'no API key in the reque
 /** Key auth: a key that belongs to no consumer. Never echoes the key. */
 export const INVALID_KEY = refusal(401, 'UNAUTHORIZED', 'the API key is not valid')
 export const FORBIDDEN = refusal(403, 'FORBIDDEN', 'the request is not allowed on this route')
+/** A WebSocket upgrade on a route without `websocket: true` (src/proxy/websocket-upgrade.ts); Envoy answers 403 too. */
+export const WEBSOCKET_NOT_ENABLED = refusal(403, 'FORBIDDEN', 'WebSocket upgrades are not enabled on this route')
 /** A route's access list (src/policy/access/) refused the client address. */
 export const FORBIDDEN_ADDRESS = refusal(403, 'FORBIDDEN', 'the client address is not allowed on this route')
 export const PAYLOAD_TOO_LARGE = refusal(413, 'PAYLOAD_TOO_LARGE', 'the request body is larger than maxBodySize')
@@ -76,6 +78,7 @@ export const BAD_HOST = badRequest('Host is not a valid host[:port]')
 export const MISSING_HOST = badRequest('HTTP/1.1 request without a Host header')
 export const BAD_HTTP_VERSION = badRequest('HTTP/0.9 request (only HTTP/1.0 and HTTP/1.1 are served)')
 export const BAD_CONNECT = badRequest('CONNECT is not supported: the gateway is not a forward proxy')
+export const BAD_UPGRADE_BODY = badRequest('an Upgrade request with a body')
 export const BAD_FRAMING = badRequest('the request could not be parsed as HTTP/1.1 (framing, header syntax or size)')
 
 /** Every gateway-made response, in status order: the source of README's error table. */

@@ -15,6 +15,7 @@ import { refuseInProgress } from './exchange.js'
 import type { ProxyState } from './proxy-state.js'
 import { rawRefusal } from './refusal.js'
 import { TlsContexts } from './tls-contexts.js'
+import { handleUpgrade } from './websocket-upgrade.js'
 
 export interface ProxyServer {
   readonly server: http.Server | https.Server
@@ -75,6 +76,9 @@ export function createProxyServer(state: ProxyState, limits: Config['limits'], t
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     (connectionOf(req.socket) as ClientConnection).admit(req, res, false)
   })
+  // Connection: upgrade (WebSocket, h2c...): Node hands over the socket; without this listener it would serve
+  // the request as a plain one and forward it, Upgrade stripped, to any route (websocket-upgrade.ts).
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => handleUpgrade(state, req, socket, head))
   // CONNECT (authority-form): Node hands over the socket, and without this listener closes it unanswered.
   server.on('connect', (req: IncomingMessage, socket: Socket) => {
     void req

@@ -49,6 +49,8 @@ export class CompiledRoute {
     readonly auth: KeyAuthStep | null,
     /** route.forwardClientCert, lower case (null: none): the header the client certificate's subject goes in. */
     readonly forwardClientCert: string | null = null,
+    /** websocket routes: route.idleTimeout in ms, for the upgraded connections it opens (src/proxy/websocket.ts). */
+    readonly idleTimeoutMs: number = 300_000,
   ) {}
 }
 
@@ -80,12 +82,12 @@ export function compileRoute(
   const tracing = routeTracing(route, config, old?.tracing)
   const forwardClientCert = route.forwardClientCert?.toLowerCase() ?? null
   if (old !== undefined && old.tracing === tracing && old.forwardClientCert === forwardClientCert && old.upstream === upstream && old.parts.rewrite === rewrite && old.maxBodyBytes === maxBodyBytes && old.breaker === breaker &&
-    old.allowEncodedSlash === allowEncodedSlash && old.websocket === route.websocket && old.metrics === metrics &&
+    old.allowEncodedSlash === allowEncodedSlash && old.websocket === route.websocket && old.idleTimeoutMs === route.idleTimeout && old.metrics === metrics &&
     sameSteps(old.steps, steps) && sameSteps(old.parts.limiters, limits.parts)) {
     return old
   }
   return new CompiledRoute(route.id, upstream, rewrite.value, maxBodyBytes, allowEncodedSlash, route.websocket, steps, metrics, breaker,
-    { rewrite, access, auth, rateLimit: limits.step, limiters: limits.parts }, tracing, auth?.value ?? null, forwardClientCert)
+    { rewrite, access, auth, rateLimit: limits.step, limiters: limits.parts }, tracing, auth?.value ?? null, forwardClientCert, route.idleTimeout)
 }
 
 function buildAccess(access: NonNullable<Route['access']>, metrics: RouteMetrics): AccessStep {
