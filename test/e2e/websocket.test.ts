@@ -41,6 +41,17 @@ async function eventually<T>(read: () => Promise<T>, want: T, timeoutMs = 5000):
   throw new Error(`expected ${String(want)}, last saw ${String(last)}`)
 }
 
+/** `promise`, or a failure naming `what` after `ms`: a property that is broken fails fast, not at the test timeout. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms) })
+  try {
+    return await Promise.race([promise, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** A raw HTTP/1.1 exchange: the bytes the gateway answered until it closed the connection. */
 function rawExchange(port: number, request: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -228,7 +239,7 @@ routes:
       await new Promise((r) => setTimeout(r, 100))
     }
     expect(ws.readyState).toBe(WebSocket.OPEN)
-    await Promise.all([clientClosed, upstreamClosed])
+    await within(Promise.all([clientClosed, upstreamClosed]), 5000, 'both sides closed by idleTimeout')
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000)
     await eventually(() => gauge(gw, 'ws'), 0)
   })
@@ -241,14 +252,14 @@ routes:
     const upA = await serverSide
     const aClosed = closed(a.ws)
     upA.close(4001, 'upstream done')
-    expect(await aClosed).toBe(4001)
+    expect(await within(aClosed, 5000, 'client closed')).toBe(4001)
 
     serverSide = up.nextConnection()
     const b = await wsConnect(wsUrl(gw, '/ws/b'))
     const upB = await serverSide
     const upBClosed = closed(upB)
     b.ws.close(4002, 'client done')
-    expect(await upBClosed).toBe(4002)
+    expect(await within(upBClosed, 5000, 'upstream closed')).toBe(4002)
 
     // A reset of the upstream's TCP connection closes the client's too.
     serverSide = up.nextConnection()
@@ -256,7 +267,7 @@ routes:
     const upC = await serverSide
     const cClosed = closed(c.ws)
     upC.terminate()
-    expect(await cClosed).toBe(1006)
+    expect(await within(cClosed, 5000, 'client closed after the reset')).toBe(1006)
     await eventually(() => gauge(gw, 'ws'), 0)
   })
 
@@ -271,7 +282,7 @@ routes:
 `)).toBe('applied')
     expect((await refusedStatus(wsUrl(gw, '/ws/new'))).status).toBe(404)
     ws.send('still here')
-    expect((await nextMessage(ws)).data.toString()).toBe('still here')
+    expect((await within(nextMessage(ws), 5000, 'echo after the reload')).data.toString()).toBe('still here')
     // The gone route's series stays while its connection is open.
     expect(await gauge(gw, 'ws')).toBe(1)
     ws.close()
@@ -306,8 +317,8 @@ routes:
     // While delaying, the connection still works.
     ws.send('during delay')
     expect((await nextMessage(ws)).data.toString()).toBe('during delay')
-    expect(await clientClosed).toBe(1001)
-    expect(await upstreamClosed).toBe(1001)
+    expect(await within(clientClosed, 10_000, 'client closed by the shutdown')).toBe(1001)
+    expect(await within(upstreamClosed, 5000, 'upstream closed by the shutdown')).toBe(1001)
     expect(Date.now() - signalled).toBeGreaterThanOrEqual(900)
     expect((await proc.exited).code).toBe(0)
   })
