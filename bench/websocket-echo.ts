@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { benchScript, tollgateCli } from './lib/paths.js'
-import { choosePinning, freePort, killAllChildren, spawnChild, waitUntilReady, type Child } from './lib/processes.js'
+import { choosePinning, clockTicksPerSecond, freePort, killAllChildren, readGroupCpuTicks, spawnChild, waitUntilReady, type Child } from './lib/processes.js'
 
 const run = promisify(execFile)
 
@@ -30,7 +30,7 @@ const connections = Number(values.connections)
 const size = Number(values.size)
 
 interface Target { readonly name: string; readonly url: string; readonly child: Child | null }
-interface LoadResult { messages: number; seconds: number; p50Us: number; p99Us: number; errors: number }
+interface LoadResult { messages: number; seconds: number; p50Us: number; p99Us: number; errors: number; cpuUsPerMessage: number | null }
 
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b)
@@ -73,28 +73,39 @@ async function main(): Promise<void> {
         const args = [benchScript('ws-load.js'), '--url', t.url, '--connections', String(connections), '--seconds', String(seconds), '--size', String(size)]
         const command = pin.loadCore === null ? process.execPath : 'taskset'
         const argv = pin.loadCore === null ? args : ['-c', String(pin.loadCore), process.execPath, ...args]
+        // The proxy's CPU per message (both directions of a round trip): steadier than messages/s on a busy machine.
+        const ticksBefore = t.child === null ? null : readGroupCpuTicks(t.child.pid)
         const { stdout } = await run(command, argv, { timeout: (seconds + 30) * 1000 })
+        const ticksAfter = t.child === null ? null : readGroupCpuTicks(t.child.pid)
         const result = JSON.parse(stdout.trim().split('\n').pop()!) as LoadResult
+        result.cpuUsPerMessage = ticksBefore === null || ticksAfter === null || result.messages === 0 ? null
+          : (ticksAfter - ticksBefore) / clockTicksPerSecond() * 1e6 / result.messages
         results.get(t.name)!.push(result)
-        process.stderr.write(`  ${t.name} rep ${rep + 1}: ${Math.round(result.messages / result.seconds)} msg/s, p99 ${Math.round(result.p99Us)} us, errors ${result.errors}\n`)
+        const cpu = result.cpuUsPerMessage === null ? '' : `, proxy CPU ${result.cpuUsPerMessage.toFixed(1)} us/message`
+        process.stderr.write(`  ${t.name} rep ${rep + 1}: ${Math.round(result.messages / result.seconds)} msg/s, p99 ${Math.round(result.p99Us)} us${cpu}, errors ${result.errors}\n`)
       }
     }
     for (const t of targets) t.child?.setFrozen(false)
 
     const rate = (name: string): number => median(results.get(name)!.map((r) => r.messages / r.seconds))
     const p99 = (name: string): number => median(results.get(name)!.map((r) => r.p99Us))
+    const cpu = (name: string): number | null => {
+      const xs = results.get(name)!.map((r) => r.cpuUsPerMessage).filter((x): x is number => x !== null)
+      return xs.length === 0 ? null : median(xs)
+    }
     const lines = [
       `### websocket-echo: ${connections} connections, closed loop of ${size}-byte binary messages (median of ${repetitions} x ${seconds} s)`,
       '',
-      '| target | messages/s | p50 µs | p99 µs | errors |',
-      '|---|---:|---:|---:|---:|',
+      '| target | messages/s | p50 µs | p99 µs | proxy CPU µs/message | errors |',
+      '|---|---:|---:|---:|---:|---:|',
       ...targets.map((t) => {
         const rs = results.get(t.name)!
-        return `| ${t.name} | ${Math.round(rate(t.name))} | ${Math.round(median(rs.map((r) => r.p50Us)))} | ${Math.round(p99(t.name))} | ${rs.reduce((n, r) => n + r.errors, 0)} |`
+        return `| ${t.name} | ${Math.round(rate(t.name))} | ${Math.round(median(rs.map((r) => r.p50Us)))} | ${Math.round(p99(t.name))} | ${cpu(t.name)?.toFixed(1) ?? '–'} | ${rs.reduce((n, r) => n + r.errors, 0)} |`
       }),
       '',
       `tollgate ÷ direct: messages/s ${(rate('tollgate') / rate('direct')).toFixed(2)}, p99 ${(p99('tollgate') / p99('direct')).toFixed(2)}`,
-      `tollgate ÷ node-forwarder: messages/s ${(rate('tollgate') / rate('node-forwarder')).toFixed(2)}, p99 ${(p99('tollgate') / p99('node-forwarder')).toFixed(2)}`,
+      `tollgate ÷ node-forwarder: messages/s ${(rate('tollgate') / rate('node-forwarder')).toFixed(2)}, p99 ${(p99('tollgate') / p99('node-forwarder')).toFixed(2)}, ` +
+        `CPU per message ${((cpu('tollgate') ?? NaN) / (cpu('node-forwarder') ?? NaN)).toFixed(2)}`,
     ]
     console.log(lines.join('\n'))
   } finally {
