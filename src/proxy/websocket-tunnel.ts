@@ -56,8 +56,8 @@ export class Tunnel {
     client.on('close', this.#onClose)
     upstream.on('close', this.#onClose)
     // An end passes on: the other side gets its FIN once what is queued for it is written.
-    client.on('end', () => upstream.end())
-    upstream.on('end', () => client.end())
+    client.on('end', () => this.#passEnd(upstream, this.#up, CLOSE_GOING_AWAY_TO_UPSTREAM))
+    upstream.on('end', () => this.#passEnd(client, this.#down, CLOSE_GOING_AWAY_TO_CLIENT))
     client.on('drain', () => upstream.resume())
     upstream.on('drain', () => client.resume())
     if (upstreamHead.length > 0) this.#onUpstreamData(upstreamHead)
@@ -92,6 +92,13 @@ export class Tunnel {
     const end = cursor.feed(chunk, true)
     if (end > 0) to.write(chunk.subarray(0, end))
     if (cursor.atBoundary) this.#endWith(to, closeFrame, from)
+  }
+
+  /** The side that feeds `to` ended. Going away, `to` still gets its close frame if it is between frames. */
+  #passEnd(to: Socket, cursor: FrameCursor, closeFrame: Buffer): void {
+    if (!to.writable) return
+    if (this.#goingAway && cursor.atBoundary) to.end(closeFrame)
+    else to.end()
   }
 
   #endWith(to: Socket, closeFrame: Buffer, from: Socket): void {
