@@ -3,8 +3,12 @@
 // target), frames are relayed both ways with backpressure, idleTimeout closes both sides, either side's
 // close reaches the other, reloads leave open connections alone, SIGTERM ends them with 1001, and
 // tollgate_websocket_connections follows them. Routes without `websocket: true` refuse upgrades.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import net from 'node:net'
-import { describe, expect, it } from 'vitest'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it, onTestFinished } from 'vitest'
+import { TestCa } from '../helpers/certs.js'
 import { httpRequest, spawnGateway, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { freePort, startUpstream } from '../helpers/upstream.js'
 import { closed, nextMessage, refusedStatus, startWsUpstream, WebSocket, wsConnect, type WsUpstream } from '../helpers/ws.js'
@@ -89,6 +93,20 @@ describe('WebSocket', () => {
     expect(hs.headers['x-forwarded-for']).toBe('127.0.0.1')
     expect(hs.headers['x-request-id']).toBe('ws-test-1')
     expect(hs.headers['traceparent']).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/)
+    ws.close()
+  })
+
+  it('works over TLS (wss://) on a listener with tls:', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-wss-'))
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+    const ca = new TestCa(dir)
+    const leaf = ca.server('ws', 'ws', ['ws.test'])
+    const up = await startWsUpstream()
+    const gw = await startGateway(`tls:\n  certificates: [{ cert: ${leaf.cert}, key: ${leaf.key} }]\n${config(up)}`)
+    const { ws } = await wsConnect(`wss://127.0.0.1:${gw.port}/ws/secure`, { tls: { ca: readFileSync(ca.cert), servername: 'ws.test' } })
+    ws.send('over tls')
+    expect((await nextMessage(ws)).data.toString()).toBe('over tls')
+    expect(up.handshakes[0]!.headers['x-forwarded-proto']).toBe('https')
     ws.close()
   })
 
@@ -191,6 +209,31 @@ routes:
     expect(refused.body).toBe('no socket for you')
     expect(refused.headers['x-request-id']).toBeTruthy()
     expect(refused.headers['x-tollgate-error']).toBeUndefined()
+  })
+
+  it('counts a 5xx answer to the handshake for passive health: the target is ejected, later handshakes go elsewhere', async () => {
+    const bad = await startUpstream({ statuses: [503] })
+    const good = await startWsUpstream()
+    const gw = await startGateway(`upstreams:
+  chat:
+    targets: [{ url: ${bad.url} }, { url: ${good.url} }]
+    healthCheck: { passive: { consecutiveFailures: 1, ejectionTime: 1m } }
+routes:
+  - { id: ws, match: { path: /ws/* }, upstream: chat, websocket: true }
+`)
+    const outcomes: number[] = []
+    for (let i = 0; i < 4; i++) {
+      try {
+        const { ws } = await wsConnect(wsUrl(gw, '/ws/x'))
+        outcomes.push(101)
+        ws.close()
+      } catch (err) {
+        outcomes.push((err as { status?: number }).status ?? 0)
+      }
+    }
+    expect(outcomes.filter((s) => s === 503)).toHaveLength(1)
+    expect(outcomes.filter((s) => s === 101)).toHaveLength(3)
+    expect(bad.hits).toBe(1)
   })
 
   it('refuses an upgrade on a route without websocket: true with 403, and the upstream never sees it', async () => {

@@ -69,9 +69,9 @@ export interface OpenedClient {
 }
 
 /** Opens a WebSocket to `url` (ws://...); rejects with RefusedError when the answer is not a 101. */
-export function wsConnect(url: string, options: { headers?: Record<string, string>; protocols?: string[] } = {}): Promise<OpenedClient> {
+export function wsConnect(url: string, options: { headers?: Record<string, string>; protocols?: string[]; tls?: { ca: Buffer; servername: string } } = {}): Promise<OpenedClient> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, options.protocols ?? [], { headers: options.headers, maxPayload: 512 * 1024 * 1024 })
+    const ws = new WebSocket(url, options.protocols ?? [], { headers: options.headers, maxPayload: 512 * 1024 * 1024, ...options.tls })
     onTestFinished(() => ws.terminate())
     let headers: IncomingHttpHeaders = {}
     ws.once('upgrade', (res) => { headers = res.headers })
