@@ -24,7 +24,7 @@ const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '10' }, connections: { type: 'string', default: '50' }, size: { type: 'string', default: '64' },
   repetitions: { type: 'string', default: '3' }, quick: { type: 'boolean', default: false }, 'no-pin': { type: 'boolean', default: false },
 } })
-const seconds = values.quick ? 2 : Number(values.seconds)
+const seconds = values.quick ? Math.min(2, Number(values.seconds)) : Number(values.seconds)
 const repetitions = values.quick ? 1 : Number(values.repetitions)
 const connections = Number(values.connections)
 const size = Number(values.size)
