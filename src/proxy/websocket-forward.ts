@@ -65,13 +65,19 @@ class Handshake {
     this.#target = target
     this.#request = request
     const upstream = ex.upstream!
-    request.setTimeout(upstream.connectTimeoutMs, () => request.destroy(CONNECT_TIMEOUT))
+    // timeouts.connect until the TCP connection is up, then timeouts.response for the answer to the handshake.
+    let isConnected = false
+    request.setTimeout(upstream.connectTimeoutMs)
+    request.on('timeout', () => request.destroy(isConnected ? RESPONSE_TIMEOUT : CONNECT_TIMEOUT))
     request.once('socket', (socket: Socket) => {
-      socket.once('connect', () => request.setTimeout(upstream.responseTimeoutMs, () => request.destroy(RESPONSE_TIMEOUT)))
+      socket.once('connect', () => {
+        isConnected = true
+        request.setTimeout(upstream.responseTimeoutMs)
+      })
     })
     request.once('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => this.#onUpgrade(res, socket, head))
     request.once('response', (res: IncomingMessage) => this.#onResponse(res))
-    request.once('error', (err: Error) => this.#onError(err))
+    request.on('error', (err: Error) => this.#onError(err))
     // The client leaving before the handshake ends stops it (Exchange.onClientClose).
     ex.abortUpstream = (err?: Error) => request.destroy(err)
   }

@@ -95,8 +95,9 @@ export class Metrics {
     this.upstreamDuration = new FastHistogram('tollgate_upstream_duration_seconds', 'Time from sending to an upstream target until its response headers arrived.', ['upstream'], DURATION_BUCKETS, registers)
     const self = this
     this.inflight = new Gauge({ name: 'tollgate_inflight_requests', help: 'Requests being handled now.', registers, collect() { this.set(self.inflightNow()) } })
+    // Registered by exposeWebsocketConnections() once a config has a websocket route: without one it would be an empty family.
     this.websocketConnections = new Gauge({
-      name: 'tollgate_websocket_connections', help: 'Open upgraded WebSocket connections, by route.', labelNames: ['route'], registers,
+      name: 'tollgate_websocket_connections', help: 'Open upgraded WebSocket connections, by route.', labelNames: ['route'], registers: [],
       collect() {
         // Set afresh at each scrape: a route that went (by a reload) shows while it still has connections.
         this.reset()
@@ -130,6 +131,11 @@ export class Metrics {
   /** A span exporter started (tracing.exporter is not none): tollgate_trace_spans_dropped_total goes on /metrics (once). */
   exposeTraceSpansDropped(): void {
     for (const r of this.#dataRegisters) if (r.getSingleMetric('tollgate_trace_spans_dropped_total') === undefined) r.registerMetric(this.traceSpansDropped)
+  }
+
+  /** A config has a websocket: true route: tollgate_websocket_connections goes on /metrics (once, and stays). */
+  exposeWebsocketConnections(): void {
+    for (const r of this.#dataRegisters) if (r.getSingleMetric('tollgate_websocket_connections') === undefined) r.registerMetric(this.websocketConnections)
   }
 
   /** The config has an etcd: section: tollgate_etcd_up goes on /metrics (once). */

@@ -196,6 +196,25 @@ routes:
     expect(open.headers['x-tollgate-error']).toBe('CIRCUIT_OPEN')
   })
 
+  it('answers 504 when the upstream does not answer the handshake within timeouts.response', async () => {
+    // Accepts the connection, reads the handshake, never answers.
+    const silent = net.createServer((socket) => socket.resume())
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
+    const held = new Set<net.Socket>()
+    silent.on('connection', (s) => { held.add(s); s.on('close', () => held.delete(s)) })
+    onTestFinished(() => new Promise<void>((r) => { for (const s of held) s.destroy(); silent.close(() => r()) }))
+    const gw = await startGateway(`upstreams:
+  chat: { targets: [{ url: http://127.0.0.1:${(silent.address() as net.AddressInfo).port} }], timeouts: { connect: 5s, response: 300ms } }
+routes:
+  - { id: ws, match: { path: /ws/* }, upstream: chat, websocket: true }
+`)
+    const started = Date.now()
+    const refused = await within(refusedStatus(wsUrl(gw, '/ws/x')), 5000, 'an answer to the handshake')
+    expect(refused.status).toBe(504)
+    expect(refused.headers['x-tollgate-error']).toBe('UPSTREAM_TIMEOUT')
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250)
+  })
+
   it('passes a non-101 answer of the upstream back as a normal response', async () => {
     // A plain HTTP server: the upgrade request gets its normal 200 (it has no 'upgrade' listener).
     const up = await startUpstream({ statuses: [403], body: 'no socket for you' })
