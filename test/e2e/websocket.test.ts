@@ -366,7 +366,7 @@ routes:
     expect((await gw.admin('/metrics')).body).toMatch(/tollgate_requests_total\{route="ws",method="GET",code="101"\} 2\n/)
   })
 
-  it('on SIGTERM refuses new upgrades and ends open connections with close code 1001 when shutdown.timeout passes', async () => {
+  it('on SIGTERM keeps open connections while draining, takes no new ones, and ends them with close code 1001 when shutdown.timeout passes', async () => {
     const up = await startWsUpstream()
     const proc = await spawnGateway(`shutdown: { delay: 300ms, timeout: 700ms }\n${config(up)}`)
     const serverSide = up.nextConnection()
@@ -379,9 +379,18 @@ routes:
     // While delaying, the connection still works.
     ws.send('during delay')
     expect((await nextMessage(ws)).data.toString()).toBe('during delay')
+    // Draining: the listener is closed, no new handshake gets in; the open connection goes on.
+    await proc.waitForStdout('"msg":"draining"')
+    await expect(wsConnect(wsUrl(proc, '/ws/late'))).rejects.toMatchObject({ code: 'ECONNREFUSED' })
+    ws.send('while draining')
+    expect((await nextMessage(ws)).data.toString()).toBe('while draining')
     expect(await within(clientClosed, 10_000, 'client closed by the shutdown')).toBe(1001)
     expect(await within(upstreamClosed, 5000, 'upstream closed by the shutdown')).toBe(1001)
     expect(Date.now() - signalled).toBeGreaterThanOrEqual(900)
     expect((await proc.exited).code).toBe(0)
+    // One access-log line for the connection, written at the upgrade, with status 101.
+    const access = proc.stdout().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l['msg'] === 'access')
+    expect(access.map((l) => [l['path'], l['status']])).toEqual([['/ws/live', 101]])
   })
 })
