@@ -40,6 +40,8 @@ export const MISSING_KEY = refusal(401, 'UNAUTHORIZED', 'no API key in the reque
 /** Key auth: a key that belongs to no consumer. Never echoes the key. */
 export const INVALID_KEY = refusal(401, 'UNAUTHORIZED', 'the API key is not valid')
 export const FORBIDDEN = refusal(403, 'FORBIDDEN', 'the request is not allowed on this route')
+/** A WebSocket upgrade on a route without `websocket: true` (src/proxy/websocket-upgrade.ts); Envoy answers 403 too. */
+export const WEBSOCKET_NOT_ENABLED = refusal(403, 'FORBIDDEN', 'WebSocket upgrades are not enabled on this route')
 /** A route's access list (src/policy/access/) refused the client address. */
 export const FORBIDDEN_ADDRESS = refusal(403, 'FORBIDDEN', 'the client address is not allowed on this route')
 export const PAYLOAD_TOO_LARGE = refusal(413, 'PAYLOAD_TOO_LARGE', 'the request body is larger than maxBodySize')
@@ -79,6 +81,7 @@ export const MISSING_AUTHORITY = badRequest('HTTP/2 request without :authority o
 export const BAD_SCHEME = badRequest(':scheme is neither http nor https')
 export const CONFLICTING_AUTHORITY = badRequest('Host names another host than :authority (RFC 9113 §8.3.1)')
 export const BAD_CONNECT = badRequest('CONNECT is not supported: the gateway is not a forward proxy')
+export const BAD_UPGRADE_BODY = badRequest('an Upgrade request with a body')
 export const BAD_FRAMING = badRequest('the request could not be parsed as HTTP/1.1 (framing, header syntax or size)')
 
 /** Every gateway-made response, in status order: the source of README's error table. */

@@ -82,7 +82,7 @@ describe('tollgate validate', () => {
     ])
   })
 
-  it('reports settings whose behaviour is not enforced yet', () => {
+  it('no longer reports websocket as not enforced (WebSocket routes work)', () => {
     const path = file('later.yaml', `
 upstreams:
   a: { targets: [{ url: http://127.0.0.1:1 }] }
@@ -94,7 +94,8 @@ routes:
 `)
     const r = tollgate(['validate', path])
     expect(r.status).toBe(0)
-    expect(r.stderr).toMatch(/routes\[0\]\.websocket .*not supported yet/)
+    expect(r.stderr).not.toMatch(/websocket/)
+    expect(r.stderr).not.toMatch(/not enforced/)
   })
 
   it('honours TOLLGATE_* overrides, warns about one that names no setting and refuses a bad value', () => {
@@ -127,7 +128,7 @@ describe('tollgate (run)', () => {
     expect(r.stderr).toMatch(/broken\.yaml:6:\d+ routes\[0\]\.upstream: /)
   })
 
-  it('logs settings that are not enforced yet at start-up', async () => {
+  it('logs no setting as not enforced at start-up (websocket, healthCheck, circuitBreaker all are)', async () => {
     const up = await startUpstream()
     const gw = await spawnGateway(`
 upstreams:
@@ -137,7 +138,7 @@ routes:
 `)
     const stopped = await gw.stop()
     expect(stopped.code).toBe(0)
-    expect(gw.stdout()).toMatch(/websocket.*not supported yet/)
+    expect(gw.stdout()).not.toMatch(/websocket.*not supported yet/)
     expect(gw.stdout()).not.toMatch(/healthCheck.*not enforced/)
     expect(gw.stdout()).not.toMatch(/circuitBreaker.*not enforced/)
   })

@@ -317,7 +317,8 @@ const routeFields = {
   rewrite: Type.Optional(Rewrite),
   maxBodySize: Type.Optional(Size('Overrides limits.maxBodySize.')),
   allowEncodedSlash: Type.Optional(Type.Boolean({ description: 'true: %2F allowed in this route\'s params, forwarded still encoded.' })),
-  websocket: Type.Boolean({ default: false, description: 'Allow WebSocket upgrades.' }),
+  websocket: Type.Boolean({ default: false, description: 'Allow WebSocket upgrades (GET with Upgrade: websocket): they pass the same steps as other requests (one limiter decision per connection), then frames are relayed both ways. Without it an upgrade attempt gets 403 FORBIDDEN and is never forwarded.' }),
+  idleTimeout: Type.Optional(Duration('websocket routes: an upgraded connection with no traffic either way for this long is closed on both sides. Default 5m.')),
   access: Type.Optional(Access),
   auth: Type.Optional(Auth),
   forwardClientCert: Type.Optional(Type.String({

@@ -287,12 +287,17 @@ export class Gateway {
     this.log.info({ inflight: state.inflight }, 'draining')
     const closed = this.#proxy.stopAccepting()
     const deadline = Date.now() + this.#holder.config.shutdown.timeout
-    if (await settlesBefore(state.idle(), deadline)) {
+    // Upgraded WebSocket connections are waited for too; those still open when the time is up get a close
+    // frame 1001 (README "WebSocket").
+    // A handshake in flight is a request until its 101, which registers its tunnel before it ends.
+    const work = state.idle().then(() => state.tunnels.empty())
+    if (await settlesBefore(work, deadline)) {
       // Nothing in flight: close what is left (connections a response left idle, or still flushing one).
       this.#proxy.endAll()
       if (!await settlesBefore(closed, deadline)) this.#proxy.destroyAll()
     } else {
-      this.log.warn({ inflight: state.inflight }, 'shutdown.timeout passed; closing remaining connections')
+      this.log.warn({ inflight: state.inflight, websockets: state.tunnels.size }, 'shutdown.timeout passed; closing remaining connections')
+      await state.tunnels.goAway()
       this.#proxy.destroyAll()
     }
     await closed

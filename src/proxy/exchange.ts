@@ -74,6 +74,10 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
   params: Readonly<Record<string, string>> | null = null
   /** Node held the body for `Expect: 100-continue` (checkContinue): forward.ts writes the 100. */
   sendContinue = false
+  /** Node handed the request over as an upgrade (websocket-upgrade.ts): it is the connection's last. */
+  isUpgrade = false
+  /** A WebSocket upgrade: the bytes the client sent after its handshake (often none); null otherwise. */
+  upgradeHead: Buffer | null = null
   /** Index of the route step to run next (pipeline.ts). */
   stepIndex = 0
   /** StepContext.consumer: set by the route's auth step (src/policy/auth/). */

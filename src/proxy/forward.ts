@@ -20,6 +20,7 @@ import { HOP_BY_HOP_NAMES } from './header-names.js'
 import { buildUpstreamHeaders, setClientCertHeader } from './upstream-headers.js'
 import { stripQueryParam } from '../policy/auth/key-auth-step.js'
 import { clientCertSubject } from '../http/client-cert.js'
+import { forwardWebSocket } from './websocket-forward.js'
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 const EMPTY_TRIED: Target[] = []
@@ -43,7 +44,7 @@ export function forward(ex: Exchange): void {
   const clientHost = ex.host ?? ''
   ex.upstreamHeaders = buildUpstreamHeaders(req.rawHeaders, ex, trusted, peer,
     upstream.hostHeader === null ? clientHost : upstream.hostHeader, clientHost, ex.requestId,
-    upstreamTraceparent(ex), false, ex.state.scheme, strip, ex.consumer)
+    upstreamTraceparent(ex), ex.upgradeHead !== null, ex.state.scheme, strip, ex.consumer)
   if (route.forwardClientCert !== null) setClientCertHeader(ex.upstreamHeaders, route.forwardClientCert, clientCertSubject(req.socket))
   // gRPC servers require `te: trailers` (it says the client reads trailers); it is hop-by-hop, so the
   // client's was dropped above and the gateway, which relays trailers, sends its own.
@@ -51,6 +52,7 @@ export function forward(ex: Exchange): void {
   if (upstream.hashKey !== null) {
     ex.hashValue = upstream.hashKey.valueOf(req, ex.canonicalPath, upstream.hashKey.needsClientIp ? ex.clientIp() : '', route.id)
   }
+  if (ex.upgradeHead !== null) return forwardWebSocket(ex)
   if (ex.hasBody() && !ex.hasChunkedBody) ex.bytesIn = ex.contentLength
   if (ex.sendContinue) ex.res.writeContinue()
   ex.state.watch.add(ex)

@@ -9,7 +9,7 @@
 // needs no closure to go on.
 import {
   BAD_ENCODED_SLASH, BAD_HOST, BAD_HTTP_VERSION, BAD_SCHEME, CONFLICTING_AUTHORITY, METHOD_NOT_ALLOWED, MISSING_AUTHORITY, MISSING_HOST, badRequest,
-  PAYLOAD_TOO_LARGE, type Refusal, ROUTE_NOT_FOUND, SHUTTING_DOWN,
+  PAYLOAD_TOO_LARGE, type Refusal, ROUTE_NOT_FOUND, SHUTTING_DOWN, BAD_UPGRADE_BODY, WEBSOCKET_NOT_ENABLED,
 } from '../errors.js'
 import { canonicalizeTarget } from '../http/canonical-path.js'
 import { randomIds, requestIdFrom } from '../http/ids.js'
@@ -46,6 +46,8 @@ export function startExchange(ex: Exchange, sendContinue: boolean, refusal: Refu
     if (req.httpVersionMajor !== 1) return ex.refuse(BAD_HTTP_VERSION, true)
     if (ex.host === undefined && req.httpVersionMinor === 1) return ex.refuse(MISSING_HOST, true)
   }
+  // An upgrade's body bytes are never parsed (Node detached its parser): refused, not guessed at.
+  if (ex.isUpgrade && ex.hasBody()) return ex.refuse(BAD_UPGRADE_BODY, true)
 
   // 2. Draining: new requests are refused with Connection: close once shutdown began.
   if (ex.state.draining) return ex.refuse(SHUTTING_DOWN, true)
@@ -71,6 +73,8 @@ export function startExchange(ex: Exchange, sendContinue: boolean, refusal: Refu
   // reading the body.
   if (target.hasEncodedSlash && !route.allowEncodedSlash) return ex.refuse(BAD_ENCODED_SLASH, true)
   if (ex.contentLength > route.maxBodyBytes) return ex.refuse(PAYLOAD_TOO_LARGE, true)
+  // A WebSocket upgrade goes on only where the route allows it (README "WebSocket"); never forwarded otherwise.
+  if (ex.upgradeHead !== null && !route.websocket) return ex.refuse(WEBSOCKET_NOT_ENABLED, true)
 
   runRouteSteps(ex)
 }

@@ -26,6 +26,7 @@ import { startExchange } from './pipeline.js'
 import type { ProxyState } from './proxy-state.js'
 import { rawRefusal, sendRefusal } from './refusal.js'
 import { TlsContexts } from './tls-contexts.js'
+import { handleUpgrade } from './websocket-upgrade.js'
 
 /** `http2:` of the config: false (HTTP/1.1 only), true (h2 by ALPN on the TLS listener), 'h2c' (plaintext). */
 export type Http2Mode = Config['http2']
@@ -168,6 +169,9 @@ export function createProxyServer(state: ProxyState, limits: Config['limits'], t
     if (tlsH2 !== null && req.httpVersionMajor === 2) return tlsH2(req as unknown as Http2ServerRequest, res as unknown as Http2ServerResponse, false)
     ;(connectionOf(req.socket) as ClientConnection).admit(req, res, false)
   })
+  // Connection: upgrade (WebSocket, h2c...): Node hands over the socket; without this listener it would serve
+  // the request as a plain one and forward it, Upgrade stripped, to any route (websocket-upgrade.ts).
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => handleUpgrade(state, req, socket, head))
   // CONNECT (authority-form): Node hands over the socket, and without this listener closes it unanswered.
   // On an HTTP/2 stream the second argument is the stream's response.
   serverOn.on('connect', (req: IncomingMessage, socket: Socket | Http2ServerResponse) => {

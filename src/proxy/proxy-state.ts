@@ -6,6 +6,7 @@ import type { Metrics } from '../telemetry/metrics.js'
 import type { SpanTracer } from '../telemetry/tracer.js'
 import { Recorder } from './record.js'
 import { ResponseWatch, sweepIntervalMs } from './response-watch.js'
+import { Tunnels } from './websocket-tunnel.js'
 
 export class ProxyState {
   table: RouteTable
@@ -20,6 +21,8 @@ export class ProxyState {
   readonly recorder: Recorder
   /** Where sampled requests' spans go; null while tracing.exporter is none (the SDK is not even loaded). */
   tracer: SpanTracer | null = null
+  /** Upgraded WebSocket connections (websocket-tunnel.ts): not requests in flight, and not any table's. */
+  readonly tunnels = new Tunnels()
   #idleWaiters: Array<() => void> = []
 
   constructor(table: RouteTable, metrics: Metrics) {
@@ -27,6 +30,7 @@ export class ProxyState {
     this.metrics = metrics
     this.recorder = new Recorder(metrics)
     metrics.inflightNow = () => this.inflight
+    metrics.websocketsNow = () => this.tunnels.counts(websocketRouteIds(this.table))
   }
 
   requestStarted(): void {
@@ -47,4 +51,8 @@ export class ProxyState {
     if (this.inflight === 0) return Promise.resolve()
     return new Promise((resolve) => this.#idleWaiters.push(resolve))
   }
+}
+
+function* websocketRouteIds(table: RouteTable): Generator<string> {
+  for (const route of table.routes.values()) if (route.websocket) yield route.id
 }

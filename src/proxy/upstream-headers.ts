@@ -48,7 +48,8 @@ export function buildUpstreamHeaders(
     if (dropUnderscores && name.indexOf('_') !== -1) continue
     const lower = name.toLowerCase()
     if (isHopByHop(lower)) continue
-    if (listed !== null && listed.includes(lower)) continue
+    // A WebSocket handshake lists Upgrade in Connection; on a websocket route it is the one listed header kept.
+    if (listed !== null && listed.includes(lower) && !(keepUpgrade && lower === 'upgrade')) continue
     // An authenticated route: the key header is the credential, and the consumer header is the gateway's to set.
     if (credential !== null && (lower === credential.keyHeader || lower === credential.forwardConsumer)) continue
     switch (lower) {

@@ -22,6 +22,9 @@ export interface RouteTracing {
   readonly template: string
 }
 
+/** route.idleTimeout when absent (README "WebSocket"): nginx's proxy_read_timeout is 60s, Envoy's stream idle timeout 5m. */
+const DEFAULT_IDLE_TIMEOUT_MS = 300_000
+
 export class CompiledRoute {
   constructor(
     readonly id: string,
@@ -49,6 +52,8 @@ export class CompiledRoute {
     readonly auth: KeyAuthStep | null,
     /** route.forwardClientCert, lower case (null: none): the header the client certificate's subject goes in. */
     readonly forwardClientCert: string | null = null,
+    /** websocket routes: route.idleTimeout in ms, for the upgraded connections it opens (src/proxy/websocket.ts). */
+    readonly idleTimeoutMs: number = DEFAULT_IDLE_TIMEOUT_MS,
   ) {}
 }
 
@@ -79,13 +84,14 @@ export function compileRoute(
   steps.push(admission)
   const tracing = routeTracing(route, config, old?.tracing)
   const forwardClientCert = route.forwardClientCert?.toLowerCase() ?? null
+  const idleTimeoutMs = route.idleTimeout ?? DEFAULT_IDLE_TIMEOUT_MS
   if (old !== undefined && old.tracing === tracing && old.forwardClientCert === forwardClientCert && old.upstream === upstream && old.parts.rewrite === rewrite && old.maxBodyBytes === maxBodyBytes && old.breaker === breaker &&
-    old.allowEncodedSlash === allowEncodedSlash && old.websocket === route.websocket && old.metrics === metrics &&
+    old.allowEncodedSlash === allowEncodedSlash && old.websocket === route.websocket && old.idleTimeoutMs === idleTimeoutMs && old.metrics === metrics &&
     sameSteps(old.steps, steps) && sameSteps(old.parts.limiters, limits.parts)) {
     return old
   }
   return new CompiledRoute(route.id, upstream, rewrite.value, maxBodyBytes, allowEncodedSlash, route.websocket, steps, metrics, breaker,
-    { rewrite, access, auth, rateLimit: limits.step, limiters: limits.parts }, tracing, auth?.value ?? null, forwardClientCert)
+    { rewrite, access, auth, rateLimit: limits.step, limiters: limits.parts }, tracing, auth?.value ?? null, forwardClientCert, idleTimeoutMs)
 }
 
 function buildAccess(access: NonNullable<Route['access']>, metrics: RouteMetrics): AccessStep {

@@ -99,6 +99,7 @@ export function buildRouteTable(config: Config, prev: RouteTable | null, metrics
     routeMetrics.set(route.id, m)
     const compiled = compileRoute(route, config, upstream, upstreams, prev?.routes.get(route.id), m, limitContext)
     routes.set(route.id, compiled)
+    if (compiled.websocket) metrics.exposeWebsocketConnections()
     entries.push({
       spec: {
         id: route.id,

@@ -43,6 +43,10 @@ export class Metrics {
   readonly upstreamDuration: FastHistogram
   readonly inflight: Gauge
   readonly retries: FastCounter
+  /** Open upgraded WebSocket connections by route; read from the proxy at scrape time (websocketsNow). */
+  readonly websocketConnections: Gauge<'route'>
+  /** Read at scrape time: open WebSocket connections by route id, 0 for websocket routes with none. */
+  websocketsNow: () => ReadonlyMap<string, number> = () => new Map()
   /** Read at scrape time: the proxy keeps the in-flight count itself (no metric call per request). */
   inflightNow: () => number = () => 0
   readonly targetUp: Gauge<'upstream' | 'target'>
@@ -91,6 +95,15 @@ export class Metrics {
     this.upstreamDuration = new FastHistogram('tollgate_upstream_duration_seconds', 'Time from sending to an upstream target until its response headers arrived.', ['upstream'], DURATION_BUCKETS, registers)
     const self = this
     this.inflight = new Gauge({ name: 'tollgate_inflight_requests', help: 'Requests being handled now.', registers, collect() { this.set(self.inflightNow()) } })
+    // Registered by exposeWebsocketConnections() once a config has a websocket route: without one it would be an empty family.
+    this.websocketConnections = new Gauge({
+      name: 'tollgate_websocket_connections', help: 'Open upgraded WebSocket connections, by route.', labelNames: ['route'], registers: [],
+      collect() {
+        // Set afresh at each scrape: a route that went (by a reload) shows while it still has connections.
+        this.reset()
+        for (const [route, n] of self.websocketsNow()) this.labels(route).set(n)
+      },
+    })
     this.retries = new FastCounter('tollgate_retries_total', 'Retried upstream attempts, by route.', ['route'], registers)
     this.ratelimitDecisions = new FastCounter('tollgate_ratelimit_decisions_total', 'Rate-limit decisions, by route, limiter and decision (allowed, rejected).', ['route', 'limiter', 'decision'], registers)
     this.ratelimitStoreErrors = new Counter({ name: 'tollgate_ratelimit_store_errors_total', help: 'Cluster-scope limiter decisions the store (Redis) failed to make in time; onStoreError applied.', registers })
@@ -118,6 +131,11 @@ export class Metrics {
   /** A span exporter started (tracing.exporter is not none): tollgate_trace_spans_dropped_total goes on /metrics (once). */
   exposeTraceSpansDropped(): void {
     for (const r of this.#dataRegisters) if (r.getSingleMetric('tollgate_trace_spans_dropped_total') === undefined) r.registerMetric(this.traceSpansDropped)
+  }
+
+  /** A config has a websocket: true route: tollgate_websocket_connections goes on /metrics (once, and stays). */
+  exposeWebsocketConnections(): void {
+    for (const r of this.#dataRegisters) if (r.getSingleMetric('tollgate_websocket_connections') === undefined) r.registerMetric(this.websocketConnections)
   }
 
   /** The config has an etcd: section: tollgate_etcd_up goes on /metrics (once). */

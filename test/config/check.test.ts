@@ -204,7 +204,7 @@ describe('checkConfig', () => {
 })
 
 describe('notEnforced', () => {
-  it('lists every accepted setting whose behaviour is not enforced yet', () => {
+  it('lists no setting as not enforced: websocket, limits, breakers, tracing and etcd all are', () => {
     const { notEnforced } = loadConfigText(yaml(
       'etcd: { prefix: /tollgate }',
       'redis: { url: "redis://127.0.0.1:6379" }',
@@ -223,8 +223,18 @@ describe('notEnforced', () => {
       '    tracing: { sampleRatio: 1 }',
       '  - { id: plain, match: { path: /plain }, upstream: users }',
     ), 'routes.yaml', {})
-    expect(notEnforced).toEqual([
-      'routes[0].websocket (route "users"): WebSocket upgrades are not supported yet',
+    expect(notEnforced).toEqual([])
+  })
+})
+
+describe('websocket', () => {
+  it('refuses idleTimeout: 0s, naming file:line:col', () => {
+    expect(problems(yaml(
+      'upstreams: { users: { targets: [{ url: "http://127.0.0.1:9001" }] } }',
+      'routes:',
+      '  - { id: ws, match: { path: /ws }, upstream: users, websocket: true, idleTimeout: 0s }',
+    ))).toEqual([
+      'error: routes.yaml:3:84 routes[0].idleTimeout: must be longer than 0ms, got 0ms; e.g. 5m',
     ])
   })
 })
