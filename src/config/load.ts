@@ -14,6 +14,7 @@ import { Config } from './schema.js'
 import { formatPath, validateValue, type IssueTarget, type PathSegment, type ValueIssue } from './validate-value.js'
 import { parseYamlSource } from './yaml-source.js'
 import { loadTlsFiles, type TlsPaths } from './tls-files.js'
+import { readJwtKeyFiles } from './auth-keys.js'
 import { deepFreeze } from '../lib/plain-data.js'
 
 export interface LoadResult {
@@ -52,6 +53,8 @@ export function loadConfigText(text: string, file: string, env: NodeJS.ProcessEn
   // Decoded only when valid (TypeBox checked it just above); otherwise the cross-checks below read only
   // paths that validated, none of them a duration or a size.
   const config = (validated.issues.length === 0 ? TransformDecode(Config, [], validated.value) : validated.value) as Config
+  // JWT public key files become their PEM text before the checks read them (auth-keys.ts).
+  issues.push(...readJwtKeyFiles(config, file, locate, isValid))
   issues.push(...checkConfig(config, locate, isValid))
   // The certificate files are read only for a valid tls: section (their paths decoded); their problems are
   // config errors like any other (tls-files.ts).
