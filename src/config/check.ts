@@ -66,7 +66,7 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
         `"${fallback.upstream}" is the route's own upstream: an open breaker would send requests to the upstream it protects. Name another upstream, or use a fallback response ({ status, body, headers }).`)
     }
     if (isMapping(route.access)) checkAccess(route.access, at, ok, report)
-    if (ok('auth') && route.auth !== undefined) checkAuth(route.auth, at, locate, report)
+    if (ok('auth') && route.auth !== undefined) checkAuth(route.auth, at, locate, report, ok('auth', 'jwt', 'publicKey'))
     if (ok('forwardClientCert') && route.forwardClientCert !== undefined && config.tls?.clientAuth === undefined) {
       report('error', at('forwardClientCert'), 'forwardClientCert needs tls.clientAuth (a CA to verify client certificates against); without it no request has one')
     }
@@ -131,7 +131,7 @@ function checkAccess(access: Access, at: (...rest: PathSegment[]) => PathSegment
 }
 
 // README "Authentication": the block of the chosen type; one key hash names one consumer.
-function checkAuth(auth: Auth, at: (...rest: PathSegment[]) => PathSegment[], locate: Locate, report: Report): void {
+function checkAuth(auth: Auth, at: (...rest: PathSegment[]) => PathSegment[], locate: Locate, report: Report, publicKeyRead: boolean): void {
   const block = auth[auth.type]
   if (block === undefined) {
     report('error', at('auth'), `auth type "${auth.type}" needs ${AUTH_BLOCKS[auth.type]}`)
@@ -141,6 +141,8 @@ function checkAuth(auth: Auth, at: (...rest: PathSegment[]) => PathSegment[], lo
     if (other !== auth.type && auth[other] !== undefined) report('error', at('auth', other), `${other}: is set but type is "${auth.type}": it would be ignored; remove it or change type`)
   }
   if (auth.type === 'jwt') {
+    // An unreadable publicKey file was reported by load.ts (auth-keys.ts); its name is no PEM to check.
+    if (!publicKeyRead) return
     for (const [field, message] of jwtProblems(auth.jwt!)) report('error', field === null ? at('auth', 'jwt') : at('auth', 'jwt', field), message)
     if (auth.forwardConsumer.toLowerCase() === 'authorization') report('error', at('auth', 'forwardConsumer'), '"authorization" carries the credential; name another header')
     return

@@ -54,8 +54,10 @@ export function loadConfigText(text: string, file: string, env: NodeJS.ProcessEn
   // paths that validated, none of them a duration or a size.
   const config = (validated.issues.length === 0 ? TransformDecode(Config, [], validated.value) : validated.value) as Config
   // JWT public key files become their PEM text before the checks read them (auth-keys.ts).
-  issues.push(...readJwtKeyFiles(config, file, locate, isValid))
-  issues.push(...checkConfig(config, locate, isValid))
+  const keyIssues = readJwtKeyFiles(config, file, locate, isValid)
+  issues.push(...keyIssues)
+  const unread = new Set(keyIssues.map((i) => i.path))
+  issues.push(...checkConfig(config, locate, unread.size === 0 ? isValid : (path) => isValid(path) && !unread.has(formatPath(path))))
   // The certificate files are read only for a valid tls: section (their paths decoded); their problems are
   // config errors like any other (tls-files.ts).
   if (config.tls !== undefined && isValid(['tls'])) {

@@ -113,7 +113,7 @@ function buildAuth(auth: NonNullable<Route['auth']>, metrics: RouteMetrics): Aut
   if (typeof publicKey === 'string') throw new Error(`auth.jwt.publicKey reached the table unparsed (config/check.ts refuses it): ${publicKey}`)
   const key = jwt.secret !== undefined ? new TextEncoder().encode(jwt.secret)
     : publicKey !== null ? publicKey
-      : new JwksKeys(jwt.jwks!).getKey
+      : JwksKeys.for(jwt.jwks!).getKey
   return new JwtAuthStep(strip('authorization', null), {
     key,
     algorithms: jwtAlgorithms(jwt, publicKey),

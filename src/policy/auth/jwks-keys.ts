@@ -1,8 +1,12 @@
-// The keys of a route's `auth.jwt.jwks` URL (README "Authentication"): fetched when the route's step is
-// built (at load and on a reload that changes the auth settings), and again when a token names a `kid` the
-// set does not hold (a key rotation), at most once per 30 s (SPEC §11) so a stream of made-up kids cannot
-// turn the gateway into a load generator against the identity provider. A fetch that fails, times out or
-// brings something that is not a JWKS keeps the last good set in use.
+// The keys of a route's `auth.jwt.jwks` URL (README "Authentication"): fetched when a config first names
+// the URL, and again when a token names a `kid` the set does not hold (a key rotation), at most once per
+// 30 s (SPEC §11) so a stream of made-up kids cannot turn the gateway into a load generator against the
+// identity provider. A fetch that fails, times out or brings something that is not a JWKS keeps the last
+// good set in use.
+//
+// One set per URL per process (JwksKeys.for): routes that share an identity provider share its keys and
+// its refresh budget, and a reload that rebuilds a route's auth step (another issuer, another leeway)
+// keeps the keys, so it survives an IdP outage too. The map only grows by URLs a config named.
 //
 // Why not jose's createRemoteJWKSet: it also reloads when its cache age passes, and when that reload fails
 // the verification fails, although the old keys are still at hand; SPEC wants them kept during an outage.
@@ -25,14 +29,28 @@ const JWKS_MAX_BYTES = 512 * 1024
 
 type KeyResolver = ReturnType<typeof createLocalJWKSet>
 
+const sets = new Map<string, JwksKeys>()
+
 export class JwksKeys {
+  /** The set of `url`, made (and its first fetch started) on first use. */
+  static for(url: string): JwksKeys {
+    let set = sets.get(url)
+    if (set === undefined) {
+      set = new JwksKeys(url)
+      sets.set(url, set)
+    }
+    return set
+  }
+
   readonly url: string
   /** The last good set's resolver; null until a fetch succeeds. */
   #keys: KeyResolver | null = null
   /** The fetch in flight, shared by every request that waits for it. */
   #fetching: Promise<void> | null = null
-  /** performance.now() of the last fetch started: the 30 s rule counts attempts, failed ones too. */
+  /** performance.now() of the last fetch started (the 5 s rule while no set was fetched). */
   #lastFetchMs = -Infinity
+  /** performance.now() of the last refresh for an unknown kid: the 30 s rule counts attempts, failed ones too. */
+  #lastRefreshMs = -Infinity
   /** Why the last fetch failed, or null after a success (for tests and status). */
   lastError: string | null = null
   /** Fetches started, successful or not. */
@@ -49,14 +67,15 @@ export class JwksKeys {
   async getKey(header: JWSHeaderParameters, token: FlattenedJWSInput): Promise<CryptoKey> {
     if (this.#keys === null && this.#fetching !== null) await this.#fetching
     if (this.#keys === null) {
-      if (this.#mayFetch()) await this.refresh()
+      if (performance.now() - this.#lastFetchMs >= JWKS_FIRST_RETRY_MS) await this.refresh()
       if (this.#keys === null) throw new errors.JWKSNoMatchingKey(`no key set from ${this.url} yet: ${this.lastError ?? 'never fetched'}`)
     }
     try {
       return await this.#keys(header, token)
     } catch (err) {
       // An unknown kid (a rotation on the IdP side): one fresh look, rate-limited.
-      if (!(err instanceof errors.JWKSNoMatchingKey) || !this.#mayFetch()) throw err
+      if (!(err instanceof errors.JWKSNoMatchingKey) || performance.now() - this.#lastRefreshMs < JWKS_REFRESH_INTERVAL_MS) throw err
+      this.#lastRefreshMs = performance.now()
       await this.refresh()
       const keys = this.#keys as KeyResolver // still the last good set if the refresh failed
       return await keys(header, token)
@@ -71,11 +90,6 @@ export class JwksKeys {
     const p = this.#fetch().finally(() => { this.#fetching = null })
     this.#fetching = p
     return p
-  }
-
-  #mayFetch(): boolean {
-    const interval = this.#keys === null ? JWKS_FIRST_RETRY_MS : JWKS_REFRESH_INTERVAL_MS
-    return performance.now() - this.#lastFetchMs >= interval
   }
 
   async #fetch(): Promise<void> {
