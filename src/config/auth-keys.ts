@@ -51,7 +51,9 @@ export function readJwtKeyFiles(config: Config, configFile: string, locate: Loca
     if (jwt?.publicKey === undefined || isPemText(jwt.publicKey) || !isValid(path)) return
     const file = resolve(base, jwt.publicKey)
     try {
-      jwt.publicKey = readFileSync(file, 'utf8')
+      const text = readFileSync(file, 'utf8')
+      if (isPemText(text)) jwt.publicKey = text
+      else issues.push({ where: locate(path), path: formatPath(path), message: `${file} holds no PEM (no -----BEGIN line); give a "BEGIN PUBLIC KEY" file or a certificate`, severity: 'error' })
     } catch (err) {
       const code = err instanceof Error && 'code' in err ? err.code : undefined
       const reason = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : String(code ?? err)
@@ -118,6 +120,11 @@ export function jwtProblems(jwt: JwtSettings): Array<[string | null, string]> {
   // A public key or a JWKS: an HMAC algorithm here is the algorithm-confusion door.
   if (hmac.length > 0) problems.push(['algorithms', `${hmac.join(', ')} with ${sources[0]}: an HMAC algorithm next to a public key lets a token signed with the public key as HMAC secret in (algorithm confusion); use secret for HS*`])
   if (jwt.publicKey !== undefined) {
+    // load.ts made every file name of routes.yaml its PEM text: a name left here came from etcd.
+    if (!isPemText(jwt.publicKey)) {
+      problems.push(['publicKey', 'a file name is read only from routes.yaml; in etcd give the PEM text itself ("-----BEGIN PUBLIC KEY-----\\n...")'])
+      return problems
+    }
     const key = parsePublicKey(jwt.publicKey)
     if (typeof key === 'string') {
       problems.push(['publicKey', key])

@@ -4,6 +4,7 @@ import { generateKeyPairSync } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { jwtProblems } from '../../src/config/auth-keys.js'
 import { loadConfigText } from '../../src/config/load.js'
 import { ConfigError, formatIssue } from '../../src/errors.js'
 
@@ -95,8 +96,12 @@ describe('auth config errors', () => {
       expect(errorsIn(jwt('publicKey: gone.pem'), file)).toEqual([
         `${file}:7:42 routes[0].auth.jwt.publicKey: cannot read the public key file ${join(dir, 'gone.pem')}: no such file`,
       ])
-      const [junk] = errorsIn(jwt('publicKey: junk.pem'), file)
-      expect(junk).toMatch(new RegExp(`^${file}:7:42 routes\\[0\\]\\.auth\\.jwt\\.publicKey: not a PEM public key \\(.*\\); give an SPKI`))
+      expect(errorsIn(jwt('publicKey: junk.pem'), file)).toEqual([
+        `${file}:7:42 routes[0].auth.jwt.publicKey: ${join(dir, 'junk.pem')} holds no PEM (no -----BEGIN line); give a "BEGIN PUBLIC KEY" file or a certificate`,
+      ])
+      writeFileSync(join(dir, 'broken.pem'), '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n')
+      const [broken] = errorsIn(jwt('publicKey: broken.pem'), file)
+      expect(broken).toMatch(new RegExp(`^${file}:7:42 routes\\[0\\]\\.auth\\.jwt\\.publicKey: not a PEM public key \\(.*\\); give an SPKI`))
       expect(errorsIn(jwt('publicKey: ec.pem, algorithms: [RS256]'), file)).toEqual([
         `${file}:7:62 routes[0].auth.jwt.algorithms: RS256 cannot be verified with this ec key; it verifies ES256`,
       ])
@@ -105,6 +110,12 @@ describe('auth config errors', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
+  })
+
+  it('says that a publicKey file name works only in routes.yaml when one reaches the checks (an etcd route)', () => {
+    expect(jwtProblems({ publicKey: 'keys/idp.pem' })).toEqual([
+      ['publicKey', 'a file name is read only from routes.yaml; in etcd give the PEM text itself ("-----BEGIN PUBLIC KEY-----\\n...")'],
+    ])
   })
 
   it('refuses a basic passwordHash that is neither bcrypt nor argon2, and forwardConsumer: authorization', () => {
