@@ -38,7 +38,7 @@ routes:
       type: basic
       basic:
         consumers:
-          ops: { passwordHash: "${await bcryptHash('correct horse', { cost: opsCost })}" }
+          ops: { passwordHash: "${await bcryptHash('correct horse', opsCost)}" }
           dev: { passwordHash: "${await argon2Hash('battery staple')}" }
   - { id: open, match: { path: /open }, upstream: api }
 `

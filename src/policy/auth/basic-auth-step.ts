@@ -11,8 +11,9 @@
 // the password is never kept), so a keep-alive client sending the same credentials pays the hash once a
 // minute, not per request. A failure is never cached as a success, and an unknown user is checked against
 // a dummy hash so that the answer takes as long as for a known one (no user enumeration by timing).
-import { verify as argon2Verify } from '@node-rs/argon2'
-import { verify as bcryptVerify } from '@node-rs/bcrypt'
+//
+// The two libraries are native: they are imported on the first verification, so that a gateway without
+// basic-auth routes never loads them (nor fails on a platform without their prebuilt binary).
 import { hash } from 'node:crypto'
 import { INVALID_CREDENTIALS, MISSING_CREDENTIALS } from '../../errors.js'
 import { Next, type StepContext } from '../../http/request-step.js'
@@ -27,6 +28,19 @@ const CHALLENGE_HEADERS: readonly string[] = Object.freeze(['www-authenticate', 
 
 /** bcrypt (cost 10) of a random string nobody knows: what an unknown user's password is checked against. */
 const DUMMY_BCRYPT = '$2b$10$tteEXdNf1a7vS/smXJSsE.0iaXbe5FAft7Ai4mytZrpYr/0mv6YZm'
+
+interface Hashers {
+  readonly bcrypt: (password: string, hash: string) => Promise<boolean>
+  readonly argon2: (hash: string, password: string) => Promise<boolean>
+}
+
+let hashers: Promise<Hashers> | null = null
+
+function loadHashers(): Promise<Hashers> {
+  hashers ??= Promise.all([import('@node-rs/bcrypt'), import('@node-rs/argon2')])
+    .then(([b, a]) => ({ bcrypt: (password, h) => b.verify(password, h), argon2: (h, password) => a.verify(h, password) }))
+  return hashers
+}
 
 interface CachedCredentials {
   readonly consumer: string
@@ -84,9 +98,10 @@ export class BasicAuthStep implements AuthStep {
     this.verifications++
     try {
       const target = stored ?? DUMMY_BCRYPT
-      ok = target.startsWith('$argon2') ? await argon2Verify(target, password) : await bcryptVerify(password, target)
+      const h = await loadHashers()
+      ok = target.startsWith('$argon2') ? await h.argon2(target, password) : await h.bcrypt(password, target)
     } catch {
-      ok = false // a hash the library refuses: nobody gets in with it
+      ok = false // a hash the library refuses (or a library that did not load): nobody gets in with it
     }
     if (ctx.finished) return
     if (!ok || stored === undefined) {
