@@ -1,6 +1,7 @@
 // The load scenarios. Adding one is adding an entry here: what request to send, and optionally the
 // Tollgate config to run it under and the peers worth comparing.
 import { FAILURE_PATH } from './lib/bodies.js'
+import { benchJwt } from './lib/bench-jwt.js'
 
 export interface Scenario {
   readonly name: string
@@ -116,6 +117,19 @@ const keyAuthConfig = (upstreamUrl: string): string => `${policiesConfig(upstrea
     auth:
       type: key
       key: { header: x-api-key, consumers: { bench: { keyHash: "sha256:95ab1ab43a1c769ff93ba02eec3f4f81c077398c1691a00ae8628abd43901779" }, other: { keyHash: "sha256:0000000000000000000000000000000000000000000000000000000000000000" } } }
+      forwardConsumer: x-consumer
+`
+
+/**
+ * Scenario key-auth's access list, with JWT auth instead of the API key: RS256 against a public key (PEM in the
+ * config), issuer and audience checked, the same token on every request, so after the first request each one
+ * costs the verification cache's lookup, not an RSA verification (issue 17 item 6). Authorization is stripped
+ * and x-consumer added as with key auth.
+ */
+const jwtAuthConfig = (upstreamUrl: string): string => `${policiesConfig(upstreamUrl)}    access: { allow: [127.0.0.0/8, "::1"], deny: [192.0.2.0/24] }
+    auth:
+      type: jwt
+      jwt: { publicKey: ${JSON.stringify(benchJwt().publicKeyPem)}, issuer: "https://idp.bench/", audience: bench, algorithms: [RS256] }
       forwardConsumer: x-consumer
 `
 
@@ -257,6 +271,17 @@ export const scenarios: readonly Scenario[] = [
     path: '/',
     headers: { 'x-api-key': BENCH_API_KEY },
     tollgateConfig: keyAuthConfig,
+    peers: TOLLGATE_ONLY,
+    needsTollgate: true,
+    needsEnforcedPolicies: true,
+    hasCoreBaseline: true,
+  },
+  {
+    name: 'jwt-auth',
+    description: 'GET / with an RS256 bearer token (the same one, so the verification cache hits): policies plus an access list and JWT auth',
+    path: '/',
+    get headers() { return { authorization: `Bearer ${benchJwt().token}` } },
+    tollgateConfig: jwtAuthConfig,
     peers: TOLLGATE_ONLY,
     needsTollgate: true,
     needsEnforcedPolicies: true,

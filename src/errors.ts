@@ -39,6 +39,16 @@ export const UNAUTHORIZED = refusal(401, 'UNAUTHORIZED', 'no valid credentials f
 export const MISSING_KEY = refusal(401, 'UNAUTHORIZED', 'no API key in the request')
 /** Key auth: a key that belongs to no consumer. Never echoes the key. */
 export const INVALID_KEY = refusal(401, 'UNAUTHORIZED', 'the API key is not valid')
+/** JWT auth: no `Authorization: Bearer` token. */
+export const MISSING_TOKEN = refusal(401, 'UNAUTHORIZED', 'no bearer token in the request')
+/** JWT auth: a bad signature, algorithm, issuer, audience, nbf, sub or key id. Says no more (the token is not echoed). */
+export const INVALID_TOKEN = refusal(401, 'UNAUTHORIZED', 'the bearer token is not valid')
+/** JWT auth: the token's exp (plus the leeway) has passed. */
+export const EXPIRED_TOKEN = refusal(401, 'UNAUTHORIZED', 'the bearer token has expired')
+/** Basic auth: no `Authorization: Basic` credentials. */
+export const MISSING_CREDENTIALS = refusal(401, 'UNAUTHORIZED', 'no basic credentials in the request')
+/** Basic auth: malformed credentials, an unknown user or a wrong password (which one is not said). */
+export const INVALID_CREDENTIALS = refusal(401, 'UNAUTHORIZED', 'the user name or password is not valid')
 export const FORBIDDEN = refusal(403, 'FORBIDDEN', 'the request is not allowed on this route')
 /** A WebSocket upgrade on a route without `websocket: true` (src/proxy/websocket-upgrade.ts); Envoy answers 403 too. */
 export const WEBSOCKET_NOT_ENABLED = refusal(403, 'FORBIDDEN', 'WebSocket upgrades are not enabled on this route')

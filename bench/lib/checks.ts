@@ -41,7 +41,7 @@ export const TARGETS = {
 /** The scenario whose Tollgate is the core path (one route, no policies) when a core-baseline scenario has no tollgate-core. */
 export const CORE_SCENARIO = 'small'
 /** Scenarios measured against the core path rather than against undici-stream. */
-const CORE_BASELINE_SCENARIOS = new Set(['policies', 'limits', 'cluster-limit', 'breaker-open', 'failing-upstream', 'tracing', 'tracing-all', 'access-log', 'workers', 'key-auth'])
+const CORE_BASELINE_SCENARIOS = new Set(['policies', 'limits', 'cluster-limit', 'breaker-open', 'failing-upstream', 'tracing', 'tracing-all', 'access-log', 'workers', 'key-auth', 'jwt-auth'])
 
 const met = (isMet: boolean): string => (isMet ? 'met' : 'NOT met')
 
@@ -157,6 +157,14 @@ export function limiterChecks(reports: readonly ScenarioReport[]): string[] {
     checks.push(`key-auth: tollgate req/s ÷ ${auth.baselineName} req/s ${auth.ratio.toFixed(3)} (no target)`)
     checks.push(auth.added === null ? 'key-auth: CPU per request not measured (no /proc)'
       : `key-auth: the CPU per request of the access list, key auth (SHA-256 of the key), limiters, breaker and passive health ${auth.added} (no target)`)
+  }
+  // Issue 17 item 6: the same with JWT auth (RS256, one token repeated: the verification cache hits).
+  const jwt = againstCore(reports, 'jwt-auth')
+  if (typeof jwt === 'string') checks.push(jwt)
+  else if (jwt !== null) {
+    checks.push(`jwt-auth: tollgate req/s ÷ ${jwt.baselineName} req/s ${jwt.ratio.toFixed(3)} (no target)`)
+    checks.push(jwt.added === null ? 'jwt-auth: CPU per request not measured (no /proc)'
+      : `jwt-auth: the CPU per request of the access list, JWT auth (a cached RS256 token), limiters, breaker and passive health ${jwt.added} (no target)`)
   }
   return checks
 }

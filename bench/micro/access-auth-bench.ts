@@ -2,7 +2,18 @@
 // AccessStep.admits on a mix of client addresses, beside node:net's BlockList on the same lists (the
 // library the own parser was measured against), and KeyAuthStep.consumerOf (the SHA-256 of a key and the
 // lookup). Run by micro-bench.ts in its own process, timed by batches.ts with the other operations.
+//
+// JWT auth (issue 17 item 6): JwtAuthStep.run on a token already in its verification cache (what a client
+// repeating its token costs), beside what a miss costs: jose's jwtVerify of the same RS256 token (async:
+// timed by measureJwtVerify in batches of 10k awaited calls, not by batches.ts) and node:crypto's bare
+// RSA-SHA256 signature check, the floor of any RS256 verification.
+import { createPublicKey, verify } from 'node:crypto'
 import { BlockList, isIPv6 } from 'node:net'
+import { jwtVerify } from 'jose'
+import { JwtAuthStep } from '../../src/policy/auth/jwt-auth-step.js'
+import { Next, type StepContext } from '../../src/http/request-step.js'
+import { benchJwt } from '../lib/bench-jwt.js'
+import type { NsPerCall } from './micro-report.js'
 import { AccessStep } from '../../src/policy/access/access-step.js'
 import { KeyAuthStep } from '../../src/policy/auth/key-auth-step.js'
 import { operation, type Operation } from './batches.js'
@@ -48,4 +59,74 @@ export function accessAuthOperations(): Operation[] {
     }, true),
     operation(CALL_KEYS.keyAuthLookup, 'KeyAuthStep.consumerOf, a 26-byte key: SHA-256 + lookup', () => (auth.consumerOf(KEY) === null ? 1 : 0), true),
   ]
+}
+
+const OPS_PER_BATCH = 10_000
+const JWT_OPTIONS = { issuer: 'https://idp.bench/', audience: 'bench', algorithms: ['RS256'] }
+
+/** JwtAuthStep.run on a cached RS256 token (the first run verifies it, awaited here, before timing). */
+export async function jwtAuthOperations(): Promise<Operation[]> {
+  const none = { inc: (): void => {} }
+  const { publicKeyPem, token } = benchJwt()
+  const step = new JwtAuthStep({ keyHeader: 'authorization', queryParam: null, forwardConsumer: 'x-consumer' },
+    { key: createPublicKey(publicKeyPem), ...JWT_OPTIONS, leewayMs: 0 }, { missing: none, invalid: none, expired: none })
+  let resumed: () => void = () => undefined
+  const ctx = {
+    req: { headers: { authorization: `Bearer ${token}` } },
+    startMs: performance.now(),
+    consumer: null as string | null,
+    finished: false,
+    resume: () => resumed(),
+    refuse: () => { throw new Error('the bench token was refused') },
+  } as unknown as StepContext
+  await new Promise<void>((resolve) => {
+    resumed = resolve
+    if (step.run(ctx) !== Next.Suspend) throw new Error('the first run should verify')
+  })
+  return [
+    operation(CALL_KEYS.jwtCachedHit, 'JwtAuthStep.run, an RS256 token in the verification cache', () => (step.run(ctx) === Next.Continue ? 1 : 0), true),
+  ]
+}
+
+/** The cost of a cache miss: jose's jwtVerify and the bare signature check, `batches` of 10k calls each. */
+export async function measureJwtVerify(batches: number): Promise<NsPerCall[]> {
+  const { publicKeyPem, token } = benchJwt()
+  const key = createPublicKey(publicKeyPem)
+  const dot = token.lastIndexOf('.')
+  const input = Buffer.from(token.slice(0, dot))
+  const signature = Buffer.from(token.slice(dot + 1), 'base64url')
+  const joseRuns: number[] = []
+  const rawRuns: number[] = []
+  const joseCpu: number[] = []
+  const rawCpu: number[] = []
+  for (let b = 0; b < batches + 1; b++) { // the first batch of each warms up and is dropped
+    let cpu = process.cpuUsage()
+    let start = process.hrtime.bigint()
+    for (let i = 0; i < OPS_PER_BATCH; i++) await jwtVerify(token, key, JWT_OPTIONS)
+    const joseNs = Number(process.hrtime.bigint() - start) / OPS_PER_BATCH
+    const joseCpuNs = cpuNs(process.cpuUsage(cpu))
+    cpu = process.cpuUsage()
+    start = process.hrtime.bigint()
+    let ok = 0
+    for (let i = 0; i < OPS_PER_BATCH; i++) ok += verify('sha256', input, key, signature) ? 1 : 0
+    if (ok !== OPS_PER_BATCH) throw new Error('the bench token does not verify')
+    if (b === 0) continue
+    joseRuns.push(joseNs)
+    joseCpu.push(joseCpuNs)
+    rawRuns.push(Number(process.hrtime.bigint() - start) / OPS_PER_BATCH)
+    rawCpu.push(cpuNs(process.cpuUsage(cpu)))
+  }
+  return [
+    summary(CALL_KEYS.jwtVerifyUncached, 'jose jwtVerify, RS256 2048-bit, iss + aud + exp (a cache miss)', joseRuns, joseCpu),
+    summary(CALL_KEYS.rs256VerifyRaw, 'node:crypto verify, the same RS256 signature alone (peer)', rawRuns, rawCpu),
+  ]
+}
+
+function cpuNs(used: NodeJS.CpuUsage): number {
+  return ((used.user + used.system) * 1000) / OPS_PER_BATCH
+}
+
+function summary(key: string, label: string, wall: number[], cpu: number[]): NsPerCall {
+  const mid = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!
+  return { key, label, wallNs: mid(wall), minWallNs: Math.min(...wall), maxWallNs: Math.max(...wall), cpuNs: mid(cpu), batches: wall.length }
 }

@@ -15,7 +15,7 @@ import { RUN_KEYS, type MicroReport } from './micro-report.js'
 import { microRequestPaths, microRoutesYaml, servicesIn } from './micro-routes.js'
 import { measureOperations } from './batches.js'
 import { limiterOperations } from './limiter-bench.js'
-import { accessAuthOperations } from './access-auth-bench.js'
+import { accessAuthOperations, jwtAuthOperations, measureJwtVerify } from './access-auth-bench.js'
 import { routerOperations } from './router-bench.js'
 
 const SMALL = 1_000
@@ -40,8 +40,9 @@ const routing = routerOperations({
   smallLabel: '1k',
   largeLabel: '10k',
 })
-const calls = measureOperations([...routing, ...limiters.operations, ...accessAuthOperations()],
+const calls = measureOperations([...routing, ...limiters.operations, ...accessAuthOperations(), ...(await jwtAuthOperations())],
   isQuick ? { rounds: 1, batchesPerRound: 3, warmupBatches: 2 } : { rounds: 5, batchesPerRound: 15, warmupBatches: 5 })
+calls.push(...(await measureJwtVerify(isQuick ? 1 : 3)))
 limiters.close()
 
 const runOf = (key: string): number => config.runs.find((r) => r.key === key)?.wallMs ?? Number.NaN

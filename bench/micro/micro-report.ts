@@ -57,6 +57,10 @@ export const CALL_KEYS = {
   accessAdmits: 'accessStepAdmits',
   accessBlockList: 'accessBlockListPeer',
   keyAuthLookup: 'keyAuthConsumerOf',
+  /** JWT auth (issue 17 item 6; no target): a cached token through JwtAuthStep.run, an uncached RS256 jwtVerify (jose), the bare RSA signature check. */
+  jwtCachedHit: 'jwtAuthStepCachedHit',
+  jwtVerifyUncached: 'joseJwtVerifyRs256',
+  rs256VerifyRaw: 'nodeCryptoVerifyRs256',
 } as const
 
 export const RUN_KEYS = {

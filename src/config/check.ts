@@ -7,6 +7,7 @@ import { parseRoutePath, policyProblem, type RoutePath } from './route-path.js'
 import { formatPath, type IssueTarget, type PathSegment } from './validate-value.js'
 import { isMapping } from '../lib/plain-data.js'
 import { splitHostPort } from '../lib/host-port.js'
+import { jwtProblems } from './auth-keys.js'
 
 /** `file:line:col` (or another source description) of the node at `path`. */
 export type Locate = (path: readonly PathSegment[], at?: IssueTarget) => string
@@ -79,7 +80,7 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
         `"${fallback.upstream}" is the route's own upstream: an open breaker would send requests to the upstream it protects. Name another upstream, or use a fallback response ({ status, body, headers }).`)
     }
     if (isMapping(route.access)) checkAccess(route.access, at, ok, report)
-    if (ok('auth') && route.auth !== undefined) checkAuth(route.auth, at, locate, report)
+    if (ok('auth') && route.auth !== undefined) checkAuth(route.auth, at, locate, report, ok('auth', 'jwt', 'publicKey'))
     if (ok('forwardClientCert') && route.forwardClientCert !== undefined && config.tls?.clientAuth === undefined) {
       report('error', at('forwardClientCert'), 'forwardClientCert needs tls.clientAuth (a CA to verify client certificates against); without it no request has one')
     }
@@ -145,18 +146,31 @@ function checkAccess(access: Access, at: (...rest: PathSegment[]) => PathSegment
   }
 }
 
-// README "Authentication": only key auth so far; one key hash names one consumer.
-function checkAuth(auth: Auth, at: (...rest: PathSegment[]) => PathSegment[], locate: Locate, report: Report): void {
-  if (auth.type !== 'key') {
-    report('error', at('auth', 'type'), `auth type "${auth.type}" is not supported yet; only "key" (API keys) is`)
+// README "Authentication": the block of the chosen type; one key hash names one consumer.
+function checkAuth(auth: Auth, at: (...rest: PathSegment[]) => PathSegment[], locate: Locate, report: Report, publicKeyRead: boolean): void {
+  const block = auth[auth.type]
+  if (block === undefined) {
+    report('error', at('auth'), `auth type "${auth.type}" needs ${AUTH_BLOCKS[auth.type]}`)
     return
   }
-  if (auth.key === undefined) {
-    report('error', at('auth'), 'auth type "key" needs key: { header, consumers: { <name>: { keyHash: "sha256:<hex>" } } }')
+  for (const other of ['key', 'jwt', 'basic'] as const) {
+    if (other !== auth.type && auth[other] !== undefined) report('error', at('auth', other), `${other}: is set but type is "${auth.type}": it would be ignored; remove it or change type`)
+  }
+  if (auth.type === 'jwt') {
+    // An unreadable publicKey file was reported by load.ts (auth-keys.ts); its name is no PEM to check.
+    if (!publicKeyRead) return
+    for (const [field, message] of jwtProblems(auth.jwt!)) report('error', field === null ? at('auth', 'jwt') : at('auth', 'jwt', field), message)
+    if (auth.forwardConsumer.toLowerCase() === 'authorization') report('error', at('auth', 'forwardConsumer'), '"authorization" carries the credential; name another header')
     return
   }
+  if (auth.type === 'basic') {
+    if (Object.keys(auth.basic!.consumers).length === 0) report('error', at('auth', 'basic', 'consumers'), 'no consumers: every request would get 401')
+    if (auth.forwardConsumer.toLowerCase() === 'authorization') report('error', at('auth', 'forwardConsumer'), '"authorization" carries the credential; name another header')
+    return
+  }
+  const key = auth.key!
   const byHash = new Map<string, string>()
-  for (const [name, consumer] of Object.entries(auth.key.consumers)) {
+  for (const [name, consumer] of Object.entries(key.consumers)) {
     const first = byHash.get(consumer.keyHash)
     if (first === undefined) byHash.set(consumer.keyHash, name)
     else {
@@ -164,11 +178,17 @@ function checkAuth(auth: Auth, at: (...rest: PathSegment[]) => PathSegment[], lo
         `consumers "${first}" (${locate(at('auth', 'key', 'consumers', first, 'keyHash'))}) and "${name}" have the same keyHash: one key must name one consumer`)
     }
   }
-  if (Object.keys(auth.key.consumers).length === 0) report('error', at('auth', 'key', 'consumers'), 'no consumers: every request would get 401')
-  if (auth.forwardConsumer.toLowerCase() === auth.key.header.toLowerCase()) {
+  if (Object.keys(key.consumers).length === 0) report('error', at('auth', 'key', 'consumers'), 'no consumers: every request would get 401')
+  if (auth.forwardConsumer.toLowerCase() === key.header.toLowerCase()) {
     report('error', at('auth', 'forwardConsumer'), `"${auth.forwardConsumer}" is also the key header: the key would be replaced by the consumer name; name another header`)
   }
 }
+
+const AUTH_BLOCKS = {
+  key: 'key: { header, consumers: { <name>: { keyHash: "sha256:<hex>" } } }',
+  jwt: 'jwt: { secret | publicKey | jwks, issuer, audience, algorithms }',
+  basic: 'basic: { consumers: { <name>: { passwordHash: "$2b$..." } } }',
+} as const
 
 type Report = (severity: ConfigIssue['severity'], path: readonly PathSegment[], message: string) => void
 

@@ -14,6 +14,7 @@ import { Config } from './schema.js'
 import { formatPath, validateValue, type IssueTarget, type PathSegment, type ValueIssue } from './validate-value.js'
 import { parseYamlSource } from './yaml-source.js'
 import { loadTlsFiles, loadUpstreamTlsFiles, type TlsPaths, type UpstreamTlsPaths } from './tls-files.js'
+import { readJwtKeyFiles } from './auth-keys.js'
 import { deepFreeze } from '../lib/plain-data.js'
 
 export interface LoadResult {
@@ -52,7 +53,11 @@ export function loadConfigText(text: string, file: string, env: NodeJS.ProcessEn
   // Decoded only when valid (TypeBox checked it just above); otherwise the cross-checks below read only
   // paths that validated, none of them a duration or a size.
   const config = (validated.issues.length === 0 ? TransformDecode(Config, [], validated.value) : validated.value) as Config
-  issues.push(...checkConfig(config, locate, isValid))
+  // JWT public key files become their PEM text before the checks read them (auth-keys.ts).
+  const keyIssues = readJwtKeyFiles(config, file, locate, isValid)
+  issues.push(...keyIssues)
+  const unread = new Set(keyIssues.map((i) => i.path))
+  issues.push(...checkConfig(config, locate, unread.size === 0 ? isValid : (path) => isValid(path) && !unread.has(formatPath(path))))
   // The certificate files are read only for a valid tls: section (their paths decoded); their problems are
   // config errors like any other (tls-files.ts); so are those of the upstreams' tls: sections.
   if (config.tls !== undefined && isValid(['tls'])) {

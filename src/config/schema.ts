@@ -304,9 +304,32 @@ export const KeyAuth = Type.Object({
   consumers: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.@-]+$' }), KeyConsumer, { description: 'Consumers by name; the name is what forwardConsumer and the consumer limiter key carry.' }),
 }, { ...strict, description: 'API key auth.' })
 
+/** JWS algorithms a route may accept (jose's names); `none` is not one of them, ever. */
+export const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const
+
+export const JwtAuth = Type.Object({
+  secret: Type.Optional(Type.String({ minLength: 1, description: 'HMAC secret for HS256/HS384/HS512 (at least 32 bytes); write it as ${VAR} to keep it out of the file.' })),
+  publicKey: Type.Optional(Type.String({ minLength: 1, description: 'Public key for RS*/PS*/ES*/EdDSA: a PEM file (a relative path is read from the config file\'s directory) or the PEM text itself (the only form in etcd).' })),
+  jwks: Type.Optional(Type.String({ pattern: '^https?://', description: 'JWKS URL: fetched at load, again on an unknown kid (at most once per 30 s); while it cannot be fetched the last good keys stay in use.' })),
+  issuer: Type.Optional(Type.String({ minLength: 1, description: 'Required iss claim.' })),
+  audience: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })], { description: 'Required aud: the token must name this audience (or one of these).' })),
+  algorithms: Type.Optional(Type.Array(Type.Union(JWT_ALGORITHMS.map((a) => Type.Literal(a))), { minItems: 1, uniqueItems: true, description: 'Accepted alg values (default: HS256 with secret, RS256 with jwks, the key\'s own with publicKey). HMAC and public-key algorithms never mix.' })),
+  leeway: Duration('Clock skew allowed on exp and nbf.', '0s'),
+}, { ...strict, description: 'JWT (Bearer token) auth: exactly one of secret, publicKey, jwks. The consumer is the sub claim.' })
+
+export const BasicConsumer = Type.Object({
+  passwordHash: Type.String({ pattern: '^\\$(2[aby]\\$[0-9]{2}\\$[./A-Za-z0-9]{53}|argon2(id|i|d)\\$.+)$', description: 'bcrypt ($2b$...) or argon2 ($argon2id$...) hash of the password; the password itself is never in the config.' }),
+}, { ...strict, description: 'One consumer of basic auth.' })
+
+export const BasicAuth = Type.Object({
+  consumers: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.@-]+$' }), BasicConsumer, { description: 'Consumers by user name; the name is what forwardConsumer and the consumer limiter key carry.' }),
+}, { ...strict, description: 'HTTP basic auth (RFC 7617) against bcrypt or argon2 hashes.' })
+
 export const Auth = Type.Object({
-  type: Type.Union([Type.Literal('key'), Type.Literal('jwt'), Type.Literal('basic')], { description: 'key (API keys). jwt and basic: not supported yet (a config error).' }),
+  type: Type.Union([Type.Literal('key'), Type.Literal('jwt'), Type.Literal('basic')], { description: 'key (API keys), jwt (Bearer tokens) or basic (user and password); the matching key:, jwt: or basic: block configures it.' }),
   key: Type.Optional(KeyAuth),
+  jwt: Type.Optional(JwtAuth),
+  basic: Type.Optional(BasicAuth),
   forwardConsumer: HeaderName('Header the upstream receives with the consumer name; one the client sent is replaced.', 'x-consumer'),
 }, { ...strict, description: 'Authentication of the route\'s requests: missing or unknown credentials get 401 UNAUTHORIZED.' })
 

@@ -35,7 +35,7 @@ export function forward(ex: Exchange): void {
   const { req, table } = ex
   const route = ex.route!
   const upstream = ex.upstream! // the route's, or its breaker's fallback upstream
-  // Key auth: the credential never goes upstream (README "Authentication"), neither header nor query parameter.
+  // Auth: the credential never goes upstream (README "Authentication"): the key header or Authorization, and the key's query parameter.
   const strip = route.auth === null ? null : route.auth.strip
   const query = strip === null || strip.queryParam === null ? ex.query : stripQueryParam(ex.query, strip.queryParam)
   ex.upstreamPath = route.rewritePath(ex.canonicalPath, ex.params!) + query

@@ -2,10 +2,10 @@
 // Everything except hop-by-hop headers (RFC 9110 §7.6.1: Connection and every header it lists, plus the
 // fixed list), framing headers (we re-frame) and untrusted forwarding headers; THEN the gateway's own
 // headers are appended, so a client's `Connection: x-forwarded-for` can never remove them
-// (GHSA-gwhp-pf74-vj37). On a key-auth route the key header and any client-sent consumer header are dropped
+// (GHSA-gwhp-pf74-vj37). On an authenticated route the credential header (the key header, or Authorization) and any client-sent consumer header are dropped
 // and the authenticated consumer is appended.
 import type { RequestHeaderFacts } from '../http/request-facts.js'
-import type { CredentialStrip } from '../policy/auth/key-auth-step.js'
+import type { CredentialStrip } from '../policy/auth/auth-step.js'
 import { HOP_BY_HOP_NAMES } from './header-names.js'
 
 const HOP_BY_HOP = new Set(HOP_BY_HOP_NAMES)

@@ -9,6 +9,11 @@ import type { CompiledUpstream } from './compiled-upstream.js'
 import type { RateLimitStep } from '../policy/ratelimit/ratelimit-step.js'
 import { AccessStep } from '../policy/access/access-step.js'
 import { KeyAuthStep } from '../policy/auth/key-auth-step.js'
+import { JwtAuthStep } from '../policy/auth/jwt-auth-step.js'
+import { BasicAuthStep } from '../policy/auth/basic-auth-step.js'
+import { JwksKeys } from '../policy/auth/jwks-keys.js'
+import type { AuthStep, CredentialStrip } from '../policy/auth/auth-step.js'
+import { jwtAlgorithms, parsePublicKey } from '../config/auth-keys.js'
 import { reuse, type Keyed } from './reuse.js'
 import { compileRewrite, type RewriteFn } from './rewrite.js'
 
@@ -40,16 +45,16 @@ export class CompiledRoute {
     readonly breaker: CompiledBreaker | null,
     readonly parts: {
       readonly rewrite: Keyed<RewriteFn>
-      /** The access-list step (null: no access) and the key-auth step (null: no auth). */
+      /** The access-list step (null: no access) and the auth step (null: no auth). */
       readonly access: Keyed<AccessStep> | null
-      readonly auth: Keyed<KeyAuthStep> | null
+      readonly auth: Keyed<AuthStep> | null
       /** The rate-limit step (null: no rateLimit) and its limiters, each with its reuse key. */
       readonly rateLimit: RateLimitStep | null
       readonly limiters: readonly Keyed<Limiter>[]
     },
     readonly tracing: RouteTracing,
-    /** Key auth (null: none): forward.ts strips its credential and adds its forwardConsumer header. */
-    readonly auth: KeyAuthStep | null,
+    /** Auth (null: none): forward.ts strips its credential and adds its forwardConsumer header. */
+    readonly auth: AuthStep | null,
     /** route.forwardClientCert, lower case (null: none): the header the client certificate's subject goes in. */
     readonly forwardClientCert: string | null = null,
     /** websocket routes: route.idleTimeout in ms, for the upgraded connections it opens (src/proxy/websocket.ts). */
@@ -66,12 +71,13 @@ export function compileRoute(
   const maxBodyBytes = route.maxBodySize ?? config.limits.maxBodySize
   const allowEncodedSlash = route.allowEncodedSlash ?? config.paths.allowEncodedSlash
   const breaker = compileBreaker(route, upstream, upstreams, old?.breaker ?? null, limitContext.metrics, performance.now())
-  // Both are stateless: rebuilt when their settings or the route's metrics (their counter cells) change.
+  // Rebuilt when their settings or the route's metrics (their counter cells) change. The auth step's
+  // state (a JWT or basic verification cache, a JWKS) is only a cache: a rebuild starts it afresh.
   const sameMetrics = old !== undefined && old.metrics === metrics
   const access = route.access === undefined ? null
     : reuse(sameMetrics ? old.parts.access ?? undefined : undefined, route.access, () => buildAccess(route.access!, metrics))
   const auth = route.auth === undefined ? null
-    : reuse(sameMetrics ? old.parts.auth ?? undefined : undefined, route.auth, () => buildKeyAuth(route.auth!, metrics))
+    : reuse(sameMetrics ? old.parts.auth ?? undefined : undefined, route.auth, () => buildAuth(route.auth!, metrics))
   // The order of a route's steps (src/proxy/pipeline.ts): its access list (who may ask at all, before any
   // work), its key auth (who is asking: the consumer the limiters may key on), its limiters, then its
   // breaker's admission, which runs the upstream's bulkhead itself (or the fallback upstream's), else the
@@ -98,15 +104,29 @@ function buildAccess(access: NonNullable<Route['access']>, metrics: RouteMetrics
   return new AccessStep(access.allow, access.deny, metrics.authFailures('forbidden'))
 }
 
-/** check.ts refused every auth but a complete `type: key` one: this is a bug guard, not a config message. */
-function buildKeyAuth(auth: NonNullable<Route['auth']>, metrics: RouteMetrics): KeyAuthStep {
-  if (auth.type !== 'key' || auth.key === undefined) throw new Error(`auth type ${auth.type} reached the table (config/check.ts refuses it)`)
-  const strip = Object.freeze({
-    keyHeader: auth.key.header.toLowerCase(),
-    queryParam: auth.key.query ?? null,
-    forwardConsumer: auth.forwardConsumer.toLowerCase(),
-  })
-  return new KeyAuthStep(strip, auth.key.consumers, { missing: metrics.authFailures('missing'), invalid: metrics.authFailures('invalid') })
+/** check.ts refused every auth without its complete block: the throw is a bug guard, not a config message. */
+function buildAuth(auth: NonNullable<Route['auth']>, metrics: RouteMetrics): AuthStep {
+  const counters = { missing: metrics.authFailures('missing'), invalid: metrics.authFailures('invalid') }
+  const strip = (keyHeader: string, queryParam: string | null): CredentialStrip =>
+    Object.freeze({ keyHeader, queryParam, forwardConsumer: auth.forwardConsumer.toLowerCase() })
+  if (auth.type === 'key' && auth.key !== undefined) {
+    return new KeyAuthStep(strip(auth.key.header.toLowerCase(), auth.key.query ?? null), auth.key.consumers, counters)
+  }
+  if (auth.type === 'basic' && auth.basic !== undefined) return new BasicAuthStep(strip('authorization', null), auth.basic.consumers, counters)
+  const jwt = auth.jwt
+  if (auth.type !== 'jwt' || jwt === undefined) throw new Error(`auth type ${auth.type} without its block reached the table (config/check.ts refuses it)`)
+  const publicKey = jwt.publicKey === undefined ? null : parsePublicKey(jwt.publicKey)
+  if (typeof publicKey === 'string') throw new Error(`auth.jwt.publicKey reached the table unparsed (config/check.ts refuses it): ${publicKey}`)
+  const key = jwt.secret !== undefined ? new TextEncoder().encode(jwt.secret)
+    : publicKey !== null ? publicKey
+      : JwksKeys.for(jwt.jwks!).getKey
+  return new JwtAuthStep(strip('authorization', null), {
+    key,
+    algorithms: jwtAlgorithms(jwt, publicKey),
+    ...(jwt.issuer === undefined ? {} : { issuer: jwt.issuer }),
+    ...(jwt.audience === undefined ? {} : { audience: jwt.audience }),
+    leewayMs: jwt.leeway,
+  }, { ...counters, expired: metrics.authFailures('expired') })
 }
 
 /** The route's tracing settings; `old` when they did not change. */

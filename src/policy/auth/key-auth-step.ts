@@ -10,24 +10,9 @@
 // comparing digests).
 import { hash } from 'node:crypto'
 import { INVALID_KEY, MISSING_KEY } from '../../errors.js'
-import { Next, type RequestStep, type StepContext } from '../../http/request-step.js'
+import { Next, type StepContext } from '../../http/request-step.js'
 import { queryValue } from '../../http/request-key.js'
-
-/** Counter cells bound at build time: tollgate_auth_failures_total{route, reason}. */
-export interface AuthFailureCounters {
-  readonly missing: { inc(): void }
-  readonly invalid: { inc(): void }
-}
-
-/** What forward.ts removes from, and adds to, an authenticated route's request (README "Authentication"). */
-export interface CredentialStrip {
-  /** The key header, lower case: never forwarded. */
-  readonly keyHeader: string
-  /** The key's query parameter (raw name), or null: removed from the forwarded query. */
-  readonly queryParam: string | null
-  /** The header carrying the consumer name, lower case: a client-sent one is dropped, the gateway's added. */
-  readonly forwardConsumer: string
-}
+import type { AuthFailureCounters, AuthStep, CredentialStrip } from './auth-step.js'
 
 /**
  * The challenge of every 401 here: Kong's key-auth scheme name (`Key realm="kong"`; since Kong 3.6 on every
@@ -36,13 +21,13 @@ export interface CredentialStrip {
 export const KEY_CHALLENGE = 'Key realm="tollgate"'
 const CHALLENGE_HEADERS: readonly string[] = Object.freeze(['www-authenticate', KEY_CHALLENGE])
 
-export class KeyAuthStep implements RequestStep {
+export class KeyAuthStep implements AuthStep {
   readonly strip: CredentialStrip
   /** sha256 hex digest of a key -> consumer name. */
   readonly #consumers: ReadonlyMap<string, string>
-  readonly #counters: AuthFailureCounters
+  readonly #counters: Pick<AuthFailureCounters, 'missing' | 'invalid'>
 
-  constructor(strip: CredentialStrip, consumers: Readonly<Record<string, { readonly keyHash: string }>>, counters: AuthFailureCounters) {
+  constructor(strip: CredentialStrip, consumers: Readonly<Record<string, { readonly keyHash: string }>>, counters: Pick<AuthFailureCounters, 'missing' | 'invalid'>) {
     this.strip = strip
     const map = new Map<string, string>()
     // keyHash is "sha256:" + lower-case hex (the schema's pattern); check.ts refuses one hash for two consumers.
