@@ -18,6 +18,7 @@ import { endAttemptSpan, errorTypeOf, startAttemptSpan, upstreamTraceparent } fr
 import { buildUpstreamHeaders, setClientCertHeader } from './upstream-headers.js'
 import { stripQueryParam } from '../policy/auth/key-auth-step.js'
 import { clientCertSubject } from '../http/client-cert.js'
+import { startMirror, teeBody } from './mirror.js'
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 const EMPTY_TRIED: Target[] = []
@@ -46,6 +47,8 @@ export function forward(ex: Exchange): void {
     ex.hashValue = upstream.hashKey.valueOf(req, ex.canonicalPath, upstream.hashKey.needsClientIp ? ex.clientIp() : '', route.id)
   }
   if (ex.hasBody() && !ex.hasChunkedBody) ex.bytesIn = ex.contentLength
+  // README "Mirroring": decided once, before the first attempt; a request with a body is copied as it streams.
+  if (route.mirror !== null) ex.mirrorCall = startMirror(ex, route.mirror)
   if (ex.sendContinue) ex.res.writeContinue()
   ex.state.watch.add(ex)
   attempt(ex, null)
@@ -76,8 +79,7 @@ function attempt(ex: Exchange, preferred: Target | null): void {
     path: ex.upstreamPath,
     method: req.method as Dispatcher.HttpMethod,
     headers,
-    // undici accepts async iterables at run time; its types only list streams.
-    body: ex.hasBody() ? (ex.hasChunkedBody ? countingBody(ex) as unknown as Readable : req) : null,
+    body: ex.hasBody() ? requestBody(ex) : null,
     headersTimeout: 0, // timeouts.response: see sweepExchange()
     bodyTimeout: 0,
     upgrade: null,
@@ -271,6 +273,13 @@ function releaseTarget(ex: Exchange): void {
   }
   ex.abortUpstream = null
   ex.resumeRead = null
+}
+
+/** The body sent upstream: the request itself, counted when chunked, copied for the mirror when mirrored. */
+function requestBody(ex: Exchange): Readable {
+  const body = ex.hasChunkedBody ? countingBody(ex) : ex.req
+  // undici accepts async iterables at run time; its types only list streams.
+  return (ex.mirrorCall === null ? body : teeBody(ex.mirrorCall, body)) as unknown as Readable
 }
 
 /** A chunked request body, counted while it streams: over maxBodySize the upstream request is aborted. */
