@@ -1,7 +1,7 @@
 // Weighted splits, sticky keys and splitRules (README "Traffic splitting"), through a real gateway to real
 // upstreams on 127.0.0.1: what each upstream received is counted on the upstream itself.
 import { describe, expect, it } from 'vitest'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { httpRequest, spawnGateway, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 
 /** `n` GETs of `path`, `concurrency` at a time; resolves with the statuses seen. */
@@ -65,6 +65,27 @@ routes:
     const metrics = (await gw.admin('/metrics')).body
     expect(metrics).toContain(`tollgate_upstream_requests_total{upstream="v2",target="127.0.0.1:${v2.port}",code="200"} 20`)
     expect(metrics).not.toContain('tollgate_upstream_requests_total{upstream="v1"')
+  })
+})
+
+describe('the access log of a split route', () => {
+  it('names the upstream that served each request, and none for a request refused before the choice', async () => {
+    const v1 = await startUpstream()
+    const v2 = await startUpstream()
+    const proc = await spawnGateway(`${upstreams(v1, v2)}
+routes:
+  - id: api
+    match: { path: /api/* }
+    upstream: [{ upstream: v1, weight: 1 }, { upstream: v2, weight: 0 }]
+    splitRules: [{ match: { headers: { x-canary: "1" } }, upstream: v2 }]
+    rateLimit: [{ algorithm: token-bucket, rate: 1, period: 1h, burst: 2, key: route }]
+`, [], { TOLLGATE_LOG_LEVEL: 'info' })
+    expect((await httpRequest(`${proc.url}/api/a`, { headers: { 'x-request-id': 'plain' } })).status).toBe(200)
+    expect((await httpRequest(`${proc.url}/api/b`, { headers: { 'x-request-id': 'canary', 'x-canary': '1' } })).status).toBe(200)
+    expect((await httpRequest(`${proc.url}/api/c`, { headers: { 'x-request-id': 'limited', 'x-canary': '1' } })).status).toBe(429)
+    await proc.waitForStdout('"requestId":"limited"', 15_000)
+    const access = proc.stdout().split('\n').filter((l) => l.includes('"msg":"access"')).map((l) => JSON.parse(l) as { requestId: string; upstream: string | null })
+    expect(Object.fromEntries(access.map((l) => [l.requestId, l.upstream]))).toEqual({ plain: 'v1', canary: 'v2', limited: null })
   })
 })
 
