@@ -30,7 +30,7 @@ describe('a split route in etcd', () => {
       rateLimit: [{ algorithm: 'token-bucket', rate: 1, period: '1h', burst: 10, key: 'route' }],
     })
     await client.put(`${prefix}/routes/api`).value(route(1, 0))
-    const gw = await startEtcdGateway(`etcd: { endpoints: ["${etcd.endpoint}"], prefix: "${prefix}" }
+    const gw = await startEtcdGateway(`etcd: { endpoints: ["${etcd.endpoint}"], prefix: "${prefix}", snapshotFile: "$DIR/snapshot.json" }
 upstreams:
   v1: { targets: [{ url: ${v1.url} }] }
   v2: { targets: [{ url: ${v2.url} }] }
