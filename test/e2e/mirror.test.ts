@@ -80,10 +80,13 @@ describe('mirroring', () => {
     const r = await gw.get('/api/x')
     await shadow.arrived // the copy reached the mirror ...
     expect(r.body).toBe('real') // ... and the real answer came without waiting for the mirror's
+    // A request with a body too, while the mirror still holds the first copy.
+    const post = await gw.request('/api/y', { method: 'POST', body: 'payload' })
+    expect(post.body).toBe('real')
     expect(await metric(gw, 'sent')).toBe(0)
     shadow.release()
-    await copiesEnded(gw, 1)
-    expect(await metric(gw, 'sent')).toBe(1)
+    await copiesEnded(gw, 2)
+    expect(await metric(gw, 'sent')).toBe(2)
   })
 
   it('answers the client when the mirror is down, counting the copy failed', async () => {

@@ -153,6 +153,32 @@ routes:
   })
 })
 
+describe('sticky by client address', () => {
+  it('keeps each client address (X-Forwarded-For past a trusted proxy) on one upstream', async () => {
+    const v1 = await startUpstream()
+    const v2 = await startUpstream()
+    const gw = await startGateway(`clientIp: { trustedProxies: [127.0.0.1/32] }
+${upstreams(v1, v2)}
+routes:
+  - { id: api, match: { path: /api/* }, upstream: [{ upstream: v1, weight: 50 }, { upstream: v2, weight: 50 }], sticky: client-ip }
+`)
+    const seen = new Map<string, Set<string>>()
+    for (let n = 0; n < 3; n++) {
+      for (let k = 0; k < 100; k++) {
+        const ip = `10.0.${k >> 8}.${k & 255}`
+        const side = sideOf((await gw.get('/api/x', { 'x-forwarded-for': ip })).body, v1, v2)
+        const sides = seen.get(ip) ?? new Set<string>()
+        sides.add(side)
+        seen.set(ip, sides)
+      }
+    }
+    for (const sides of seen.values()) expect(sides.size).toBe(1)
+    // 100 addresses at 50/50: both sides get some (all on one side: chance 2^-99).
+    expect(v1.hits).toBeGreaterThan(0)
+    expect(v2.hits).toBeGreaterThan(0)
+  })
+})
+
 describe('splitRules', () => {
   it('sends requests that match a rule by header or by cookie to its upstream, whatever the weights, and others by weight', async () => {
     const v1 = await startUpstream()
