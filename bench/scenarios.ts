@@ -229,6 +229,28 @@ ${LOCAL_LIMITS}${cluster ? '      - { name: cluster, algorithm: token-bucket, ra
   }
 }
 
+/**
+ * A 95/5 weighted split (README "Traffic splitting") between two upstreams that both name the bench upstream:
+ * each request draws its side from the split's shuffled deck, then goes through that upstream's own pool.
+ * `sticky`: the side comes from a hash of the x-user header instead (the scenario sends one).
+ */
+const splitConfig = (sticky: boolean) => (upstreamUrl: string): string => `upstreams:
+  v1: { targets: [{ url: ${upstreamUrl} }] }
+  v2: { targets: [{ url: ${upstreamUrl} }] }
+routes:
+  - id: r0
+    match: { path: /* }
+    upstream: [{ upstream: v1, weight: 95 }, { upstream: v2, weight: 5 }]
+${sticky ? '    sticky: header:x-user\n' : ''}`
+
+/** One route whose every request is also copied to a mirror upstream (the bench upstream under another name). */
+const mirrorConfig = (upstreamUrl: string): string => `upstreams:
+  up: { targets: [{ url: ${upstreamUrl} }] }
+  shadow: { targets: [{ url: ${upstreamUrl} }] }
+routes:
+  - { id: r0, match: { path: /* }, upstream: up, mirror: { upstream: shadow, percent: 100 } }
+`
+
 const REFERENCE_PEERS = ['tollgate', 'undici-stream'] as const
 /** Tollgate alone (with its tollgate-core): the scenario measures one of its own paths against its core path. */
 const TOLLGATE_ONLY = ['tollgate'] as const
@@ -285,6 +307,34 @@ export const scenarios: readonly Scenario[] = [
     peers: TOLLGATE_ONLY,
     needsTollgate: true,
     needsEnforcedPolicies: true,
+    hasCoreBaseline: true,
+  },
+  {
+    name: 'split',
+    description: 'GET / through a 95/5 weighted split of two upstreams (one random draw per request)',
+    path: '/',
+    tollgateConfig: splitConfig(false),
+    peers: TOLLGATE_ONLY,
+    needsTollgate: true,
+    hasCoreBaseline: true,
+  },
+  {
+    name: 'split-sticky',
+    description: 'GET / through a 95/5 weighted split, sticky by the x-user header (one hash per request)',
+    path: '/',
+    headers: { 'x-user': 'user-4711' },
+    tollgateConfig: splitConfig(true),
+    peers: TOLLGATE_ONLY,
+    needsTollgate: true,
+    hasCoreBaseline: true,
+  },
+  {
+    name: 'mirror',
+    description: 'GET / with every request also copied to a mirror upstream (twice the upstream requests)',
+    path: '/',
+    tollgateConfig: mirrorConfig,
+    peers: TOLLGATE_ONLY,
+    needsTollgate: true,
     hasCoreBaseline: true,
   },
   {

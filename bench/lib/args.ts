@@ -36,7 +36,7 @@ export const usage = `Usage: npm run bench -- [flags]
   --scenarios a,b         scenarios to run (small,4k,1m-stream,routes-1k,routes-10k,policies,
                           limits,cluster-limit,breaker-open,failing-upstream,tracing,tracing-all,
                           access-log,full-chain,full-chain-cluster,workers,key-auth,tls,h2,
-                          jwt-auth)
+                          jwt-auth,split,split-sticky,mirror)
   --json out.json         where the JSON report goes (default bench/results/last.json)
   --no-pin                do not pin processes to cores with taskset
   --tollgate-cli path     the gateway to run as peer tollgate (default dist/src/cli.js)

@@ -41,7 +41,7 @@ export const TARGETS = {
 /** The scenario whose Tollgate is the core path (one route, no policies) when a core-baseline scenario has no tollgate-core. */
 export const CORE_SCENARIO = 'small'
 /** Scenarios measured against the core path rather than against undici-stream. */
-const CORE_BASELINE_SCENARIOS = new Set(['policies', 'limits', 'cluster-limit', 'breaker-open', 'failing-upstream', 'tracing', 'tracing-all', 'access-log', 'workers', 'key-auth', 'jwt-auth'])
+const CORE_BASELINE_SCENARIOS = new Set(['policies', 'limits', 'cluster-limit', 'breaker-open', 'failing-upstream', 'tracing', 'tracing-all', 'access-log', 'workers', 'key-auth', 'jwt-auth', 'split', 'split-sticky', 'mirror'])
 
 const met = (isMet: boolean): string => (isMet ? 'met' : 'NOT met')
 
@@ -165,6 +165,20 @@ export function limiterChecks(reports: readonly ScenarioReport[]): string[] {
     checks.push(`jwt-auth: tollgate req/s ÷ ${jwt.baselineName} req/s ${jwt.ratio.toFixed(3)} (no target)`)
     checks.push(jwt.added === null ? 'jwt-auth: CPU per request not measured (no /proc)'
       : `jwt-auth: the CPU per request of the access list, JWT auth (a cached RS256 token), limiters, breaker and passive health ${jwt.added} (no target)`)
+  }
+  // Issue 17: the weighted split (a deck draw, or a hash of the sticky key) and mirroring every request.
+  const what: Record<string, string> = {
+    split: 'the 95/5 split\'s draw',
+    'split-sticky': 'the sticky 95/5 split (a hash of x-user)',
+    mirror: 'mirroring every request (a second upstream request)',
+  }
+  for (const [scenario, label] of Object.entries(what)) {
+    const c = againstCore(reports, scenario)
+    if (typeof c === 'string') checks.push(c)
+    else if (c !== null) {
+      checks.push(`${scenario}: tollgate req/s ÷ ${c.baselineName} req/s ${c.ratio.toFixed(3)} (no target)`)
+      checks.push(c.added === null ? `${scenario}: CPU per request not measured (no /proc)` : `${scenario}: the CPU per request of ${label} ${c.added} (no target)`)
+    }
   }
   return checks
 }

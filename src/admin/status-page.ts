@@ -126,7 +126,8 @@ const SCRIPT = `
       var m = r.match;
       var match = (m.methods ? m.methods.join(',') + ' ' : '') + (m.host ? m.host : '') + m.path;
       var breaker = s.breakers[r.id];
-      var tr = row([el('code', null, r.id), el('code', null, match), r.upstream,
+      var upstream = typeof r.upstream === 'string' ? r.upstream : r.upstream.map(function (e) { return e.upstream + ' ' + e.weight; }).join(', ');
+      var tr = row([el('code', null, r.id), el('code', null, match), upstream,
         perSecond(r.requests, before && before.requests, seconds), perSecond(r.errors, before && before.errors, seconds),
         r.requests, r.errors, breaker ? badge(breaker.state === null ? 'per worker' : breaker.state, BREAKER[breaker.state] || 'unknown') : 'none'],
         [null, null, null, 'num rate', 'num errors-rate', 'num', 'num', null]);

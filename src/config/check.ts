@@ -6,6 +6,7 @@ import { parseCidr } from '../lib/ip-address.js'
 import { parseRoutePath, policyProblem, type RoutePath } from './route-path.js'
 import { formatPath, type IssueTarget, type PathSegment } from './validate-value.js'
 import { isMapping } from '../lib/plain-data.js'
+import { splitEntries, upstreamReferences } from './route-upstreams.js'
 import { splitHostPort } from '../lib/host-port.js'
 import { jwtProblems } from './auth-keys.js'
 
@@ -71,11 +72,13 @@ export function checkConfig(config: Config, locate: Locate, isValid: (path: read
       if (first === undefined) firstById.set(route.id, i)
       else report('error', at('id'), `duplicate route id "${route.id}": routes[${first}] (${locate(['routes', first, 'id'])}) already uses it`)
     }
-    if (ok('upstream') && !Object.hasOwn(upstreams, route.upstream)) report('error', at('upstream'), undefinedUpstream(route.upstream, upstreamNames))
+    for (const ref of upstreamReferences(route)) {
+      if (ok(...ref.path) && !Object.hasOwn(upstreams, ref.name)) report('error', at(...ref.path), undefinedUpstream(ref.name, upstreamNames))
+    }
+    checkSplit(route, at, ok, report)
     const fallback = ok('circuitBreaker') ? route.circuitBreaker?.fallback : undefined
-    if (fallback !== undefined && 'upstream' in fallback && !Object.hasOwn(upstreams, fallback.upstream)) {
-      report('error', at('circuitBreaker', 'fallback', 'upstream'), undefinedUpstream(fallback.upstream, upstreamNames))
-    } else if (fallback !== undefined && 'upstream' in fallback && ok('upstream') && fallback.upstream === route.upstream) {
+    if (fallback !== undefined && 'upstream' in fallback && Object.hasOwn(upstreams, fallback.upstream) && ok('upstream') &&
+      splitEntries(route).some((e) => e.upstream === fallback.upstream)) {
       report('error', at('circuitBreaker', 'fallback', 'upstream'),
         `"${fallback.upstream}" is the route's own upstream: an open breaker would send requests to the upstream it protects. Name another upstream, or use a fallback response ({ status, body, headers }).`)
     }
@@ -142,6 +145,35 @@ function checkAccess(access: Access, at: (...rest: PathSegment[]) => PathSegment
       if (!ok('access', list, k)) return // the schema already said what is wrong with it
       const parsed = parseCidr(cidr)
       if (typeof parsed === 'string') report('error', at('access', list, k), parsed)
+    })
+  }
+}
+
+// README "Traffic splitting": weights that send somewhere, each upstream once, a sticky key that exists.
+function checkSplit(route: Route, at: (...rest: PathSegment[]) => PathSegment[], ok: (...rest: PathSegment[]) => boolean, report: Report): void {
+  const split = ok('upstream') && Array.isArray(route.upstream) ? route.upstream : null
+  if (split !== null) {
+    if (split.every((e) => e.weight === 0)) {
+      report('error', at('upstream'), 'every weight is 0: the split would send no request anywhere. Give at least one upstream a weight above 0')
+    }
+    const seen = new Map<string, number>()
+    split.forEach((e, i) => {
+      const first = seen.get(e.upstream)
+      if (first === undefined) seen.set(e.upstream, i)
+      else report('error', at('upstream', i, 'upstream'), `"${e.upstream}" is already upstream[${first}] of this split; name each upstream once and add up its weight`)
+    })
+  }
+  if (ok('sticky') && route.sticky !== undefined) {
+    if (ok('upstream') && split === null) {
+      report('error', at('sticky'), 'sticky needs a weighted split (upstream: [{ upstream, weight }, ...]); with one upstream there is no side to stick to')
+    } else if (route.sticky === 'consumer' && route.auth === undefined) {
+      report('error', at('sticky'), 'sticky "consumer" needs the route to have auth: (the consumer is who the key belongs to); add auth:, or stick by header:<name>, cookie:<name> or client-ip')
+    }
+  }
+  if (ok('splitRules') && route.splitRules !== undefined) {
+    route.splitRules.forEach((rule, i) => {
+      const n = Object.keys(rule.match.headers ?? {}).length + Object.keys(rule.match.cookies ?? {}).length
+      if (n === 0) report('error', at('splitRules', i, 'match'), 'matches every request: give it headers: or cookies:, or make the upstream the route\'s own')
     })
   }
 }

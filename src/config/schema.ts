@@ -333,10 +333,41 @@ export const Auth = Type.Object({
   forwardConsumer: HeaderName('Header the upstream receives with the consumer name; one the client sent is replaced.', 'x-consumer'),
 }, { ...strict, description: 'Authentication of the route\'s requests: missing or unknown credentials get 401 UNAUTHORIZED.' })
 
+const TOKEN = '[!#$%&\'*+.^_`|~0-9A-Za-z-]+'
+
+export const SplitEntry = Type.Object({
+  upstream: Type.String({ minLength: 1, description: 'Name of the upstream.' }),
+  weight: Type.Integer({ minimum: 0, maximum: 1000000, description: 'Share of the route\'s requests: weight / sum of the weights. 0 sends it nothing (its splitRules still may).' }),
+}, { ...strict, description: 'One side of a weighted split.' })
+
+export const SplitRule = Type.Object({
+  match: Type.Object({
+    headers: Type.Optional(Type.Record(Type.String({ pattern: `^${TOKEN}$` }), Type.String(), { description: 'Exact header values (names case-insensitive).' })),
+    cookies: Type.Optional(Type.Record(Type.String({ pattern: `^${TOKEN}$` }), Type.String(), { description: 'Exact cookie values (names case-sensitive).' })),
+  }, { ...strict, description: 'All must match.' }),
+  upstream: Type.String({ minLength: 1, description: 'Where matching requests go.' }),
+}, { ...strict, description: 'Requests that match go to one upstream, whatever the weights.' })
+
+export const Mirror = Type.Object({
+  upstream: Type.String({ minLength: 1, description: 'Upstream that receives the copies; its answers are discarded.' }),
+  percent: Type.Number({ minimum: 0, maximum: 100, default: 100, description: 'Share of the route\'s forwarded requests that are copied.' }),
+  maxBodySize: Size('Largest request body copied; a request with a bigger body is not mirrored (counted dropped).', '64KiB'),
+  maxConcurrent: Type.Integer({ minimum: 1, default: 100, description: 'Copies of this route in flight (body being buffered or sent); over it a copy is dropped, so a slow mirror cannot hold memory.' }),
+}, { ...strict, description: 'Fire-and-forget copies of requests to another upstream: never delays or fails the real response.' })
+
 const routeFields = {
   match: RouteMatch,
   priority: Type.Integer({ default: 0, description: 'Tie-break between otherwise equal matches: higher wins.' }),
-  upstream: Type.String({ minLength: 1, description: 'Name of the upstream.' }),
+  upstream: Type.Union([
+    Type.String({ minLength: 1, description: 'Name of the upstream.' }),
+    Type.Array(SplitEntry, { minItems: 1, maxItems: 64, description: 'A weighted split: each request goes to one of these upstreams.' }),
+  ], { description: 'Name of the upstream, or a weighted split [{ upstream, weight }, ...].' }),
+  sticky: Type.Optional(Type.String({
+    pattern: `^(client-ip|consumer|header:${TOKEN}|cookie:${TOKEN})$`,
+    description: 'With a weighted split: client-ip | consumer (needs auth) | header:<name> | cookie:<name>. A key always goes to the same side while the weights stay; a request without it is split at random by weight.',
+  })),
+  splitRules: Type.Optional(Type.Array(SplitRule, { description: 'Checked in order before the weights: the first rule that matches chooses the upstream.' })),
+  mirror: Type.Optional(Mirror),
   rewrite: Type.Optional(Rewrite),
   maxBodySize: Type.Optional(Size('Overrides limits.maxBodySize.')),
   allowEncodedSlash: Type.Optional(Type.Boolean({ description: 'true: %2F allowed in this route\'s params, forwarded still encoded.' })),
@@ -436,3 +467,6 @@ export type LogSettings = StaticDecode<typeof Log>
 export type Rewrite = StaticDecode<typeof Rewrite>
 export type Access = StaticDecode<typeof Access>
 export type Auth = StaticDecode<typeof Auth>
+export type SplitEntry = StaticDecode<typeof SplitEntry>
+export type SplitRule = StaticDecode<typeof SplitRule>
+export type Mirror = StaticDecode<typeof Mirror>

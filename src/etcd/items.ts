@@ -15,6 +15,7 @@
 //   rather than taking the route down with it; it goes once nothing uses it.
 import type { ConfigIssue } from '../errors.js'
 import { checkConfig } from '../config/check.js'
+import { upstreamReferences } from '../config/route-upstreams.js'
 import { etcdWhere, itemKey, parseItem, parseItemKey, type ParsedItem } from './keys.js'
 import type { Config, Route, Target, Upstream } from '../config/schema.js'
 import { formatPath, type PathSegment } from '../config/validate-value.js'
@@ -264,10 +265,8 @@ function describeItem(p: ParsedItem | null): string {
 
 function missingUpstreams(p: ParsedItem | null, config: Config): string[] {
   if (p === null || p.kind !== 'route') return []
-  const names = [p.route.upstream]
-  const fallback = p.route.circuitBreaker?.fallback
-  if (fallback !== undefined && 'upstream' in fallback) names.push(fallback.upstream)
-  return names.filter((n) => !Object.hasOwn(config.upstreams, n))
+  const names = upstreamReferences(p.route).map((r) => r.name)
+  return [...new Set(names)].filter((n) => !Object.hasOwn(config.upstreams, n))
 }
 
 /** `routes[7].match.path: ...` -> `match.path: ...` for the item at `routes[7]`. */

@@ -1,12 +1,13 @@
 // Request keys, parsed once per config: `hashKey` of a hash-balanced upstream (one part) and the `key` of a
 // rate limit (one or more parts joined by commas). Parts: client-ip | path | route | header:<name> |
-// query:<name> | consumer (the route's authenticated consumer, src/policy/auth/; limiters only) | client-cert (limiters only: the verified client certificate's subject, client-cert.ts). A hash key with a part missing is null (the balancer falls back); a limiter key uses a
+// query:<name> | cookie:<name> (sticky splits only) | consumer (the route's authenticated consumer, src/policy/auth/; limiters only) | client-cert (limiters only: the verified client certificate's subject, client-cert.ts). A hash key with a part missing is null (the balancer falls back); a limiter key uses a
 // stand-in for the missing part instead, so requests without the header share one bucket and leaving the
 // header out is never a way around the limit.
 import type { IncomingMessage } from 'node:http'
 import { clientCertSubject } from './client-cert.js'
+import { cookieValue } from './cookie.js'
 
-const enum Source { ClientIp, Path, Route, Header, Query, Consumer, ClientCert }
+const enum Source { ClientIp, Path, Route, Header, Query, Consumer, ClientCert, Cookie }
 
 interface Part {
   readonly source: Source
@@ -54,7 +55,8 @@ function parsePart(spec: string): Part {
   if (spec === 'client-cert') return { source: Source.ClientCert, name: '' }
   if (spec.startsWith('header:')) return { source: Source.Header, name: spec.slice(7).toLowerCase() }
   if (spec.startsWith('query:')) return { source: Source.Query, name: spec.slice(6) }
-  throw new TypeError(`request key: expected client-ip, path, route, consumer, client-cert, header:<name> or query:<name>, got ${JSON.stringify(spec)}`)
+  if (spec.startsWith('cookie:')) return { source: Source.Cookie, name: spec.slice(7) }
+  throw new TypeError(`request key: expected client-ip, path, route, consumer, client-cert, header:<name>, query:<name> or cookie:<name>, got ${JSON.stringify(spec)}`)
 }
 
 function partValue(part: Part, req: IncomingMessage, canonicalPath: string, clientIp: string, routeId: string, consumer: string | null): string | null {
@@ -69,6 +71,10 @@ function partValue(part: Part, req: IncomingMessage, canonicalPath: string, clie
     }
     case Source.Query: return queryValue(req.url ?? '', part.name)
     case Source.ClientCert: return clientCertSubject(req.socket)
+    case Source.Cookie: {
+      const v = req.headers.cookie
+      return cookieValue(v, part.name)
+    }
   }
 }
 

@@ -62,6 +62,8 @@ export interface StepContext {
   respond(status: number, headers: readonly string[], body: Buffer): void
   /** The breaker is open and the route has `fallback: { upstream }`: forward to that upstream instead. */
   useFallbackUpstream(): void
+  /** The route's weighted split (src/upstream/traffic-split.ts) chose its upstream number `choice`. */
+  useSplitUpstream(choice: number): void
 }
 
 export interface RequestStep {

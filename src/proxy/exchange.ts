@@ -26,6 +26,7 @@ import type { AttemptSpan } from '../telemetry/tracer.js'
 import { FailureKind, type Outcome } from '../upstream/outcome.js'
 import type { Target } from '../upstream/target.js'
 import type { ClientConnection } from './client-connection.js'
+import type { MirrorCall } from './mirror.js'
 import { kExchange } from './exchange-key.js'
 import { CLIENT_GONE, onUpstreamComplete, onUpstreamConnect, onUpstreamData, onUpstreamError, onUpstreamHeaders, sweepExchange } from './forward.js'
 import { runRouteSteps } from './pipeline.js'
@@ -104,6 +105,8 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
   resumeRead: (() => void) | null = null
   nextTarget: Target | null = null
   discarding = false
+  /** The mirror copy waiting for this request's body (mirror.ts); null when not mirrored or already sent. */
+  mirrorCall: MirrorCall | null = null
   /** Holds a slot of the upstream's retry budget (retry-policy.ts) from its first retry to its end. */
   holdsRetry = false
   headersSent = false
@@ -242,6 +245,10 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     this.upstream = this.route!.breaker!.fallbackUpstream
   }
 
+  useSplitUpstream(choice: number): void {
+    this.upstream = this.route!.split!.upstreams[choice]!
+  }
+
   // ---- undici DispatchHandler: forward.ts ----
   // undici's core speaks these callbacks natively. A handler with the newer onRequestStart/onResponse*
   // methods is wrapped per request in an UnwrapHandler and an UnwrapController, and its response headers
@@ -295,6 +302,10 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     if (admission !== null) {
       this.#admission = null
       admission.release()
+    }
+    if (this.mirrorCall !== null) {
+      this.mirrorCall.abandon()
+      this.mirrorCall = null
     }
     if (this.holdsRetry) {
       this.holdsRetry = false

@@ -21,6 +21,7 @@ import { buildUpstreamHeaders, setClientCertHeader } from './upstream-headers.js
 import { stripQueryParam } from '../policy/auth/key-auth-step.js'
 import { clientCertSubject } from '../http/client-cert.js'
 import { forwardWebSocket } from './websocket-forward.js'
+import { startMirror, teeBody } from './mirror.js'
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 const EMPTY_TRIED: Target[] = []
@@ -54,6 +55,8 @@ export function forward(ex: Exchange): void {
   }
   if (ex.upgradeHead !== null) return forwardWebSocket(ex)
   if (ex.hasBody() && !ex.hasChunkedBody) ex.bytesIn = ex.contentLength
+  // README "Mirroring": decided once, before the first attempt; a request with a body is copied as it streams.
+  if (route.mirror !== null) ex.mirrorCall = startMirror(ex, route.mirror)
   if (ex.sendContinue) ex.res.writeContinue()
   ex.state.watch.add(ex)
   attempt(ex, null)
@@ -84,8 +87,7 @@ function attempt(ex: Exchange, preferred: Target | null): void {
     path: ex.upstreamPath,
     method: req.method as Dispatcher.HttpMethod,
     headers,
-    // undici accepts async iterables at run time; its types only list streams.
-    body: ex.hasBody() ? (ex.hasChunkedBody ? countingBody(ex) as unknown as Readable : req) : null,
+    body: ex.hasBody() ? requestBody(ex) : null,
     headersTimeout: 0, // timeouts.response: see sweepExchange()
     bodyTimeout: 0,
     upgrade: null,
@@ -371,6 +373,13 @@ function releaseTarget(ex: Exchange): void {
 
 function latin1(x: Buffer | string): string {
   return typeof x === 'string' ? x : x.toString('latin1')
+}
+
+/** The body sent upstream: the request itself, counted when chunked, copied for the mirror when mirrored. */
+function requestBody(ex: Exchange): Readable {
+  const body = ex.hasChunkedBody ? countingBody(ex) : ex.req
+  // undici accepts async iterables at run time; its types only list streams.
+  return (ex.mirrorCall === null ? body : teeBody(ex.mirrorCall, body)) as unknown as Readable
 }
 
 /** A chunked request body, counted while it streams: over maxBodySize the upstream request is aborted. */

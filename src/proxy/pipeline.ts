@@ -66,7 +66,8 @@ export function startExchange(ex: Exchange, sendContinue: boolean, refusal: Refu
   if (match.value === null) return ex.refuse(METHOD_NOT_ALLOWED, false, undefined, match.allow)
   const route = match.value
   ex.route = route
-  ex.upstream = route.upstream
+  // A split route's upstream is chosen by its split step, after the limiters: until then it has none.
+  ex.upstream = route.split === null ? route.upstream : null
   ex.params = match.params
 
   // 5. Route checks: an encoded slash where the route does not allow one; 413 from Content-Length before

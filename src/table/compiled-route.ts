@@ -16,6 +16,8 @@ import type { AuthStep, CredentialStrip } from '../policy/auth/auth-step.js'
 import { jwtAlgorithms, parsePublicKey } from '../config/auth-keys.js'
 import { reuse, type Keyed } from './reuse.js'
 import { compileRewrite, type RewriteFn } from './rewrite.js'
+import { compileSplit, type CompiledSplit } from './compiled-split.js'
+import { compileMirror, type CompiledMirror } from './compiled-mirror.js'
 
 /** How the route's requests are traced (README "Tracing"): worked out at build time, read per request. */
 export interface RouteTracing {
@@ -59,6 +61,10 @@ export class CompiledRoute {
     readonly forwardClientCert: string | null = null,
     /** websocket routes: route.idleTimeout in ms, for the upgraded connections it opens (src/proxy/websocket.ts). */
     readonly idleTimeoutMs: number = DEFAULT_IDLE_TIMEOUT_MS,
+    /** The weighted split / splitRules (null: one upstream): its step chooses ex.upstream among split.upstreams. */
+    readonly split: CompiledSplit | null = null,
+    /** The mirror (null: none): forward.ts copies requests to it (src/proxy/mirror.ts). */
+    readonly mirror: CompiledMirror | null = null,
   ) {}
 }
 
@@ -82,7 +88,10 @@ export function compileRoute(
   // work), its key auth (who is asking: the consumer the limiters may key on), its limiters, then its
   // breaker's admission, which runs the upstream's bulkhead itself (or the fallback upstream's), else the
   // upstream's bulkhead.
-  const admission: RequestStep = breaker === null ? upstream.bulkhead : breaker.step
+  // A split route chooses its upstream after the limiters; the split step then runs that upstream's admission.
+  const split = compileSplit(route, upstreams, upstream, breaker, old?.split ?? null)
+  const mirror = compileMirror(route, upstreams, metrics, old?.mirror ?? null)
+  const admission: RequestStep = split !== null ? split.step : breaker === null ? upstream.bulkhead : breaker.step
   const steps: RequestStep[] = []
   if (access !== null) steps.push(access.value)
   if (auth !== null) steps.push(auth.value)
@@ -92,12 +101,12 @@ export function compileRoute(
   const forwardClientCert = route.forwardClientCert?.toLowerCase() ?? null
   const idleTimeoutMs = route.idleTimeout ?? DEFAULT_IDLE_TIMEOUT_MS
   if (old !== undefined && old.tracing === tracing && old.forwardClientCert === forwardClientCert && old.upstream === upstream && old.parts.rewrite === rewrite && old.maxBodyBytes === maxBodyBytes && old.breaker === breaker &&
-    old.allowEncodedSlash === allowEncodedSlash && old.websocket === route.websocket && old.idleTimeoutMs === idleTimeoutMs && old.metrics === metrics &&
+    old.allowEncodedSlash === allowEncodedSlash && old.websocket === route.websocket && old.idleTimeoutMs === idleTimeoutMs && old.metrics === metrics && old.split === split && old.mirror === mirror &&
     sameSteps(old.steps, steps) && sameSteps(old.parts.limiters, limits.parts)) {
     return old
   }
   return new CompiledRoute(route.id, upstream, rewrite.value, maxBodyBytes, allowEncodedSlash, route.websocket, steps, metrics, breaker,
-    { rewrite, access, auth, rateLimit: limits.step, limiters: limits.parts }, tracing, auth?.value ?? null, forwardClientCert, idleTimeoutMs)
+    { rewrite, access, auth, rateLimit: limits.step, limiters: limits.parts }, tracing, auth?.value ?? null, forwardClientCert, idleTimeoutMs, split, mirror)
 }
 
 function buildAccess(access: NonNullable<Route['access']>, metrics: RouteMetrics): AccessStep {

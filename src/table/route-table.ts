@@ -14,6 +14,7 @@ import type { ClusterStore } from '../policy/ratelimit/cluster-store.js'
 import { KeyStore } from '../policy/ratelimit/key-store.js'
 import { retireLimiter, type LimitContext, type Limiter } from './compiled-limits.js'
 import { compileRoute, type CompiledRoute } from './compiled-route.js'
+import { primaryUpstreamName } from './compiled-split.js'
 import { retireBreaker } from './compiled-breaker.js'
 import { openClusterStore } from './cluster-store-factory.js'
 import { reuse, type Keyed } from './reuse.js'
@@ -93,8 +94,9 @@ export function buildRouteTable(config: Config, prev: RouteTable | null, metrics
   const routeMetrics = new Map<string, RouteMetrics>()
   const entries = []
   for (const route of config.routes) {
-    const upstream = upstreams.get(route.upstream)
-    if (upstream === undefined) throw new Error(`route ${route.id}: upstream ${route.upstream} is not defined (load.ts should have rejected this)`)
+    const name = primaryUpstreamName(route)
+    const upstream = upstreams.get(name)
+    if (upstream === undefined) throw new Error(`route ${route.id}: upstream ${name} is not defined (load.ts should have rejected this)`)
     const m = prev?.routeMetrics.get(route.id) ?? metrics.forRoute(route.id)
     routeMetrics.set(route.id, m)
     const compiled = compileRoute(route, config, upstream, upstreams, prev?.routes.get(route.id), m, limitContext)

@@ -64,6 +64,7 @@ export class Metrics {
   limiterKeysNow: () => number = () => 0
   readonly retriesSkipped: FastCounter
   readonly authFailures: FastCounter
+  readonly mirrorRequests: FastCounter
   /** Spans the export queue gave up on: full, or their export failed (src/telemetry/otel-tracer.ts). */
   readonly traceSpansDropped: Counter
   /**
@@ -109,6 +110,7 @@ export class Metrics {
     this.ratelimitStoreErrors = new Counter({ name: 'tollgate_ratelimit_store_errors_total', help: 'Cluster-scope limiter decisions the store (Redis) failed to make in time; onStoreError applied.', registers })
     this.ratelimitKeys = new Gauge({ name: 'tollgate_ratelimit_keys', help: 'Keys held in local limiter memory (at most limits.maxLimiterKeys).', registers, collect() { this.set(self.limiterKeysNow()) } })
     this.authFailures = new FastCounter('tollgate_auth_failures_total', 'Requests refused by a route\'s auth or access list, by route and reason (missing, invalid, expired, forbidden).', ['route', 'reason'], registers)
+    this.mirrorRequests = new FastCounter('tollgate_mirror_requests_total', 'Mirror copies of requests, by route and result (sent: the mirror answered, dropped: not sent, failed: no answer).', ['route', 'result'], registers)
     this.retriesSkipped = new FastCounter('tollgate_retries_skipped_total', 'Retries that retry.on allowed but were not made, by route and reason (budget, not-idempotent, body-sent).', ['route', 'reason'], registers)
     // Registered by exposeTraceSpansDropped() when a span exporter starts: without one nothing could drop.
     this.traceSpansDropped = new Counter({ name: 'tollgate_trace_spans_dropped_total', help: 'Spans not exported: the export queue was full, or their export failed.', registers: [] })
@@ -223,6 +225,15 @@ export class RouteMetrics {
 
   readonly #authReasons = new Set<string>()
 
+  /** tollgate_mirror_requests_total{route, result}, bound when the route's mirror is built; remove() drops them. */
+  mirrorResults(): { readonly sent: CounterChild; readonly dropped: CounterChild; readonly failed: CounterChild } {
+    this.#hasMirror = true
+    const m = this.#metrics.mirrorRequests
+    return Object.freeze({ sent: m.labels(this.id, 'sent'), dropped: m.labels(this.id, 'dropped'), failed: m.labels(this.id, 'failed') })
+  }
+
+  #hasMirror = false
+
   /** The route is gone: remove its label sets so /metrics does not keep series of deleted routes. */
   remove(): void {
     this.#removed = true
@@ -236,6 +247,7 @@ export class RouteMetrics {
     m.retries.remove(this.id)
     for (const reason of this.#authReasons) m.authFailures.remove(this.id, reason)
     this.#authReasons.clear()
+    if (this.#hasMirror) for (const result of ['sent', 'dropped', 'failed']) m.mirrorRequests.remove(this.id, result)
     for (let i = 0; i < this.#skipped.length; i++) {
       if (this.#skipped[i] !== null) m.retriesSkipped.remove(this.id, RETRY_SKIP_NAMES[i]!)
       this.#skipped[i] = null

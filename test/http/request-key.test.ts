@@ -40,6 +40,14 @@ describe('RequestKey', () => {
   })
 
   it('rejects a part it does not know', () => {
-    expect(() => new RequestKey('cookie:x')).toThrow(/cookie:x/)
+    expect(() => new RequestKey('body:x')).toThrow(/body:x/)
+  })
+
+  it('reads a cookie part from the Cookie header (sticky splits)', () => {
+    const key = new RequestKey('cookie:sid')
+    const req = { headers: { cookie: 'a=1; sid=abc ; sidx=2' } } as unknown as IncomingMessage
+    expect(key.valueOf(req, '/', '')).toBe('abc')
+    expect(key.valueOf({ headers: { cookie: 'sidx=2' } } as unknown as IncomingMessage, '/', '')).toBeNull()
+    expect(key.valueOf({ headers: {} } as unknown as IncomingMessage, '/', '')).toBeNull()
   })
 })

@@ -43,12 +43,14 @@ upstreams:
 routes:
   - { id: users, match: { path: /users/:id }, upstream: users, rateLimit: [{ algorithm: token-bucket, rate: 100 }], circuitBreaker: {} }
   - { id: closed, match: { path: /closed }, upstream: users, access: { deny: [127.0.0.0/8] } }
+  - { id: mirrored, match: { path: /mirrored }, upstream: users, mirror: { upstream: users } }
 `)
     expect((await gw.get('/users/1')).status).toBe(200)
     expect((await gw.get('/users/2')).status).toBe(502)
     expect((await gw.request('/users/3', { method: 'POST' })).status).toBe(502) // a retry skipped: not idempotent
     expect((await gw.get('/nowhere')).status).toBe(404)
     expect((await gw.get('/closed')).status).toBe(403) // an auth failure (reason forbidden)
+    await gw.get('/mirrored') // a mirror copy (tollgate_mirror_requests_total: its series are bound with the route)
 
     const found = families((await gw.admin('/metrics')).body)
     expect(found.size).toBeGreaterThan(5)
