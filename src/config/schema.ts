@@ -291,6 +291,12 @@ export const Auth = Type.Object({
   forwardConsumer: HeaderName('Header the upstream receives with the consumer name; one the client sent is replaced.', 'x-consumer'),
 }, { ...strict, description: 'Authentication of the route\'s requests: missing or unknown credentials get 401 UNAUTHORIZED.' })
 
+export const Plugin = Type.Object({
+  module: Type.String({ minLength: 1, description: 'Path of the plugin, a JavaScript ES module, relative to this file (or absolute). It exports any of onRequest, onResponse, onLog and optionally configSchema (README "Plugins"). Re-imported on reload when its content changed.' }),
+  config: Type.Record(Type.String(), Type.Unknown(), { default: {}, description: 'Handed to the plugin\'s hooks as ctx.config; checked against its configSchema at load.' }),
+  timeout: Duration('Time budget of each hook call; past it (or on a throw) onRequest and onResponse answer 500 PLUGIN_FAILED.', '100ms'),
+}, { ...strict, description: 'One plugin of the route (README "Plugins").' })
+
 const routeFields = {
   match: RouteMatch,
   priority: Type.Integer({ default: 0, description: 'Tie-break between otherwise equal matches: higher wins.' }),
@@ -308,6 +314,7 @@ const routeFields = {
   rateLimit: Type.Optional(Type.Array(RateLimit, { description: 'All must admit; rejected requests are not counted.' })),
   circuitBreaker: Type.Optional(CircuitBreaker),
   tracing: Type.Optional(Type.Object({ sampleRatio: Ratio('Sampling ratio for this route.') }, strict)),
+  plugins: Type.Optional(Type.Array(Plugin, { description: 'Plugins run in this order after auth and rate limits, before the circuit breaker (README "Plugins"). routes.yaml only: an etcd route cannot name code to run.' })),
 }
 
 const RouteId = Type.String({ pattern: '^[A-Za-z0-9_.:-]+$', maxLength: 128, description: 'Unique; the label in metrics, logs and /status.' })
@@ -375,3 +382,5 @@ export type LogSettings = StaticDecode<typeof Log>
 export type Rewrite = StaticDecode<typeof Rewrite>
 export type Access = StaticDecode<typeof Access>
 export type Auth = StaticDecode<typeof Auth>
+/** In the loaded Config `module` is absolute (load.ts resolves it against the config file's directory). */
+export type Plugin = StaticDecode<typeof Plugin>

@@ -9,6 +9,8 @@ import type { CompiledUpstream } from './compiled-upstream.js'
 import type { RateLimitStep } from '../policy/ratelimit/ratelimit-step.js'
 import { AccessStep } from '../policy/access/access-step.js'
 import { KeyAuthStep } from '../policy/auth/key-auth-step.js'
+import { buildPluginChain, type PluginChain } from '../policy/plugins/plugin-chain.js'
+import { pluginModules } from '../policy/plugins/plugin-modules.js'
 import { reuse, type Keyed } from './reuse.js'
 import { compileRewrite, type RewriteFn } from './rewrite.js'
 
@@ -43,6 +45,8 @@ export class CompiledRoute {
       /** The rate-limit step (null: no rateLimit) and its limiters, each with its reuse key. */
       readonly rateLimit: RateLimitStep | null
       readonly limiters: readonly Keyed<Limiter>[]
+      /** The plugins (null: none), keyed by their settings and the module versions. */
+      readonly plugins?: Keyed<PluginChain> | null
     },
     readonly tracing: RouteTracing,
     /** Key auth (null: none): forward.ts strips its credential and adds its forwardConsumer header. */
@@ -67,15 +71,23 @@ export function compileRoute(
     : reuse(sameMetrics ? old.parts.access ?? undefined : undefined, route.access, () => buildAccess(route.access!, metrics))
   const auth = route.auth === undefined ? null
     : reuse(sameMetrics ? old.parts.auth ?? undefined : undefined, route.auth, () => buildKeyAuth(route.auth!, metrics))
+  // A changed plugin file is a new module (plugin-modules.ts): its URL is part of the key.
+  const plugins = route.plugins === undefined || route.plugins.length === 0 ? null
+    : reuse(sameMetrics ? old.parts.plugins ?? undefined : undefined, route.plugins.map((p) => [p, pluginModules.get(p.module).url]),
+      () => buildPluginChain(route.id, route.plugins!, (file) => pluginModules.get(file),
+        (plugin, hook) => ({ threw: metrics.pluginErrors(plugin, hook, 'threw'), timeout: metrics.pluginErrors(plugin, hook, 'timeout') })))
   // The order of a route's steps (src/proxy/pipeline.ts): its access list (who may ask at all, before any
-  // work), its key auth (who is asking: the consumer the limiters may key on), its limiters, then its
-  // breaker's admission, which runs the upstream's bulkhead itself (or the fallback upstream's), else the
-  // upstream's bulkhead.
+  // work), its key auth (who is asking: the consumer the limiters may key on), its limiters, its plugins
+  // (README "Plugins": like Kong's and APISIX's priorities, custom code runs after auth and limits, so it
+  // sees the consumer and a refused request costs it nothing; before the breaker, so a plugin's own answer
+  // takes no half-open trial and no bulkhead slot), then its breaker's admission, which runs the upstream's
+  // bulkhead itself (or the fallback upstream's), else the upstream's bulkhead.
   const admission: RequestStep = breaker === null ? upstream.bulkhead : breaker.step
   const steps: RequestStep[] = []
   if (access !== null) steps.push(access.value)
   if (auth !== null) steps.push(auth.value)
   if (limits.step !== null) steps.push(limits.step)
+  if (plugins !== null) steps.push(plugins.value.step)
   steps.push(admission)
   const tracing = routeTracing(route, config, old?.tracing)
   const forwardClientCert = route.forwardClientCert?.toLowerCase() ?? null
@@ -85,7 +97,7 @@ export function compileRoute(
     return old
   }
   return new CompiledRoute(route.id, upstream, rewrite.value, maxBodyBytes, allowEncodedSlash, route.websocket, steps, metrics, breaker,
-    { rewrite, access, auth, rateLimit: limits.step, limiters: limits.parts }, tracing, auth?.value ?? null, forwardClientCert)
+    { rewrite, access, auth, rateLimit: limits.step, limiters: limits.parts, plugins }, tracing, auth?.value ?? null, forwardClientCert)
 }
 
 function buildAccess(access: NonNullable<Route['access']>, metrics: RouteMetrics): AccessStep {
