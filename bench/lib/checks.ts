@@ -41,7 +41,7 @@ export const TARGETS = {
 /** The scenario whose Tollgate is the core path (one route, no policies) when a core-baseline scenario has no tollgate-core. */
 export const CORE_SCENARIO = 'small'
 /** Scenarios measured against the core path rather than against undici-stream. */
-const CORE_BASELINE_SCENARIOS = new Set(['policies', 'limits', 'cluster-limit', 'breaker-open', 'failing-upstream', 'tracing', 'tracing-all', 'access-log', 'workers', 'key-auth'])
+const CORE_BASELINE_SCENARIOS = new Set(['policies', 'limits', 'cluster-limit', 'breaker-open', 'failing-upstream', 'tracing', 'tracing-all', 'access-log', 'workers', 'key-auth', 'plugin'])
 
 const met = (isMet: boolean): string => (isMet ? 'met' : 'NOT met')
 
@@ -157,6 +157,14 @@ export function limiterChecks(reports: readonly ScenarioReport[]): string[] {
     checks.push(`key-auth: tollgate req/s ÷ ${auth.baselineName} req/s ${auth.ratio.toFixed(3)} (no target)`)
     checks.push(auth.added === null ? 'key-auth: CPU per request not measured (no /proc)'
       : `key-auth: the CPU per request of the access list, key auth (SHA-256 of the key), limiters, breaker and passive health ${auth.added} (no target)`)
+  }
+  // Issue 17 item 5: one synchronous onRequest plugin (README "Plugins") against the core path, no target.
+  const plugin = againstCore(reports, 'plugin')
+  if (typeof plugin === 'string') checks.push(plugin)
+  else if (plugin !== null) {
+    checks.push(`plugin: tollgate req/s ÷ ${plugin.baselineName} req/s ${plugin.ratio.toFixed(3)} (no target)`)
+    checks.push(plugin.added === null ? 'plugin: CPU per request not measured (no /proc)'
+      : `plugin: the CPU per request of one synchronous onRequest plugin that sets a header ${plugin.added} (no target)`)
   }
   return checks
 }
