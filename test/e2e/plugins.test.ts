@@ -295,6 +295,16 @@ export function onRequest(ctx) { ctx.setHeader('x-mode', ctx.config.mode) }`,
     expect(validate()).toMatchObject({ status: 0, stderr: '' })
   })
 
+  it('runs plugins in each cluster worker (--workers 2), which imports them itself', async () => {
+    const files = plugins({ 'w.js': 'export function onRequest(ctx) { ctx.setHeader("x-worker-pid", String(process.pid)) }' })
+    const up = await startUpstream()
+    const gw = await spawnGateway(routes(up, `      - { module: ${files.path('w.js')} }`), ['--workers', '2'])
+    for (let i = 0; i < 6; i++) expect((await httpRequest(`${gw.url}/api/${i}`, { headers: { connection: 'close' } })).status).toBe(200)
+    const pids = up.requests.map((r) => r.headers['x-worker-pid'])
+    expect(pids.every((p) => typeof p === 'string' && p !== String(gw.pid))).toBe(true)
+    expect(await gw.stop()).toEqual({ code: 0, signal: null })
+  })
+
   it('survives a plugin\'s unhandled rejection in a real gateway process', async () => {
     const files = plugins({
       'stray.js': 'export function onRequest() { Promise.reject(new Error("nobody awaits me")) }',
