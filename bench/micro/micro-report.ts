@@ -57,6 +57,9 @@ export const CALL_KEYS = {
   accessAdmits: 'accessStepAdmits',
   accessBlockList: 'accessBlockListPeer',
   keyAuthLookup: 'keyAuthConsumerOf',
+  /** A route plugin (issue 17 item 5; no target): PluginStep.run with one sync onRequest, and the bare hook beside it. */
+  pluginStep: 'pluginStepSyncHook',
+  pluginHookBare: 'pluginHookBare',
 } as const
 
 export const RUN_KEYS = {
