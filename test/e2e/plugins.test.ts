@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
+import { pluginModules } from '../../src/policy/plugins/plugin-modules.js'
 import { CLI, spawnGateway, startGateway, httpRequest, type GatewayProcess, type TestGateway } from '../helpers/gateway.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 
@@ -227,6 +228,23 @@ export function onRequest(ctx) { ctx.setHeader('x-mode', ctx.config.mode) }`,
     expect(await gw.rewrite(good.replace('mode: a', 'mode: b'))).toBe('applied')
     await gw.get('/api/x')
     expect(up.requests[2]!.headers['x-mode']).toBe('b')
+  })
+
+  it('refuses a plugin whose top-level code never finishes, within the load budget, and goes on serving the last good config', async () => {
+    pluginModules.loadTimeoutMs = 300
+    onTestFinished(() => { pluginModules.loadTimeoutMs = 10_000 })
+    const files = plugins({
+      'ok.js': 'export function onRequest(ctx) { ctx.setHeader("x-ok", "1") }',
+      'hangs.js': 'await new Promise(() => {})\nexport function onRequest() {}',
+    })
+    const up = await startUpstream()
+    const gw = await startGateway(routes(up, `      - { module: ${files.path('ok.js')} }`))
+    expect(await gw.rewrite(routes(up, `      - { module: ${files.path('hangs.js')} }`))).toBe('rejected')
+    expect(gw.gateway.sources!.file.rejected.map((i) => i.message)).toEqual([`the plugin ${files.path('hangs.js')} failed to load: its top-level code did not finish within 300 ms`])
+    // The next reload is not held behind it.
+    expect(await gw.rewrite(routes(up, `      - { module: ${files.path('ok.js')} }\n      - { module: ${files.path('ok.js')}, timeout: 1s }`))).toBe('applied')
+    expect((await gw.get('/api/x')).status).toBe(200)
+    expect(up.requests[0]!.headers['x-ok']).toBe('1')
   })
 
   // In a real process (dist/): Node's own ES module loader and its cache, which the version in the URL gets past.

@@ -45,6 +45,8 @@ export class PluginModules {
   /** By absolute file name: the version the last successful prepare() checked. */
   readonly #byFile = new Map<string, LoadedPluginModule>()
   readonly #ajv = new Ajv({ allErrors: true, strict: false })
+  /** How long a plugin's import (its top-level code) may take before it is a config error. */
+  loadTimeoutMs = 10_000
 
   #onFirstImport: (() => void) | null = null
 
@@ -117,10 +119,17 @@ export class PluginModules {
       this.#onFirstImport = null
     }
     let ns: Record<string, unknown>
+    let timer: NodeJS.Timeout | undefined
     try {
-      ns = await import(url) as Record<string, unknown>
+      // Bounded: a top-level await that never settles must not hold every later reload (they run in turn).
+      const timedOut = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`its top-level code did not finish within ${this.loadTimeoutMs} ms`)), this.loadTimeoutMs)
+      })
+      ns = await Promise.race([import(url) as Promise<Record<string, unknown>>, timedOut])
     } catch (err) {
       return { problem: `the plugin ${file} failed to load: ${firstLine(err)}` }
+    } finally {
+      clearTimeout(timer)
     }
     const hooks: Partial<Record<(typeof HOOK_NAMES)[number], AnyHook>> = {}
     for (const hook of HOOK_NAMES) {
