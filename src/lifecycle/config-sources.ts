@@ -7,7 +7,7 @@ import { EtcdConfigSource, type EtcdSourceOptions, type EtcdUpdate } from '../et
 import { ConfigError, formatIssue, type ConfigIssue } from '../errors.js'
 import { loadConfigText, readConfigText, type LoadResult } from '../config/load.js'
 import { pluginModules } from '../policy/plugins/plugin-modules.js'
-import { guardPluginRejections } from './plugin-guard.js'
+import { superviseForPlugins } from './plugin-guard.js'
 import type { HeapTrimmer } from '../telemetry/heap-trim.js'
 import type { Logger } from '../telemetry/log.js'
 import type { Metrics } from '../telemetry/metrics.js'
@@ -214,6 +214,6 @@ async function loadInitialWithPlugins(file: FileConfigSource, log: Logger): Prom
 /** Imports and checks the plugins of `loaded` (README "Plugins"); their problems, located in the file. */
 export function preparePlugins(loaded: LoadResult, file: string, log: Logger): Promise<ConfigIssue[]> {
   if (!loaded.config.routes.some((r) => r.plugins !== undefined && r.plugins.length > 0)) return Promise.resolve([])
-  pluginModules.beforeFirstImport(() => guardPluginRejections(log))
+  pluginModules.beforeFirstImport(() => superviseForPlugins(log))
   return pluginModules.prepare(loaded.config, loaded.locate, file)
 }

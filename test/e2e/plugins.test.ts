@@ -323,14 +323,18 @@ export function onRequest(ctx) { ctx.setHeader('x-mode', ctx.config.mode) }`,
     expect(await gw.stop()).toEqual({ code: 0, signal: null })
   })
 
-  it('survives a plugin\'s unhandled rejection in a real gateway process', async () => {
+  it('survives a plugin\'s unhandled rejection in a real gateway process, and logs what a failing hook threw', async () => {
     const files = plugins({
       'stray.js': 'export function onRequest() { Promise.reject(new Error("nobody awaits me")) }',
+      'boom.js': 'export function onRequest() { throw new Error("kaboom\\nsecond line") }',
     })
     const up = await startUpstream()
-    const gw = await spawnGateway(routes(up, `      - { module: ${files.path('stray.js')} }`))
+    const gw = await spawnGateway(`${routes(up, `      - { module: ${files.path('stray.js')} }`)}  - { id: boom, match: { path: /boom }, upstream: api, plugins: [{ module: ${files.path('boom.js')} }] }\n`)
     expect((await httpRequest(`${gw.url}/api/x`)).status).toBe(200)
     await gw.waitForStdout('unhandled promise rejection')
+    expect((await httpRequest(`${gw.url}/boom`)).status).toBe(500)
+    await gw.waitForStdout('"msg":"plugin boom onRequest failed: kaboom"')
+    expect(gw.stdout()).toMatch(/"route":"boom","plugin":"boom","hook":"onRequest","reason":"threw","suppressed":0/)
     expect((await httpRequest(`${gw.url}/api/y`)).status).toBe(200)
     expect(gw.child.exitCode).toBe(null)
     expect(await gw.stop()).toEqual({ code: 0, signal: null })

@@ -5,7 +5,7 @@ import type { Config } from '../../config/schema.js'
 import { formatIssue } from '../../errors.js'
 import { pluginModules } from '../../policy/plugins/plugin-modules.js'
 import { Gateway } from '../gateway.js'
-import { guardPluginRejections } from '../plugin-guard.js'
+import { superviseForPlugins } from '../plugin-guard.js'
 import type { Logger } from '../../telemetry/log.js'
 import { Metrics } from '../../telemetry/metrics.js'
 import { HealthFeed } from '../../upstream/health/health-feed.js'
@@ -99,7 +99,7 @@ export function runWorker(log: Logger): Promise<number> {
  */
 async function preparePlugins(config: Config, log: Logger): Promise<boolean> {
   if (!config.routes.some((r) => r.plugins !== undefined && r.plugins.length > 0)) return true
-  pluginModules.beforeFirstImport(() => guardPluginRejections(log))
+  pluginModules.beforeFirstImport(() => superviseForPlugins(log))
   const issues = await pluginModules.prepare(config, null, 'routes.yaml (from the primary)')
   for (const issue of issues) log.error(formatIssue(issue))
   return issues.length === 0

@@ -15,8 +15,9 @@
 // plugin's rejected promise never becomes an unhandled rejection.
 import { PLUGIN_FAILED } from '../../errors.js'
 import { Next, type StepContext } from '../../http/request-step.js'
-import type { LogContext, RequestContext, ResponseContext } from './plugin-api.js'
+import { HOOK_NAMES, type LogContext, type RequestContext, type ResponseContext } from './plugin-api.js'
 import type { BoundPlugin, HookFailures, PluginChain, PluginHook } from './plugin-chain.js'
+import { pluginModules } from './plugin-modules.js'
 
 /** Told when an onResponse that went async is done (the exchange: forward.ts writes the head or fails it). */
 export interface ResponseHeadSink {
@@ -70,6 +71,8 @@ export class PluginCall implements RequestContext, ResponseContext, LogContext {
   #answerStatus = 0
   #answerHeaders: string[] | null = null
   #answerBody: Buffer | null = null
+  /** What the failing hook threw or rejected with, until it is reported. */
+  #error: unknown = null
 
   constructor(ctx: StepContext, chain: PluginChain) {
     this.#ctx = ctx
@@ -229,7 +232,8 @@ export class PluginCall implements RequestContext, ResponseContext, LogContext {
     let result: unknown
     try {
       result = (hook as (ctx: PluginCall) => unknown)(this)
-    } catch {
+    } catch (err) {
+      this.#error = err
       return Outcome.Threw
     }
     if (result === null || (typeof result !== 'object' && typeof result !== 'function') || typeof (result as PromiseLike<unknown>).then !== 'function') {
@@ -237,8 +241,9 @@ export class PluginCall implements RequestContext, ResponseContext, LogContext {
     }
     // Async: the promise already costs allocations; two small closures carrying `seq` are the least of them.
     try {
-      (result as PromiseLike<unknown>).then(() => this.hookSettled(seq, Outcome.Ok), () => this.hookSettled(seq, Outcome.Threw))
-    } catch {
+      (result as PromiseLike<unknown>).then(() => this.hookSettled(seq, Outcome.Ok), (err: unknown) => this.#rejected(seq, err))
+    } catch (err) {
+      this.#error = err
       return Outcome.Threw // a thenable whose then() throws
     }
     this.#timer = setTimeout(onHookTimeout, Math.max(0, timeoutMs - (performance.now() - startMs)), this, seq)
@@ -284,9 +289,18 @@ export class PluginCall implements RequestContext, ResponseContext, LogContext {
     }
   }
 
+  #rejected(seq: number, err: unknown): void {
+    if (seq === this.#seq) this.#error = err
+    this.hookSettled(seq, Outcome.Threw)
+  }
+
   #count(failures: HookFailures, outcome: Outcome): void {
-    if (outcome === Outcome.Timeout) failures.timeout.inc()
+    const timedOut = outcome === Outcome.Timeout
+    if (timedOut) failures.timeout.inc()
     else failures.threw.inc()
+    const plugin = (this.#phase === Phase.Request ? this.#chain.request : this.#phase === Phase.Response ? this.#chain.response : this.#chain.log)[this.#index]!
+    pluginModules.reportFailure(this.route, plugin, HOOK_NAMES[this.#phase]!, timedOut ? null : this.#error)
+    this.#error = null
   }
 
   #cancelTimer(): void {

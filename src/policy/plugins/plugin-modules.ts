@@ -38,6 +38,16 @@ export interface LoadedPluginModule {
   readonly validate: ValidateFunction | null
 }
 
+/** The fields of a plugin failure's log line. */
+export interface PluginFailure {
+  readonly route: string
+  readonly plugin: string
+  readonly hook: string
+  readonly reason: 'threw' | 'timeout'
+  /** Failures not logged since the last line (over 10 a second). */
+  readonly suppressed: number
+}
+
 /** Locates a config path as `file:line:col` (config/load.ts LoadResult.locate); null: the file name alone. */
 export type PluginLocate = (path: readonly PathSegment[], at?: IssueTarget) => string
 
@@ -87,6 +97,40 @@ export class PluginModules {
     this.#byFile.clear()
     for (const [file, loaded] of next) if (loaded !== null) this.#byFile.set(file, loaded)
     return issues
+  }
+
+  /** Where failing hooks are told (the process's log: lifecycle/plugin-guard.ts); null: counted only. */
+  #reporter: ((fields: PluginFailure, message: string) => void) | null = null
+  #reportWindowMs = 0
+  #reported = 0
+  #suppressed = 0
+
+  reportFailuresTo(reporter: (fields: PluginFailure, message: string) => void): void {
+    this.#reporter = reporter
+  }
+
+  /**
+   * A hook failed (plugin-call.ts; it counted it already): one warn line with the plugin's error, at most 10 a
+   * second, so a plugin failing every request cannot flood the log; `suppressed` counts those held back.
+   */
+  reportFailure(route: string, plugin: { readonly name: string; readonly timeoutMs: number }, hook: string, err: unknown): void {
+    const reporter = this.#reporter
+    if (reporter === null) return
+    const now = Date.now()
+    if (now - this.#reportWindowMs >= 1000) {
+      this.#reportWindowMs = now
+      this.#reported = 0
+    }
+    if (this.#reported >= 10) {
+      this.#suppressed++
+      return
+    }
+    this.#reported++
+    const suppressed = this.#suppressed
+    this.#suppressed = 0
+    const reason = err === null ? 'timeout' : 'threw'
+    const message = err === null ? `plugin ${plugin.name} ${hook} ran past its timeout (${plugin.timeoutMs} ms)` : `plugin ${plugin.name} ${hook} failed: ${firstLine(err)}`
+    reporter({ route, plugin: plugin.name, hook, reason, suppressed }, message)
   }
 
   /** The module prepare() checked for `file`. A miss is a bug (the config was not prepared), not a config error. */
