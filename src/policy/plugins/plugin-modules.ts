@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { basename, extname } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
+import type { Ajv, ErrorObject, ValidateFunction } from 'ajv'
 import type { Config } from '../../config/schema.js'
 import { formatPath, type IssueTarget, type PathSegment } from '../../config/validate-value.js'
 import type { ConfigIssue } from '../../errors.js'
@@ -54,7 +54,8 @@ export type PluginLocate = (path: readonly PathSegment[], at?: IssueTarget) => s
 export class PluginModules {
   /** By absolute file name: the version the last successful prepare() checked. */
   readonly #byFile = new Map<string, LoadedPluginModule>()
-  readonly #ajv = new Ajv({ allErrors: true, strict: false })
+  /** Made on the first configSchema: ajv is imported then, so a gateway without plugins never loads it. */
+  #ajv: Ajv | null = null
   /** How long a plugin's import (its top-level code) may take before it is a config error. */
   loadTimeoutMs = 10_000
 
@@ -195,6 +196,7 @@ export class PluginModules {
         return { problem: `the plugin ${file} exports configSchema as ${describe(schema)}; it must be a JSON Schema object` }
       }
       try {
+        this.#ajv ??= new (await import('ajv')).Ajv({ allErrors: true, strict: false })
         validate = this.#ajv.compile(schema)
       } catch (err) {
         return { problem: `the plugin ${file} exports a configSchema that is not a valid JSON Schema: ${firstLine(err)}` }
