@@ -175,6 +175,9 @@ function checkHealthCheck(name: string, upstream: Config['upstreams'][string], r
       const [lo, hi] = item.split('-').map(Number) as [number, number]
       if (lo > hi) report('error', at('active', 'expectStatus', i), `range "${item}" is empty: its first status is above its last; write "${hi}-${lo}"`)
     })
+    if (active.grpcService !== undefined && upstream.protocol !== 'grpc') {
+      report('error', at('active', 'grpcService'), 'the gRPC health protocol needs protocol: grpc on the upstream')
+    }
   }
   const passive = upstream.healthCheck?.passive
   if (passive !== undefined && typeof passive.ejectionTime === 'number' && typeof passive.maxEjectionTime === 'number') {

@@ -160,6 +160,7 @@ export const ActiveHealthCheck = Type.Object({
   healthyThreshold: Type.Integer({ minimum: 1, default: 2, description: 'Consecutive successes that mark a target healthy.' }),
   unhealthyThreshold: Type.Integer({ minimum: 1, default: 3, description: 'Consecutive failures that mark a target unhealthy.' }),
   expectStatus: Type.Array(StatusRange, { default: ['200-399'], description: 'Statuses (or ranges "200-399") that count as healthy.' }),
+  grpcService: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.]*$', description: 'protocol: grpc only: probe with the gRPC health protocol (grpc.health.v1.Health/Check) for this service ("" = the server as a whole) instead of GET path; healthy when it answers SERVING.' })),
 }, { ...strict, description: 'Active probes.' })
 
 export const PassiveHealthCheck = Type.Object({
@@ -182,6 +183,9 @@ export const Retry = Type.Object({
 }, { ...strict, description: 'Retries on another target.' })
 
 export const Upstream = Type.Object({
+  protocol: Type.Union([Type.Literal('http'), Type.Literal('grpc')], {
+    default: 'http', description: 'http (HTTP/1.1 to the targets) | grpc (HTTP/2 to the targets: h2c for http://, TLS for https://; trailers relayed; gateway refusals answered as gRPC statuses).',
+  }),
   targets: Type.Array(Target, { default: [], description: 'Static targets; registered instances from etcd join them.' }),
   balancer: Type.Union([Type.Literal('round-robin'), Type.Literal('least-request'), Type.Literal('random'), Type.Literal('hash')], {
     default: 'round-robin', description: 'round-robin (smooth weighted) | least-request (power of two choices) | random | hash (consistent hashing on hashKey).',
@@ -240,8 +244,12 @@ export const CircuitBreaker = Type.Object({
   errorRate: Type.Number({ minimum: 1, maximum: 100, default: 50, description: 'Percent of failed calls that opens the breaker.' }),
   openFor: Duration('Time open before half-open.', '5s'),
   halfOpenRequests: Type.Integer({ minimum: 1, default: 1, description: 'Trial calls; all succeed -> closed, any fails -> open again.' }),
-  failOn: Type.Array(Type.Union([Type.Literal('5xx'), Type.Literal('timeout'), Type.Literal('connect-failure'), Type.Integer({ minimum: 500, maximum: 599 })]), {
-    default: ['5xx', 'timeout', 'connect-failure'], description: 'Outcomes that count as failures.',
+  failOn: Type.Array(Type.Union([
+    Type.Literal('5xx'), Type.Literal('timeout'), Type.Literal('connect-failure'), Type.Integer({ minimum: 500, maximum: 599 }),
+    Type.Literal('grpc-unknown'), Type.Literal('grpc-deadline-exceeded'), Type.Literal('grpc-resource-exhausted'),
+    Type.Literal('grpc-unimplemented'), Type.Literal('grpc-internal'), Type.Literal('grpc-unavailable'), Type.Literal('grpc-data-loss'),
+  ]), {
+    default: ['5xx', 'timeout', 'connect-failure'], description: 'Outcomes that count as failures. grpc-<status>: a gRPC response (HTTP 200) ending with that grpc-status.',
   }),
   fallback: Type.Optional(Type.Union([
     Type.Object({

@@ -58,6 +58,7 @@ export class AccessLogSink implements OutcomeSink {
       bytesIn: outcome.bytesIn,
       bytesOut: outcome.bytesOut,
       durationMs: Math.round(outcome.durationMs * 1000) / 1000,
+      ...(outcome.grpcStatus >= 0 ? { grpcStatus: outcome.grpcStatus } : {}),
     }, 'access')
   }
 }
@@ -78,7 +79,8 @@ export function accessFields(route: CompiledRoute | null, method: string, outcom
     ',"attempts":' + outcome.attempts +
     ',"bytesIn":' + outcome.bytesIn +
     ',"bytesOut":' + outcome.bytesOut +
-    ',"durationMs":' + Math.round(outcome.durationMs * 1000) / 1000
+    ',"durationMs":' + Math.round(outcome.durationMs * 1000) / 1000 +
+    (outcome.grpcStatus >= 0 ? ',"grpcStatus":' + outcome.grpcStatus : '')
 }
 
 /**

@@ -32,7 +32,9 @@ import { kExchange } from './exchange-key.js'
 import { CLIENT_GONE, onPluginResponseDone, onUpstreamComplete, onUpstreamConnect, onUpstreamData, onUpstreamError, onUpstreamHeaders, sweepExchange } from './forward.js'
 import { runRouteSteps } from './pipeline.js'
 import type { ProxyState } from './proxy-state.js'
+import { isGrpcRequest, sendGrpcRefusal } from './grpc-refusal.js'
 import { sendRefusal } from './refusal.js'
+import { grpcStatusOfRefusal, type UndiciTrailers } from '../upstream/grpc-status.js'
 import { appendQuotaHeaders } from './response-headers.js'
 import type { Watched } from './response-watch.js'
 
@@ -133,6 +135,10 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
   bytesOut = 0
   durationMs = 0
   finished = false
+  /** protocol: grpc upstreams: the grpc-status the response ended with; -1 none (forward.ts). */
+  grpcStatus = -1
+  /** A trailers-only gRPC response: its status headers, sent as trailers instead (forward.ts). */
+  grpcTrailers: Record<string, string> | null = null
 
   constructor(state: ProxyState, req: IncomingMessage, res: ServerResponse) {
     super()
@@ -193,7 +199,14 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
         appendQuotaHeaders(out, this.quotaSource, this.quotaRemaining, this.quotaResetMs)
         extra = out
       }
-      this.bytesOut = sendRefusal(res, refusal, this.requestId, close || this.state.draining, allow, extra)
+      if (this.wantsGrpcAnswer()) {
+        // What the client got: HTTP 200 and the gRPC status (the log's `code` still names the refusal).
+        this.status = 200
+        this.grpcStatus = grpcStatusOfRefusal(refusal.status)
+        this.bytesOut = sendGrpcRefusal(res, refusal, this.requestId, close || this.state.draining, extra)
+      } else {
+        this.bytesOut = sendRefusal(res, refusal, this.requestId, close || this.state.draining, allow, extra)
+      }
     }
     this.complete()
   }
@@ -213,6 +226,15 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     this.bytesOut = isHead ? 0 : body.length
     this.res.end(isHead ? undefined : body)
     this.complete()
+  }
+
+  /**
+   * A gateway-made answer is a gRPC status (README "gRPC") on a route to a protocol: grpc upstream, and to a
+   * gRPC client anywhere else (content-type application/grpc: a 404 is UNIMPLEMENTED to it, not JSON).
+   */
+  wantsGrpcAnswer(): boolean {
+    const upstream = this.upstream ?? this.route?.upstream
+    return upstream?.grpc === true || isGrpcRequest(this.req.rawHeaders)
   }
 
   useFallbackUpstream(): void {
@@ -237,8 +259,8 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     return onUpstreamData(this, chunk)
   }
 
-  onComplete(): void {
-    onUpstreamComplete(this)
+  onComplete(trailers: UndiciTrailers): void {
+    onUpstreamComplete(this, trailers)
   }
 
   onError(err: Error): void {

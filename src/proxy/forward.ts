@@ -10,6 +10,7 @@ import { socketPeer } from '../http/client-ip.js'
 import { Next } from '../http/request-step.js'
 import { FailureKind, classifyError, isConnectTimeout } from '../upstream/outcome.js'
 import type { Target } from '../upstream/target.js'
+import { grpcStatusOfHeaders, grpcStatusOfTrailers, httpStatusOfGrpc, trailerPairs, type UndiciTrailers } from '../upstream/grpc-status.js'
 import { RetrySkip } from '../telemetry/metrics.js'
 import type { ServerResponse } from 'node:http'
 import type { Exchange } from './exchange.js'
@@ -44,6 +45,9 @@ export function forward(ex: Exchange): void {
     upstream.hostHeader === null ? clientHost : upstream.hostHeader, clientHost, ex.requestId,
     upstreamTraceparent(ex), false, ex.state.scheme, strip, ex.consumer)
   if (route.forwardClientCert !== null) setClientCertHeader(ex.upstreamHeaders, route.forwardClientCert, clientCertSubject(req.socket))
+  // gRPC servers require `te: trailers` (it says the client reads trailers); it is hop-by-hop, so the
+  // client's was dropped above and the gateway, which relays trailers, sends its own.
+  if (upstream.grpc) ex.upstreamHeaders.push('te', 'trailers')
   if (ex.plugins !== null) ex.plugins.applyUpstreamHeaders(ex.upstreamHeaders)
   if (upstream.hashKey !== null) {
     ex.hashValue = upstream.hashKey.valueOf(req, ex.canonicalPath, upstream.hashKey.needsClientIp ? ex.clientIp() : '', route.id)
@@ -101,7 +105,13 @@ export function onUpstreamHeaders(ex: Exchange, statusCode: number, rawHeaders: 
   upstream.metrics.duration.observe((performance.now() - ex.attemptStartMs) / 1000)
   upstream.metrics.countResponse(target.hostPort, statusCode)
   // Passive health: the status decides the attempt, also when it is retried elsewhere (README "Health checks").
-  upstream.passive?.record(target, statusCode >= 500)
+  // A gRPC response (200) is judged by its grpc-status when it ends (onUpstreamComplete).
+  if (upstream.grpc) {
+    ex.grpcStatus = grpcStatusOfHeaders(rawHeaders, -1) // a trailers-only response carries it here
+    if (statusCode !== 200) upstream.passive?.record(target, statusCode >= 500)
+  } else {
+    upstream.passive?.record(target, statusCode >= 500)
+  }
   if (statusCode >= 500 && upstream.retry.onStatus(statusCode) && mayRetry(ex)) {
     const next = upstream.pool.pick(rememberTried(ex, target), ex.attempts, ex.hashValue)
     if (next !== null) {
@@ -116,6 +126,13 @@ export function onUpstreamHeaders(ex: Exchange, statusCode: number, rawHeaders: 
   ex.status = statusCode
   const headers = buildResponseHeaders(rawHeaders, ex.requestId, ex.state.draining, ex)
   if (ex.quotaSource !== null) appendQuotaHeaders(headers, ex.quotaSource, ex.quotaRemaining, ex.quotaResetMs)
+  if (upstream.grpc) {
+    // The response ends in onUpstreamComplete, after its trailers are added; over HTTP/1.1 the `trailer`
+    // header makes node:http frame it chunked, the only framing that carries trailers.
+    ex.bytesLeft = -1
+    if (ex.grpcStatus !== -1) ex.grpcTrailers = takeStatusHeaders(headers)
+    headers.push('trailer', 'grpc-status, grpc-message')
+  }
   const plugins = ex.plugins
   if (plugins !== null && plugins.hasOnResponse) {
     // README "Plugins": onResponse may set headers before they go; the body waits (undici pauses on false).
@@ -184,7 +201,8 @@ function onResponseDrain(this: ServerResponse & { [kExchange]?: Exchange }): voi
   ex.resumeRead?.()
 }
 
-export function onUpstreamComplete(ex: Exchange): void {
+export function onUpstreamComplete(ex: Exchange, trailers: UndiciTrailers): void {
+  const target = ex.target
   releaseTarget(ex)
   endAttemptSpan(ex, null)
   if (ex.discarding) {
@@ -193,9 +211,42 @@ export function onUpstreamComplete(ex: Exchange): void {
     retryAfterBackoff(ex, next)
     return
   }
+  if (ex.upstream!.grpc) completeGrpc(ex, target, trailers)
   if (ex.finished) return
   if (!ex.responseEnded) ex.res.end()
   ex.complete()
+}
+
+/**
+ * A gRPC call ended: its grpc-status (from the trailers, or the headers of a trailers-only response) is
+ * the outcome that failOn and passive health judge (grpc-status.ts maps it to the HTTP status it stands
+ * for), and the trailers go on to the client.
+ */
+function completeGrpc(ex: Exchange, target: Target | null, trailers: UndiciTrailers): void {
+  ex.grpcStatus = grpcStatusOfTrailers(trailers, ex.grpcStatus)
+  if (target !== null && ex.status === 200) ex.upstream!.passive?.record(target, ex.grpcStatus !== -1 && httpStatusOfGrpc(ex.grpcStatus) >= 500)
+  if (ex.finished || ex.responseEnded) return
+  const out: Record<string, string> = ex.grpcTrailers ?? {}
+  for (const [name, value] of trailerPairs(trailers)) out[name] = name in out ? out[name] + ', ' + value : value
+  ex.res.addTrailers(out)
+}
+
+const STATUS_HEADERS = new Set(['grpc-status', 'grpc-message', 'grpc-status-details-bin'])
+
+/**
+ * A trailers-only gRPC response (the status in the response headers, no message, no trailers): its status
+ * fields move from the headers to the trailers. Relayed as they came, the client would get them in headers
+ * that do not end the stream (node:http2's compatibility response never ends it on HEADERS; HTTP/1.1 has no
+ * such frame), which gRPC clients read as metadata, and then a stream without a status.
+ */
+function takeStatusHeaders(headers: string[]): Record<string, string> {
+  const taken: Record<string, string> = {}
+  for (let i = headers.length - 2; i >= 0; i -= 2) {
+    if (!STATUS_HEADERS.has(headers[i]!)) continue
+    taken[headers[i]!] = headers[i + 1]!
+    headers.splice(i, 2)
+  }
+  return taken
 }
 
 export function onUpstreamError(ex: Exchange, err: Error): void {

@@ -29,6 +29,8 @@ export class CompiledUpstream {
     readonly hostFromTarget: boolean,
     readonly connectTimeoutMs: number,
     readonly responseTimeoutMs: number,
+    /** protocol: grpc: HTTP/2 to the targets, trailers relayed, refusals as gRPC statuses (README "gRPC"). */
+    readonly grpc: boolean,
     readonly retry: RetryPolicy,
     readonly hashKey: RequestKey | null,
     readonly metrics: UpstreamMetrics,
@@ -62,12 +64,13 @@ export function compileUpstream(
   let retired: Target[] = []
   const specs = spec.targets.map((t) => ({ url: t.url, weight: t.weight }))
   const maxConcurrent = spec.maxConcurrent ?? null
-  const poolSettings = { targets: specs, balancer: spec.balancer, maxConcurrent, onAllUnhealthy: spec.onAllUnhealthy, connectMs }
+  const grpc = spec.protocol === 'grpc'
+  const poolSettings = { targets: specs, balancer: spec.balancer, maxConcurrent, onAllUnhealthy: spec.onAllUnhealthy, connectMs, grpc }
   const pool = reuse(old?.parts.pool, poolSettings, () => {
-    // Connection pools are built with the connect timeout: when it changes, every target gets a new one.
-    // Otherwise targets of unchanged URLs keep theirs (UpstreamPool.withTargets).
+    // Connection pools are built with the connect timeout and the protocol: when either changes, every
+    // target gets a new one. Otherwise targets of unchanged URLs keep theirs (UpstreamPool.withTargets).
     let next: UpstreamPool
-    if (old !== undefined && old.connectTimeoutMs === connectMs) {
+    if (old !== undefined && old.connectTimeoutMs === connectMs && old.grpc === grpc) {
       const r = old.pool.withTargets(specs, { balancer: spec.balancer, maxConcurrent, onAllUnhealthy: spec.onAllUnhealthy })
       next = r.pool
       added = r.added
@@ -100,7 +103,7 @@ export function compileUpstream(
     return { upstream: old, added, retired }
   }
   const upstream = new CompiledUpstream(
-    name, pool.value.pool, pool.value.bulkhead, hostHeader, hostFromTarget, connectMs, responseMs,
+    name, pool.value.pool, pool.value.bulkhead, hostHeader, hostFromTarget, connectMs, responseMs, grpc,
     retry.value, hashKey.value, upstreamMetrics, health, passive.value, { pool, retry, hashKey, passive },
   )
   return { upstream, added, retired }

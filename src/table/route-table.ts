@@ -112,7 +112,7 @@ export function buildRouteTable(config: Config, prev: RouteTable | null, metrics
     })
   }
   for (const { target, upstream } of added) {
-    target.dispatcher = createTargetPool(target.origin, upstream.connectTimeoutMs)
+    target.dispatcher = createTargetPool(target.origin, upstream.connectTimeoutMs, upstream.grpc)
     upstream.metrics.setTargetUp(target.hostPort, target.healthy)
   }
   const table = new RouteTable(

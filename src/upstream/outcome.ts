@@ -74,4 +74,6 @@ export interface Outcome {
   readonly upstreamName: string | null
   /** The gateway-made response it got (src/errors.ts), null when the upstream's response was relayed. */
   readonly refusal: Refusal | null
+  /** protocol: grpc upstreams: the grpc-status the response ended with (trailers, or headers of a trailers-only response); -1 none. */
+  readonly grpcStatus: number
 }

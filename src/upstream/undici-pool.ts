@@ -10,10 +10,17 @@ const require = createRequire(import.meta.url)
 export const Pool = require('undici/lib/dispatcher/pool.js') as typeof UndiciPool
 export type Pool = UndiciPool
 
-/** The keep-alive connection pool of one target. */
-export function createTargetPool(origin: string, connectTimeoutMs: number): Pool {
+/**
+ * The keep-alive connection pool of one target. `http2` (an upstream with protocol: grpc): HTTP/2 to the
+ * target, h2c with prior knowledge for http:// (gRPC servers speak it without an upgrade), ALPN h2 for
+ * https://. One HTTP/2 connection carries up to 100 concurrent streams (undici's maxConcurrentStreams);
+ * the pool opens another when they are all in use.
+ */
+export function createTargetPool(origin: string, connectTimeoutMs: number, http2 = false): Pool {
   return new Pool(origin, {
-    connect: { timeout: connectTimeoutMs },
+    // useH2c must reach the connector the Pool builds: undici's Client reads it only when it builds its own.
+    connect: http2 ? { timeout: connectTimeoutMs, useH2c: origin.startsWith('http:') } as { timeout: number } : { timeout: connectTimeoutMs },
+    allowH2: http2,
     // timeouts.response is enforced by the proxy's sweep (src/proxy/response-watch.ts), not undici's timers.
     headersTimeout: 0,
     bodyTimeout: 0,

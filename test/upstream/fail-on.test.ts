@@ -8,7 +8,7 @@ function outcome(fields: Partial<Outcome>): Outcome {
   return {
     status: 200, failure: FailureKind.None, causedByClient: false, attempts: 1, lastTarget: '127.0.0.1:1',
     bytesIn: 0, bytesOut: 0, durationMs: 1, breakerAdmission: 0, requestId: 'r', refusal: null,
-    traceId: '0af7651916cd43dd8448eb211c80319c', canonicalPath: '/', upstreamName: 'u', ...fields,
+    traceId: '0af7651916cd43dd8448eb211c80319c', canonicalPath: '/', upstreamName: 'u', grpcStatus: -1, ...fields,
   }
 }
 
@@ -37,5 +37,23 @@ const LISTS: readonly (readonly FailOnWord[])[] = [['5xx', 'timeout', 'connect-f
 describe('FailOn', () => {
   it.each(CASES)('%s', (_name, fields, ...expected) => {
     expect(LISTS.map((list) => new FailOn(list).verdict(outcome(fields)))).toEqual(expected)
+  })
+})
+
+describe('FailOn with gRPC statuses', () => {
+  const grpc = new FailOn(['5xx', 'grpc-unavailable', 'grpc-deadline-exceeded'])
+  it.each([
+    ['OK', 0, S], ['NOT_FOUND (the caller\'s)', 5, S], ['UNAVAILABLE', 14, F], ['DEADLINE_EXCEEDED', 4, F], ['INTERNAL (not listed)', 13, S], ['no grpc-status', -1, S],
+  ] as const)('a gRPC call that ended %s', (_name, code, verdict) => {
+    expect(grpc.verdict(outcome({ status: 200, grpcStatus: code }))).toBe(verdict)
+  })
+  it('5xx alone never counts a gRPC status', () => {
+    expect(new FailOn(['5xx']).verdict(outcome({ status: 200, grpcStatus: 14 }))).toBe(S)
+  })
+  it('a gateway refusal on a gRPC route is still no verdict', () => {
+    expect(grpc.verdict(outcome({ status: 429, grpcStatus: -1, attempts: 0 }))).toBe(N)
+  })
+  it('refuses an unknown gRPC word', () => {
+    expect(() => new FailOn(['grpc-sleepy'])).toThrow(/unknown gRPC status "grpc-sleepy"/)
   })
 })

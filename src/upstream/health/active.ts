@@ -8,7 +8,9 @@
 //   healthy   --unhealthyThreshold failed probes in a row-->  unhealthy
 //   unhealthy --healthyThreshold passed probes in a row-->    healthy
 // A probe fails on a status outside expectStatus, a connect error, a reset, or no complete response within
-// `timeout`. At most one probe per target is in flight: the next one is due `interval` (jittered by ±10%)
+// `timeout`. With `grpcService` (protocol: grpc upstreams) the probe is the gRPC health protocol instead:
+// POST /grpc.health.v1.Health/Check over HTTP/2 for that service, passed when the call ends with grpc-status 0
+// and the answer is SERVING (what Envoy's and Kubernetes' gRPC health checks ask). At most one probe per target is in flight: the next one is due `interval` (jittered by ±10%)
 // after the previous one started, and never before the previous one settled (a timed-out probe settles
 // when its connection is destroyed).
 //
@@ -17,6 +19,7 @@
 // fire for it.
 import type { Dispatcher } from 'undici'
 import type { Upstream } from '../../config/schema.js'
+import { grpcStatusOfHeaders, grpcStatusOfTrailers, type UndiciTrailers } from '../grpc-status.js'
 import { createProbeClient, type ProbeClient } from './probe-client.js'
 
 export type ActiveSettings = NonNullable<NonNullable<Upstream['healthCheck']>['active']>
@@ -56,6 +59,69 @@ export interface ProbeTarget {
 const JITTER = 0.1
 const PROBE_TIMEOUT = Object.assign(new Error('probe timed out'), { code: 'TOLLGATE_PROBE_TIMEOUT' })
 const PROBE_HEADERS = ['user-agent', 'tollgate-health-check']
+const GRPC_PROBE_PATH = '/grpc.health.v1.Health/Check'
+const GRPC_PROBE_HEADERS = ['user-agent', 'tollgate-health-check', 'content-type', 'application/grpc', 'te', 'trailers']
+/** HealthCheckResponse.ServingStatus (grpc/grpc doc/health-checking.md). */
+const SERVING = 1
+const SERVING_NAMES = ['UNKNOWN', 'SERVING', 'NOT_SERVING', 'SERVICE_UNKNOWN']
+
+/**
+ * One length-prefixed gRPC message holding HealthCheckRequest { string service = 1 }: made once per checker.
+ * Protobuf by hand: one optional string field needs no library.
+ */
+export function grpcHealthRequest(service: string): Buffer {
+  const name = Buffer.from(service, 'utf8')
+  const field = name.length === 0 ? Buffer.alloc(0) : Buffer.concat([Buffer.from([0x0a]), varint(name.length), name])
+  const frame = Buffer.alloc(5 + field.length)
+  frame.writeUInt32BE(field.length, 1)
+  field.copy(frame, 5)
+  return frame
+}
+
+function varint(n: number): Buffer {
+  const out: number[] = []
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80)
+    n >>>= 7
+  }
+  out.push(n)
+  return Buffer.from(out)
+}
+
+/**
+ * The ServingStatus in a HealthCheckResponse message (with its 5-byte prefix), or -1 when the bytes are not
+ * one uncompressed message. Fields other than status (none today) are skipped by wire type.
+ */
+export function servingStatusOf(body: Buffer): number {
+  if (body.length < 5 || body[0] !== 0) return -1
+  const length = body.readUInt32BE(1)
+  if (body.length !== 5 + length) return -1
+  let status = 0 // proto3: an absent field is its zero value, UNKNOWN
+  for (let i = 5; i < body.length;) {
+    const key = body[i++]!
+    const wire = key & 7
+    let value = 0
+    if (wire === 0) {
+      for (let shift = 0; i < body.length; shift += 7) {
+        const b = body[i++]!
+        value += (b & 0x7f) * 2 ** shift
+        if ((b & 0x80) === 0) break
+      }
+      if (key >>> 3 === 1) status = value
+    } else if (wire === 2) {
+      let len = 0
+      for (let shift = 0; i < body.length; shift += 7) {
+        const b = body[i++]!
+        len += (b & 0x7f) * 2 ** shift
+        if ((b & 0x80) === 0) break
+      }
+      i += len
+    } else {
+      return -1
+    }
+  }
+  return status
+}
 
 /** expectStatus ("200-399", 204, ...) as a lookup table indexed by status. */
 export function compileExpectStatus(expect: ReadonlyArray<number | string>): Uint8Array {
@@ -86,6 +152,9 @@ class Subject implements Dispatcher.DispatchHandler {
   status = 0
   timedOut = false
   timer: NodeJS.Timeout | null = null
+  /** gRPC probes: the response message bytes (a few) and the call's grpc-status (-1 until seen). */
+  body: Buffer[] | null = null
+  grpcStatus = -1
 
   constructor(checker: ActiveChecker, target: ProbeTarget) {
     this.checker = checker
@@ -101,14 +170,17 @@ class Subject implements Dispatcher.DispatchHandler {
   }
 
   onConnect(): void {}
-  onHeaders(statusCode: number): boolean {
+  onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
     this.status = statusCode
+    if (this.body !== null) this.grpcStatus = grpcStatusOfHeaders(rawHeaders, this.grpcStatus)
     return true
   }
-  onData(): boolean {
+  onData(chunk: Buffer): boolean {
+    if (this.body !== null && this.body.length < 16) this.body.push(chunk)
     return true
   }
-  onComplete(): void {
+  onComplete(trailers: UndiciTrailers): void {
+    if (this.body !== null) this.grpcStatus = grpcStatusOfTrailers(trailers, this.grpcStatus)
     this.checker.settle(this, null)
   }
   onError(err: Error): void {
@@ -134,6 +206,8 @@ export class ActiveChecker {
   readonly upstream: string
   readonly settings: ActiveSettings
   readonly #expect: Uint8Array
+  /** The gRPC health request (grpcService set), else null: GET path. */
+  readonly #grpcRequest: Buffer | null
   readonly #listener: ReportListener
   readonly #random: () => number
   readonly #subjects = new Map<string, Subject>()
@@ -145,6 +219,7 @@ export class ActiveChecker {
     this.upstream = upstream
     this.settings = settings
     this.#expect = compileExpectStatus(settings.expectStatus)
+    this.#grpcRequest = settings.grpcService === undefined ? null : grpcHealthRequest(settings.grpcService)
     this.#listener = listener
     this.#random = random
   }
@@ -224,11 +299,12 @@ export class ActiveChecker {
     if (this.#closed || subject.removed) return
     if (subject.timedOut) err = PROBE_TIMEOUT
     const status = subject.status
-    const passed = err === null && this.#expect[status] === 1
+    const grpcProblem = err === null && this.#grpcRequest !== null ? grpcProbeProblem(subject) : null
+    const passed = err === null && (this.#grpcRequest === null ? this.#expect[status] === 1 : grpcProblem === null)
     const before = subject.state
     subject.lastProbeAt = Date.now()
     subject.lastStatus = err === null ? status : null
-    subject.lastError = passed ? null : err === null ? `status ${status} not in expectStatus` : describeError(err, this.settings.timeout)
+    subject.lastError = passed ? null : err !== null ? describeError(err, this.settings.timeout) : grpcProblem ?? `status ${status} not in expectStatus`
     if (passed) {
       subject.successes++
       subject.failures = 0
@@ -254,10 +330,17 @@ export class ActiveChecker {
     subject.startedMs = now
     subject.status = 0
     subject.timedOut = false
-    const client = (subject.client ??= createProbeClient(subject.origin, this.settings.timeout))
+    const grpc = this.#grpcRequest
+    const client = (subject.client ??= createProbeClient(subject.origin, this.settings.timeout, grpc !== null))
     subject.timer = setTimeout(onProbeTimeout, this.settings.timeout, subject)
     subject.timer.unref()
-    client.dispatch({ origin: subject.origin, path: this.settings.path, method: 'GET', headers: PROBE_HEADERS, headersTimeout: 0, bodyTimeout: 0 }, subject)
+    if (grpc === null) {
+      client.dispatch({ origin: subject.origin, path: this.settings.path, method: 'GET', headers: PROBE_HEADERS, headersTimeout: 0, bodyTimeout: 0 }, subject)
+      return
+    }
+    subject.body = []
+    subject.grpcStatus = -1
+    client.dispatch({ origin: subject.origin, path: GRPC_PROBE_PATH, method: 'POST', headers: GRPC_PROBE_HEADERS, body: grpc, headersTimeout: 0, bodyTimeout: 0 }, subject)
   }
 
   #drop(subject: Subject): Promise<void> {
@@ -286,6 +369,15 @@ export class ActiveChecker {
     this.#timer = setTimeout(onTick, Math.max(0, due - now), this)
     this.#timer.unref()
   }
+}
+
+/** Why a gRPC health probe that got a response failed, or null when it passed. */
+function grpcProbeProblem(subject: Subject): string | null {
+  if (subject.status !== 200) return `status ${subject.status}: not a gRPC response`
+  if (subject.grpcStatus !== 0) return subject.grpcStatus === -1 ? 'no grpc-status in the response' : `grpc-status ${subject.grpcStatus}`
+  const serving = servingStatusOf(Buffer.concat(subject.body ?? []))
+  if (serving === SERVING) return null
+  return serving === -1 ? 'not a HealthCheckResponse message' : `health status ${SERVING_NAMES[serving] ?? serving}`
 }
 
 function describeError(err: Error, timeoutMs: number): string {

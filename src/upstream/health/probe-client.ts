@@ -12,10 +12,12 @@ let ClientClass: typeof Client | null = null
 
 export type ProbeClient = Client
 
-export function createProbeClient(origin: string, timeoutMs: number): ProbeClient {
+/** `http2`: the gRPC health protocol (h2c for http://, ALPN h2 for https://), as the traffic pool speaks it. */
+export function createProbeClient(origin: string, timeoutMs: number, http2 = false): ProbeClient {
   ClientClass ??= require('undici/lib/dispatcher/client.js') as typeof Client
   return new ClientClass(origin, {
-    connect: { timeout: timeoutMs },
+    connect: http2 ? { timeout: timeoutMs, useH2c: origin.startsWith('http:') } as { timeout: number } : { timeout: timeoutMs },
+    allowH2: http2,
     headersTimeout: 0,
     bodyTimeout: 0,
     keepAliveTimeout: 4_000,
