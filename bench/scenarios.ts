@@ -1,5 +1,6 @@
 // The load scenarios. Adding one is adding an entry here: what request to send, and optionally the
 // Tollgate config to run it under and the peers worth comparing.
+import { resolve } from 'node:path'
 import { FAILURE_PATH } from './lib/bodies.js'
 import { benchJwt } from './lib/bench-jwt.js'
 
@@ -118,6 +119,23 @@ const keyAuthConfig = (upstreamUrl: string): string => `${policiesConfig(upstrea
       type: key
       key: { header: x-api-key, consumers: { bench: { keyHash: "sha256:95ab1ab43a1c769ff93ba02eec3f4f81c077398c1691a00ae8628abd43901779" }, other: { keyHash: "sha256:0000000000000000000000000000000000000000000000000000000000000000" } } }
       forwardConsumer: x-consumer
+`
+
+/** bench/plugins/set-header.mjs from dist/bench/ (the build does not copy it: it is plain JavaScript). */
+const BENCH_PLUGIN = resolve(import.meta.dirname, '../../bench/plugins/set-header.mjs')
+
+/**
+ * One route with one synchronous onRequest plugin that sets one upstream header (README "Plugins"): the per-request
+ * cost of the plugin machinery (a ctx per request, the hook call, its timing, the header applied) over the core path.
+ */
+const pluginConfig = (upstreamUrl: string): string => `upstreams:
+  up: { targets: [{ url: ${upstreamUrl} }] }
+routes:
+  - id: r0
+    match: { path: /* }
+    upstream: up
+    plugins:
+      - { module: ${BENCH_PLUGIN}, config: { value: "1" } }
 `
 
 /**
@@ -333,6 +351,15 @@ export const scenarios: readonly Scenario[] = [
     description: 'GET / with every request also copied to a mirror upstream (twice the upstream requests)',
     path: '/',
     tollgateConfig: mirrorConfig,
+    peers: TOLLGATE_ONLY,
+    needsTollgate: true,
+    hasCoreBaseline: true,
+  },
+  {
+    name: 'plugin',
+    description: 'GET / through one synchronous onRequest plugin that sets one upstream header',
+    path: '/',
+    tollgateConfig: pluginConfig,
     peers: TOLLGATE_ONLY,
     needsTollgate: true,
     hasCoreBaseline: true,

@@ -32,7 +32,7 @@ async function main(argv: string[]): Promise<number> {
     case 'validate': {
       const { runValidate } = await import('./commands/validate-command.js')
       // The same file the gateway would run: TOLLGATE_CONFIG names it for both (README "Command line").
-      const r = runValidate(rest[0] ?? process.env['TOLLGATE_CONFIG'] ?? 'routes.yaml', process.env)
+      const r = await runValidate(rest[0] ?? process.env['TOLLGATE_CONFIG'] ?? 'routes.yaml', process.env)
       process.stdout.write(r.stdout)
       process.stderr.write(r.stderr)
       return r.exitCode

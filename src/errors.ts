@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'PAYLOAD_TOO_LARGE'
   | 'EXPECTATION_FAILED'
   | 'RATE_LIMITED'
+  | 'PLUGIN_FAILED'
   | 'UPSTREAM_UNAVAILABLE'
   | 'CIRCUIT_OPEN'
   | 'NO_HEALTHY_UPSTREAM'
@@ -54,6 +55,8 @@ export const FORBIDDEN = refusal(403, 'FORBIDDEN', 'the request is not allowed o
 export const WEBSOCKET_NOT_ENABLED = refusal(403, 'FORBIDDEN', 'WebSocket upgrades are not enabled on this route')
 /** A route's access list (src/policy/access/) refused the client address. */
 export const FORBIDDEN_ADDRESS = refusal(403, 'FORBIDDEN', 'the client address is not allowed on this route')
+/** A route plugin's onRequest or onResponse threw or ran past its timeout (src/policy/plugins/). */
+export const PLUGIN_FAILED = refusal(500, 'PLUGIN_FAILED', 'a plugin of this route failed')
 export const PAYLOAD_TOO_LARGE = refusal(413, 'PAYLOAD_TOO_LARGE', 'the request body is larger than maxBodySize')
 export const EXPECTATION_FAILED = refusal(417, 'EXPECTATION_FAILED', 'only "Expect: 100-continue" is supported')
 export const RATE_LIMITED = refusal(429, 'RATE_LIMITED', 'rate limit exceeded')
@@ -97,7 +100,7 @@ export const BAD_FRAMING = badRequest('the request could not be parsed as HTTP/1
 /** Every gateway-made response, in status order: the source of README's error table. */
 export const GATEWAY_ERRORS: readonly Refusal[] = Object.freeze([
   BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, ROUTE_NOT_FOUND, METHOD_NOT_ALLOWED, REQUEST_TIMEOUT, PAYLOAD_TOO_LARGE,
-  EXPECTATION_FAILED, RATE_LIMITED, UPSTREAM_UNAVAILABLE, CIRCUIT_OPEN, NO_HEALTHY_UPSTREAM,
+  EXPECTATION_FAILED, RATE_LIMITED, PLUGIN_FAILED, UPSTREAM_UNAVAILABLE, CIRCUIT_OPEN, NO_HEALTHY_UPSTREAM,
   OVERLOADED, RATE_LIMIT_UNAVAILABLE, SHUTTING_DOWN, UPSTREAM_TIMEOUT,
 ])
 

@@ -41,7 +41,7 @@ export const TARGETS = {
 /** The scenario whose Tollgate is the core path (one route, no policies) when a core-baseline scenario has no tollgate-core. */
 export const CORE_SCENARIO = 'small'
 /** Scenarios measured against the core path rather than against undici-stream. */
-const CORE_BASELINE_SCENARIOS = new Set(['policies', 'limits', 'cluster-limit', 'breaker-open', 'failing-upstream', 'tracing', 'tracing-all', 'access-log', 'workers', 'key-auth', 'jwt-auth', 'split', 'split-sticky', 'mirror'])
+const CORE_BASELINE_SCENARIOS = new Set(['policies', 'limits', 'cluster-limit', 'breaker-open', 'failing-upstream', 'tracing', 'tracing-all', 'access-log', 'workers', 'key-auth', 'jwt-auth', 'split', 'split-sticky', 'mirror', 'plugin'])
 
 const met = (isMet: boolean): string => (isMet ? 'met' : 'NOT met')
 
@@ -179,6 +179,14 @@ export function limiterChecks(reports: readonly ScenarioReport[]): string[] {
       checks.push(`${scenario}: tollgate req/s ÷ ${c.baselineName} req/s ${c.ratio.toFixed(3)} (no target)`)
       checks.push(c.added === null ? `${scenario}: CPU per request not measured (no /proc)` : `${scenario}: the CPU per request of ${label} ${c.added} (no target)`)
     }
+  }
+  // Issue 17 item 5: one synchronous onRequest plugin (README "Plugins") against the core path, no target.
+  const plugin = againstCore(reports, 'plugin')
+  if (typeof plugin === 'string') checks.push(plugin)
+  else if (plugin !== null) {
+    checks.push(`plugin: tollgate req/s ÷ ${plugin.baselineName} req/s ${plugin.ratio.toFixed(3)} (no target)`)
+    checks.push(plugin.added === null ? 'plugin: CPU per request not measured (no /proc)'
+      : `plugin: the CPU per request of one synchronous onRequest plugin that sets a header ${plugin.added} (no target)`)
   }
   return checks
 }

@@ -16,6 +16,7 @@ import { microRequestPaths, microRoutesYaml, servicesIn } from './micro-routes.j
 import { measureOperations } from './batches.js'
 import { limiterOperations } from './limiter-bench.js'
 import { accessAuthOperations, jwtAuthOperations, measureJwtVerify } from './access-auth-bench.js'
+import { pluginOperations } from './plugin-bench.js'
 import { routerOperations } from './router-bench.js'
 
 const SMALL = 1_000
@@ -40,7 +41,7 @@ const routing = routerOperations({
   smallLabel: '1k',
   largeLabel: '10k',
 })
-const calls = measureOperations([...routing, ...limiters.operations, ...accessAuthOperations(), ...(await jwtAuthOperations())],
+const calls = measureOperations([...routing, ...limiters.operations, ...accessAuthOperations(), ...(await jwtAuthOperations()), ...pluginOperations()],
   isQuick ? { rounds: 1, batchesPerRound: 3, warmupBatches: 2 } : { rounds: 5, batchesPerRound: 15, warmupBatches: 5 })
 calls.push(...(await measureJwtVerify(isQuick ? 1 : 3)))
 limiters.close()

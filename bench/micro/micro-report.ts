@@ -61,6 +61,9 @@ export const CALL_KEYS = {
   jwtCachedHit: 'jwtAuthStepCachedHit',
   jwtVerifyUncached: 'joseJwtVerifyRs256',
   rs256VerifyRaw: 'nodeCryptoVerifyRs256',
+  /** A route plugin (issue 17 item 5; no target): PluginStep.run with one sync onRequest, and the bare hook beside it. */
+  pluginStep: 'pluginStepSyncHook',
+  pluginHookBare: 'pluginHookBare',
 } as const
 
 export const RUN_KEYS = {

@@ -1,8 +1,9 @@
-// `tollgate validate [F]` and `tollgate schema` (README.md "Command line"). Pure functions: the CLI prints
-// and exits.
+// `tollgate validate [F]` and `tollgate schema` (README.md "Command line"). The CLI prints and exits; validate
+// imports the config's plugins (their top-level code runs), nothing else has effects.
 import { ConfigError, formatIssue } from '../errors.js'
 import { loadConfigFile } from '../config/load.js'
 import { Config } from '../config/schema.js'
+import { pluginModules } from '../policy/plugins/plugin-modules.js'
 
 export interface CommandOutput {
   readonly exitCode: 0 | 1
@@ -14,10 +15,14 @@ export interface CommandOutput {
  * Exit 0 with `routes.yaml: OK — 3 routes, 2 upstreams` on stdout and any warnings and not-enforced
  * settings on stderr; or exit 1 with every problem on stderr, one per line (`F:line:col path: reason`).
  */
-export function runValidate(file: string, env: NodeJS.ProcessEnv): CommandOutput {
+export async function runValidate(file: string, env: NodeJS.ProcessEnv): Promise<CommandOutput> {
   try {
     // TOLLGATE_CONFIG and friends steer the process; TOLLGATE_LOG_LEVEL is the override of log.level.
-    const { config, warnings, notEnforced } = loadConfigFile(file, env)
+    const loaded = loadConfigFile(file, env)
+    const { config, warnings, notEnforced } = loaded
+    // The plugins are imported and checked as the gateway would (README "Plugins"): their top-level code runs.
+    const pluginIssues = await pluginModules.prepare(config, loaded.locate, file)
+    if (pluginIssues.length > 0) throw new ConfigError(pluginIssues)
     const routes = plural(config.routes.length, 'route')
     const upstreams = plural(Object.keys(config.upstreams).length, 'upstream')
     const notes = [

@@ -5,10 +5,11 @@
 // downstream parses them again. The files of `tls:` are read and checked here too (tls-files.ts): they are
 // part of the config, and the loaded Config carries their PEM.
 import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import { TransformDecode } from '@sinclair/typebox/value'
 import { ConfigError, type ConfigIssue } from '../errors.js'
-import { checkConfig, listNotEnforced } from './check.js'
+import { checkConfig, listNotEnforced, type Locate } from './check.js'
 import { applyEnvOverrides } from './env-overrides.js'
 import { Config } from './schema.js'
 import { formatPath, validateValue, type IssueTarget, type PathSegment, type ValueIssue } from './validate-value.js'
@@ -22,6 +23,8 @@ export interface LoadResult {
   readonly warnings: readonly ConfigIssue[]
   /** Settings present in the config whose behaviour is not enforced yet, one line each. */
   readonly notEnforced: readonly string[]
+  /** Locates a path of this config as `file:line:col`: for the checks made after loading (plugin configs, README "Plugins"). */
+  readonly locate: Locate
 }
 
 /** Loads routes.yaml text; `file` names it in messages. Throws ConfigError with every problem found. */
@@ -72,12 +75,26 @@ export function loadConfigText(text: string, file: string, env: NodeJS.ProcessEn
     if (files.tls !== null) (upstream as { tls?: unknown }).tls = files.tls
   }
   if (issues.some(isError)) throw new ConfigError(inFileOrder(issues))
+  resolvePluginModules(config, file)
 
-  return deepFreeze({
+  const result = deepFreeze({
     config,
     warnings: inFileOrder(issues.filter((i) => i.severity === 'warning')),
     notEnforced: listNotEnforced(config),
   })
+  return Object.freeze({ ...result, locate })
+}
+
+/**
+ * A plugin's `module` is relative to the config file (README "Plugins"): made absolute here, once, so that a
+ * cluster worker and the table build need no file name. Importing and checking them is asynchronous and
+ * comes after this (src/policy/plugins/plugin-modules.ts).
+ */
+function resolvePluginModules(config: Config, file: string): void {
+  const base = dirname(resolve(file))
+  for (const route of config.routes) {
+    for (const plugin of route.plugins ?? []) (plugin as { module: string }).module = resolve(base, plugin.module)
+  }
 }
 
 /** Reads and loads a file; messages name `path` as given. */

@@ -355,6 +355,12 @@ export const Mirror = Type.Object({
   maxConcurrent: Type.Integer({ minimum: 1, default: 100, description: 'Copies of this route in flight (body being buffered or sent); over it a copy is dropped, so a slow mirror cannot hold memory.' }),
 }, { ...strict, description: 'Fire-and-forget copies of requests to another upstream: never delays or fails the real response.' })
 
+export const Plugin = Type.Object({
+  module: Type.String({ minLength: 1, description: 'Path of the plugin, a JavaScript ES module, relative to this file (or absolute). It exports any of onRequest, onResponse, onLog and optionally configSchema (README "Plugins"). Re-imported on reload when its content changed.' }),
+  config: Type.Record(Type.String(), Type.Unknown(), { default: {}, description: 'Handed to the plugin\'s hooks as ctx.config; checked against its configSchema at load.' }),
+  timeout: Duration('Time budget of each hook call; past it (or on a throw) onRequest and onResponse answer 500 PLUGIN_FAILED.', '100ms'),
+}, { ...strict, description: 'One plugin of the route (README "Plugins").' })
+
 const routeFields = {
   match: RouteMatch,
   priority: Type.Integer({ default: 0, description: 'Tie-break between otherwise equal matches: higher wins.' }),
@@ -382,6 +388,7 @@ const routeFields = {
   rateLimit: Type.Optional(Type.Array(RateLimit, { description: 'All must admit; rejected requests are not counted.' })),
   circuitBreaker: Type.Optional(CircuitBreaker),
   tracing: Type.Optional(Type.Object({ sampleRatio: Ratio('Sampling ratio for this route.') }, strict)),
+  plugins: Type.Optional(Type.Array(Plugin, { description: 'Plugins run in this order after auth and rate limits, before the circuit breaker (README "Plugins"). routes.yaml only: an etcd route cannot name code to run.' })),
 }
 
 const RouteId = Type.String({ pattern: '^[A-Za-z0-9_.:-]+$', maxLength: 128, description: 'Unique; the label in metrics, logs and /status.' })
@@ -470,3 +477,5 @@ export type Auth = StaticDecode<typeof Auth>
 export type SplitEntry = StaticDecode<typeof SplitEntry>
 export type SplitRule = StaticDecode<typeof SplitRule>
 export type Mirror = StaticDecode<typeof Mirror>
+/** In the loaded Config `module` is absolute (load.ts resolves it against the config file's directory). */
+export type Plugin = StaticDecode<typeof Plugin>

@@ -79,6 +79,9 @@ export function parseItem(item: EtcdItemKey, value: string): { parsed: ParsedIte
       if (route['id'] !== undefined && route['id'] !== item.id) {
         return { reason: `id: ${JSON.stringify(route['id'])} differs from the key's id ${JSON.stringify(item.id)}; omit id or make them equal` }
       }
+      // A plugin is code the gateway runs, loaded from a file next to routes.yaml (README "Plugins"): write access
+      // to etcd must not be enough to make the gateway run a file.
+      if (route['plugins'] !== undefined) return { reason: 'plugins: are read from routes.yaml only; move this route to the file or drop its plugins' }
       return { parsed: { kind: 'route', id: item.id, route: { ...(Value.Decode(EtcdRoute, route) as object), id: item.id } as Route } }
     }
     case 'upstream': {

@@ -1,5 +1,5 @@
 // A per-route step of the request pipeline (src/proxy/pipeline.ts runs them in order): the access list,
-// key auth, a limiter, the breaker's admission, the upstream's bulkhead. The table builder (src/table/) chooses a route's steps once
+// key auth, a limiter, the plugins, the breaker's admission, the upstream's bulkhead. The table builder (src/table/) chooses a route's steps once
 // per config version; a request only walks the array.
 import type { IncomingMessage } from 'node:http'
 import type { Refusal } from '../errors.js'
@@ -34,6 +34,8 @@ export interface StepContext {
   readonly startMs: number
   /** The canonical path (src/http/canonical-path.ts), without the query. */
   readonly canonicalPath: string
+  /** `?...` of the request target, '' when none. */
+  readonly query: string
   /** The client address (X-Forwarded-For past trusted proxies), resolved on first use. */
   clientIp(): string
   /** Hold `admission` until the request ends. One per request. */
@@ -64,6 +66,11 @@ export interface StepContext {
   useFallbackUpstream(): void
   /** The route's weighted split (src/upstream/traffic-split.ts) chose its upstream number `choice`. */
   useSplitUpstream(choice: number): void
+  /**
+   * The request's run through its route's plugins (src/policy/plugins/plugin-call.ts), set by the plugin
+   * step; null on routes without plugins. Typed loosely here: http/ sits below policy/.
+   */
+  plugins: object | null
 }
 
 export interface RequestStep {

@@ -4,7 +4,10 @@
 import { EventEmitter } from 'node:events'
 import type { Config } from '../config/schema.js'
 import { EtcdConfigSource, type EtcdSourceOptions, type EtcdUpdate } from '../etcd/source.js'
-import { formatIssue } from '../errors.js'
+import { ConfigError, formatIssue, type ConfigIssue } from '../errors.js'
+import { loadConfigText, readConfigText, type LoadResult } from '../config/load.js'
+import { pluginModules } from '../policy/plugins/plugin-modules.js'
+import { superviseForPlugins } from './plugin-guard.js'
 import type { HeapTrimmer } from '../telemetry/heap-trim.js'
 import type { Logger } from '../telemetry/log.js'
 import type { Metrics } from '../telemetry/metrics.js'
@@ -64,7 +67,7 @@ export class ConfigSources {
   /** Reads and validates the file (a ConfigError lists every problem) and opens etcd without waiting for it. */
   static async open(options: ConfigSourcesOptions): Promise<ConfigSources> {
     const file = new FileConfigSource(options.configPath, options.env)
-    const loaded = file.loadInitial()
+    const loaded = await loadInitialWithPlugins(file, options.log)
     for (const w of loaded.warnings) options.log.warn({ where: w.where, path: w.path }, formatIssue(w))
     for (const n of loaded.notEnforced) options.log.warn({ notEnforced: true }, n)
     const settings = loaded.config.etcd
@@ -103,11 +106,22 @@ export class ConfigSources {
     return `waiting for the first full read of etcd (${this.etcd.status().lastError ?? 'connecting'})`
   }
 
-  /** Re-reads the file now. Never throws: a bad file keeps the config in force. */
-  reload(): ApplyResult {
+  /**
+   * Re-reads the file now. Never rejects: a bad file keeps the config in force. Reloads run one after
+   * another: importing a changed plugin is asynchronous (README "Plugins").
+   */
+  reload(): Promise<ApplyResult> {
+    const run = this.#reloading.then(() => this.#reloadOnce())
+    this.#reloading = run
+    return run
+  }
+
+  #reloading: Promise<unknown> = Promise.resolve()
+
+  async #reloadOnce(): Promise<ApplyResult> {
     let event: ReloadEvent
     try {
-      event = this.#reload()
+      event = await this.#reload()
     } catch (err) {
       // A bug must not take the process down from a watcher callback; the config in force stays.
       this.#options.log.error({ err }, 'config reload failed; the previous config stays in force')
@@ -119,7 +133,7 @@ export class ConfigSources {
     return event.result
   }
 
-  #reload(): ReloadEvent {
+  async #reload(): Promise<ReloadEvent> {
     const applier = this.#applier
     if (this.#closed || applier === null) return { result: 'unchanged', revision: this.file.revision }
     const outcome = this.file.reload()
@@ -129,6 +143,14 @@ export class ConfigSources {
       return { result: 'rejected', revision: outcome.revision }
     }
     const loaded = outcome.result
+    // The plugins are imported and checked before anything is applied: a bad one rejects the whole file.
+    const pluginIssues = await preparePlugins(loaded, this.file.path, this.#options.log)
+    if (this.#closed) return { result: 'unchanged', revision: outcome.revision }
+    if (pluginIssues.length > 0) {
+      this.file.reject(pluginIssues, outcome.revision)
+      applier.reject('file', pluginIssues, outcome.revision)
+      return { result: 'rejected', revision: outcome.revision }
+    }
     let next = loaded.config
     if (this.etcd !== null) {
       const update = this.etcd.setFile(loaded.config)
@@ -150,9 +172,9 @@ export class ConfigSources {
     return { result: 'applied', revision: outcome.revision }
   }
 
-  /** Watches exactly the tls files of the config in force (they change with routes.yaml). */
+  /** Watches exactly the tls and plugin files of the config in force (they change with routes.yaml). */
   #watchTlsFiles(): void {
-    const wanted = new Set(this.file.tlsFiles())
+    const wanted = new Set([...this.file.tlsFiles(), ...this.file.pluginFiles()])
     for (const [file, watcher] of this.#tlsWatchers) {
       if (wanted.has(file)) continue
       void watcher.close()
@@ -177,4 +199,21 @@ export class ConfigSources {
     this.#tlsWatchers.clear()
     await this.etcd?.close()
   }
+}
+
+/** The first load: the file, then its plugins; every problem of either as one ConfigError. */
+async function loadInitialWithPlugins(file: FileConfigSource, log: Logger): Promise<LoadResult> {
+  const text = readConfigText(file.path)
+  const loaded = loadConfigText(text, file.path, file.env)
+  const issues = await preparePlugins(loaded, file.path, log)
+  if (issues.length > 0) throw new ConfigError(issues)
+  file.markApplied(text, loaded)
+  return loaded
+}
+
+/** Imports and checks the plugins of `loaded` (README "Plugins"); their problems, located in the file. */
+export function preparePlugins(loaded: LoadResult, file: string, log: Logger): Promise<ConfigIssue[]> {
+  if (!loaded.config.routes.some((r) => r.plugins !== undefined && r.plugins.length > 0)) return Promise.resolve([])
+  pluginModules.beforeFirstImport(() => superviseForPlugins(log))
+  return pluginModules.prepare(loaded.config, loaded.locate, file)
 }

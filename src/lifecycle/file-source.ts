@@ -1,12 +1,14 @@
 // routes.yaml as a config source: the text last applied, its revision, and what the last rejected reload
 // said. Reading and validating happen here; building and swapping the table is the caller's job.
 // The files of `tls:` are part of the config (README "TLS"): the revision covers their contents too, so a
-// renewed certificate under an unchanged routes.yaml is a change, and a bad one is rejected once.
+// renewed certificate under an unchanged routes.yaml is a change, and a bad one is rejected once. So are the
+// plugin files (README "Plugins"), by their content version.
 import { createHash } from 'node:crypto'
 import { ConfigError, type ConfigIssue } from '../errors.js'
 import { readFileSync } from 'node:fs'
 import { loadConfigText, readConfigText, type LoadResult } from '../config/load.js'
 import type { Config } from '../config/schema.js'
+import { contentVersion, pluginModules } from '../policy/plugins/plugin-modules.js'
 
 export type ReloadOutcome =
   | { readonly kind: 'unchanged'; readonly revision: string }
@@ -30,14 +32,6 @@ export class FileConfigSource {
     this.env = env
   }
 
-  /** Start-up: every error at once, as a ConfigError. */
-  loadInitial(): LoadResult {
-    const text = readConfigText(this.path)
-    const result = loadConfigText(text, this.path, this.env)
-    this.markApplied(text, result)
-    return result
-  }
-
   /** Reload: unchanged content is a no-op; an invalid file is rejected and the current config stays. */
   reload(): ReloadOutcome {
     let text: string
@@ -47,8 +41,11 @@ export class FileConfigSource {
       if (err instanceof ConfigError) return this.reject([...err.issues], null)
       throw err
     }
-    // The tls files named by the config in force: if the text changed, the revision differs anyway.
-    const revision = revisionOf(text, this.tlsFiles().map((file) => [file, readOrEmpty(file)]))
+    // The tls and plugin files named by the config in force: if the text changed, the revision differs anyway.
+    const revision = revisionOf(text, [
+      ...this.tlsFiles().map((file): [string, string] => [file, readOrEmpty(file)]),
+      ...this.pluginFiles().map((file): [string, string] => [file, versionOrEmpty(file)]),
+    ])
     if (revision === this.revision) {
       // Back to the text in force (e.g. a bad edit was undone): nothing to apply, nothing rejected any more.
       this.clearRejection()
@@ -68,7 +65,7 @@ export class FileConfigSource {
 
   markApplied(text: string, result: LoadResult): void {
     this.text = text
-    this.revision = revisionOf(text, tlsContents(result.config))
+    this.revision = revisionOf(text, [...tlsContents(result.config), ...pluginVersions(result.config)])
     this.current = result
     this.appliedAt = new Date()
     this.clearRejection()
@@ -77,6 +74,11 @@ export class FileConfigSource {
   /** The files of the tls: section in force (certificates, keys, client CA), absolute. */
   tlsFiles(): string[] {
     return tlsContents(this.current?.config).map(([file]) => file)
+  }
+
+  /** The plugin files of the config in force, absolute (README "Plugins": a changed plugin is a reload). */
+  pluginFiles(): string[] {
+    return pluginVersions(this.current?.config).map(([file]) => file)
   }
 
   clearRejection(): void {
@@ -118,6 +120,28 @@ function tlsContents(config: Config | undefined): Array<[string, string]> {
     if (t.key !== null && t.keyPem !== null) out.push([t.key, t.keyPem])
   }
   return out
+}
+
+/** [path, content version] of every plugin file, as the plugin modules in force were imported. */
+function pluginVersions(config: Config | undefined): Array<[string, string]> {
+  const out: Array<[string, string]> = []
+  const seen = new Set<string>()
+  for (const route of config?.routes ?? []) {
+    for (const plugin of route.plugins ?? []) {
+      if (seen.has(plugin.module)) continue
+      seen.add(plugin.module)
+      out.push([plugin.module, pluginModules.versionOf(plugin.module)])
+    }
+  }
+  return out
+}
+
+function versionOrEmpty(file: string): string {
+  try {
+    return contentVersion(readFileSync(file))
+  } catch {
+    return '' // unreadable now: a change; the load that follows says why
+  }
 }
 
 function readOrEmpty(file: string): string {

@@ -172,9 +172,9 @@ export class Gateway {
     return this.sources?.etcd ?? null
   }
 
-  /** Re-reads routes.yaml now (a worker has no file: 'unchanged'). Never throws. */
-  reload(): ApplyResult {
-    return this.sources?.reload() ?? 'unchanged'
+  /** Re-reads routes.yaml now (a worker has no file: 'unchanged'). Never rejects. */
+  reload(): Promise<ApplyResult> {
+    return this.sources?.reload() ?? Promise.resolve('unchanged')
   }
 
   /** Puts a validated config in force (the cluster primary's, or a test's). Never throws. */

@@ -54,13 +54,12 @@ export function handleShutdownSignals(graceful: () => Promise<void>, log: Logger
  * SIGHUP reloads the config file now, as it does for nginx and HAProxy (Node's default would kill the
  * process with no drain). The file is also watched; this is for operators and scripts that expect it.
  */
-export function handleReloadSignal(reload: () => string, log: Logger): void {
+export function handleReloadSignal(reload: () => Promise<string>, log: Logger): void {
   process.on('SIGHUP', () => {
     log.info({ signal: 'SIGHUP' }, 'reloading the config file')
-    try {
-      log.info({ result: reload() }, 'SIGHUP reload done')
-    } catch (err) {
-      log.error({ err }, 'SIGHUP reload failed')
-    }
+    reload().then(
+      (result) => log.info({ result }, 'SIGHUP reload done'),
+      (err: unknown) => log.error({ err }, 'SIGHUP reload failed'),
+    )
   })
 }

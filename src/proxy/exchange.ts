@@ -10,6 +10,7 @@
 //   pipeline -> refused                                  (gateway-made response)
 //   pipeline -> suspended -> pipeline                    (a step waits for a store)
 //   pipeline -> attempt -> responding -> done            (forward.ts: upstream response streamed)
+//   attempt -> head held (async onResponse plugin) -> responding | refused (plugin failed)
 //   attempt -> (error | retryable status, no bytes sent) -> backoff -> attempt (another target)
 //   responding -> error -> client connection destroyed    (bytes already sent: never retried)
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -27,8 +28,9 @@ import { FailureKind, type Outcome } from '../upstream/outcome.js'
 import type { Target } from '../upstream/target.js'
 import type { ClientConnection } from './client-connection.js'
 import type { MirrorCall } from './mirror.js'
+import type { PluginCall, ResponseHeadSink } from '../policy/plugins/plugin-call.js'
 import { kExchange } from './exchange-key.js'
-import { CLIENT_GONE, onUpstreamComplete, onUpstreamConnect, onUpstreamData, onUpstreamError, onUpstreamHeaders, sweepExchange } from './forward.js'
+import { CLIENT_GONE, onPluginResponseDone, onUpstreamComplete, onUpstreamConnect, onUpstreamData, onUpstreamError, onUpstreamHeaders, sweepExchange } from './forward.js'
 import { runRouteSteps } from './pipeline.js'
 import type { ProxyState } from './proxy-state.js'
 import { isGrpcRequest, sendGrpcRefusal } from './grpc-refusal.js'
@@ -44,7 +46,7 @@ function onResponseClose(this: WithExchange): void {
   this[kExchange]?.onClientClose()
 }
 
-export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchHandler, Watched, StepContext, Outcome, TraceFields {
+export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchHandler, Watched, StepContext, Outcome, TraceFields, ResponseHeadSink {
   readonly state: ProxyState
   /** The table in force when the request arrived: a reload meanwhile does not change its route. */
   readonly table: RouteTable
@@ -91,6 +93,8 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
   quotaResetMs = 0
   /** StepContext.breakerAdmission, read by record.ts (Outcome). */
   breakerAdmission = 0
+  /** StepContext.plugins: the request's run through its route's plugins (null: the route has none). */
+  plugins: PluginCall | null = null
   #clientIp: string | null = null
   #admission: Admission | null = null
 
@@ -123,6 +127,8 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
   active = false
   /** Reading from the upstream is paused until the client drains: the wait is the client's, not the upstream's. */
   paused = false
+  /** The response head held while an async onResponse plugin runs (forward.ts), else null. */
+  pendingHead: string[] | null = null
 
   // ---- the Outcome (upstream/outcome.ts), read by record.ts ----
   status = 0
@@ -279,6 +285,11 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     sweepExchange(this, now)
   }
 
+  /** ResponseHeadSink: the async onResponse plugins are done (src/policy/plugins/plugin-call.ts). */
+  pluginResponseDone(failed: boolean): void {
+    onPluginResponseDone(this, failed)
+  }
+
   // ---- the end ----
 
   onClientClose(): void {
@@ -315,6 +326,9 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
     // A request answered before any forward has not read its trace context yet; the logs want its trace id.
     if (this.traceId === '' && this.ids !== '') readTraceContext(this, this.ids)
     state.recorder.record(this.route, this.req.method ?? 'GET', this)
+    // After the record: a plugin's onLog sees the request as the logs do, and cannot delay them.
+    const plugins = this.plugins
+    if (plugins !== null && plugins.hasOnLog) plugins.runLog(this.status, this.durationMs)
     state.requestFinished()
     // Last: the next pipelined request of the connection may start from here.
     if (this.connection !== null) this.connection.done(this)

@@ -5,8 +5,9 @@
 // object or closure is made per attempt. A retry happens only before any response byte reached the client.
 import type { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
-import { NO_HEALTHY_UPSTREAM, PAYLOAD_TOO_LARGE, UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE } from '../errors.js'
+import { NO_HEALTHY_UPSTREAM, PAYLOAD_TOO_LARGE, PLUGIN_FAILED, UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE } from '../errors.js'
 import { socketPeer } from '../http/client-ip.js'
+import { Next } from '../http/request-step.js'
 import { FailureKind, classifyError, isConnectTimeout } from '../upstream/outcome.js'
 import type { Target } from '../upstream/target.js'
 import { grpcStatusOfHeaders, grpcStatusOfTrailers, httpStatusOfGrpc, trailerPairs, type UndiciTrailers } from '../upstream/grpc-status.js'
@@ -29,6 +30,7 @@ const EMPTY_TRIED: Target[] = []
 const RESPONSE_TIMEOUT = Object.assign(new Error('no response within timeouts.response'), { code: 'TOLLGATE_RESPONSE_TIMEOUT' })
 const BODY_TOO_LARGE = Object.assign(new Error('request body over maxBodySize'), { code: 'TOLLGATE_BODY_TOO_LARGE' })
 const H2_UNSENDABLE = Object.assign(new Error('the upstream response cannot be sent over HTTP/2'), { code: 'TOLLGATE_H2_UNSENDABLE' })
+const PLUGIN_DROPPED = Object.assign(new Error('an onResponse plugin failed; the upstream response is dropped'), { code: 'TOLLGATE_PLUGIN_FAILED' })
 export const CLIENT_GONE = Object.assign(new Error('client closed the connection'), { code: 'TOLLGATE_CLIENT_GONE' })
 
 /** The last step of the pipeline: headers for the upstream, then the first attempt. */
@@ -50,6 +52,7 @@ export function forward(ex: Exchange): void {
   // gRPC servers require `te: trailers` (it says the client reads trailers); it is hop-by-hop, so the
   // client's was dropped above and the gateway, which relays trailers, sends its own.
   if (upstream.grpc) ex.upstreamHeaders.push('te', 'trailers')
+  if (ex.plugins !== null) ex.plugins.applyUpstreamHeaders(ex.upstreamHeaders)
   if (upstream.hashKey !== null) {
     ex.hashValue = upstream.hashKey.valueOf(req, ex.canonicalPath, upstream.hashKey.needsClientIp ? ex.clientIp() : '', route.id)
   }
@@ -127,7 +130,6 @@ export function onUpstreamHeaders(ex: Exchange, statusCode: number, rawHeaders: 
   }
   if (ex.finished) return true
   ex.status = statusCode
-  ex.headersSent = true
   const headers = buildResponseHeaders(rawHeaders, ex.requestId, ex.state.draining && !ex.isH2, ex)
   if (ex.quotaSource !== null) appendQuotaHeaders(headers, ex.quotaSource, ex.quotaRemaining, ex.quotaResetMs)
   if (upstream.grpc) {
@@ -137,6 +139,18 @@ export function onUpstreamHeaders(ex: Exchange, statusCode: number, rawHeaders: 
     if (ex.grpcStatus !== -1) ex.grpcTrailers = takeStatusHeaders(headers)
     headers.push('trailer', 'grpc-status, grpc-message')
   }
+  const plugins = ex.plugins
+  if (plugins !== null && plugins.hasOnResponse) {
+    // README "Plugins": onResponse may set headers before they go; the body waits (undici pauses on false).
+    const next = plugins.runResponse(statusCode, headers, ex)
+    if (next !== Next.Continue) {
+      ex.paused = true // the plugin's timeout bounds the wait, not timeouts.response
+      if (next === Next.Suspend) ex.pendingHead = headers
+      else setImmediate(failResponseHead, ex) // not from inside undici's parser callback
+      return false
+    }
+  }
+  ex.headersSent = true
   if (ex.isH2) return writeH2Head(ex, statusCode, headers)
   ex.res.writeHead(statusCode, headers)
   return true
@@ -159,6 +173,31 @@ function writeH2Head(ex: Exchange, statusCode: number, headers: string[]): boole
     ex.abortUpstream?.(H2_UNSENDABLE)
     return false
   }
+}
+
+/** ResponseHeadSink (via the exchange): async onResponse plugins are done; write the head and read on, or fail. */
+export function onPluginResponseDone(ex: Exchange, failed: boolean): void {
+  if (failed) return failResponseHead(ex)
+  const headers = ex.pendingHead
+  ex.pendingHead = null
+  if (ex.finished || headers === null) return
+  ex.headersSent = true
+  if (ex.isH2) {
+    if (!writeH2Head(ex, ex.status, headers)) return
+  } else {
+    ex.res.writeHead(ex.status, headers)
+  }
+  ex.paused = false
+  ex.active = true
+  ex.resumeRead?.()
+}
+
+/** An onResponse plugin failed before the head went out: 500 PLUGIN_FAILED, and the upstream response is dropped. */
+function failResponseHead(ex: Exchange): void {
+  ex.pendingHead = null
+  const abort = ex.abortUpstream
+  ex.refuse(PLUGIN_FAILED, false)
+  if (abort !== null) abort(PLUGIN_DROPPED)
 }
 
 export function onUpstreamData(ex: Exchange, chunk: Buffer): boolean {

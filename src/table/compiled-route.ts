@@ -14,6 +14,8 @@ import { BasicAuthStep } from '../policy/auth/basic-auth-step.js'
 import { JwksKeys } from '../policy/auth/jwks-keys.js'
 import type { AuthStep, CredentialStrip } from '../policy/auth/auth-step.js'
 import { jwtAlgorithms, parsePublicKey } from '../config/auth-keys.js'
+import { buildPluginChain, type PluginChain } from '../policy/plugins/plugin-chain.js'
+import { pluginModules } from '../policy/plugins/plugin-modules.js'
 import { reuse, type Keyed } from './reuse.js'
 import { compileRewrite, type RewriteFn } from './rewrite.js'
 import { compileSplit, type CompiledSplit } from './compiled-split.js'
@@ -53,6 +55,8 @@ export class CompiledRoute {
       /** The rate-limit step (null: no rateLimit) and its limiters, each with its reuse key. */
       readonly rateLimit: RateLimitStep | null
       readonly limiters: readonly Keyed<Limiter>[]
+      /** The plugins (null: none), keyed by their settings and the module versions. */
+      readonly plugins?: Keyed<PluginChain> | null
     },
     readonly tracing: RouteTracing,
     /** Auth (null: none): forward.ts strips its credential and adds its forwardConsumer header. */
@@ -88,6 +92,12 @@ export function compileRoute(
   // work), its key auth (who is asking: the consumer the limiters may key on), its limiters, then its
   // breaker's admission, which runs the upstream's bulkhead itself (or the fallback upstream's), else the
   // upstream's bulkhead.
+  // A changed plugin file is a new module (plugin-modules.ts): its URL is part of the key.
+  const plugins = route.plugins === undefined || route.plugins.length === 0 ? null
+    : reuse(sameMetrics ? old.parts.plugins ?? undefined : undefined, route.plugins.map((p) => [p, pluginModules.get(p.module).url]),
+      () => buildPluginChain(route.id, route.plugins!, (file) => pluginModules.get(file),
+        (plugin, hook) => ({ threw: metrics.pluginErrors(plugin, hook, 'threw'), timeout: metrics.pluginErrors(plugin, hook, 'timeout') })))
+  // Plugins run after the limiters, before the admission (README "Plugins").
   // A split route chooses its upstream after the limiters; the split step then runs that upstream's admission.
   const split = compileSplit(route, upstreams, upstream, breaker, old?.split ?? null)
   const mirror = compileMirror(route, upstreams, metrics, old?.mirror ?? null)
@@ -96,6 +106,7 @@ export function compileRoute(
   if (access !== null) steps.push(access.value)
   if (auth !== null) steps.push(auth.value)
   if (limits.step !== null) steps.push(limits.step)
+  if (plugins !== null) steps.push(plugins.value.step)
   steps.push(admission)
   const tracing = routeTracing(route, config, old?.tracing)
   const forwardClientCert = route.forwardClientCert?.toLowerCase() ?? null
@@ -106,7 +117,7 @@ export function compileRoute(
     return old
   }
   return new CompiledRoute(route.id, upstream, rewrite.value, maxBodyBytes, allowEncodedSlash, route.websocket, steps, metrics, breaker,
-    { rewrite, access, auth, rateLimit: limits.step, limiters: limits.parts }, tracing, auth?.value ?? null, forwardClientCert, idleTimeoutMs, split, mirror)
+    { rewrite, access, auth, rateLimit: limits.step, limiters: limits.parts, plugins }, tracing, auth?.value ?? null, forwardClientCert, idleTimeoutMs, split, mirror)
 }
 
 function buildAccess(access: NonNullable<Route['access']>, metrics: RouteMetrics): AccessStep {

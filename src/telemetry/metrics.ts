@@ -65,6 +65,7 @@ export class Metrics {
   readonly retriesSkipped: FastCounter
   readonly authFailures: FastCounter
   readonly mirrorRequests: FastCounter
+  readonly pluginErrors: FastCounter
   /** Spans the export queue gave up on: full, or their export failed (src/telemetry/otel-tracer.ts). */
   readonly traceSpansDropped: Counter
   /**
@@ -111,6 +112,7 @@ export class Metrics {
     this.ratelimitKeys = new Gauge({ name: 'tollgate_ratelimit_keys', help: 'Keys held in local limiter memory (at most limits.maxLimiterKeys).', registers, collect() { this.set(self.limiterKeysNow()) } })
     this.authFailures = new FastCounter('tollgate_auth_failures_total', 'Requests refused by a route\'s auth or access list, by route and reason (missing, invalid, expired, forbidden).', ['route', 'reason'], registers)
     this.mirrorRequests = new FastCounter('tollgate_mirror_requests_total', 'Mirror copies of requests, by route and result (sent: the mirror answered, dropped: not sent, failed: no answer).', ['route', 'result'], registers)
+    this.pluginErrors = new FastCounter('tollgate_plugin_errors_total', 'Plugin hook calls that threw or ran past their timeout, by route, plugin (its file name), hook (onRequest, onResponse, onLog) and reason (threw, timeout).', ['route', 'plugin', 'hook', 'reason'], registers)
     this.retriesSkipped = new FastCounter('tollgate_retries_skipped_total', 'Retries that retry.on allowed but were not made, by route and reason (budget, not-idempotent, body-sent).', ['route', 'reason'], registers)
     // Registered by exposeTraceSpansDropped() when a span exporter starts: without one nothing could drop.
     this.traceSpansDropped = new Counter({ name: 'tollgate_trace_spans_dropped_total', help: 'Spans not exported: the export queue was full, or their export failed.', registers: [] })
@@ -233,6 +235,16 @@ export class RouteMetrics {
   }
 
   #hasMirror = false
+  /**
+   * tollgate_plugin_errors_total{route, plugin, hook, reason}, bound when the route's plugins are built
+   * (src/policy/plugins/plugin-chain.ts). remove() drops the series it bound.
+   */
+  pluginErrors(plugin: string, hook: 'onRequest' | 'onResponse' | 'onLog', reason: 'threw' | 'timeout'): CounterChild {
+    this.#pluginLabels.add(`${plugin}\0${hook}\0${reason}`)
+    return this.#metrics.pluginErrors.labels(this.id, plugin, hook, reason)
+  }
+
+  readonly #pluginLabels = new Set<string>()
 
   /** The route is gone: remove its label sets so /metrics does not keep series of deleted routes. */
   remove(): void {
@@ -248,6 +260,11 @@ export class RouteMetrics {
     for (const reason of this.#authReasons) m.authFailures.remove(this.id, reason)
     this.#authReasons.clear()
     if (this.#hasMirror) for (const result of ['sent', 'dropped', 'failed']) m.mirrorRequests.remove(this.id, result)
+    for (const labels of this.#pluginLabels) {
+      const [plugin, hook, reason] = labels.split('\0') as [string, string, string]
+      m.pluginErrors.remove(this.id, plugin, hook, reason)
+    }
+    this.#pluginLabels.clear()
     for (let i = 0; i < this.#skipped.length; i++) {
       if (this.#skipped[i] !== null) m.retriesSkipped.remove(this.id, RETRY_SKIP_NAMES[i]!)
       this.#skipped[i] = null

@@ -9,6 +9,7 @@
 // Never counted either way (no verdict): what the client caused (README "Circuit breakers": it left, its body was too large)
 // and requests the gateway answered without forwarding (attempts 0: a refusal, 503 OVERLOADED...).
 // Everything else is a success, an upstream 4xx included.
+import { PLUGIN_FAILED } from '../errors.js'
 import { GRPC_FAIL_ON } from './grpc-status.js'
 import { FailureKind, type Outcome } from './outcome.js'
 
@@ -47,6 +48,8 @@ export class FailOn {
   verdict(outcome: Outcome): Verdict {
     const failure = outcome.failure
     if (outcome.causedByClient || failure === FailureKind.ClientCaused || outcome.attempts === 0) return Verdict.None
+    // An onResponse plugin failed after the upstream answered (README "Plugins"): the 500 is not the upstream's.
+    if (outcome.refusal === PLUGIN_FAILED) return Verdict.Success
     if (failure !== FailureKind.None) return (this.#kinds & (1 << failure)) !== 0 ? Verdict.Failure : Verdict.Success
     const status = outcome.status
     if (status >= 500 && status < 600) return this.#statuses[status - 500] === 1 ? Verdict.Failure : Verdict.Success

@@ -26,17 +26,17 @@ const VALID = [
 ]
 
 describe('runValidate', () => {
-  it('exits 0 with a one-line summary', () => {
+  it('exits 0 with a one-line summary', async () => {
     const file = routesFile(yaml(...VALID))
-    expect(runValidate(file, {})).toEqual({ exitCode: 0, stdout: `${file}: OK — 3 routes, 2 upstreams\n`, stderr: '' })
+    expect(await runValidate(file, {})).toEqual({ exitCode: 0, stdout: `${file}: OK — 3 routes, 2 upstreams\n`, stderr: '' })
   })
 
-  it('puts warnings on stderr after the summary', () => {
+  it('puts warnings on stderr after the summary', async () => {
     const file = routesFile(yaml(
       ...VALID,
       '  - { id: again, match: { path: "/orders/:orderId" }, upstream: orders, websocket: true }',
     ))
-    expect(runValidate(file, {})).toEqual({
+    expect(await runValidate(file, {})).toEqual({
       exitCode: 0,
       stdout: `${file}: OK — 4 routes, 2 upstreams\n`,
       stderr:
@@ -44,14 +44,14 @@ describe('runValidate', () => {
     })
   })
 
-  it('exits 1 with every error, one per line as F:line:col path: reason', () => {
+  it('exits 1 with every error, one per line as F:line:col path: reason', async () => {
     const file = routesFile(yaml(
       'listen: 0.0.0.0:8080',
       'routes:',
       '  - { id: a, match: { path: /a }, upstream: nowhere, priority: x }',
       '  - { id: b, match: { path: b }, upstream: nowhere }',
     ))
-    const result = runValidate(file, { TOLLGATE_ADMIN: '0.0.0.0' })
+    const result = await runValidate(file, { TOLLGATE_ADMIN: '0.0.0.0' })
     expect(result.exitCode).toBe(1)
     expect(result.stdout).toBe('')
     expect(result.stderr.split('\n')).toEqual([
@@ -65,9 +65,9 @@ describe('runValidate', () => {
     ])
   })
 
-  it('exits 1 for a route whose path the router could never match, at the path\'s file:line:col', () => {
+  it('exits 1 for a route whose path the router could never match, at the path\'s file:line:col', async () => {
     const file = routesFile(yaml(...VALID, '  - { id: dots, match: { path: /a/../b }, upstream: users }'))
-    expect(runValidate(file, {})).toEqual({
+    expect(await runValidate(file, {})).toEqual({
       exitCode: 1,
       stdout: '',
       stderr: `${file}:8:32 routes[3].match.path: can never match: the segment ".." is a dot segment, and requests with one are refused with 400; write "/b"\n` +
@@ -75,13 +75,13 @@ describe('runValidate', () => {
     })
   })
 
-  it('does not take the variables that steer the process for config overrides', () => {
+  it('does not take the variables that steer the process for config overrides', async () => {
     const file = routesFile(yaml(...VALID))
-    expect(runValidate(file, { TOLLGATE_WORKERS: '2', TOLLGATE_CONFIG: file })).toMatchObject({ exitCode: 0, stderr: '' })
+    expect(await runValidate(file, { TOLLGATE_WORKERS: '2', TOLLGATE_CONFIG: file })).toMatchObject({ exitCode: 0, stderr: '' })
   })
 
-  it('exits 1 when the file cannot be read', () => {
-    expect(runValidate('missing/routes.yaml', {})).toEqual({
+  it('exits 1 when the file cannot be read', async () => {
+    expect(await runValidate('missing/routes.yaml', {})).toEqual({
       exitCode: 1,
       stdout: '',
       stderr: 'missing/routes.yaml cannot read the config file: no such file\nmissing/routes.yaml: invalid — 1 error\n',

@@ -229,7 +229,7 @@ routes: [{ id: f, match: { path: /f }, upstream: u }]
     const gw = await startEtcdGateway(`${base}routes: [{ id: r, match: { path: /r }, upstream: a }]\n`)
     expect((await gw.get('/r')).body).toBe('two')
     writeFileSync(gw.configPath, `listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n${base.replaceAll('$DIR', gw.dir)}routes:\n  - { id: r, match: { path: /r }, upstream: a }\n  - { id: f, match: { path: /f }, upstream: a }\n`)
-    expect(gw.gateway.reload()).toBe('applied')
+    expect(await gw.gateway.reload()).toBe('applied')
     expect((await gw.get('/f')).body).toBe('one')
     expect((await gw.get('/r')).body).toBe('two') // etcd still wins
   })

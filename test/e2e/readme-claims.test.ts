@@ -2,7 +2,7 @@
 // on reload, no 100 Continue above maxBodySize), the command line (--workers auto, TOLLGATE_CONFIG), and
 // the configuration example itself.
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, symlinkSync } from 'node:fs'
 import net from 'node:net'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -204,6 +204,8 @@ describe('the README configuration examples', () => {
   it('tollgate validate accepts every example', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tollgate-readme-'))
     onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+    // The plugin examples name ./examples/plugins/... relative to a routes.yaml in the repository's root.
+    symlinkSync(join(root, 'examples'), join(dir, 'examples'))
     for (const [i, e] of examples.entries()) {
       const file = join(dir, `example-${i}.yaml`)
       writeFileSync(file, e.text)

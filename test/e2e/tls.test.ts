@@ -183,7 +183,7 @@ describe('TLS termination', () => {
     expect(first).toMatchObject({ status: 200, peerCn: 'default v1', reused: false })
 
     install(files.defaultV2, live)
-    expect(gw.gateway.reload()).toBe('applied')
+    expect(await gw.gateway.reload()).toBe('applied')
     // The open connection keeps its session and is still served...
     const second = await get(gw.port, 'default.test', '/two', { agent })
     expect(second).toMatchObject({ status: 200, peerCn: 'default v1', reused: true })
@@ -204,17 +204,17 @@ describe('TLS termination', () => {
 
     // A certificate whose key is another's: rejected with one clear line; v2 keeps serving.
     copyFileSync(files.a.key, live.key)
-    expect(gw.gateway.reload()).toBe('rejected')
+    expect(await gw.gateway.reload()).toBe('rejected')
     const line = gw.logs.find((l) => typeof l.msg === 'string' && l.msg.includes('is not the key of the certificate'))
     expect(line?.msg).toMatch(/routes\.yaml:\d+:\d+ tls\.certificates\[0\]\.key: .*live-key\.pem is not the key of the certificate .*live\.pem \(CN=default v2\)/)
-    expect(gw.gateway.reload()).toBe('unchanged') // the same bad files: reported once
+    expect(await gw.gateway.reload()).toBe('unchanged') // the same bad files: reported once
     const still = await handshake(gw.port, { servername: 'default.test' })
     expect((still as { cert: PeerCertificate }).cert.subject.CN).toBe('default v2')
     expect((await get(gw.port, 'default.test', '/three', { agent })).status).toBe(200)
 
     // PEM garbage: rejected too.
     writeFileSync(live.cert, 'garbage\n')
-    expect(gw.gateway.reload()).toBe('rejected')
+    expect(await gw.gateway.reload()).toBe('rejected')
     expect((await get(gw.port, 'default.test', '/four')).peerCn).toBe('default v2')
   })
 
