@@ -3,6 +3,9 @@
 import { describe, expect, it } from 'vitest'
 import { startGateway } from '../helpers/gateway.js'
 import { startUpstream } from '../helpers/upstream.js'
+import { resolve } from 'node:path'
+
+const TENANT_PLUGIN = resolve(import.meta.dirname, '../../examples/plugins/tenant-router.js')
 
 /**
  * Unlabelled families whose one sample may be 0 after the traffic below although code writes them. Each
@@ -44,6 +47,7 @@ routes:
   - { id: users, match: { path: /users/:id }, upstream: users, rateLimit: [{ algorithm: token-bucket, rate: 100 }], circuitBreaker: {} }
   - { id: closed, match: { path: /closed }, upstream: users, access: { deny: [127.0.0.0/8] } }
   - { id: mirrored, match: { path: /mirrored }, upstream: users, mirror: { upstream: users } }
+  - { id: plugged, match: { path: /plugged }, upstream: users, plugins: [{ module: "${TENANT_PLUGIN}", config: { tenants: { acme: { shard: eu-1 } } } }] }
 `)
     expect((await gw.get('/users/1')).status).toBe(200)
     expect((await gw.get('/users/2')).status).toBe(502)
@@ -51,6 +55,7 @@ routes:
     expect((await gw.get('/nowhere')).status).toBe(404)
     expect((await gw.get('/closed')).status).toBe(403) // an auth failure (reason forbidden)
     await gw.get('/mirrored') // a mirror copy (tollgate_mirror_requests_total: its series are bound with the route)
+    expect((await gw.get('/plugged')).status).toBe(400) // the tenant plugin's own answer (tollgate_plugin_errors_total: series bound with the route)
 
     const found = families((await gw.admin('/metrics')).body)
     expect(found.size).toBeGreaterThan(5)
