@@ -49,11 +49,13 @@ export class AccessLogSink implements OutcomeSink {
       traceId: outcome.traceId,
       route: route === null ? null : route.id,
       method,
+      httpVersion: outcome.httpVersion,
       path: path === '' ? null : path,
       status: outcome.status,
       code: outcome.refusal === null ? null : outcome.refusal.code,
       upstream: outcome.upstreamName,
       target: outcome.lastTarget,
+      consumer: outcome.consumer,
       attempts: outcome.attempts,
       bytesIn: outcome.bytesIn,
       bytesOut: outcome.bytesOut,
@@ -71,11 +73,13 @@ export function accessFields(route: CompiledRoute | null, method: string, outcom
     ',"traceId":' + jsonString(outcome.traceId) +
     ',"route":' + (route === null ? 'null' : jsonString(route.id)) +
     ',"method":' + jsonString(method) +
+    ',"httpVersion":"' + outcome.httpVersion + '"' +
     ',"path":' + (path === '' ? 'null' : jsonString(path)) +
     ',"status":' + outcome.status +
     ',"code":' + (code === null ? 'null' : jsonString(code)) +
     ',"upstream":' + (outcome.upstreamName === null ? 'null' : jsonString(outcome.upstreamName)) +
     ',"target":' + (outcome.lastTarget === null ? 'null' : jsonString(outcome.lastTarget)) +
+    ',"consumer":' + (outcome.consumer === null ? 'null' : jsonString(outcome.consumer)) +
     ',"attempts":' + outcome.attempts +
     ',"bytesIn":' + outcome.bytesIn +
     ',"bytesOut":' + outcome.bytesOut +

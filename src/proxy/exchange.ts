@@ -52,6 +52,11 @@ export class Exchange extends RequestHeaderFacts implements Dispatcher.DispatchH
   readonly table: RouteTable
   readonly req: IncomingMessage
   readonly res: ServerResponse
+  /** Outcome.httpVersion: the client's, as node:http parsed it. */
+  get httpVersion(): string {
+    return this.req.httpVersion
+  }
+
   readonly startMs: number
   /** The client connection: told when this request completes (client-connection.ts). */
   connection: ClientConnection | null = null

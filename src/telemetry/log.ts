@@ -36,9 +36,15 @@ export class LogLevelError extends Error {
   override name = 'LogLevelError'
 }
 
-// Lines are gathered for up to BATCH_MS, or half a write's bytes in characters (so that a batch stays within
-// maxWrite bytes in UTF-8 unless one line alone is longer), and handed to sonic-boom together: sonic-boom on
-// its own starts a write for a line whenever none is in flight, which below saturation is one write per request.
+// Lines are gathered for up to BATCH_MS, or until the next would not fit in one write's bytes, and handed to
+// sonic-boom together: sonic-boom on its own starts a write for a line whenever none is in flight, which
+// below saturation is one write per request.
+//
+// They are gathered as bytes, each line encoded into a Buffer as it comes, not as one string concatenated
+// line by line: that string is a rope of every piece of every line (the access line alone is some thirty
+// pieces), held for the 100 ms of a batch, long enough to survive a scavenge or two and be copied and
+// promoted, then flattened and scanned again by sonic-boom (Buffer.byteLength per write) and by fs.write. A
+// line encoded at once is garbage at once, and the batch is off the V8 heap.
 const BATCH_MS = 100
 
 /**
@@ -48,9 +54,11 @@ const BATCH_MS = 100
 class LogOutput implements DestinationStream {
   readonly #destination: ReturnType<typeof pino.destination>
   #prettify: ((line: string) => string) | null = null
-  readonly #batchChars: number
-  /** Lines not handed to the destination yet, and the timer that will (null: none pending). */
-  #pending = ''
+  /** Bytes of whole lines per write: sonic-boom never splits a Buffer it is given. */
+  readonly #maxWrite: number
+  /** Lines not handed to the destination yet: #batch[0, #length). A new Buffer per batch (sonic-boom keeps the last). */
+  #batch: Buffer
+  #length = 0
   #timer: NodeJS.Timeout | null = null
   /** The format asked for last (the config's), which may differ from the one in force when pretty is missing. */
   requested: Format = 'json'
@@ -59,22 +67,35 @@ class LogOutput implements DestinationStream {
 
   constructor(fd: 1 | 2, sharesFd: boolean) {
     this.#fd = fd
-    const maxWrite = sharesFd ? PIPE_BUF : MAX_WRITE_ALONE
-    this.#destination = pino.destination({ fd, sync: false, maxWrite })
-    this.#batchChars = maxWrite / 2
+    this.#maxWrite = sharesFd ? PIPE_BUF : MAX_WRITE_ALONE
+    this.#destination = pino.destination({ fd, sync: false, maxWrite: this.#maxWrite, contentMode: 'buffer' })
+    this.#batch = Buffer.allocUnsafeSlow(this.#maxWrite)
     flushAtExit(this)
   }
 
   write(line: string): void {
     const prettify = this.#prettify
     const text = prettify === null ? line : prettify(line)
-    const pending = this.#pending
-    if (pending.length > 0 && pending.length + text.length > this.#batchChars) {
-      this.#destination.write(pending)
-      this.#pending = text
-    } else {
-      this.#pending = pending + text
+    // At most 3 bytes per UTF-16 unit: a line that might not fit goes after what is gathered.
+    if (this.#length + 3 * text.length > this.#maxWrite) {
+      this.flushPending()
+      if (3 * text.length > this.#maxWrite) {
+        const bytes = Buffer.from(text, 'utf8')
+        if (bytes.length > this.#maxWrite) {
+          this.#destination.write(bytes as unknown as string) // one line longer than a write: alone, whole
+          return
+        }
+        bytes.copy(this.#batch, 0)
+        this.#length = bytes.length
+        this.#arm()
+        return
+      }
     }
+    this.#length += this.#batch.write(text, this.#length, 'utf8')
+    this.#arm()
+  }
+
+  #arm(): void {
     if (this.#timer === null) {
       this.#timer = setTimeout(flushOutput, BATCH_MS, this)
       this.#timer.unref() // logging never keeps the process alive
@@ -87,28 +108,30 @@ class LogOutput implements DestinationStream {
       clearTimeout(this.#timer)
       this.#timer = null
     }
-    const pending = this.#pending
-    this.#pending = ''
+    const length = this.#length
+    this.#length = 0
     try {
       // What sonic-boom holds first, then what is gathered here. Not through write(): that would start an
       // asynchronous write, which the exiting process never completes.
       this.#destination.flushSync()
-      if (pending.length > 0) writeSync(this.#fd, pending)
+      if (length > 0) writeSync(this.#fd, this.#batch, 0, length)
     } catch {
       // stdout gone or not ready: nothing more can be written
     }
   }
 
-  /** Hands the gathered lines to the destination (the timer, exit). */
+  /** Hands the gathered lines to the destination (the timer, exit, a full batch). */
   flushPending(): void {
     if (this.#timer !== null) {
       clearTimeout(this.#timer)
       this.#timer = null
     }
-    const pending = this.#pending
-    if (pending.length === 0) return
-    this.#pending = ''
-    this.#destination.write(pending)
+    const length = this.#length
+    if (length === 0) return
+    const batch = this.#batch
+    this.#batch = Buffer.allocUnsafeSlow(this.#maxWrite)
+    this.#length = 0
+    this.#destination.write(batch.subarray(0, length) as unknown as string)
   }
 
   /** Switches format; returns a one-line warning when pretty cannot be had (then the lines stay JSON). */

@@ -90,4 +90,8 @@ export interface Outcome {
   readonly refusal: Refusal | null
   /** protocol: grpc upstreams: the grpc-status the response ended with (trailers, or headers of a trailers-only response); -1 none. */
   readonly grpcStatus: number
+  /** The consumer the route's auth identified (README "Authentication"), null when none. */
+  readonly consumer: string | null
+  /** The client's HTTP version as node:http gives it: "1.1", "1.0" or "2.0". */
+  readonly httpVersion: string
 }

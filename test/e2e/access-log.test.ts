@@ -1,6 +1,7 @@
 // The access log (README "Observability", "Access log"): one JSON line per request from a real gateway
 // process (dist/src/cli.js), the log: section applied at start and at a reload, TOLLGATE_LOG_LEVEL over the
 // file, --workers, and format: pretty with and without pino-pretty installed.
+import { createHash } from 'node:crypto'
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -49,8 +50,13 @@ describe('access log', () => {
     const steady = await startUpstream({ statuses: [200], body: 'hello' })
     const proc = await spawnGateway(`upstreams:
   api: { targets: [{ url: ${flaky.url} }, { url: ${steady.url} }], retry: { attempts: 1, on: [503] } }
+  keyed: { targets: [{ url: ${steady.url} }] }
 routes:
   - { id: api, match: { path: /api/:id }, upstream: api }
+  - id: keyed
+    match: { path: /keyed }
+    upstream: keyed
+    auth: { type: key, key: { consumers: { acme: { keyHash: "sha256:${createHash('sha256').update('k-acme').digest('hex')}" } } } }
 `)
     const trace = '0af7651916cd43dd8448eb211c80319c'
     const sent = [
@@ -61,6 +67,11 @@ routes:
     ]
     await until(proc, () => accessLines(proc).length >= 4, 'four access lines')
     const lines = accessLines(proc)
+    // The consumer auth identified, and the client's HTTP version.
+    expect(lines.map((l) => [l['consumer'], l['httpVersion']])).toEqual(Array.from({ length: 4 }, () => [null, '1.1']))
+    expect((await httpRequest(proc.url + '/keyed', { headers: { 'x-api-key': 'k-acme', 'x-request-id': 'keyed' } })).status).toBe(200)
+    await until(proc, () => accessLines(proc).length >= 5, 'the keyed access line')
+    expect(accessLines(proc)[4]).toMatchObject({ requestId: 'keyed', route: 'keyed', consumer: 'acme', httpVersion: '1.1' })
     expect(lines.map((l) => l.requestId)).toEqual(['post-1', 'get-2', 'get-3', 'miss'])
     const byId = new Map(lines.map((l) => [l.requestId, l]))
     const steadyTarget = `127.0.0.1:${steady.port}`

@@ -16,7 +16,8 @@ const HOSTILE = ['', 'plain', 'quote " inside', 'back\\slash', 'new\nline', 'tab
 function outcome(overrides: Partial<Record<keyof Outcome, unknown>> = {}): Outcome {
   return {
     requestId: 'req-1', traceId: '0af7651916cd43dd8448eb211c80319c', canonicalPath: '/api/1', status: 200, refusal: null,
-    upstreamName: 'api', lastTarget: '127.0.0.1:9001', attempts: 1, bytesIn: 3, bytesOut: 5, durationMs: 1.23456,
+    upstreamName: 'api', lastTarget: '127.0.0.1:9001', attempts: 1, bytesIn: 3, bytesOut: 5, durationMs: 1.23456, grpcStatus: -1,
+    consumer: null, httpVersion: '1.1',
     ...overrides,
   } as unknown as Outcome
 }
@@ -54,6 +55,8 @@ describe('the access line', () => {
   it('holds the fields pino would have written, in the same order, for hostile and null values alike', () => {
     const cases: Array<[Outcome, CompiledRoute | null, string]> = [
       [outcome(), route, 'GET'],
+      [outcome({ consumer: 'acme', httpVersion: '2.0' }), route, 'GET'],
+      [outcome({ consumer: 'sub "quoted" \\ back\nslash' }), route, 'GET'],
       [outcome({ canonicalPath: '', status: 400, refusal: { code: 'BAD_REQUEST' }, upstreamName: null, lastTarget: null, attempts: 0, bytesIn: 0 }), null, 'OTHER'],
       // pino writes a lone surrogate raw, which becomes U+FFFD on the way to bytes; jsonString keeps it (below).
       ...HOSTILE.filter((s) => !/[\ud800-\udfff]/.test(s.replace(/\ud83d\ude00/g, ''))).map((s): [Outcome, CompiledRoute | null, string] => [outcome({ requestId: s, canonicalPath: '/p/' + s }), { id: s } as CompiledRoute, 'GET']),
@@ -85,13 +88,13 @@ const log = createLogger(process.env)
 const sink = new AccessLogSink(log)
 sink.configure({ level: 'info', format: 'json', access: true })
 log.info('before')
-sink.record({ id: 'r"1' }, 'GET', { requestId: 'a\\\\b', traceId: 't', canonicalPath: '/x', status: 200, refusal: null, upstreamName: 'u', lastTarget: 'h:1', attempts: 1, bytesIn: 0, bytesOut: 2, durationMs: 0.5 })
+sink.record({ id: 'r"1' }, 'GET', { requestId: 'a\\\\b', traceId: 't', canonicalPath: '/x', status: 200, refusal: null, upstreamName: 'u', lastTarget: 'h:1', attempts: 1, bytesIn: 0, bytesOut: 2, durationMs: 0.5, grpcStatus: -1, consumer: 'c', httpVersion: '1.1' })
 log.info('after')`
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, TOLLGATE_LOG_LEVEL: 'info' } })
     expect(r.stderr).toBe('')
     const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
     expect(lines.map((l) => l['msg'])).toEqual(['before', 'access', 'after'])
-    expect(lines[1]).toMatchObject({ level: 30, pid: r.pid, route: 'r"1', requestId: 'a\\b', status: 200, durationMs: 0.5 })
+    expect(lines[1]).toMatchObject({ level: 30, pid: r.pid, route: 'r"1', requestId: 'a\\b', status: 200, durationMs: 0.5, consumer: 'c', httpVersion: '1.1' })
     expect(lines[1]!['time']).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
   })
 })

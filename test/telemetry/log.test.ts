@@ -38,4 +38,22 @@ log.warn('json warn')`)
     expect(out[0]).toMatch(/^\[[\d:.]+\] DEBUG \(\d+\): pretty debug$/)
     expect(JSON.parse(out[1]!)).toMatchObject({ level: 40, msg: 'json warn' })
   })
+
+  it('writes whole lines in order, multi-byte and over a write\'s size included, alone and sharing a pipe', () => {
+    // Lines gathered as bytes (UTF-8): a line with 3-byte characters near a batch's end, lines longer than a
+    // write (PIPE_BUF, 4 KiB, when the descriptor is shared), and a stream of them, in order and intact.
+    for (const shares of [false, true]) {
+      const r = run(`const log = createLogger(process.env, 1, ${shares})
+for (let i = 0; i < 3000; i++) log.info({ i, text: i % 500 === 7 ? '\u20ac'.repeat(3000) : '\u00e9\u20ac'.repeat(i % 40) }, 'line')
+setTimeout(() => log.warn('done'), 300)`)
+      expect(r.status).toBe(0)
+      const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { msg: string, i?: number, text?: string })
+      expect(lines).toHaveLength(3001)
+      for (let i = 0; i < 3000; i++) {
+        expect(lines[i]!.i).toBe(i)
+        expect(lines[i]!.text).toBe(i % 500 === 7 ? '\u20ac'.repeat(3000) : '\u00e9\u20ac'.repeat(i % 40))
+      }
+      expect(lines[3000]!.msg).toBe('done')
+    }
+  })
 })
