@@ -95,6 +95,28 @@ class LogOutput implements DestinationStream {
     this.#arm()
   }
 
+  /**
+   * The batch, with room for `bytes` more at `length` (what is gathered is handed on first when it would not
+   * fit), for a caller that encodes its line into it and then commit()s; null while lines are prettified or
+   * when `bytes` is over a write (then write() a string).
+   */
+  room(bytes: number): Buffer | null {
+    if (this.#prettify !== null || bytes > this.#maxWrite) return null
+    if (this.#length + bytes > this.#maxWrite) this.flushPending()
+    return this.#batch
+  }
+
+  /** Where the next line goes in the batch room() returned. */
+  get length(): number {
+    return this.#length
+  }
+
+  /** A line was encoded into the batch room() returned, up to `end`. */
+  commit(end: number): void {
+    this.#length = end
+    this.#arm()
+  }
+
   #arm(): void {
     if (this.#timer === null) {
       this.#timer = setTimeout(flushOutput, BATCH_MS, this)
@@ -208,12 +230,26 @@ const outputs = new WeakMap<Logger, { readonly output: LogOutput; readonly fd: 1
 /** Writes one serialized line (ending in a newline) where the logger's lines go, in its format. */
 export type LineWriter = (line: string) => void
 
+/** Where a line of a logger made by createLogger goes, for a caller that serializes its own (infoLineWriter). */
+export interface InfoLineWriter {
+  /** `{"level":30,"time":"…","pid":N`: the start of an info line, up to and including its base fields. */
+  readonly head: () => string
+  /** A whole line, in the logger's format. */
+  readonly write: LineWriter
+  /**
+   * The batch with room for `bytes` more at `at()`, to encode a JSON line into as UTF-8, then commit(end);
+   * null when the line must go through write() instead (pretty format, or a line longer than a write).
+   */
+  readonly room: (bytes: number) => Buffer | null
+  readonly at: () => number
+  readonly commit: (end: number) => void
+}
+
 /**
- * The start of an info line of a logger made by createLogger, up to and including its base fields
- * (`{"level":30,"time":"…","pid":N`), and where its lines go: for the access log, which serializes its own
- * line (src/proxy/access-log.ts). Null for any other logger (a test's), which then logs through pino.
+ * How an info line of a logger made by createLogger is written by a caller that serializes its own: the
+ * access log (src/proxy/access-log.ts). Null for any other logger (a test's), which then logs through pino.
  */
-export function infoLineWriter(log: Logger): { readonly head: () => string; readonly write: LineWriter } | null {
+export function infoLineWriter(log: Logger): InfoLineWriter | null {
   const own = outputs.get(log)
   if (own === undefined) return null
   const pid = ',"pid":' + process.pid
@@ -221,6 +257,9 @@ export function infoLineWriter(log: Logger): { readonly head: () => string; read
   return {
     head: () => '{"level":30' + isoTimePerMs() + pid,
     write: (line) => output.write(line),
+    room: (bytes) => output.room(bytes),
+    at: () => output.length,
+    commit: (end) => output.commit(end),
   }
 }
 

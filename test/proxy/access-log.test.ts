@@ -5,7 +5,7 @@ import { Writable } from 'node:stream'
 import { resolve } from 'node:path'
 import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
-import { AccessLogSink, accessFields, jsonString } from '../../src/proxy/access-log.js'
+import { AccessLogSink, accessFields, encodeAccessLine, jsonString } from '../../src/proxy/access-log.js'
 import type { CompiledRoute } from '../../src/table/compiled-route.js'
 import type { Outcome } from '../../src/upstream/outcome.js'
 
@@ -96,5 +96,56 @@ log.info('after')`
     expect(lines.map((l) => l['msg'])).toEqual(['before', 'access', 'after'])
     expect(lines[1]).toMatchObject({ level: 30, pid: r.pid, route: 'r"1', requestId: 'a\\b', status: 200, durationMs: 0.5, consumer: 'c', httpVersion: '1.1' })
     expect(lines[1]!['time']).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+  })
+})
+
+describe('the access line encoded into the batch', () => {
+  const HEAD = '{"level":30,"time":"2026-12-04T12:00:00.000Z","pid":4242'
+  /** What the string path writes for the same line. */
+  const viaString = (r: CompiledRoute | null, method: string, o: Outcome): string => HEAD + accessFields(r, method, o) + ',"msg":"access"}\n'
+  const encode = (r: CompiledRoute | null, method: string, o: Outcome): string | null => {
+    const b = Buffer.alloc(70000, 0x58)
+    const end = encodeAccessLine(b, 17, HEAD, r, method, o)
+    return end < 0 ? null : b.toString('utf8', 17, end)
+  }
+
+  it('writes the bytes of the string path, and takes the string path for anything it would not write the same', () => {
+    const cases: Array<[Outcome, CompiledRoute | null, string]> = [
+      [outcome(), route, 'GET'],
+      [outcome({ consumer: 'acme', httpVersion: '2.0', grpcStatus: 14, status: 200 }), route, 'POST'],
+      [outcome({ canonicalPath: '', status: 400, refusal: { code: 'BAD_REQUEST' }, upstreamName: null, lastTarget: null, attempts: 0, bytesIn: 0 }), null, 'OTHER'],
+      [outcome({ bytesIn: 2 ** 40 + 7, bytesOut: Number.MAX_SAFE_INTEGER, attempts: 10, status: 599 }), route, 'GET'],
+      ...HOSTILE.map((s): [Outcome, CompiledRoute | null, string] => [outcome({ requestId: s }), route, 'GET']),
+      ...HOSTILE.map((s): [Outcome, CompiledRoute | null, string] => [outcome({ canonicalPath: '/p/' + s, consumer: s }), { id: 'x' } as CompiledRoute, 'GET']),
+      [outcome({ requestId: '~\u007f' }), route, 'GET'],
+      [outcome({ durationMs: Number.NaN }), route, 'GET'],
+    ]
+    let fast = 0
+    for (const [o, r, method] of cases) {
+      const line = encode(r, method, o)
+      if (line === null) continue
+      fast++
+      expect(line).toBe(viaString(r, method, o))
+    }
+    // The printable-ASCII cases go the fast way; the others (escapes, non-ASCII, DEL, NaN) may not.
+    expect(fast).toBeGreaterThanOrEqual(6)
+    expect(encode(route, 'GET', outcome())).not.toBeNull()
+    expect(encode(route, 'GET', outcome({ requestId: 'é' }))).toBeNull()
+    expect(encode(route, 'GET', outcome({ consumer: 'a"b' }))).toBeNull()
+  })
+
+  it('writes durations as String(Math.round(ms * 1000) / 1000) does', () => {
+    const b = Buffer.alloc(4096)
+    const check = (ms: number): void => {
+      const o = outcome({ durationMs: ms })
+      const end = encodeAccessLine(b, 0, HEAD, route, 'GET', o)
+      expect(b.toString('utf8', 0, end)).toBe(viaString(route, 'GET', o))
+    }
+    for (let k = 0; k < 200_000; k++) check(k / 1000)
+    let seed = 99
+    for (let n = 0; n < 20_000; n++) {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+      check((seed / 0xffffffff) * 10 ** (n % 10))
+    }
   })
 })
