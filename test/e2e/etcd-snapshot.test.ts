@@ -115,6 +115,8 @@ describe('a stale etcd snapshot against a live etcd', () => {
     const ready = nextEvent(b.gateway.etcd!.events, 'ready')
     await etcd.restart()
     const client = await clientOf(etcd)
+    // Same member name, peer URL and cluster token: the wiped etcd has the same cluster id; only the revision tells.
+    expect(String((await client.get('/none').exec()).header.cluster_id)).toBe(first.clusterId)
     const hasY1 = b.nextEtcd(() => b.gateway.etcd!.config.routes.some((r) => r.id === 'y1'))
     await client.put(`${PREFIX}/routes/y1`).value(route('/y1'))
     await ready
