@@ -126,6 +126,30 @@ describe('a stale etcd snapshot against a live etcd', () => {
       && l.msg.includes(`from ${first.revision} `))).toHaveLength(1)
   })
 
+  it('the etcd member wiped and restarted under a running gateway: it notices the revision went back and serves etcd\'s items', async () => {
+    const snapshot = snapshotPath()
+    const etcd = await startEtcd()
+    const client = await clientOf(etcd)
+    for (let i = 0; i < 5; i++) await client.put(`${PREFIX}/routes/x1`).value(route('/x1'))
+    const b = await startEtcdGateway(await gatewayYaml(etcd.endpoint, snapshot))
+    expect((await b.get('/x1')).status).toBe(200)
+    const had = b.gateway.etcd!.revision
+
+    await etcd.stop()
+    rmSync(etcd.dataDir, { recursive: true, force: true })
+    await etcd.restart()
+    const onlyY1 = b.nextEtcd(() => b.gateway.etcd!.config.routes.map((r) => r.id).join() === 'file,y1')
+    await client.put(`${PREFIX}/routes/y1`).value(route('/y1'))
+    await onlyY1
+    expect(await statuses(b, ['/file', '/y1', '/x1'])).toEqual({ '/file': 200, '/y1': 200, '/x1': 404 })
+    expect(b.log.lines.filter((l) => new RegExp(`^etcd: etcd revision went back from ${had} to \\d+: etcd was replaced or restored; serving etcd's items$`).test(l.msg))).toHaveLength(1)
+    // And it watches this etcd from its own revision.
+    const y2 = b.nextEtcd(() => b.gateway.etcd!.config.routes.some((r) => r.id === 'y2'))
+    await client.put(`${PREFIX}/routes/y2`).value(route('/y2'))
+    await y2
+    expect((await b.get('/y2')).status).toBe(200)
+  })
+
   it('another etcd cluster at a higher revision: keeps nothing of the snapshot, not even as the last good version of an item etcd holds invalid', async () => {
     const snapshot = snapshotPath()
     const first = await writeSnapshotFrom(await startEtcd(), snapshot)
