@@ -86,6 +86,8 @@ export interface EtcdStatus {
   readonly ready: boolean
   readonly startedFrom: 'snapshot' | 'file'
   readonly revision: number
+  /** etcd's cluster id of the items in force (the snapshot's until the first full read; null if unknown). */
+  readonly clusterId: string | null
   readonly appliedAt: string | null
   readonly lastError: string | null
   readonly lastErrorAt: string | null
@@ -214,6 +216,7 @@ export class EtcdConfigSource {
       ready: this.#ready,
       startedFrom: this.#startedFrom,
       revision: this.#items.revision,
+      clusterId: this.#clusterId,
       appliedAt: this.#appliedAt?.toISOString() ?? null,
       lastError: this.#lastError,
       lastErrorAt: this.#lastErrorAt?.toISOString() ?? null,

@@ -79,6 +79,8 @@ describe('a stale etcd snapshot against a live etcd', () => {
     expect(await statuses(b, ['/file', '/y1', '/x1', '/x2', '/x3'])).toEqual({ '/file': 200, '/y1': 200, '/x1': 404, '/x2': 404, '/x3': 404 })
     expect(b.log.lines.filter((l) => wentBack(first.revision, revision).test(l.msg))).toHaveLength(1)
     expect(b.gateway.etcd!.revision).toBe(revision)
+    expect(b.gateway.etcd!.status().clusterId).toBe(String((await c2.get('/none').exec()).header.cluster_id))
+    expect(b.gateway.etcd!.status().clusterId).not.toBe(first.clusterId)
 
     // The watch resumes from etcd's own revision: a change at revision + 1 arrives.
     const applied = b.nextEtcd()
