@@ -119,7 +119,8 @@ export class EtcdConfigSource {
   #clusterId: string | null = null
   #config: Config
   #configJson: string
-  #inForceJson: string
+  /** What the snapshot file holds (cluster id and items in force), to write it only when that changes. */
+  #snapshotJson: string
   #appliedAt: Date | null = null
   #up = false
   #ready = false
@@ -167,7 +168,7 @@ export class EtcdConfigSource {
     const merged = this.#items.merge(this.#file)
     this.#config = merged.config
     this.#configJson = JSON.stringify(merged.config)
-    this.#inForceJson = JSON.stringify(this.#items.inForce())
+    this.#snapshotJson = JSON.stringify([this.#clusterId, this.#items.inForce()])
   }
 
   /** Loads etcd3 and the snapshot; does not connect yet (start() does). Throws on unreadable TLS files. */
@@ -321,7 +322,7 @@ export class EtcdConfigSource {
       }
       this.#log.warn({ clusterId: read.clusterId, revision: read.revision }, `etcd: ${replaced}; serving etcd's items`)
       this.#items.forget()
-      this.#inForceJson = '' // the snapshot is rewritten for this etcd even if its items look the same
+      this.#snapshotJson = '' // the snapshot is rewritten for this etcd even if its items look the same
     } else if (duringWatch && read.revision < this.#items.revision) {
       // The watch got further than this read while it ran: what the read knows is in force already.
       return false
@@ -408,9 +409,9 @@ export class EtcdConfigSource {
       this.#appliedAt = new Date()
     }
     const inForce = this.#items.inForce()
-    const inForceJson = JSON.stringify(inForce)
-    if (inForceJson !== this.#inForceJson) {
-      this.#inForceJson = inForceJson
+    const snapshotJson = JSON.stringify([this.#clusterId, inForce])
+    if (snapshotJson !== this.#snapshotJson) {
+      this.#snapshotJson = snapshotJson
       this.#snapshot.write({
         version: 1, prefix: this.settings.prefix, revision: this.#items.revision, clusterId: this.#clusterId, writtenAt: new Date().toISOString(), items: inForce,
       })
