@@ -2,8 +2,9 @@
 // etcd is not there"): the gateway serves `snapshotFile` only until etcd answers its first full read, and
 // that read replaces the snapshot's items whatever its revision. Each case is a gateway that wrote its
 // snapshot against one etcd, then a gateway started on that snapshot against an etcd that is not the one
-// the snapshot came from (a new cluster, the same member wiped), or the same one with changes and a
-// compaction the gateway missed. Real etcd processes on loopback, stopped by their PIDs.
+// the snapshot came from (a new cluster, the same member wiped or restored from a backup), or the same one
+// with changes and a compaction the gateway missed; and an etcd wiped under a running gateway. Real etcd
+// processes on loopback, stopped by their PIDs.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -155,6 +156,32 @@ describe('a stale etcd snapshot against a live etcd', () => {
     await client.put(`${PREFIX}/routes/y2`).value(route('/y2'))
     await y2
     expect((await b.get('/y2')).status).toBe(200)
+  })
+
+  it('the same etcd restored from a backup taken before the snapshot (etcdctl snapshot restore): serves the backup\'s items', async () => {
+    const snapshot = snapshotPath()
+    const etcd = await startEtcd()
+    const client = await clientOf(etcd)
+    await client.put(`${PREFIX}/routes/x1`).value(route('/x1'))
+    const backup = join(snapshot, '..', 'backup.db')
+    await etcd.ctl(['snapshot', 'save', backup])
+    const first = await writeSnapshotFrom(etcd, snapshot) // x1 (again), x2, x3
+
+    // Restored as the same member of the same cluster (its own name, peer URL and cluster token).
+    const args = readFileSync(`/proc/${etcd.pid}/cmdline`, 'utf8').split('\0')
+    const flag = (name: string): string => args[args.indexOf(name) + 1]!
+    await etcd.stop()
+    rmSync(etcd.dataDir, { recursive: true, force: true })
+    await etcd.ctl(['snapshot', 'restore', backup, '--data-dir', etcd.dataDir, '--name', flag('--name'), '--initial-cluster', flag('--initial-cluster'),
+      '--initial-cluster-token', flag('--initial-cluster-token'), '--initial-advertise-peer-urls', flag('--initial-advertise-peer-urls')])
+    await etcd.restart()
+    const header = (await client.get('/none').exec()).header
+    expect(String(header.cluster_id)).toBe(first.clusterId)
+    expect(Number(header.revision)).toBeLessThan(first.revision)
+
+    const b = await startEtcdGateway(await gatewayYaml(etcd.endpoint, snapshot))
+    expect(await statuses(b, ['/x1', '/x2', '/x3'])).toEqual({ '/x1': 200, '/x2': 404, '/x3': 404 })
+    expect(b.log.lines.filter((l) => wentBack(first.revision, Number(header.revision)).test(l.msg))).toHaveLength(1)
   })
 
   it('another etcd cluster at a higher revision: keeps nothing of the snapshot, not even as the last good version of an item etcd holds invalid', async () => {
