@@ -80,27 +80,39 @@ export interface KeyValue {
   readonly modRevision: number
 }
 
+/** A full read of a prefix: its keys at one revision, and which etcd cluster answered. */
+export interface PrefixRead {
+  readonly revision: number
+  /** etcd's `header.cluster_id` (a uint64 in decimal): a different one is a different etcd cluster. */
+  readonly clusterId: string
+  readonly entries: KeyValue[]
+}
+
 /**
  * Every key under `prefix` at one revision (the first page's), `pageSize` keys per request, so a large
  * prefix never has to fit in one response (etcd's default request limit is 1.5 MiB: etcd.io dev guide,
  * "System limits").
  */
-export async function readPrefix(client: Etcd3, prefix: string, pageSize = 256): Promise<{ revision: number; entries: KeyValue[] }> {
+export async function readPrefix(client: Etcd3, prefix: string, pageSize = 256): Promise<PrefixRead> {
   const end = prefixEnd(prefix)
   const entries: KeyValue[] = []
   let from: Buffer = Buffer.from(prefix)
   let revision: number | null = null
+  let clusterId = ''
   for (;;) {
     let range = client.getAll().inRange({ start: from, end }).limit(pageSize)
     if (revision !== null) range = range.revision(revision)
     const res = await range.exec()
-    if (revision === null) revision = Number(res.header.revision)
+    if (revision === null) {
+      revision = Number(res.header.revision)
+      clusterId = String(res.header.cluster_id)
+    }
     for (const kv of res.kvs) entries.push({ key: kv.key.toString(), value: kv.value.toString(), modRevision: Number(kv.mod_revision) })
     const last = res.kvs[res.kvs.length - 1]
     if (!res.more || last === undefined) break
     from = Buffer.concat([last.key, Buffer.from([0])])
   }
-  return { revision, entries }
+  return { revision, clusterId, entries }
 }
 
 /** The first key after every key that starts with `prefix` (etcd's range_end for a prefix). */

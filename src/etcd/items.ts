@@ -122,6 +122,18 @@ export class EtcdItems {
     this.revision = revision
   }
 
+  /**
+   * Drops everything, in force included: the state came from another etcd (replaced, wiped or restored),
+   * so none of it is a "last good version" of what this etcd holds. The next replaceAll starts afresh.
+   */
+  forget(): void {
+    this.#latest.clear()
+    this.#inForce = new Map()
+    this.#rejections = new Map()
+    this.#reported.clear()
+    this.revision = 0
+  }
+
   /** The items in force with their raw values (what the snapshot file keeps). */
   inForce(): EtcdEntry[] {
     return [...this.#inForce.entries()].sort(byKey).map(([key, f]) => ({ key, value: f.value, modRevision: f.modRevision }))

@@ -2,6 +2,10 @@
 // etcd"), so a gateway can start while etcd is down. Written atomically after each applied change: a temp
 // file in the same directory, fsynced, renamed over the old one, so a crash leaves the old snapshot or the
 // new one, never half of one.
+//
+// It is for starting while etcd is down, nothing more: it serves until etcd answers the first full read,
+// and that read replaces it whatever its revision (src/etcd/source.ts). `clusterId` records which etcd
+// cluster it came from (absent in snapshots written before it was kept).
 import { mkdirSync, readFileSync } from 'node:fs'
 import { mkdir, open, rename, rm } from 'node:fs/promises'
 import { dirname } from 'node:path'
@@ -11,6 +15,8 @@ export interface EtcdSnapshot {
   readonly version: 1
   readonly prefix: string
   readonly revision: number
+  /** etcd's cluster id of the read it reflects; null when no live read was applied yet. */
+  readonly clusterId?: string | null
   readonly writtenAt: string
   readonly items: readonly EtcdEntry[]
 }
@@ -44,6 +50,7 @@ function isSnapshot(v: unknown): v is EtcdSnapshot {
   if (typeof v !== 'object' || v === null) return false
   const s = v as Record<string, unknown>
   return s['version'] === 1 && typeof s['prefix'] === 'string' && typeof s['revision'] === 'number' && Array.isArray(s['items']) &&
+    (s['clusterId'] === undefined || s['clusterId'] === null || typeof s['clusterId'] === 'string') &&
     s['items'].every((i: unknown) => typeof i === 'object' && i !== null && typeof (i as EtcdEntry).key === 'string' &&
       typeof (i as EtcdEntry).value === 'string' && typeof (i as EtcdEntry).modRevision === 'number')
 }

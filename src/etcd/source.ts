@@ -10,7 +10,18 @@
 // - Full read: the whole prefix, paginated, every page at the first page's revision R; then watch from
 //   R + 1 (etcd-watch.ts). Keys missing from a full read are deletions.
 // - Our revision only moves with events of our prefix and with progress notifications, never on a
-//   timeout or a reconnect (apache/apisix#13067); a read that comes back older than it is ignored.
+//   timeout or a reconnect (apache/apisix#13067). A read that runs beside a watch and comes back older
+//   than what the watch applied meanwhile is ignored.
+// - The snapshot (snapshot.ts) serves only until etcd answers the first full read, and that read replaces
+//   it whatever its revision: a live etcd always wins over a file on disk.
+// - "The same etcd" is the same cluster id (etcd's response header) and a revision that never goes back.
+//   A read that shows another cluster id, or a revision lower than one we had before it started (reads
+//   are linearizable, so the same etcd cannot answer older), means etcd was replaced, wiped or restored
+//   from a backup: we drop everything we had, the snapshot's items included (none of them is a "last good
+//   version" of what this etcd holds), log it once, take etcd's items, and watch from etcd's revision.
+//   The watchdog makes the same check while watching. A wiped or restored etcd of the same cluster id
+//   that has since gone past our revision cannot be told apart; its full read still replaces every item,
+//   deletes included, and only an item it holds in an invalid version keeps the version we had.
 // - etcd3 reconnects a broken watch stream itself (from our revision); then we read everything again and
 //   apply what changed. A watch that ends (canceled by etcd, or the watchdog) costs the client: a new
 //   one, with new connections, does a full read and watches again.
@@ -75,6 +86,8 @@ export interface EtcdStatus {
   readonly ready: boolean
   readonly startedFrom: 'snapshot' | 'file'
   readonly revision: number
+  /** etcd's cluster id of the items in force (the snapshot's until the first full read; null if unknown). */
+  readonly clusterId: string | null
   readonly appliedAt: string | null
   readonly lastError: string | null
   readonly lastErrorAt: string | null
@@ -102,9 +115,12 @@ export class EtcdConfigSource {
   readonly #retryCapMs: number
   readonly #warnEveryMs: number
   #file: Config
+  /** Cluster id of the etcd our items came from (the snapshot's, then each applied full read's). */
+  #clusterId: string | null = null
   #config: Config
   #configJson: string
-  #inForceJson: string
+  /** What the snapshot file holds (cluster id and items in force), to write it only when that changes. */
+  #snapshotJson: string
   #appliedAt: Date | null = null
   #up = false
   #ready = false
@@ -141,6 +157,7 @@ export class EtcdConfigSource {
     const read = readEtcdSnapshot(this.#snapshot.path, options.settings.prefix)
     if (read.kind === 'loaded') {
       this.#items.loadSnapshot(read.snapshot.items, read.snapshot.revision)
+      this.#clusterId = read.snapshot.clusterId ?? null
       this.#startedFrom = 'snapshot'
       this.#log.info({ snapshot: this.#snapshot.path, revision: read.snapshot.revision, writtenAt: read.snapshot.writtenAt, items: read.snapshot.items.length },
         'etcd: starting from the snapshot until etcd answers')
@@ -151,7 +168,7 @@ export class EtcdConfigSource {
     const merged = this.#items.merge(this.#file)
     this.#config = merged.config
     this.#configJson = JSON.stringify(merged.config)
-    this.#inForceJson = JSON.stringify(this.#items.inForce())
+    this.#snapshotJson = JSON.stringify([this.#clusterId, this.#items.inForce()])
   }
 
   /** Loads etcd3 and the snapshot; does not connect yet (start() does). Throws on unreadable TLS files. */
@@ -200,6 +217,7 @@ export class EtcdConfigSource {
       ready: this.#ready,
       startedFrom: this.#startedFrom,
       revision: this.#items.revision,
+      clusterId: this.#clusterId,
       appliedAt: this.#appliedAt?.toISOString() ?? null,
       lastError: this.#lastError,
       lastErrorAt: this.#lastErrorAt?.toISOString() ?? null,
@@ -287,15 +305,42 @@ export class EtcdConfigSource {
     })
   }
 
-  /** Reads the whole prefix at one revision and applies it. Returns false when the read was stale. */
-  async #fullRead(client: Etcd3): Promise<boolean> {
-    const { revision, entries } = await readPrefix(client, this.#prefix, this.#pageSize)
+  /**
+   * Reads the whole prefix at one revision and applies it, replacing every item (the snapshot's too).
+   * `duringWatch`: a watch on this client runs on (a reconnect's check). Returns false when not applied.
+   */
+  async #fullRead(client: Etcd3, duringWatch = false): Promise<boolean> {
+    const before = this.#items.revision
+    const read = await readPrefix(client, this.#prefix, this.#pageSize)
     if (this.#closed) return false
-    // The watch got further than this read while it ran: what the read knows is in force already.
-    if (revision < this.#items.revision) return false
-    this.#items.replaceAll(entries, revision)
+    const replaced = this.#replacedBy(read.clusterId, read.revision, before)
+    if (replaced !== null) {
+      // The watch follows the etcd we had: end it, and the loop reads again with no watch beside it.
+      if (duringWatch) {
+        this.#endWatch?.(replaced)
+        return false
+      }
+      this.#log.warn({ clusterId: read.clusterId, revision: read.revision }, `etcd: ${replaced}; serving etcd's items`)
+      this.#items.forget()
+      this.#snapshotJson = '' // the snapshot is rewritten for this etcd even if its items look the same
+    } else if (duringWatch && read.revision < this.#items.revision) {
+      // The watch got further than this read while it ran: what the read knows is in force already.
+      return false
+    }
+    this.#clusterId = read.clusterId
+    this.#items.replaceAll(read.entries, read.revision)
     this.#merge('read')
     return true
+  }
+
+  /**
+   * Why etcd answering with `clusterId` at `revision` is not the etcd our items came from, or null. `before`
+   * is our revision when the request was sent: a linearizable answer from the same etcd is never older.
+   */
+  #replacedBy(clusterId: string, revision: number, before: number): string | null {
+    if (revision < before) return `etcd revision went back from ${before} to ${revision}: etcd was replaced or restored`
+    if (this.#clusterId !== null && clusterId !== this.#clusterId) return `etcd's cluster id changed from ${this.#clusterId} to ${clusterId}: etcd was replaced`
+    return null
   }
 
   /** Watches from our revision + 1 until the watch has to be replaced; resolves with the reason. */
@@ -311,9 +356,10 @@ export class EtcdConfigSource {
         this.#log.info({ revision: this.#items.revision }, 'etcd: watch reconnected; reading the prefix again')
         if (verifying) return
         verifying = true
-        this.#fullRead(client).catch(() => undefined).finally(() => { verifying = false })
+        this.#fullRead(client, true).catch(() => undefined).finally(() => { verifying = false })
       },
       onProbeFailed: (err) => this.#failed(err),
+      replacedBy: (clusterId, revision, before) => this.#replacedBy(clusterId, revision, before),
     })
     this.#endWatch = watch.end
     if (this.#closed) watch.end('closing')
@@ -363,10 +409,12 @@ export class EtcdConfigSource {
       this.#appliedAt = new Date()
     }
     const inForce = this.#items.inForce()
-    const inForceJson = JSON.stringify(inForce)
-    if (inForceJson !== this.#inForceJson) {
-      this.#inForceJson = inForceJson
-      this.#snapshot.write({ version: 1, prefix: this.settings.prefix, revision: this.#items.revision, writtenAt: new Date().toISOString(), items: inForce })
+    const snapshotJson = JSON.stringify([this.#clusterId, inForce])
+    if (snapshotJson !== this.#snapshotJson) {
+      this.#snapshotJson = snapshotJson
+      this.#snapshot.write({
+        version: 1, prefix: this.settings.prefix, revision: this.#items.revision, clusterId: this.#clusterId, writtenAt: new Date().toISOString(), items: inForce,
+      })
     }
     for (const r of result.newRejections) {
       this.#log.error({ key: r.key, revision: r.revision, reason: r.reason },

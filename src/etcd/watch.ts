@@ -10,6 +10,8 @@
 // - Watchdog: every watchdogMs a cheap read of the prefix (key count and newest mod revision) with a short
 //   deadline. No answer (etcd frozen, network black hole) ends the watch; so does a watch that twice in a
 //   row fails to deliver what the read shows (a silent, stuck stream: microsoft/etcd3#72, etcd#8980).
+//   An answer from another etcd (another cluster id, or a revision lower than ours when the read was
+//   sent: etcd replaced, wiped or restored under the same address) ends it too; the caller reads again.
 // - Every handler runs inside try/catch: etcd3 rethrows listener errors as uncaught exceptions.
 import type { Etcd3, IWatchResponse, Watcher } from 'etcd3'
 import { describeEtcdError } from './client.js'
@@ -27,6 +29,8 @@ export interface WatchCallbacks {
   onReconnected(): void
   /** The watchdog read failed (the watch ends right after). */
   onProbeFailed(err: unknown): void
+  /** Why an answer with this cluster id and revision comes from another etcd than ours, or null. */
+  replacedBy(clusterId: string, revision: number, revisionBefore: number): string | null
 }
 
 export interface WatchOptions {
@@ -91,16 +95,19 @@ export function watchPrefix(client: Etcd3, prefix: string, options: WatchOptions
   }
   watcher.on('data', onData).on('connected', onConnected).on('disconnected', onDisconnected).on('error', onError)
 
-  const probe = async (): Promise<{ count: number; newestModRevision: number }> => {
+  const probe = async (): Promise<{ count: number; newestModRevision: number; revision: number; clusterId: string }> => {
     const res = await client.getAll().prefix(prefix).sort('Mod', 'Descend').limit(1)
       .options({ deadline: Date.now() + options.probeTimeoutMs }).exec()
-    return { count: Number(res.count), newestModRevision: Number(res.kvs[0]?.mod_revision ?? 0) }
+    return { count: Number(res.count), newestModRevision: Number(res.kvs[0]?.mod_revision ?? 0), revision: Number(res.header.revision), clusterId: String(res.header.cluster_id) }
   }
   const watchdog = setInterval(() => {
     if (probing || ended) return
     probing = true
+    const before = callbacks.revision()
     probe().then((seen) => {
       if (ended) return
+      const replaced = callbacks.replacedBy(seen.clusterId, seen.revision, before)
+      if (replaced !== null) return end(replaced)
       const revision = callbacks.revision()
       const behind = seen.newestModRevision > revision || seen.count !== callbacks.keyCount()
       behindStrikes = behind && !dataSinceProbe ? behindStrikes + 1 : 0
