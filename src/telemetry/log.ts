@@ -56,8 +56,8 @@ class LogOutput implements DestinationStream {
   #prettify: ((line: string) => string) | null = null
   /** Bytes of whole lines per write: sonic-boom never splits a Buffer it is given. */
   readonly #maxWrite: number
-  /** Lines not handed to the destination yet: #batch[0, #length). A new Buffer per batch (sonic-boom keeps the last). */
-  #batch: Buffer
+  /** Lines not handed to the destination yet: #batch[0, #length). */
+  readonly #batch: Buffer
   #length = 0
   #timer: NodeJS.Timeout | null = null
   /** The format asked for last (the config's), which may differ from the one in force when pretty is missing. */
@@ -150,10 +150,13 @@ class LogOutput implements DestinationStream {
     }
     const length = this.#length
     if (length === 0) return
-    const batch = this.#batch
-    this.#batch = Buffer.allocUnsafeSlow(this.#maxWrite)
+    // A copy of what is gathered (sonic-boom keeps what it is given until written), and the batch reused: a
+    // new batch of the full size per flush was 2.5 MB/s of allocations of 256 KiB at any traffic, and RSS
+    // rose by 15 MiB/min in the soak (malloc's arenas, not the V8 heap).
+    const lines = Buffer.allocUnsafe(length)
+    this.#batch.copy(lines, 0, 0, length)
     this.#length = 0
-    this.#destination.write(batch.subarray(0, length) as unknown as string)
+    this.#destination.write(lines as unknown as string)
   }
 
   /** Switches format; returns a one-line warning when pretty cannot be had (then the lines stay JSON). */
