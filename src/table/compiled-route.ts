@@ -90,7 +90,9 @@ export function compileRoute(
   const access = route.access === undefined ? null
     : reuse(sameMetrics ? old.parts.access ?? undefined : undefined, route.access, () => buildAccess(route.access!, metrics))
   const auth = route.auth === undefined ? null
-    : reuse(sameMetrics ? old.parts.auth ?? undefined : undefined, route.auth, () => buildAuth(route.auth!, metrics))
+    : reuse(sameMetrics ? old.parts.auth ?? undefined : undefined, { ...route.auth, allow: undefined }, () => buildAuth(route.auth!, metrics))
+  // The consumer step (auth.allow, the consumer counter) is keyed by the whole auth block; a reload that
+  // changes only allow keeps the auth step above and its verification cache.
   const consumer = route.auth === undefined ? null : consumerNames(route.auth)
   const consumerStep = consumer === null ? null
     : reuse(sameMetrics ? old.parts.consumer ?? undefined : undefined, route.auth,
