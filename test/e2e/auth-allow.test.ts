@@ -4,6 +4,7 @@
 // grpc-status 7 PERMISSION_DENIED on a gRPC route. Consumers that pass are counted per consumer only
 // where config bounds the names: key and basic consumers (or their allow list), JWT subjects only with
 // allow. A reload that removes a consumer removes its series.
+import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { hash as bcryptHash } from '@node-rs/bcrypt'
 import { SignJWT } from 'jose'
@@ -11,6 +12,7 @@ import { request } from 'undici'
 import { describe, expect, it } from 'vitest'
 import { startGateway, type Response } from '../helpers/gateway.js'
 import { grpcFrame, grpcMessages, startGrpcUpstream } from '../helpers/grpc-upstream.js'
+import { MISSING_PROMETHEUS, PROMTOOL_BIN } from '../helpers/prometheus.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 
 const sha = (key: string): string => 'sha256:' + createHash('sha256').update(key).digest('hex')
@@ -153,6 +155,11 @@ routes:
     expect(consumerCount(metrics, 'listed', 'auth0|42')).toBe(1)
     expect(consumerCount(metrics, 'listed', 'mallory')).toBeNull()
     expect(metrics).not.toMatch(/^tollgate_consumer_requests_total\{route="open"/m)
+    // A sub with a '|' as a label value: /metrics still passes promtool.
+    expect(PROMTOOL_BIN, MISSING_PROMETHEUS).toBeDefined()
+    const check = spawnSync(PROMTOOL_BIN!, ['check', 'metrics'], { input: metrics, encoding: 'utf8' })
+    expect(check.stdout + check.stderr).toBe('')
+    expect(check.status).toBe(0)
   })
 
   it('a gRPC route answers an unlisted consumer with grpc-status 7 PERMISSION_DENIED in HTTP 200', async () => {
