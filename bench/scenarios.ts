@@ -112,13 +112,15 @@ const BENCH_API_KEY = 'bench-key-0123456789abcdef'
 
 /**
  * Scenario policies with an access list (the bench's own address allowed, a CIDR denied) and key auth in front:
- * each request's key is hashed (SHA-256) and looked up, the key header stripped and x-consumer added (issue 17).
+ * each request's key is hashed (SHA-256) and looked up, checked against auth.allow and counted in
+ * tollgate_consumer_requests_total, the key header stripped and x-consumer added (issue 17).
  */
 const keyAuthConfig = (upstreamUrl: string): string => `${policiesConfig(upstreamUrl)}    access: { allow: [127.0.0.0/8, "::1"], deny: [192.0.2.0/24] }
     auth:
       type: key
       key: { header: x-api-key, consumers: { bench: { keyHash: "sha256:95ab1ab43a1c769ff93ba02eec3f4f81c077398c1691a00ae8628abd43901779" }, other: { keyHash: "sha256:0000000000000000000000000000000000000000000000000000000000000000" } } }
       forwardConsumer: x-consumer
+      allow: [bench]
 `
 
 /** bench/plugins/set-header.mjs from dist/bench/ (the build does not copy it: it is plain JavaScript). */
@@ -307,7 +309,7 @@ export const scenarios: readonly Scenario[] = [
   },
   {
     name: 'key-auth',
-    description: 'GET / with an API key header: policies plus an access list and key auth',
+    description: 'GET / with an API key header: policies plus an access list and key auth (with auth.allow and the per-consumer counter)',
     path: '/',
     headers: { 'x-api-key': BENCH_API_KEY },
     tollgateConfig: keyAuthConfig,

@@ -55,6 +55,8 @@ export const FORBIDDEN = refusal(403, 'FORBIDDEN', 'the request is not allowed o
 export const WEBSOCKET_NOT_ENABLED = refusal(403, 'FORBIDDEN', 'WebSocket upgrades are not enabled on this route')
 /** A route's access list (src/policy/access/) refused the client address. */
 export const FORBIDDEN_ADDRESS = refusal(403, 'FORBIDDEN', 'the client address is not allowed on this route')
+/** A route's auth.allow does not list the authenticated consumer (src/policy/auth/consumer-step.ts). */
+export const FORBIDDEN_CONSUMER = refusal(403, 'FORBIDDEN', 'the consumer is not allowed on this route')
 /** A route plugin's onRequest or onResponse threw or ran past its timeout (src/policy/plugins/). */
 export const PLUGIN_FAILED = refusal(500, 'PLUGIN_FAILED', 'a plugin of this route failed')
 export const PAYLOAD_TOO_LARGE = refusal(413, 'PAYLOAD_TOO_LARGE', 'the request body is larger than maxBodySize')

@@ -1,7 +1,7 @@
 // A route's access list and key auth, per call, on the real classes (src/policy/access/, src/policy/auth/):
 // AccessStep.admits on a mix of client addresses, beside node:net's BlockList on the same lists (the
 // library the own parser was measured against), and KeyAuthStep.consumerOf (the SHA-256 of a key and the
-// lookup). Run by micro-bench.ts in its own process, timed by batches.ts with the other operations.
+// lookup), and ConsumerStep.run (auth.allow and the per-consumer counter). Run by micro-bench.ts in its own process, timed by batches.ts with the other operations.
 //
 // JWT auth (issue 17 item 6): JwtAuthStep.run on a token already in its verification cache (what a client
 // repeating its token costs), beside what a miss costs: jose's jwtVerify of the same RS256 token (async:
@@ -16,6 +16,7 @@ import { benchJwt } from '../lib/bench-jwt.js'
 import type { NsPerCall } from './micro-report.js'
 import { AccessStep } from '../../src/policy/access/access-step.js'
 import { KeyAuthStep } from '../../src/policy/auth/key-auth-step.js'
+import { ConsumerStep } from '../../src/policy/auth/consumer-step.js'
 import { operation, type Operation } from './batches.js'
 import { CALL_KEYS } from './micro-report.js'
 
@@ -50,6 +51,10 @@ export function accessAuthOperations(): Operation[] {
   const deny = blockList(DENY)
   const auth = new KeyAuthStep({ keyHeader: 'x-api-key', queryParam: null, forwardConsumer: 'x-consumer' },
     { acme: { keyHash: KEY_HASH } }, { missing: none, invalid: none })
+  const names = ['acme', 'globex', 'initech']
+  const cells = new Map(names.map((n) => [n, { value: 0, inc(): void { this.value++ } }]))
+  const consumers = new ConsumerStep({ names, forbidden: none }, cells)
+  const consumerCtx = { consumer: 'globex', refuse: () => { throw new Error('globex is allowed') } } as unknown as StepContext
   return [
     operation(CALL_KEYS.accessAdmits, 'AccessStep.admits, 4 allow + 2 deny CIDRs, IPv4/IPv6/mapped mix', (i) => (step.admits(ADDRESSES[i & 1023]!) ? 1 : 0), true),
     operation(CALL_KEYS.accessBlockList, 'node:net BlockList.check, the same lists and addresses (peer)', (i) => {
@@ -58,6 +63,7 @@ export function accessAuthOperations(): Operation[] {
       return !deny.check(ip, family) && allow.check(ip, family) ? 1 : 0
     }, true),
     operation(CALL_KEYS.keyAuthLookup, 'KeyAuthStep.consumerOf, a 26-byte key: SHA-256 + lookup', () => (auth.consumerOf(KEY) === null ? 1 : 0), true),
+    operation(CALL_KEYS.consumerStep, 'ConsumerStep.run, auth.allow of 3 + the consumer counter (after key auth)', () => (consumers.run(consumerCtx) === Next.Continue ? 1 : 0), true),
   ]
 }
 

@@ -57,6 +57,8 @@ export const CALL_KEYS = {
   accessAdmits: 'accessStepAdmits',
   accessBlockList: 'accessBlockListPeer',
   keyAuthLookup: 'keyAuthConsumerOf',
+  /** The step after auth (no target): auth.allow's Set.has and the consumer counter's Map.get + inc. */
+  consumerStep: 'consumerStepAllowCount',
   /** JWT auth (issue 17 item 6; no target): a cached token through JwtAuthStep.run, an uncached RS256 jwtVerify (jose), the bare RSA signature check. */
   jwtCachedHit: 'jwtAuthStepCachedHit',
   jwtVerifyUncached: 'joseJwtVerifyRs256',

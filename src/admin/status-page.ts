@@ -184,12 +184,26 @@ const SCRIPT = `
     ], '');
   }
 
+  // JWT routes with a JWKS (README "JWT"): a set whose last fetch failed still serves its last good keys.
+  function renderJwks(s) {
+    fill('jwks', s.routes.filter(function (r) { return r.jwks; }).map(function (r) {
+      var j = r.jwks;
+      var state = j.keys === null ? badge('per worker', 'unknown') : j.lastError !== null ? badge('failing', j.keys > 0 ? 'warn' : 'bad') : badge('ok', 'ok');
+      var tr = row([el('code', null, r.id), el('code', 'nowrap', j.url), state, j.keys, time(j.lastFetchAt),
+        j.lastError === null ? null : j.lastError + (j.lastErrorAt ? ' (' + time(j.lastErrorAt) + ')' : '')],
+        [null, null, 'state', 'num', null, null]);
+      tr.dataset.route = r.id;
+      return tr;
+    }), 'no route has a JWKS');
+  }
+
   function render(s, nowMs) {
     renderSummary(s);
     renderRoutes(s, nowMs);
     renderUpstreams(s);
     renderBreakers(s);
     renderLimiters(s);
+    renderJwks(s);
   }
 
   function refresh() {
@@ -240,6 +254,8 @@ const HTML_HEAD = `<!doctype html>
 <table><thead><tr><th>route</th><th>state</th><th class="num">requests</th><th class="num">failures</th><th class="num">error rate</th><th>next trial</th></tr></thead><tbody id="breakers"></tbody></table>
 <h2>Rate-limit store</h2>
 <table><thead><tr><th>store</th><th>state</th><th class="num">errors</th><th>last error</th></tr></thead><tbody id="limiters"></tbody></table>
+<h2>JWT key sets</h2>
+<table><thead><tr><th>route</th><th>JWKS</th><th>state</th><th class="num">keys</th><th>last good fetch</th><th>last error</th></tr></thead><tbody id="jwks"></tbody></table>
 <h2>Config</h2>
 <h3>Rejected <span id="rejected-at" class="muted"></span></h3>
 <table><thead><tr><th>where</th><th>key</th><th>reason</th></tr></thead><tbody id="rejected"></tbody></table>

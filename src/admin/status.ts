@@ -11,6 +11,7 @@ import type { ActiveReport } from '../upstream/health/active.js'
 import { describeHealth } from '../upstream/health/upstream-health.js'
 import { Target } from '../upstream/target.js'
 import { STATE_NAMES } from '../policy/breaker/breaker.js'
+import { JwksKeys, type JwksStatus } from '../policy/auth/jwks-keys.js'
 
 /** What the file source knows (src/lifecycle/file-source.ts has these fields). */
 export interface FileFacts {
@@ -111,11 +112,21 @@ function routes(config: Config, table: RouteTable | null, summed: RouteTotalsByI
   return config.routes.map((r) => {
     const totals = table !== null ? table.routeMetrics.get(r.id)?.totals() ?? null
       : summed === null ? null : summed[r.id] ?? { requests: 0, errors: 0 }
+    const jwks = r.auth?.type === 'jwt' ? r.auth.jwt?.jwks : undefined
     return {
       id: r.id, match: r.match, upstream: r.upstream, priority: r.priority,
       requests: totals === null ? null : totals.requests, errors: totals === null ? null : totals.errors,
+      ...(jwks === undefined ? {} : { jwks: jwksStatus(jwks) }),
     }
   })
+}
+
+/**
+ * A JWT route's key set (README "Authentication"): keys in use, last good fetch, last error. The set is per
+ * process; the cluster primary fetches none (its workers do), so there only the URL is known.
+ */
+function jwksStatus(url: string): JwksStatus | { readonly url: string; readonly keys: null; readonly kids: null; readonly lastFetchAt: null; readonly lastError: null; readonly lastErrorAt: null } {
+  return JwksKeys.peek(url)?.status() ?? { url, keys: null, kids: null, lastFetchAt: null, lastError: null, lastErrorAt: null }
 }
 
 /**

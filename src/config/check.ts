@@ -188,6 +188,15 @@ function checkAuth(auth: Auth, at: (...rest: PathSegment[]) => PathSegment[], lo
   for (const other of ['key', 'jwt', 'basic'] as const) {
     if (other !== auth.type && auth[other] !== undefined) report('error', at('auth', other), `${other}: is set but type is "${auth.type}": it would be ignored; remove it or change type`)
   }
+  if (auth.allow !== undefined && auth.type !== 'jwt') {
+    // key/basic consumers are named in the config: a name that is none of them can never get in (a typo).
+    const consumers = auth.type === 'key' ? auth.key!.consumers : auth.basic!.consumers
+    auth.allow.forEach((name, j) => {
+      if (!Object.hasOwn(consumers, name)) {
+        report('error', at('auth', 'allow', j), `"${name}" is not a consumer of this route (auth.${auth.type}.consumers has ${Object.keys(consumers).map((c) => `"${c}"`).join(', ') || 'none'}); add it there or remove it here`)
+      }
+    })
+  }
   if (auth.type === 'jwt') {
     // An unreadable publicKey file was reported by load.ts (auth-keys.ts); its name is no PEM to check.
     if (!publicKeyRead) return

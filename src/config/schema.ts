@@ -331,6 +331,10 @@ export const Auth = Type.Object({
   jwt: Type.Optional(JwtAuth),
   basic: Type.Optional(BasicAuth),
   forwardConsumer: HeaderName('Header the upstream receives with the consumer name; one the client sent is replaced.', 'x-consumer'),
+  allow: Type.Optional(Type.Array(Type.String({ pattern: '^[\\x21-\\x7e](?:[\\x20-\\x7e]{0,254}[\\x21-\\x7e])?$' }), {
+    minItems: 1, uniqueItems: true,
+    description: 'Consumers allowed on the route (Kong\'s ACL, APISIX\'s consumer-restriction): another consumer with valid credentials gets 403 FORBIDDEN. key/basic: names under consumers; jwt: sub values.',
+  })),
 }, { ...strict, description: 'Authentication of the route\'s requests: missing or unknown credentials get 401 UNAUTHORIZED.' })
 
 const TOKEN = '[!#$%&\'*+.^_`|~0-9A-Za-z-]+'

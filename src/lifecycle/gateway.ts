@@ -17,6 +17,7 @@ import { ConfigApplier, type ApplyResult, type ConfigOrigin } from './config-app
 import type { ConfigSources, EtcdApplyEvent, ReloadEvent } from './config-sources.js'
 import { Drain, settlesBefore } from './drain.js'
 import { AccessLogSink } from '../proxy/access-log.js'
+import { JwksKeys } from '../policy/auth/jwks-keys.js'
 import { ErrorLogSink } from '../proxy/error-log.js'
 import { TableHolder } from './table-holder.js'
 import { HealthFeed } from '../upstream/health/health-feed.js'
@@ -71,6 +72,9 @@ export class Gateway {
     // log: applies live (README "Observability"): the level and format first, then the access log, which
     // is on only when info lines are written.
     this.#accessLog = new AccessLogSink(log)
+    // JWKS fetch failures and recoveries, once per change (README "Authentication"); before the table is
+    // built, which starts the first fetches.
+    JwksKeys.reportTo({ warn: (fields, message) => log.warn(fields, message), info: (fields, message) => log.info(fields, message) })
     applyLogSettings(log, config.log)
     this.#accessLog.configure(config.log)
     this.#holder = new TableHolder(config, metrics, (next) => {

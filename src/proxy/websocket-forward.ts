@@ -1,6 +1,7 @@
 // The last step of a WebSocket upgrade (README "WebSocket"): forward.ts has built the upstream headers
 // (Upgrade, Connection: upgrade and Sec-WebSocket-* kept on websocket routes), this picks a healthy target
-// and sends the handshake with node:http, whose ClientRequest hands over the socket on a 101 ('upgrade').
+// and sends the handshake with node:http (node:https with the upstream's tls: towards https:// targets),
+// whose ClientRequest hands over the socket on a 101 ('upgrade').
 // undici would too, but only through its upgrade() API, which takes no handler object and gives no
 // 'response' for a refused handshake; one request per connection is not the hot path.
 //
@@ -41,14 +42,17 @@ export function forwardWebSocket(ex: Exchange): void {
   const headers = ex.upstreamHeaders!
   if (upstream.hostFromTarget) headers[1] = target.origin.slice(target.origin.indexOf('//') + 2)
   const url = new URL(target.url)
-  const request = (url.protocol === 'https:' ? https : http).request({
+  const options: https.RequestOptions = {
     host: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
     port: url.port,
     method: 'GET',
     path: ex.upstreamPath,
     headers,
     agent: false, // its own connection: it becomes the tunnel's
-  })
+  }
+  // wss: the upstream's tls: (ca, client certificate, servername) as for its HTTP requests (tls-connect.ts);
+  // rejectUnauthorized stays true, so a certificate that does not verify is a connect failure (502), never plaintext.
+  const request = url.protocol === 'https:' ? https.request(Object.assign(options, upstream.tls)) : http.request(options)
   new Handshake(ex, target, request)
   request.end()
 }

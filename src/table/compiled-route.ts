@@ -12,6 +12,7 @@ import { KeyAuthStep } from '../policy/auth/key-auth-step.js'
 import { JwtAuthStep } from '../policy/auth/jwt-auth-step.js'
 import { BasicAuthStep } from '../policy/auth/basic-auth-step.js'
 import { JwksKeys } from '../policy/auth/jwks-keys.js'
+import { ConsumerStep } from '../policy/auth/consumer-step.js'
 import type { AuthStep, CredentialStrip } from '../policy/auth/auth-step.js'
 import { jwtAlgorithms, parsePublicKey } from '../config/auth-keys.js'
 import { buildPluginChain, type PluginChain } from '../policy/plugins/plugin-chain.js'
@@ -52,6 +53,8 @@ export class CompiledRoute {
       /** The access-list step (null: no access) and the auth step (null: no auth). */
       readonly access: Keyed<AccessStep> | null
       readonly auth: Keyed<AuthStep> | null
+      /** auth.allow and the consumer counter (null: jwt without allow, or no auth), right after the auth step. */
+      readonly consumer?: Keyed<ConsumerStep> | null
       /** The rate-limit step (null: no rateLimit) and its limiters, each with its reuse key. */
       readonly rateLimit: RateLimitStep | null
       readonly limiters: readonly Keyed<Limiter>[]
@@ -87,7 +90,14 @@ export function compileRoute(
   const access = route.access === undefined ? null
     : reuse(sameMetrics ? old.parts.access ?? undefined : undefined, route.access, () => buildAccess(route.access!, metrics))
   const auth = route.auth === undefined ? null
-    : reuse(sameMetrics ? old.parts.auth ?? undefined : undefined, route.auth, () => buildAuth(route.auth!, metrics))
+    : reuse(sameMetrics ? old.parts.auth ?? undefined : undefined, { ...route.auth, allow: undefined }, () => buildAuth(route.auth!, metrics))
+  // The consumer step (auth.allow, the consumer counter) is keyed by the whole auth block; a reload that
+  // changes only allow keeps the auth step above and its verification cache.
+  const consumer = route.auth === undefined ? null : consumerNames(route.auth)
+  const consumerStep = consumer === null ? null
+    : reuse(sameMetrics ? old.parts.consumer ?? undefined : undefined, route.auth,
+      () => new ConsumerStep(route.auth!.allow === undefined ? null : { names: route.auth!.allow, forbidden: metrics.authFailures('forbidden') }, metrics.consumerRequests(consumer)))
+  if (consumerStep === null) metrics.consumerRequests([]) // a reload that took the route's consumers away drops their series
   // The order of a route's steps (src/proxy/pipeline.ts): its access list (who may ask at all, before any
   // work), its key auth (who is asking: the consumer the limiters may key on), its limiters, then its
   // breaker's admission, which runs the upstream's bulkhead itself (or the fallback upstream's), else the
@@ -105,6 +115,7 @@ export function compileRoute(
   const steps: RequestStep[] = []
   if (access !== null) steps.push(access.value)
   if (auth !== null) steps.push(auth.value)
+  if (consumerStep !== null) steps.push(consumerStep.value)
   if (limits.step !== null) steps.push(limits.step)
   if (plugins !== null) steps.push(plugins.value.step)
   steps.push(admission)
@@ -117,11 +128,23 @@ export function compileRoute(
     return old
   }
   return new CompiledRoute(route.id, upstream, rewrite.value, maxBodyBytes, allowEncodedSlash, route.websocket, steps, metrics, breaker,
-    { rewrite, access, auth, rateLimit: limits.step, limiters: limits.parts, plugins }, tracing, auth?.value ?? null, forwardClientCert, idleTimeoutMs, split, mirror)
+    { rewrite, access, auth, consumer: consumerStep, rateLimit: limits.step, limiters: limits.parts, plugins }, tracing, auth?.value ?? null, forwardClientCert, idleTimeoutMs, split, mirror)
 }
 
 function buildAccess(access: NonNullable<Route['access']>, metrics: RouteMetrics): AccessStep {
   return new AccessStep(access.allow, access.deny, metrics.authFailures('forbidden'))
+}
+
+/**
+ * The consumers tollgate_consumer_requests_total may name on this route, or null when the route needs no
+ * step after its auth: key and basic consumers are in the config; a JWT route's subjects are bounded only
+ * by auth.allow (without it any `sub` an identity provider signs would be a new series).
+ */
+function consumerNames(auth: NonNullable<Route['auth']>): readonly string[] | null {
+  if (auth.allow !== undefined) return auth.allow // key/basic: check.ts made sure each is a consumer; the others get 403
+  if (auth.type === 'key' && auth.key !== undefined) return Object.keys(auth.key.consumers)
+  if (auth.type === 'basic' && auth.basic !== undefined) return Object.keys(auth.basic.consumers)
+  return null
 }
 
 /** check.ts refused every auth without its complete block: the throw is a bug guard, not a config message. */

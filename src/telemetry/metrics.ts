@@ -64,6 +64,7 @@ export class Metrics {
   limiterKeysNow: () => number = () => 0
   readonly retriesSkipped: FastCounter
   readonly authFailures: FastCounter
+  readonly consumerRequests: FastCounter
   readonly mirrorRequests: FastCounter
   readonly pluginErrors: FastCounter
   /** Spans the export queue gave up on: full, or their export failed (src/telemetry/otel-tracer.ts). */
@@ -111,6 +112,8 @@ export class Metrics {
     this.ratelimitStoreErrors = new Counter({ name: 'tollgate_ratelimit_store_errors_total', help: 'Cluster-scope limiter decisions the store (Redis) failed to make in time; onStoreError applied.', registers })
     this.ratelimitKeys = new Gauge({ name: 'tollgate_ratelimit_keys', help: 'Keys held in local limiter memory (at most limits.maxLimiterKeys).', registers, collect() { this.set(self.limiterKeysNow()) } })
     this.authFailures = new FastCounter('tollgate_auth_failures_total', 'Requests refused by a route\'s auth or access list, by route and reason (missing, invalid, expired, forbidden).', ['route', 'reason'], registers)
+    // Bounded by config: one cell per consumer a route names (key/basic consumers, or auth.allow for jwt).
+    this.consumerRequests = new FastCounter('tollgate_consumer_requests_total', 'Requests that passed a route\'s auth (and its auth.allow), by route and consumer. Only consumers the config names: key and basic consumers, JWT subjects only with auth.allow.', ['route', 'consumer'], registers)
     this.mirrorRequests = new FastCounter('tollgate_mirror_requests_total', 'Mirror copies of requests, by route and result (sent: the mirror answered, dropped: not sent, failed: no answer).', ['route', 'result'], registers)
     this.pluginErrors = new FastCounter('tollgate_plugin_errors_total', 'Plugin hook calls that threw or ran past their timeout, by route, plugin (its file name), hook (onRequest, onResponse, onLog) and reason (threw, timeout).', ['route', 'plugin', 'hook', 'reason'], registers)
     this.retriesSkipped = new FastCounter('tollgate_retries_skipped_total', 'Retries that retry.on allowed but were not made, by route and reason (budget, not-idempotent, body-sent).', ['route', 'reason'], registers)
@@ -227,6 +230,21 @@ export class RouteMetrics {
 
   readonly #authReasons = new Set<string>()
 
+  /**
+   * tollgate_consumer_requests_total{route, consumer}: one cell per name, bound when the route's auth step is
+   * built (the hot path is one Map.get and an inc). A name bound by an earlier build and not named now (a
+   * consumer removed by a reload) loses its series; remove() drops the rest.
+   */
+  consumerRequests(names: Iterable<string>): ReadonlyMap<string, CounterChild> {
+    const cells = new Map<string, CounterChild>()
+    for (const name of names) cells.set(name, this.#metrics.consumerRequests.labels(this.id, name))
+    for (const name of this.#consumers) if (!cells.has(name)) this.#metrics.consumerRequests.remove(this.id, name)
+    this.#consumers = new Set(cells.keys())
+    return cells
+  }
+
+  #consumers: ReadonlySet<string> = new Set()
+
   /** tollgate_mirror_requests_total{route, result}, bound when the route's mirror is built; remove() drops them. */
   mirrorResults(): { readonly sent: CounterChild; readonly dropped: CounterChild; readonly failed: CounterChild } {
     this.#hasMirror = true
@@ -259,6 +277,8 @@ export class RouteMetrics {
     m.retries.remove(this.id)
     for (const reason of this.#authReasons) m.authFailures.remove(this.id, reason)
     this.#authReasons.clear()
+    for (const name of this.#consumers) m.consumerRequests.remove(this.id, name)
+    this.#consumers = new Set()
     if (this.#hasMirror) for (const result of ['sent', 'dropped', 'failed']) m.mirrorRequests.remove(this.id, result)
     for (const labels of this.#pluginLabels) {
       const [plugin, hook, reason] = labels.split('\0') as [string, string, string]

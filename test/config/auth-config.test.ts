@@ -147,4 +147,20 @@ describe('auth config errors', () => {
     ])
     expect(errorsOf(head + `    auth: { type: key, key: { consumers: { a: { keyHash: "${HASH}" } } } }\n    rateLimit: [{ algorithm: token-bucket, rate: 1, key: "consumer,client-ip" }]\n`)).toEqual([])
   })
+
+  it('refuses an auth.allow name that is not a key or basic consumer (a typo would lock the consumer out), not a jwt sub', () => {
+    const keyLine = `    auth: { type: key, key: { consumers: { acme: { keyHash: "${HASH}" } } }, allow: [acme, acmee] }\n`
+    expect(errorsOf(head + keyLine)).toEqual([
+      `routes.yaml:7:${keyLine.indexOf('acmee') + 1} routes[0].auth.allow[1]: "acmee" is not a consumer of this route (auth.key.consumers has "acme"); add it there or remove it here`,
+    ])
+    const basicLine = `    auth: { type: basic, basic: { consumers: { ops: { passwordHash: "${BCRYPT}" } } }, allow: [dev] }\n`
+    expect(errorsOf(head + basicLine)).toEqual([
+      `routes.yaml:7:${basicLine.indexOf('dev]') + 1} routes[0].auth.allow[0]: "dev" is not a consumer of this route (auth.basic.consumers has "ops"); add it there or remove it here`,
+    ])
+    expect(errorsOf(head + `    auth: { type: key, key: { consumers: { acme: { keyHash: "${HASH}" } } }, allow: [acme] }\n`)).toEqual([])
+    // A JWT route's consumers are sub claims the identity provider signs: any name may be listed.
+    expect(errorsOf(head + `    auth: { type: jwt, jwt: { secret: "${'s'.repeat(32)}" }, allow: [user-1, "auth0|42"] }\n`)).toEqual([])
+    // An empty list would refuse everyone: the schema wants one name at least.
+    expect(errorsOf(head + `    auth: { type: jwt, jwt: { secret: "${'s'.repeat(32)}" }, allow: [] }\n`)[0]).toMatch(/^routes\.yaml:7:\d+ routes\[0\]\.auth\.allow: /)
+  })
 })

@@ -1,18 +1,22 @@
 // The status page (README "Status page") in a real headless Chromium against a real gateway process and
 // real upstreams: a target whose upstream server stopped shows as down in the first refresh that starts
 // after /status says so, the page redraws in place, loads nothing but itself and /status, and shows rates,
-// breakers, the limiter store and rejected reloads; user-controlled text stays text.
+// breakers, the limiter store, the JWKS of JWT routes and rejected reloads; user-controlled text stays text.
 //
 // STATUS_PAGE_SCREENSHOT=docs/status-page.png npx vitest run test/e2e/status-page.test.ts
 // refreshes the README's screenshot; otherwise it goes to a temporary directory.
+import { generateKeyPairSync } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import http from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import type { Page } from 'playwright-core'
+import { exportJWK, SignJWT } from 'jose'
 import { httpRequest, spawnGateway, startGateway } from '../helpers/gateway.js'
 import { startHealthUpstream, until } from '../helpers/health-upstream.js'
 import { startBrowser } from '../helpers/browser.js'
+import { listenForTest } from '../helpers/listen.js'
 import { startUpstream } from '../helpers/upstream.js'
 
 const REFRESH_S = 0.5
@@ -197,6 +201,44 @@ routes:
     await page.waitForSelector('#error:not([hidden])', { timeout: REFRESH_S * 1000 + 5000 })
     expect(await page.textContent('#error')).toMatch(/^\/status did not answer \(.+\); showing the last answer\.$/)
     expect((await shown(page, '#rejected td')).join(' ')).toContain(`upstream "${hostile}" is not defined`)
+  })
+
+  it('shows each JWT route\'s JWKS: ok with its keys, then failing with the error while the last good keys serve', async () => {
+    const idpKey = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(idpKey.publicKey)), kid: 'k1' }] })
+    let down = false
+    const idp = http.createServer((req, res) => {
+      if (down) req.socket.destroy()
+      else res.writeHead(200, { 'content-type': 'application/json' }).end(jwks)
+    })
+    const { port } = await listenForTest(idp)
+    const url = `http://127.0.0.1:${port}/jwks.json`
+    const up = await startUpstream({ statuses: [200] })
+    const gw = await startGateway(`
+upstreams:
+  api: { targets: [{ url: ${up.url} }] }
+routes:
+  - { id: api, match: { path: /api/* }, upstream: api, auth: { type: jwt, jwt: { jwks: "${url}", algorithms: [ES256] } } }
+  - { id: open, match: { path: /open }, upstream: api }
+`)
+    const token = (kid: string): Promise<string> => new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid }).setSubject('a').sign(idpKey.privateKey)
+    expect((await gw.get('/api/x', { authorization: `Bearer ${await token('k1')}` })).status).toBe(200)
+    const browser = await startBrowser()
+    const { page, problems } = await browser.page()
+    await page.goto(`${gw.adminUrl}/?refresh=${REFRESH_S}`)
+    await drawnAfter(page, 0)
+    const cells = (): Promise<string[]> => shown(page, '#jwks tr[data-route="api"] td')
+    expect(await cells()).toEqual(['api', url, 'ok', '1', expect.stringMatching(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/), '—'])
+    expect(await shown(page, '#jwks tr')).toHaveLength(1) // the open route has no key set
+
+    down = true
+    expect((await gw.get('/api/x', { authorization: `Bearer ${await token('k9')}` })).status).toBe(401) // an unknown kid: a refresh, which fails
+    await drawnAfter(page, Date.now())
+    const failing = await cells()
+    expect(failing.slice(0, 4)).toEqual(['api', url, 'failing', '1'])
+    expect(failing[5]).toMatch(/^TypeError: fetch failed \(\d{4}-.+Z\)$/)
+    expect((await gw.get('/api/x', { authorization: `Bearer ${await token('k1')}` })).status).toBe(200)
+    expect(problems).toEqual([])
   })
 
   it('refreshes every 3 s unless ?refresh= says otherwise, and never more often than every 0.2 s', async () => {

@@ -66,12 +66,12 @@ describe('reuse per component across a rebuild', () => {
     expect(rb.metrics).toBe(ra.metrics)
   })
 
-  it('orders access, auth, limiters, admission, and keeps the route whole when a reload changes nothing of it', () => {
+  it('orders access, auth, the consumer step, limiters, admission, and keeps the route whole when a reload changes nothing of it', () => {
     const hash = 'sha256:' + 'ab'.repeat(32)
     const extra = `, access: { deny: [192.0.2.0/24] }, auth: { type: key, key: { consumers: { c: { keyHash: "${hash}" } } } }, rateLimit: [{ algorithm: token-bucket, rate: 5, key: consumer }]`
     const a = build(config('', extra), null)
     const ra = a.routes.get('api')!
-    expect(ra.steps).toEqual([ra.parts.access!.value, ra.parts.auth!.value, ra.parts.rateLimit, ra.upstream.bulkhead])
+    expect(ra.steps).toEqual([ra.parts.access!.value, ra.parts.auth!.value, ra.parts.consumer!.value, ra.parts.rateLimit, ra.upstream.bulkhead])
     expect(ra.auth).toBe(ra.parts.auth!.value)
     expect(ra.auth!.strip).toEqual({ keyHeader: 'x-api-key', queryParam: null, forwardConsumer: 'x-consumer' })
     expect(build(config('', extra), a).routes.get('api')).toBe(ra)
@@ -80,6 +80,19 @@ describe('reuse per component across a rebuild', () => {
     expect(c.parts.access!.value).not.toBe(ra.parts.access!.value)
     expect(c.parts.auth!.value).toBe(ra.parts.auth!.value)
     expect(c.parts.rateLimit).toBe(ra.parts.rateLimit)
+    // A changed auth.allow: a new consumer step, the same auth step (a JWT or basic step keeps its cache).
+    const d = build(config('', extra.replace('} } } }', '} } }, allow: [c] }')), a).routes.get('api')!
+    expect(d.parts.consumer!.value).not.toBe(ra.parts.consumer!.value)
+    expect(d.parts.auth!.value).toBe(ra.parts.auth!.value)
+  })
+
+  it('adds no consumer step to a JWT route without allow (nothing to check, no bounded label), one with it', () => {
+    const jwt = (allow: string): string => `, auth: { type: jwt, jwt: { secret: "${'s'.repeat(32)}" }${allow} }`
+    const a = build(config('', jwt('')), null).routes.get('api')!
+    expect(a.parts.consumer).toBeNull()
+    expect(a.steps).toEqual([a.parts.auth!.value, a.upstream.bulkhead])
+    const b = build(config('', jwt(', allow: [alice]')), null).routes.get('api')!
+    expect(b.steps).toEqual([b.parts.auth!.value, b.parts.consumer!.value, b.upstream.bulkhead])
   })
 
   it('keeps each limiter whose settings did not change and rebuilds the one that did', () => {

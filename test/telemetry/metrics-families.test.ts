@@ -47,6 +47,7 @@ routes:
   - { id: users, match: { path: /users/:id }, upstream: users, rateLimit: [{ algorithm: token-bucket, rate: 100 }], circuitBreaker: {} }
   - { id: closed, match: { path: /closed }, upstream: users, access: { deny: [127.0.0.0/8] } }
   - { id: mirrored, match: { path: /mirrored }, upstream: users, mirror: { upstream: users } }
+  - { id: keyed, match: { path: /keyed }, upstream: users, auth: { type: key, key: { consumers: { acme: { keyHash: "sha256:${'0'.repeat(64)}" } } } } }
   - { id: plugged, match: { path: /plugged }, upstream: users, plugins: [{ module: "${TENANT_PLUGIN}", config: { tenants: { acme: { shard: eu-1 } } } }] }
 `)
     expect((await gw.get('/users/1')).status).toBe(200)
@@ -55,6 +56,7 @@ routes:
     expect((await gw.get('/nowhere')).status).toBe(404)
     expect((await gw.get('/closed')).status).toBe(403) // an auth failure (reason forbidden)
     await gw.get('/mirrored') // a mirror copy (tollgate_mirror_requests_total: its series are bound with the route)
+    expect((await gw.get('/keyed')).status).toBe(401) // tollgate_consumer_requests_total: one series per configured consumer, bound with the route
     expect((await gw.get('/plugged')).status).toBe(400) // the tenant plugin's own answer (tollgate_plugin_errors_total: series bound with the route)
 
     const found = families((await gw.admin('/metrics')).body)

@@ -17,6 +17,11 @@
 // fetched, a request may start a new fetch every 5 s rather than 30 s, so that a gateway started during an
 // IdP outage serves as soon as the IdP is back. Until then its tokens get 401 invalid_token (Envoy's
 // jwt_authn answers 401 "Jwks remote fetch is failed" the same way).
+//
+// An outage is visible (README "Authentication"): the first failed fetch after a good one (or the first
+// fetch ever) is one warn line, the first success after failures one info line, through the reporter the
+// gateway installs (reportTo); the fetches in between say nothing, so a stream of unknown kids during an
+// outage cannot flood the log. /status shows each JWT route's set: keys in use, last good fetch, last error.
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWSHeaderParameters, type FlattenedJWSInput } from 'jose'
 
 /** SPEC §11: refreshes on an unknown kid at most this often. */
@@ -31,8 +36,40 @@ type KeyResolver = ReturnType<typeof createLocalJWKSet>
 
 const sets = new Map<string, JwksKeys>()
 
+/** Where fetch failures and recoveries are told (src/lifecycle/gateway.ts: the process's log). */
+export interface JwksReporter {
+  warn(fields: Record<string, unknown>, message: string): void
+  info(fields: Record<string, unknown>, message: string): void
+}
+
+let reporter: JwksReporter | null = null
+
+/** What /status shows of a set (src/admin/status.ts). */
+export interface JwksStatus {
+  readonly url: string
+  /** Keys in the set in use; 0 before the first good fetch. */
+  readonly keys: number
+  /** Their kid values (null for a key without one). */
+  readonly kids: readonly (string | null)[]
+  /** Wall-clock time of the last good fetch, ISO 8601; null: none yet. */
+  readonly lastFetchAt: string | null
+  /** Why the last fetch failed; null when it succeeded. */
+  readonly lastError: string | null
+  readonly lastErrorAt: string | null
+}
+
 export class JwksKeys {
   /** The set of `url`, made (and its first fetch started) on first use. */
+  /** The process's reporter; null: failures are only kept in lastError. */
+  static reportTo(r: JwksReporter | null): void {
+    reporter = r
+  }
+
+  /** The set of `url` if a route made it in this process (the cluster primary builds none). */
+  static peek(url: string): JwksKeys | undefined {
+    return sets.get(url)
+  }
+
   static for(url: string): JwksKeys {
     let set = sets.get(url)
     if (set === undefined) {
@@ -55,6 +92,12 @@ export class JwksKeys {
   lastError: string | null = null
   /** Fetches started, successful or not. */
   fetches = 0
+  /** Date.now() of the last good fetch, and of the last failed one; null: none. */
+  #lastFetchAt: number | null = null
+  #lastErrorAt: number | null = null
+  #kids: readonly (string | null)[] = []
+  /** The last fetch failed (a failure was reported): the next success is reported as a recovery. */
+  #failing = false
 
   /** The 30 s of SPEC §11; tests give a shorter one rather than wait. */
   readonly #refreshIntervalMs: number
@@ -104,9 +147,30 @@ export class JwksKeys {
       if (text.length > JWKS_MAX_BYTES) throw new Error(`the set is larger than ${JWKS_MAX_BYTES} bytes`)
       const set = JSON.parse(text) as JSONWebKeySet
       this.#keys = createLocalJWKSet(set) // throws on something that is not a JWKS: the old set stays
+      this.#kids = set.keys.map((k) => typeof k.kid === 'string' ? k.kid : null)
+      this.#lastFetchAt = Date.now()
       this.lastError = null
+      if (this.#failing) {
+        this.#failing = false
+        reporter?.info({ jwks: this.url, keys: this.#kids.length }, 'jwks: fetched again; its keys are in use')
+      }
     } catch (err) {
       this.lastError = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
+      this.#lastErrorAt = Date.now()
+      if (!this.#failing) {
+        this.#failing = true
+        const kept = this.#keys === null ? 'no keys yet: its tokens get 401 until a fetch succeeds'
+          : `the last good keys (${this.#kids.length}) stay in use`
+        reporter?.warn({ jwks: this.url, error: this.lastError }, `jwks: fetch failed (${this.lastError}); ${kept}`)
+      }
+    }
+  }
+
+  status(): JwksStatus {
+    const iso = (ms: number | null): string | null => ms === null ? null : new Date(ms).toISOString()
+    return {
+      url: this.url, keys: this.#kids.length, kids: this.#kids,
+      lastFetchAt: iso(this.#lastFetchAt), lastError: this.lastError, lastErrorAt: iso(this.lastError === null ? null : this.#lastErrorAt),
     }
   }
 }
