@@ -72,8 +72,9 @@ function scenarioTable(stats: readonly ScenarioStats[]): string {
   return ['| scenario | sent | responses | unexpected | skipped |', '|---|---:|---|---:|---:|', ...rows].join('\n')
 }
 
-function judge(samples: readonly Sample[], warmupS: number): FigureResult[] {
-  return FIGURES.map((spec) => {
+function judge(samples: readonly Sample[], warmupS: number, rssAllowanceMiB: number | null): FigureResult[] {
+  return FIGURES.map((figure) => {
+    const spec = figure.key === 'rss' && rssAllowanceMiB !== null ? { ...figure, allowance: rssAllowanceMiB } : figure
     const times: number[] = []
     const values: number[] = []
     for (const s of samples) {
@@ -169,7 +170,7 @@ async function run(options: SoakOptions, tmp: string, parts: Parts): Promise<num
   }
   logWatch.poll()
 
-  const figures = judge(sampler.samples, options.warmupMs / 1000)
+  const figures = judge(sampler.samples, options.warmupMs / 1000, options.rssAllowanceMiB)
   for (const f of figures) if (f.verdict === 'RISING') failures.push(risingLine(f))
   if (traffic.unexpectedTotal > 0) {
     failures.push(`${traffic.unexpectedTotal} response(s) not expected by their scenario; the first: ${traffic.failures[0] ?? '?'}`)

@@ -44,7 +44,11 @@ describe('npm run soak', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tollgate-soak-smoke-'))
     onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
     const json = join(dir, 'soak.json')
-    const run = await runSoak(['--minutes', '1', '--warmup', '20s', '--json', json], 140_000)
+    // The minute falls inside V8's heap growth after start (RSS rises for about 2 minutes, 126 -> 141 MiB in a
+    // 10-minute run, then settles): a 20-s warm-up leaves 8-9 MiB of that growth in the fitted 40 s about half
+    // the time, old and new code alike, so the smoke allows 16 MiB: a leak of 2 KiB per request (29 MiB/min)
+    // still fails it, and the 10-minute run (README "Soak") judges with the 8 MiB allowance.
+    const run = await runSoak(['--minutes', '1', '--warmup', '20s', '--rss-allowance', '16', '--json', json], 140_000)
     expect(run.stdout, run.stderr).toMatch(/^soak passed$/m)
     expect(run.code).toBe(0)
     const report = JSON.parse(readFileSync(json, 'utf8')) as SoakReport
