@@ -6,13 +6,12 @@
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TLSSocket } from 'node:tls'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { loadConfigText } from '../../src/config/load.js'
 import { ConfigError } from '../../src/errors.js'
-import { TestCa, type CertFiles } from '../helpers/certs.js'
+import { makeUpstreamTlsCerts, type CertFiles, type TestCa } from '../helpers/certs.js'
 import { startGateway } from '../helpers/gateway.js'
 
 let dir: string
@@ -23,12 +22,7 @@ let server: CertFiles
 let client: CertFiles
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'tollgate-up-tls-'))
-  ca = new TestCa(dir, 'up-ca')
-  otherCa = new TestCa(dir, 'other-ca')
-  clientCa = new TestCa(dir, 'client-ca')
-  server = ca.server('upstream', 'upstream.test', ['upstream.test'])
-  client = clientCa.client('gateway-client', 'tollgate gateway')
+  ({ dir, ca, otherCa, clientCa, server, client } = makeUpstreamTlsCerts('tollgate-up-tls-'))
 })
 
 afterAll(() => {

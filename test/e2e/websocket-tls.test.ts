@@ -3,15 +3,13 @@
 // wrong CA is 502 UPSTREAM_UNAVAILABLE, and nothing reaches the upstream, in plaintext or otherwise),
 // tls.servername in SNI, the client certificate presented to a target that requires one (mTLS). Real
 // gateway, a real node:https + `ws` upstream on 127.0.0.1, openssl-made certificates.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { TLSSocket } from 'node:tls'
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { WebSocketServer } from 'ws'
-import { TestCa, type CertFiles } from '../helpers/certs.js'
+import { makeUpstreamTlsCerts, type CertFiles, type TestCa } from '../helpers/certs.js'
 import { startGateway } from '../helpers/gateway.js'
 import { nextMessage, refusedStatus, wsConnect } from '../helpers/ws.js'
 
@@ -23,12 +21,7 @@ let server: CertFiles
 let client: CertFiles
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'tollgate-wss-'))
-  ca = new TestCa(dir, 'up-ca')
-  otherCa = new TestCa(dir, 'other-ca')
-  clientCa = new TestCa(dir, 'client-ca')
-  server = ca.server('upstream', 'upstream.test', ['upstream.test'])
-  client = clientCa.client('gateway-client', 'tollgate gateway')
+  ({ dir, ca, otherCa, clientCa, server, client } = makeUpstreamTlsCerts('tollgate-wss-'))
 })
 
 afterAll(() => {

@@ -2,7 +2,8 @@
 // leaf certificates it signs for the DNS names asked (EC P-256 keys: fast to make), plus a client certificate
 // for mTLS. Nothing is checked in.
 import { execFileSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 export interface CertFiles {
@@ -52,5 +53,32 @@ export class TestCa {
 
   #run(args: string[]): void {
     execFileSync('openssl', args, { cwd: this.dir, stdio: 'pipe' })
+  }
+}
+
+/** The certificates of the upstream-TLS tests (upstream-tls, websocket-tls), in a new temporary directory. */
+export interface UpstreamTlsCerts {
+  readonly dir: string
+  /** Signed the upstream's certificate. */
+  readonly ca: TestCa
+  /** Signed nothing the upstream has: a CA the gateway must not trust for it. */
+  readonly otherCa: TestCa
+  /** Signed the gateway's client certificate. */
+  readonly clientCa: TestCa
+  /** The upstream's, for upstream.test. */
+  readonly server: CertFiles
+  /** The gateway's, CN "tollgate gateway". */
+  readonly client: CertFiles
+}
+
+/** Makes UpstreamTlsCerts under a new directory of tmpdir() named `prefix`…; the caller removes `dir`. */
+export function makeUpstreamTlsCerts(prefix: string): UpstreamTlsCerts {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  const ca = new TestCa(dir, 'up-ca')
+  const clientCa = new TestCa(dir, 'client-ca')
+  return {
+    dir, ca, otherCa: new TestCa(dir, 'other-ca'), clientCa,
+    server: ca.server('upstream', 'upstream.test', ['upstream.test']),
+    client: clientCa.client('gateway-client', 'tollgate gateway'),
   }
 }
