@@ -18,6 +18,7 @@
 //      each process, where independent random picks would spread by +-0.22% (1 sigma) of the total. A deck
 //      above MAX_DECK cards (odd weights such as 99991/9) falls back to independent picks on the cumulative
 //      weights.
+import { hash32 } from './balancer.js'
 import type { IncomingMessage } from 'node:http'
 import { Next, type RequestStep, type StepContext } from '../http/request-step.js'
 import type { RequestKey } from '../http/request-key.js'
@@ -115,18 +116,6 @@ function matches(rule: SplitRuleSpec, req: IncomingMessage): boolean {
     if (cookieValue(header, name) !== value) return false
   }
   return true
-}
-
-/** FNV-1a over the UTF-16 code units, then murmur3's finalizer so that similar keys spread over all 32 bits. */
-export function hash32(key: string): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193)
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
 }
 
 function buildDeck(weights: readonly number[]): Uint8Array | null {

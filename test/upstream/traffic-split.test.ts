@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { TrafficSplit, hash32 } from '../../src/upstream/traffic-split.js'
+import { hash32 } from '../../src/upstream/balancer.js'
+import { TrafficSplit } from '../../src/upstream/traffic-split.js'
 
 const split = (weights: number[]): TrafficSplit => new TrafficSplit(weights, [], null, weights.map(() => ({ run: () => 0 })))
 
