@@ -25,12 +25,13 @@ describe('OtelTracer', () => {
     const started = performance.now()
     for (let i = 1; i <= 50; i++) tracer.recordServer(serverSpan(i))
     const tookMs = performance.now() - started
-    // The 4th span filled a batch, which went to the (stuck) collector; 4 more wait; the other 42 are dropped
-    // at once, synchronously.
-    expect(dropped).toBe(42)
+    // The tracer holds finished spans in a list of at most one batch (4 here). The 4th span filled it: its 4
+    // SDK spans went to the (stuck) collector; the next 4 wait in the processor's queue; 40 are dropped at
+    // once, synchronously; the last 2 are still held by the tracer.
+    expect(dropped).toBe(40)
     expect(tookMs).toBeLessThan(1000)
     await tracer.close().catch(() => undefined) // the stuck export times out
-    expect(dropped).toBeGreaterThanOrEqual(42)
+    expect(dropped).toBeGreaterThanOrEqual(40)
     expect(receiver.requests).toBeGreaterThanOrEqual(1)
   })
 
