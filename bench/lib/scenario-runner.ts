@@ -338,8 +338,11 @@ async function runPeers(bench: Bench, scenario: Scenario, wanted: readonly Peer[
     }
     if (redis !== null) redisBefore = await redisSnapshot(redis)
     if (otlp !== null) otlpBefore = await otlpSinkStats(otlp)
+    // The order of the peers flips every repetition (A B, then B A, ...), so that neither is always the one
+    // measured right after the other: on this VM speed drifts by several percent within a minute, and the same
+    // config measured twice, always in the same order, came out 4% apart in 6 repetitions in a row.
     for (let rep = 1; rep <= reps; rep++) {
-      for (const s of started) {
+      for (const s of rep % 2 === 1 ? started : [...started].reverse()) {
         await alone(s, () => measure(bench, s, durationMs, true))
         const last = s.result.runs.at(-1)
         log(`${scenario.name} ${rep}/${reps} ${s.peer.name}: ${last === undefined ? 'failed' : `${Math.round(last.rps)} req/s`}`)
