@@ -2,6 +2,7 @@
 // process (dist/src/cli.js), the log: section applied at start and at a reload, TOLLGATE_LOG_LEVEL over the
 // file, --workers, and format: pretty with and without pino-pretty installed.
 import { createHash } from 'node:crypto'
+import { createRequire } from 'node:module'
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -195,6 +196,9 @@ routes:
     mkdirSync(join(dir, 'node_modules'))
     const modules = join(root, 'node_modules')
     for (const name of readdirSync(modules)) if (name !== 'pino-pretty') symlinkSync(join(modules, name), join(dir, 'node_modules', name))
+    // Node looks up every parent folder's node_modules too: one above the temp folder would hold pino-pretty.
+    const from = createRequire(join(dir, 'dist/src/telemetry/log.js'))
+    expect(() => from.resolve('pino-pretty'), 'pino-pretty must not be reachable from the copy (a node_modules above it?)').toThrow(/Cannot find module/)
 
     const up = await startUpstream({ statuses: [200] })
     const proc = await spawnGateway(routes(up.url), [], {}, join(dir, 'dist/src/cli.js'))

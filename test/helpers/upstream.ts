@@ -1,7 +1,8 @@
 // A real upstream on 127.0.0.1:0 that answers with a scripted list of statuses and delays (then repeats
 // the last) and records every request it receives.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import net, { type AddressInfo, type Socket } from 'node:net'
+import { readFileSync } from 'node:fs'
 import { listenForTest } from './listen.js'
 
 export interface RecordedRequest {
@@ -74,8 +75,43 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Upst
   }
 }
 
-/** A port nothing listens on (bound then released). */
+/**
+ * Ports handed to processes a test starts (gateways, etcd, Redis, Prometheus), which must be written into
+ * their config before they bind. They come from below the kernel's ephemeral range, in a block of 1000 per
+ * vitest worker, cycled in order: a port released by `listen(0)` is the ephemeral range's, and the kernel
+ * gives it again to the next `listen(0)` or outgoing connection of any test file running at the same time,
+ * so a gateway's proxy and admin ports once came out the same and another time were taken before the
+ * gateway bound them. Below the ephemeral range, only this helper hands ports out, each worker its own.
+ */
+const PORT_BLOCK = 1000
+const portWindow: { next: number; low: number; high: number } | null = (() => {
+  let ephemeralLow = 32768
+  try {
+    ephemeralLow = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0])
+  } catch { /* not Linux: assume its default range */ }
+  const worker = Number(process.env.VITEST_POOL_ID ?? '1') % 10
+  const low = ephemeralLow - 10 * PORT_BLOCK + worker * PORT_BLOCK
+  if (!Number.isInteger(low) || low < 1024) return null
+  return { next: low + (process.pid % PORT_BLOCK), low, high: low + PORT_BLOCK }
+})()
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer()
+    s.once('error', () => resolve(false))
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)))
+  })
+}
+
+/** A port nothing listens on, for a process a test starts (bound then released; see portWindow). */
 export async function freePort(): Promise<number> {
+  if (portWindow !== null) {
+    for (let tries = 0; tries < PORT_BLOCK; tries++) {
+      const port = portWindow.next
+      portWindow.next = port + 1 >= portWindow.high ? portWindow.low : port + 1
+      if (await bindable(port)) return port
+    }
+  }
   const s = http.createServer()
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
   const port = (s.address() as AddressInfo).port
