@@ -220,7 +220,10 @@ function loadPrettyFactory(): PrettyFactory | string {
 let stampMs = -1
 let stamp = ''
 function isoTimePerMs(): string {
-  const now = Date.now()
+  return isoTimeAt(Date.now())
+}
+
+function isoTimeAt(now: number): string {
   if (now !== stampMs) {
     stampMs = now
     stamp = ',"time":"' + new Date(now).toISOString() + '"'
@@ -237,6 +240,11 @@ export type LineWriter = (line: string) => void
 export interface InfoLineWriter {
   /** `{"level":30,"time":"…","pid":N`: the start of an info line, up to and including its base fields. */
   readonly head: () => string
+  /**
+   * The same head as ASCII bytes, made once per millisecond (the buffer is reused: copy it before the next
+   * call). A line encoded byte by byte copies these instead of reading a new string's characters.
+   */
+  readonly headBytes: () => Uint8Array
   /** A whole line, in the logger's format. */
   readonly write: LineWriter
   /**
@@ -257,8 +265,19 @@ export function infoLineWriter(log: Logger): InfoLineWriter | null {
   if (own === undefined) return null
   const pid = ',"pid":' + process.pid
   const output = own.output
+  // The head's bytes and the millisecond they are of.
+  let bytesMs = -1
+  let bytes = new Uint8Array(0)
   return {
     head: () => '{"level":30' + isoTimePerMs() + pid,
+    headBytes: () => {
+      const now = Date.now()
+      if (now !== bytesMs) {
+        bytesMs = now
+        bytes = Buffer.from('{"level":30' + isoTimeAt(now) + pid, 'latin1')
+      }
+      return bytes
+    },
     write: (line) => output.write(line),
     room: (bytes) => output.room(bytes),
     at: () => output.length,

@@ -82,6 +82,12 @@ export interface Outcome {
   readonly requestId: string
   /** The W3C trace id (32 hex digits) the request belongs to: the incoming traceparent's, else the gateway's. */
   readonly traceId: string
+  /** The request's 80 random hex digits (src/http/ids.ts) its own ids were taken from; '' when none were made. */
+  readonly ids: string
+  /** The client's X-Request-Id when requestId is that, else null (requestId was made from ids). */
+  readonly incomingRequestId: string | null
+  /** The caller's span id when the trace was continued; null when it started here (traceId is ids[0, 32)). */
+  readonly parentSpanId: string | null
   /** The path as matched and logged (src/http/canonical-path.ts), without the query; '' when it was refused before. */
   readonly canonicalPath: string
   /** The upstream it was sent to (a breaker's fallback upstream included), null when none. */

@@ -5,6 +5,7 @@ import { Writable } from 'node:stream'
 import { resolve } from 'node:path'
 import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
+import { randomIds, requestIdFrom } from '../../src/http/ids.js'
 import { AccessLogSink, accessFields, encodeAccessLine, jsonString } from '../../src/proxy/access-log.js'
 import type { CompiledRoute } from '../../src/table/compiled-route.js'
 import type { Outcome } from '../../src/upstream/outcome.js'
@@ -17,7 +18,7 @@ function outcome(overrides: Partial<Record<keyof Outcome, unknown>> = {}): Outco
   return {
     requestId: 'req-1', traceId: '0af7651916cd43dd8448eb211c80319c', canonicalPath: '/api/1', status: 200, refusal: null,
     upstreamName: 'api', lastTarget: '127.0.0.1:9001', attempts: 1, bytesIn: 3, bytesOut: 5, durationMs: 1.23456, grpcStatus: -1,
-    consumer: null, httpVersion: '1.1',
+    consumer: null, httpVersion: '1.1', ids: '', incomingRequestId: null, parentSpanId: null,
     ...overrides,
   } as unknown as Outcome
 }
@@ -101,11 +102,12 @@ log.info('after')`
 
 describe('the access line encoded into the batch', () => {
   const HEAD = '{"level":30,"time":"2026-12-04T12:00:00.000Z","pid":4242'
+  const HEAD_BYTES = Buffer.from(HEAD, 'latin1')
   /** What the string path writes for the same line. */
   const viaString = (r: CompiledRoute | null, method: string, o: Outcome): string => HEAD + accessFields(r, method, o) + ',"msg":"access"}\n'
   const encode = (r: CompiledRoute | null, method: string, o: Outcome): string | null => {
     const b = Buffer.alloc(70000, 0x58)
-    const end = encodeAccessLine(b, 17, HEAD, r, method, o)
+    const end = encodeAccessLine(b, 17, HEAD_BYTES, r, method, o)
     return end < 0 ? null : b.toString('utf8', 17, end)
   }
 
@@ -134,11 +136,25 @@ describe('the access line encoded into the batch', () => {
     expect(encode(route, 'GET', outcome({ consumer: 'a"b' }))).toBeNull()
   })
 
+  it('copies the ids the gateway made from the request\'s ids, and writes a client\'s request id or a continued trace id as they are', () => {
+    for (let n = 0; n < 2000; n++) {
+      const ids = randomIds()
+      const own = outcome({ ids, requestId: requestIdFrom(ids), traceId: ids.slice(0, 32) })
+      expect(encode(route, 'GET', own)).toBe(viaString(route, 'GET', own))
+    }
+    const ids = randomIds()
+    // The client's X-Request-Id, and the caller's trace (its parent span id known): not from ids.
+    const theirs = outcome({ ids, requestId: 'client-id-1', incomingRequestId: 'client-id-1', traceId: '4bf92f3577b34da6a3ce929d0e0e4736', parentSpanId: '00f067aa0ba902b7' })
+    const line = encode(route, 'GET', theirs)
+    expect(line).toBe(viaString(route, 'GET', theirs))
+    expect(line).toContain('"requestId":"client-id-1","traceId":"4bf92f3577b34da6a3ce929d0e0e4736"')
+  })
+
   it('writes durations as String(Math.round(ms * 1000) / 1000) does', () => {
     const b = Buffer.alloc(4096)
     const check = (ms: number): void => {
       const o = outcome({ durationMs: ms })
-      const end = encodeAccessLine(b, 0, HEAD, route, 'GET', o)
+      const end = encodeAccessLine(b, 0, HEAD_BYTES, route, 'GET', o)
       expect(b.toString('utf8', 0, end)).toBe(viaString(route, 'GET', o))
     }
     for (let k = 0; k < 200_000; k++) check(k / 1000)
