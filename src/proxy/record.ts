@@ -43,10 +43,17 @@ class BreakerSink implements OutcomeSink {
 }
 
 export class Recorder {
-  #sinks: readonly OutcomeSink[]
+  // Metrics and the breaker are called each from a call site of its own, and only the sinks added later
+  // (error log, spans, access log: three classes) share one. Five classes at one call site made it
+  // megamorphic: none of the five calls was inlined, and MetricsSink.record alone showed 0.25 µs of self
+  // time per request in a CPU profile of bench scenario full-chain. In a loop of record() calls (metrics, a
+  // route without a breaker, three added sinks), one took 60 ns that way and 28 ns this way.
+  readonly #metrics: MetricsSink
+  readonly #breaker = new BreakerSink()
+  #sinks: readonly OutcomeSink[] = []
 
   constructor(metrics: Metrics) {
-    this.#sinks = [new MetricsSink(metrics), new BreakerSink()]
+    this.#metrics = new MetricsSink(metrics)
   }
 
   /** Adds a sink after those present (a feature that reports per request: access log, spans). */
@@ -55,6 +62,8 @@ export class Recorder {
   }
 
   record(route: CompiledRoute | null, method: string, outcome: Outcome): void {
+    this.#metrics.record(route, method, outcome)
+    this.#breaker.record(route, method, outcome)
     const sinks = this.#sinks
     for (let i = 0; i < sinks.length; i++) sinks[i]!.record(route, method, outcome)
   }
