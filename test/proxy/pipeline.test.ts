@@ -92,7 +92,8 @@ function pickOutcome(o: Outcome): Outcome {
     status: o.status, failure: o.failure, causedByClient: o.causedByClient, attempts: o.attempts,
     lastTarget: o.lastTarget, bytesIn: o.bytesIn, bytesOut: o.bytesOut, durationMs: o.durationMs, breakerAdmission: o.breakerAdmission,
     requestId: o.requestId, refusal: o.refusal, traceId: o.traceId, canonicalPath: o.canonicalPath, upstreamName: o.upstreamName,
-    grpcStatus: o.grpcStatus, consumer: o.consumer, httpVersion: o.httpVersion,
+    grpcStatus: o.grpcStatus, consumer: o.consumer, httpVersion: o.httpVersion, ids: o.ids, incomingRequestId: o.incomingRequestId,
+    parentSpanId: o.parentSpanId,
   }
 }
 

@@ -8,7 +8,8 @@ function outcome(fields: Partial<Outcome>): Outcome {
   return {
     status: 200, failure: FailureKind.None, causedByClient: false, attempts: 1, lastTarget: '127.0.0.1:1',
     bytesIn: 0, bytesOut: 0, durationMs: 1, breakerAdmission: 0, requestId: 'r', refusal: null,
-    traceId: '0af7651916cd43dd8448eb211c80319c', canonicalPath: '/', upstreamName: 'u', grpcStatus: -1, consumer: null, httpVersion: '1.1', ...fields,
+    traceId: '0af7651916cd43dd8448eb211c80319c', canonicalPath: '/', upstreamName: 'u', grpcStatus: -1, consumer: null, httpVersion: '1.1',
+    ids: '', incomingRequestId: null, parentSpanId: null, ...fields,
   }
 }
 
