@@ -28,7 +28,6 @@ import {
   type Attributes, type Counter, type HrTime, type Meter, type MeterProvider, type MetricOptions, type SpanContext, type SpanStatus,
 } from '@opentelemetry/api'
 import { TraceState, hrTimeDuration, millisToHrTime, type InstrumentationScope } from '@opentelemetry/core'
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto'
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources'
 import {
   BatchSpanProcessor, ConsoleSpanExporter,
@@ -40,6 +39,7 @@ import {
   ATTR_SERVER_PORT, ATTR_SERVICE_NAME, ATTR_URL_FULL, ATTR_URL_PATH, ATTR_URL_SCHEME,
 } from '@opentelemetry/semantic-conventions'
 import type { Config } from '../config/schema.js'
+import { OtlpHttpExporter } from './otlp-exporter.js'
 import type { AttemptFacts, AttemptSpan, ServerSpanFacts, SpanIds, SpanTracer } from './tracer.js'
 
 export interface OtelTracerOptions {
@@ -144,7 +144,7 @@ export class OtelTracer implements SpanTracer {
   constructor(settings: Config['tracing'], options: OtelTracerOptions) {
     const exporter: SpanExporter = settings.exporter === 'console'
       ? options.consoleExporter ?? new ConsoleSpanExporter()
-      : new OTLPTraceExporter({ url: settings.endpoint, timeoutMillis: options.exportTimeoutMs ?? 10_000 })
+      : new OtlpHttpExporter(settings.endpoint, options.exportTimeoutMs ?? 10_000)
     const scheduledDelayMillis = options.scheduledDelayMs ?? 1000
     this.#batch = Math.min(512, options.maxQueueSize ?? 2048)
     this.#flushMs = options.flushMs ?? Math.max(1, Math.floor(scheduledDelayMillis / 2))

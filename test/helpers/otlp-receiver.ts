@@ -77,6 +77,8 @@ export interface OtlpReceiver {
 export interface ReceiverOptions {
   /** 'ok' (200, default), 'reject' (400: the export fails), 'hang' (never answers). */
   readonly mode?: 'ok' | 'reject' | 'hang'
+  /** The first this many export requests get 503 with Retry-After: 0 (their spans are not kept). */
+  readonly unavailableFirst?: number
   readonly suite?: boolean
 }
 
@@ -106,6 +108,10 @@ export async function startOtlpReceiver(options: ReceiverOptions = {}): Promise<
     req.on('end', () => {
       requests++
       if (options.mode === 'hang') return
+      if (requests <= (options.unavailableFirst ?? 0)) {
+        res.writeHead(503, { 'retry-after': '0' }).end()
+        return
+      }
       if (req.method !== 'POST' || req.url !== '/v1/traces' || req.headers['content-type'] !== 'application/x-protobuf') {
         res.writeHead(415).end()
         return

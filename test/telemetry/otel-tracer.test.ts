@@ -49,4 +49,31 @@ describe('OtelTracer', () => {
     expect(receiver.spans[0]!.resource['service.name']).toBe('svc')
     expect(dropped).toBe(0)
   })
+
+  it('sends an export again after a 503, as Retry-After says, and drops nothing', async () => {
+    const receiver = await startOtlpReceiver({ unavailableFirst: 2 })
+    let dropped = 0
+    const tracer = new OtelTracer(
+      { exporter: 'otlp', endpoint: receiver.endpoint, serviceName: 'svc', sampleRatio: 1, parentBased: true },
+      { onDropped: (n) => { dropped += n }, scheduledDelayMs: 5 },
+    )
+    for (let i = 1; i <= 10; i++) tracer.recordServer(serverSpan(i))
+    await tracer.close()
+    expect(receiver.requests).toBe(3)
+    expect(receiver.spans.map((s) => s.spanId).sort()).toEqual(Array.from({ length: 10 }, (_, i) => serverSpan(i + 1).spanId).sort())
+    expect(dropped).toBe(0)
+  })
+
+  it('does not send an export again after a 400: its spans count as dropped', async () => {
+    const receiver = await startOtlpReceiver({ mode: 'reject' })
+    let dropped = 0
+    const tracer = new OtelTracer(
+      { exporter: 'otlp', endpoint: receiver.endpoint, serviceName: 'svc', sampleRatio: 1, parentBased: true },
+      { onDropped: (n) => { dropped += n }, scheduledDelayMs: 5 },
+    )
+    for (let i = 1; i <= 10; i++) tracer.recordServer(serverSpan(i))
+    await expect(tracer.close()).rejects.toThrow('the OTLP endpoint answered 400')
+    expect(receiver.requests).toBe(1)
+    expect(dropped).toBe(10)
+  })
 })
