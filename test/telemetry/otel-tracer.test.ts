@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest'
 import { OtelTracer } from '../../src/telemetry/otel-tracer.js'
 import type { ServerSpanFacts } from '../../src/telemetry/tracer.js'
-import { startOtlpReceiver } from '../helpers/otlp-receiver.js'
+import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.js'
 
 function serverSpan(i: number): ServerSpanFacts {
   const now = performance.now()
@@ -12,6 +12,17 @@ function serverSpan(i: number): ServerSpanFacts {
     tracestate: null, method: 'GET', routeTemplate: '/x', routeId: 'x', path: '/x', host: 'example.test', clientAddress: '127.0.0.1',
     status: 200, errorType: null, requestId: `r${i}`, startMs: now - 1, endMs: now,
   }
+}
+
+/** A tracer exporting to `receiver` (service svc) that has recorded `n` SERVER spans; dropped() counts its drops. */
+function tracerWithSpans(receiver: OtlpReceiver, n: number): { tracer: OtelTracer; dropped: () => number } {
+  let dropped = 0
+  const tracer = new OtelTracer(
+    { exporter: 'otlp', endpoint: receiver.endpoint, serviceName: 'svc', sampleRatio: 1, parentBased: true },
+    { onDropped: (count) => { dropped += count }, scheduledDelayMs: 5 },
+  )
+  for (let i = 1; i <= n; i++) tracer.recordServer(serverSpan(i))
+  return { tracer, dropped: () => dropped }
 }
 
 describe('OtelTracer', () => {
@@ -37,43 +48,28 @@ describe('OtelTracer', () => {
 
   it('exports every span when the collector keeps up', async () => {
     const receiver = await startOtlpReceiver()
-    let dropped = 0
-    const tracer = new OtelTracer(
-      { exporter: 'otlp', endpoint: receiver.endpoint, serviceName: 'svc', sampleRatio: 1, parentBased: true },
-      { onDropped: (n) => { dropped += n }, scheduledDelayMs: 5 },
-    )
-    for (let i = 1; i <= 50; i++) tracer.recordServer(serverSpan(i))
+    const { tracer, dropped } = tracerWithSpans(receiver, 50)
     await tracer.close()
     expect(receiver.spans).toHaveLength(50)
     expect(new Set(receiver.spans.map((s) => s.spanId)).size).toBe(50)
     expect(receiver.spans[0]!.resource['service.name']).toBe('svc')
-    expect(dropped).toBe(0)
+    expect(dropped()).toBe(0)
   })
 
   it('sends an export again after a 503, as Retry-After says, and drops nothing', async () => {
     const receiver = await startOtlpReceiver({ unavailableFirst: 2 })
-    let dropped = 0
-    const tracer = new OtelTracer(
-      { exporter: 'otlp', endpoint: receiver.endpoint, serviceName: 'svc', sampleRatio: 1, parentBased: true },
-      { onDropped: (n) => { dropped += n }, scheduledDelayMs: 5 },
-    )
-    for (let i = 1; i <= 10; i++) tracer.recordServer(serverSpan(i))
+    const { tracer, dropped } = tracerWithSpans(receiver, 10)
     await tracer.close()
     expect(receiver.requests).toBe(3)
     expect(receiver.spans.map((s) => s.spanId).sort()).toEqual(Array.from({ length: 10 }, (_, i) => serverSpan(i + 1).spanId).sort())
-    expect(dropped).toBe(0)
+    expect(dropped()).toBe(0)
   })
 
   it('does not send an export again after a 400: its spans count as dropped', async () => {
     const receiver = await startOtlpReceiver({ mode: 'reject' })
-    let dropped = 0
-    const tracer = new OtelTracer(
-      { exporter: 'otlp', endpoint: receiver.endpoint, serviceName: 'svc', sampleRatio: 1, parentBased: true },
-      { onDropped: (n) => { dropped += n }, scheduledDelayMs: 5 },
-    )
-    for (let i = 1; i <= 10; i++) tracer.recordServer(serverSpan(i))
+    const { tracer, dropped } = tracerWithSpans(receiver, 10)
     await expect(tracer.close()).rejects.toThrow('the OTLP endpoint answered 400')
     expect(receiver.requests).toBe(1)
-    expect(dropped).toBe(10)
+    expect(dropped()).toBe(10)
   })
 })
