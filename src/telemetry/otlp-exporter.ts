@@ -64,30 +64,37 @@ export class OtlpHttpExporter implements SpanExporter {
     const deadline = performance.now() + this.#timeoutMs
     let backoffMs = FIRST_BACKOFF_MS
     for (;;) {
-      const left = deadline - performance.now()
-      let retryAfterMs = -1
-      let failure: Error
-      try {
-        const res = await request.call(this.#pool, {
-          path: this.#path, method: 'POST', body,
-          headers: { 'content-type': 'application/x-protobuf' },
-          signal: AbortSignal.timeout(Math.max(1, Math.ceil(left))),
-        })
-        await res.body.dump()
-        if (res.statusCode >= 200 && res.statusCode < 300) return
-        failure = new Error(`the OTLP endpoint answered ${res.statusCode}`)
-        if (!RETRYABLE.has(res.statusCode)) throw failure
-        retryAfterMs = retryAfterOf(res.headers['retry-after'])
-      } catch (err) {
-        if (this.#isShutdown || (err as Error).message.startsWith('the OTLP endpoint answered')) throw err
-        failure = err as Error
-      }
+      const retry = await this.#post(body, deadline)
+      if (retry === null) return
       // Jitter of ±20% keeps a fleet of gateways from retrying in step.
-      const waitMs = retryAfterMs >= 0 ? retryAfterMs : backoffMs * (0.8 + 0.4 * Math.random())
-      if (performance.now() + waitMs >= deadline) throw failure
+      const waitMs = retry.afterMs >= 0 ? retry.afterMs : backoffMs * (0.8 + 0.4 * Math.random())
+      if (performance.now() + waitMs >= deadline) throw retry.failure
       await new Promise((resolve) => setTimeout(resolve, waitMs).unref())
       backoffMs = Math.min(MAX_BACKOFF_MS, backoffMs * 1.5)
     }
+  }
+
+  /**
+   * One try: null when the collector took the spans; what to retry after (its Retry-After, else -1) for a
+   * network error or a retryable status; throws for any other status.
+   */
+  async #post(body: Uint8Array, deadline: number): Promise<{ readonly failure: Error; readonly afterMs: number } | null> {
+    let res: Dispatcher.ResponseData
+    try {
+      res = await request.call(this.#pool, {
+        path: this.#path, method: 'POST', body,
+        headers: { 'content-type': 'application/x-protobuf' },
+        signal: AbortSignal.timeout(Math.max(1, Math.ceil(deadline - performance.now()))),
+      })
+      await res.body.dump()
+    } catch (err) {
+      if (this.#isShutdown) throw err
+      return { failure: err as Error, afterMs: -1 }
+    }
+    if (res.statusCode >= 200 && res.statusCode < 300) return null
+    const failure = new Error(`the OTLP endpoint answered ${res.statusCode}`)
+    if (!RETRYABLE.has(res.statusCode)) throw failure
+    return { failure, afterMs: retryAfterOf(res.headers['retry-after']) }
   }
 
   async forceFlush(): Promise<void> {
