@@ -12,7 +12,11 @@ import { markdownTable } from './report.js'
 /** bench/README.md "Targets". */
 const TARGET_LOOKUP_NS = 1000
 const TARGET_BUILD_MS = 200
-/** A local limiter's decision for one hot key, and over a store of 100,000 live keys (issue 11, item 10). */
+/**
+ * A local limiter's decision for one hot key, and over a store of 100,000 live keys (issue 11, item 10). The
+ * live-keys target is checked on the row whose key string is built per call, as a request's is: the row that
+ * picks among prebuilt strings also pays a cache miss to read the chosen string, which a request does not.
+ */
 const TARGET_DECISION_NS = 100
 const TARGET_DECISION_LIVE_KEYS_NS = 300
 /** A full run takes 10-20 s; a child still running after this is stuck. */
@@ -78,9 +82,14 @@ export function microChecks(report: MicroReport): string[] {
       `median ${ms(load.wallMs)}; load + build ${ms(report.loadPlusBuildMs)}`)
   }
   for (const [key, target] of [[CALL_KEYS.tokenBucketHot, TARGET_DECISION_NS], [CALL_KEYS.slidingWindowHot, TARGET_DECISION_NS],
-    [CALL_KEYS.tokenBucketLive, TARGET_DECISION_LIVE_KEYS_NS]] as const) {
+    [CALL_KEYS.tokenBucketLiveFresh, TARGET_DECISION_LIVE_KEYS_NS]] as const) {
     const decision = call(key)
     if (decision !== undefined) checks.push(`${decision.label}: median ${ns(decision.wallNs)} (target ≤ ${ns(target)}): ${met(decision.wallNs <= target)}`)
+  }
+  const prebuilt = call(CALL_KEYS.tokenBucketLive)
+  if (prebuilt !== undefined) {
+    checks.push(`${prebuilt.label}: median ${ns(prebuilt.wallNs)} (no target: reading the prebuilt key string is itself a cache miss, ` +
+      'which a request, whose key was just built, does not have)')
   }
   const canonical = call(CALL_KEYS.canonicalizeTypical)
   if (canonical !== undefined) checks.push(`canonicalization of a typical path (${TYPICAL_TARGET}): median ${ns(canonical.wallNs)} (no target)`)

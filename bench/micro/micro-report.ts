@@ -48,8 +48,9 @@ export const CALL_KEYS = {
   canonicalizeTypical: 'canonicalizeTypical',
   tokenBucketHot: 'tokenBucketHotKey',
   slidingWindowHot: 'slidingWindowHotKey',
+  /** Keys picked among 100,000 prebuilt strings (no target: reading the string is a cache miss a request does not have). */
   tokenBucketLive: 'tokenBucket100kKeys',
-  /** The same with a new key string per call, as a request's (no target). */
+  /** The same with a new key string per call, as a request's: the 300 ns target. */
   tokenBucketLiveFresh: 'tokenBucket100kKeysFreshKey',
   /** RateLimitStep.run with the two local limiters of scenario policies (no target; beside scenario limits). */
   policiesStep: 'rateLimitStepPolicies',
