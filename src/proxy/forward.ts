@@ -15,7 +15,7 @@ import { RetrySkip } from '../telemetry/metrics.js'
 import type { ServerResponse } from 'node:http'
 import type { Exchange } from './exchange.js'
 import { kExchange } from './exchange-key.js'
-import { appendQuotaHeaders, buildResponseHeaders } from './response-headers.js'
+import { buildResponseHeaders, pushQuotaHeaders } from './response-headers.js'
 import { endAttemptSpan, errorTypeOf, startAttemptSpan, upstreamTraceparent } from './trace-spans.js'
 import { HOP_BY_HOP_NAMES } from './header-names.js'
 import { buildUpstreamHeaders, setClientCertHeader } from './upstream-headers.js'
@@ -130,8 +130,9 @@ export function onUpstreamHeaders(ex: Exchange, statusCode: number, rawHeaders: 
   }
   if (ex.finished) return true
   ex.status = statusCode
-  const headers = buildResponseHeaders(rawHeaders, ex.requestId, ex.state.draining && !ex.isH2, ex)
-  if (ex.quotaSource !== null) appendQuotaHeaders(headers, ex.quotaSource, ex.quotaRemaining, ex.quotaResetMs)
+  const quotaSource = ex.quotaSource
+  const headers = buildResponseHeaders(rawHeaders, ex.requestId, ex.state.draining && !ex.isH2, ex, quotaSource !== null)
+  if (quotaSource !== null) pushQuotaHeaders(headers, quotaSource, ex.quotaRemaining, ex.quotaResetMs)
   if (upstream.grpc) {
     // The response ends in onUpstreamComplete, after its trailers are added; over HTTP/1.1 the `trailer`
     // header makes node:http frame it chunked, the only framing that carries trailers.

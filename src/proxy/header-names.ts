@@ -17,6 +17,8 @@ export const enum NameKind {
   Connection = 2,
   /** `content-length`: kept, and the body is counted against it. */
   ContentLength = 3,
+  /** RateLimit-Limit/Remaining/Reset/Policy: dropped when the route's limiters write their own. */
+  Quota = 4,
 }
 
 export class KnownName {
@@ -61,6 +63,7 @@ function add(name: string, kind: NameKind): void {
 
 add('connection', NameKind.Connection)
 add('content-length', NameKind.ContentLength)
+for (const name of ['ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset', 'ratelimit-policy']) add(name, NameKind.Quota)
 for (const name of DROPPED_FROM_RESPONSES) add(name, NameKind.Drop)
 for (const name of COMMON_RESPONSE_NAMES) add(name, NameKind.Keep)
 for (let i = 0; i < byLength.length; i++) byLength[i] ??= []

@@ -22,8 +22,10 @@ export interface ResponseBody {
 /**
  * Upstream response headers (undici's raw [name, value, ...] buffers) -> the flat list written to the
  * client. Names and values are read as latin1, which is how Node writes them back: bytes pass unchanged.
+ * `dropQuota`: the route's limiters write their own RateLimit-* headers (pushQuotaHeaders), so the
+ * upstream's go.
  */
-export function buildResponseHeaders(raw: readonly Buffer[], requestId: string, close: boolean, body: ResponseBody): string[] {
+export function buildResponseHeaders(raw: readonly Buffer[], requestId: string, close: boolean, body: ResponseBody, dropQuota = false): string[] {
   const out: string[] = []
   body.bytesLeft = -1
   let listed: string[] | null = null
@@ -46,7 +48,7 @@ export function buildResponseHeaders(raw: readonly Buffer[], requestId: string, 
       }
       continue
     }
-    if (kind === NameKind.Drop) continue
+    if (kind === NameKind.Drop || (kind === NameKind.Quota && dropQuota)) continue
     const value = raw[i + 1]!.toString('latin1')
     // undici has checked the value (one number) and holds the body to it (strictContentLength).
     if (kind === NameKind.ContentLength) body.bytesLeft = Number(value)
@@ -68,6 +70,14 @@ export function buildResponseHeaders(raw: readonly Buffer[], requestId: string, 
  */
 export function appendQuotaHeaders(out: string[], source: QuotaSource, remaining: number, resetMs: number): void {
   for (let i = out.length - 2; i >= 0; i -= 2) if (out[i]!.startsWith('ratelimit-')) out.splice(i, 2)
+  pushQuotaHeaders(out, source, remaining, resetMs)
+}
+
+/**
+ * appendQuotaHeaders on a list that has none (buildResponseHeaders with dropQuota): the proxied response's
+ * path, without the scan (scenario limits, --cpu-prof: appendQuotaHeaders took 0.26 us of a request).
+ */
+export function pushQuotaHeaders(out: string[], source: QuotaSource, remaining: number, resetMs: number): void {
   out.push(
     'ratelimit-limit', source.limitHeader,
     'ratelimit-remaining', remaining > 0 ? String(remaining) : '0',

@@ -30,6 +30,13 @@ describe('buildResponseHeaders', () => {
     expect(out).toEqual(['x-kept', 'c', 'x-request-id', 'rid'])
   })
 
+  it("drops the upstream's RateLimit-* headers, in any case, only when the route's limiters write their own", () => {
+    const headers = raw('RateLimit-Limit', '999', 'RATELIMIT-REMAINING', '5', 'ratelimit-reset', '1', 'RateLimit-Policy', '999;w=1', 'X-Up', '1')
+    expect(buildResponseHeaders(headers, 'rid', false, { bytesLeft: 0 }, true)).toEqual(['x-up', '1', 'x-request-id', 'rid'])
+    expect(buildResponseHeaders(headers, 'rid', false, { bytesLeft: 0 })).toEqual(['ratelimit-limit', '999', 'ratelimit-remaining', '5',
+      'ratelimit-reset', '1', 'ratelimit-policy', '999;w=1', 'x-up', '1', 'x-request-id', 'rid'])
+  })
+
   it('reports the Content-Length of the body, or -1 without one', () => {
     expect(build(raw('Content-Length', '4096')).body.bytesLeft).toBe(4096)
     expect(build(raw('Content-Length', '0')).body.bytesLeft).toBe(0)
