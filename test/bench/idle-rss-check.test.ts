@@ -14,7 +14,7 @@ describe('idleRssCheck', () => {
 
   it('takes the first one-route scenario, not a scenario whose table holds thousands of routes', () => {
     const line = idleRssCheck([report('routes-1k', 104.6), report('small', 75.4), report('4k', 79)], oneRoute, 80)
-    expect(line).toBe('tollgate idle RSS 75.4 MiB with the one-route config (small) (target ≤ 80 MB): met')
+    expect(line).toBe(`tollgate idle RSS 75.4 MiB with the one-route config (small) (target ≤ 80 MiB, issue 4's "80 MB" read as MiB): met`)
   })
 
   it('says NOT met over the target, and gives nothing when only routes scenarios ran', () => {
