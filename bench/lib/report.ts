@@ -1,6 +1,6 @@
 // The results: their shape in the JSON report, and the markdown tables printed on stdout.
 import type { LoadResult } from './load.js'
-import type { Spread } from './stats.js'
+import { spread, type Spread } from './stats.js'
 import { formatCount, formatMiB, formatMs, formatRatio, formatUs } from './units.js'
 
 /** One measured run: the load generator's figures and the peer's CPU time over the run. */
@@ -15,6 +15,8 @@ export interface MeasuredRun extends LoadResult {
    * or, in a scenario that expects an error status (Scenario.expect), the 2xx/3xx ones.
    */
   readonly unexpected: number
+  /** Its repetition (1-based): runs of two peers with the same one ran back to back (pairedRpsRatio). */
+  readonly rep?: number
 }
 
 export interface PeerResult {
@@ -105,4 +107,26 @@ export function idleRssCheck(reports: readonly ScenarioReport[], oneRouteScenari
       `(target ≤ ${targetMiB} MiB, issue 4's "80 MB" read as MiB): ${kib / 1024 <= targetMiB ? 'met' : 'NOT met'}`
   }
   return null
+}
+
+/** The median, lowest and highest of one peer's req/s over another's in the same repetitions, and how many. */
+export interface PairedRatio extends Spread {
+  readonly pairs: number
+}
+
+/**
+ * `a`'s req/s over `b`'s, repetition by repetition (MeasuredRun.rep), then the median: each pair ran back to
+ * back (ABBA order), so a slow spell of the machine that spans both runs of a pair cancels out, where a ratio
+ * of the two peers' medians can take one peer's fast runs against the other's slow ones. Null with fewer
+ * than 3 pairs.
+ */
+export function pairedRpsRatio(a: PeerResult, b: PeerResult): PairedRatio | null {
+  const ratios: number[] = []
+  for (const run of a.runs) {
+    if (run.rep === undefined) continue
+    const other = b.runs.find((r) => r.rep === run.rep)
+    if (other !== undefined && other.rps > 0) ratios.push(run.rps / other.rps)
+  }
+  if (ratios.length < 3) return null
+  return { ...spread(ratios), pairs: ratios.length }
 }

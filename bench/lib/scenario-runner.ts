@@ -158,7 +158,7 @@ async function startPeer(bench: Bench, peer: Peer, scenario: Scenario, request: 
   return { peer, running, result, request }
 }
 
-async function measure(bench: Bench, started: Started, durationMs: number, isRecorded: boolean): Promise<void> {
+async function measure(bench: Bench, started: Started, durationMs: number, isRecorded: boolean, rep = 0): Promise<void> {
   const { running, result, request } = started
   const pid = running.child?.pid ?? null
   const sampler = pid === null ? null : setInterval(() => {
@@ -176,7 +176,7 @@ async function measure(bench: Bench, started: Started, durationMs: number, isRec
     const cpuUsPerRequest = cpuBefore === null || cpuAfter === null || outcome.requests === 0
       ? null
       : ((cpuAfter - cpuBefore) * 1e6) / clockTicksPerSecond() / outcome.requests
-    if (isRecorded) result.runs.push({ ...outcome, cpuUsPerRequest, unexpected: unexpectedResponses(outcome, request.expect) })
+    if (isRecorded) result.runs.push({ ...outcome, cpuUsPerRequest, unexpected: unexpectedResponses(outcome, request.expect), rep })
   } catch (error) {
     if (isRecorded) result.failures.push(message(error))
     log(`  ${result.peer}: ${message(error)}`)
@@ -343,7 +343,7 @@ async function runPeers(bench: Bench, scenario: Scenario, wanted: readonly Peer[
     // config measured twice, always in the same order, came out 4% apart in 6 repetitions in a row.
     for (let rep = 1; rep <= reps; rep++) {
       for (const s of rep % 2 === 1 ? started : [...started].reverse()) {
-        await alone(s, () => measure(bench, s, durationMs, true))
+        await alone(s, () => measure(bench, s, durationMs, true, rep))
         const last = s.result.runs.at(-1)
         log(`${scenario.name} ${rep}/${reps} ${s.peer.name}: ${last === undefined ? 'failed' : `${Math.round(last.rps)} req/s`}`)
       }

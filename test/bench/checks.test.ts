@@ -3,7 +3,8 @@
 // slower gateway, and figures of the wrong answer (a breaker that never opened) must not count at all.
 import { describe, expect, it } from 'vitest'
 import { accessLogChecks, breakerChecks, forwarderChecks, limiterChecks, tracingChecks, workersChecks } from '../../bench/lib/checks.js'
-import type { MeasuredRun, PeerResult, ScenarioReport } from '../../bench/lib/report.js'
+import { pairedRpsRatio, type MeasuredRun, type PeerResult, type ScenarioReport } from '../../bench/lib/report.js'
+import { spread } from '../../bench/lib/stats.js'
 import { unexpectedResponses, wrongAnswer, type PeerRequest } from '../../bench/lib/scenario-runner.js'
 
 const at = (median: number): { median: number, min: number, max: number } => ({ median, min: median, max: median })
@@ -13,6 +14,15 @@ function peer(name: string, rps: number, cpuUs: number | null, p99Ms = 2): PeerR
     peer: name, runs: [], failures: [], rps: at(rps), p50Ms: at(1), p99Ms: at(p99Ms),
     cpuUsPerRequest: cpuUs === null ? null : at(cpuUs), rssIdleKib: null, rssMaxLoadKib: null, tollgateRatio: null, exitCode: 0,
   }
+}
+
+/** A peer with one run per repetition (1, 2, ...), its req/s as given: the medians come from them. */
+function peerRuns(name: string, rpsByRep: readonly (number | null)[], p99Ms = 2): PeerResult {
+  const runs: MeasuredRun[] = []
+  rpsByRep.forEach((rps, i) => {
+    if (rps !== null) runs.push({ rps, p50Ms: 1, p99Ms, requests: rps * 5, errors: 0, non2xx: 0, cpuUsPerRequest: 40, unexpected: 0, rep: i + 1 })
+  })
+  return { ...peer(name, spread(runs.map((r) => r.rps)).median, 40, p99Ms), runs }
 }
 
 function scenario(name: string, ...results: PeerResult[]): ScenarioReport {
@@ -75,7 +85,27 @@ describe('limiterChecks', () => {
   })
 })
 
+describe('pairedRpsRatio', () => {
+  it('divides run by run within each repetition, skips a repetition one peer lacks, and needs 3 pairs', () => {
+    const paired = pairedRpsRatio(peerRuns('a', [90, 50, 100, null, 80]), peerRuns('b', [100, 100, 100, 100, 100]))
+    expect(paired).toMatchObject({ min: 0.5, max: 1, pairs: 4 }) // 0.9, 0.5, 1, 0.8
+    expect(paired?.median).toBeCloseTo(0.85, 10)
+    expect(pairedRpsRatio(peerRuns('a', [90, 50, null]), peerRuns('b', [100, 100, 100]))).toBeNull()
+    expect(pairedRpsRatio(peer('a', 90, 40), peer('b', 100, 40))).toBeNull() // no runs with repetitions
+  })
+})
+
 describe('forwarderChecks', () => {
+  it('says NOT met when the medians meet the target but the repetitions\' own ratios do not (a slow spell on one side)', () => {
+    // bench run 2026-12-04 19:38: the medians give 0.988, the pairs 0.82.
+    const checks = forwarderChecks([scenario('full-chain',
+      peerRuns('tollgate', [9196, 11819, 9425, 12201, 13026], 2.5), peerRuns('undici-stream', [10099, 9683, 11968, 15552, 15893], 2))])
+    expect(checks).toEqual(['full-chain: tollgate ÷ undici-stream req/s 0.988; pairs 0.820 (0.785–1.221, 5) (target ≥ 0.85), p99 1.250 (target ≤ 1.3): NOT met'])
+    const calm = forwarderChecks([scenario('full-chain',
+      peerRuns('tollgate', [17000, 17200, 17400], 2.5), peerRuns('undici-stream', [20000, 20000, 20000], 2))])
+    expect(calm[0]).toMatch(/req\/s 0\.860; pairs 0\.860 \(0\.850–0\.870, 3\).*: met$/)
+  })
+
   it('leaves the limit scenarios to their own targets', () => {
     const checks = forwarderChecks([
       scenario('small', peer('tollgate', 20_000, 40), peer('undici-stream', 21_000, 35)),
@@ -175,6 +205,13 @@ describe('the expected answer of a peer', () => {
 })
 
 describe('tracingChecks', () => {
+  it('judges 1% sampling by the repetitions\' own ratios as well when its tollgate-core ran beside it', () => {
+    const checks = tracingChecks([scenario('tracing', peerRuns('tollgate', [19_600, 12_000, 19_500]), peerRuns('tollgate-core', [20_000, 19_000, 20_000]))])
+    expect(checks[0]).toBe('tracing: tollgate req/s ÷ tollgate-core req/s 0.975; pairs 0.975 (0.632–0.980, 3) with 1% sampled (target ≥ 0.97): met')
+    const slow = tracingChecks([scenario('tracing', peerRuns('tollgate', [19_600, 12_000, 14_000]), peerRuns('tollgate-core', [20_000, 12_000, 20_000]))])
+    expect(slow[0]).toMatch(/req\/s 0\.700; pairs 0\.980 .*: NOT met$/)
+  })
+
   it('judges 1% sampling by its req/s against its own tollgate-core and states what a sampled request costs', () => {
     const checks = tracingChecks([
       scenario('tracing', peer('tollgate', 19_500, 40.4), peer('tollgate-core', 20_000, 40)),
