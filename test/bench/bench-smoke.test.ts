@@ -37,7 +37,7 @@ interface JsonReport {
     notes: string[]
     results: {
       peer: string, rps: { median: number } | null, cpuUsPerRequest: { median: number } | null
-      runs: { requests: number, unexpected: number }[], failures: string[]
+      runs: { requests: number, unexpected: number, rep?: number }[], failures: string[]
     }[]
   }[]
   micro: {
@@ -118,6 +118,8 @@ describe('npm run bench -- --quick', () => {
       const result = report.scenarios.find((s) => s.name === name)?.results.find((r) => r.peer === peer)
       expect(result?.rps?.median, `${name} ${peer}\n${run.stdout}`).toBeGreaterThan(0)
       expect(result?.cpuUsPerRequest?.median, `${name} ${peer}\n${run.stdout}`).toBeGreaterThan(0)
+      // Each run knows its repetition: the checks pair the two peers' runs by it (report.ts pairedRpsRatio).
+      expect(result?.runs.map((r) => r.rep), `${name} ${peer}`).toEqual([1])
     }
     expect(run.stdout).toMatch(/^\| tollgate\s+\|\s+[\d,]+ \|\s+[\d,]+–[\d,]+ \|\s+[\d.]+ \|\s+[\d.]+ \|\s+[\d.]+ \|/m)
     // The scenario's own tollgate-core, interleaved with it, is the core path; its breaker and passive health are
