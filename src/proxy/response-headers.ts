@@ -75,7 +75,8 @@ export function appendQuotaHeaders(out: string[], source: QuotaSource, remaining
 
 /**
  * appendQuotaHeaders on a list that has none (buildResponseHeaders with dropQuota): the proxied response's
- * path, without the scan (scenario limits, --cpu-prof: appendQuotaHeaders took 0.26 us of a request).
+ * path, without the scan. It saves little (scenario limits, --cpu-prof: 0.255 us of a request in
+ * appendQuotaHeaders, 0.226 us here); the four headers cost more in node:http's writeHead (~0.6 us).
  */
 export function pushQuotaHeaders(out: string[], source: QuotaSource, remaining: number, resetMs: number): void {
   out.push(
