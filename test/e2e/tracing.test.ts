@@ -229,8 +229,10 @@ routes:
     writeFileSync(gw.configPath, readFileSync(gw.configPath, 'utf8') + 'tracing: { exporter: console, sampleRatio: 1 }\n')
     process.kill(gw.pid, 'SIGHUP')
     const after = callerTraceparent()
-    // The reload is applied asynchronously: ask until a request's span shows on stdout (bounded).
-    for (let i = 0; i < 100 && !gw.stdout().includes(after.traceId); i++) {
+    // The reload is applied asynchronously: ask until a request's SERVER span shows on stdout (bounded). The
+    // exporter prints each span apart, so the CLIENT span's lines (same trace id) may come in first.
+    const serverSpanShown = (): boolean => gw.stdout().includes(after.traceId) && gw.stdout().includes("name: 'GET /api/*'")
+    for (let i = 0; i < 100 && !serverSpanShown(); i++) {
       expect((await httpRequest(`${gw.url}/api/after`, { headers: { traceparent: after.header } })).status).toBe(200)
       await new Promise((r) => setTimeout(r, 100))
     }
