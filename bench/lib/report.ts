@@ -121,11 +121,27 @@ export interface PairedRatio extends Spread {
  * than 3 pairs.
  */
 export function pairedRpsRatio(a: PeerResult, b: PeerResult): PairedRatio | null {
+  return pairedRatio(a, b, rpsOf)
+}
+
+/**
+ * `a`'s p99 over `b`'s, repetition by repetition, as pairedRpsRatio. A run's p99 swings more than its req/s on
+ * this VM (one config's 3-second runs gave 3.9 to 12.6 ms in a row, /tmp/perf/abl.sh, 2026-12-04), and one
+ * run with a slow spell sets a peer's p99 median as easily as its req/s median.
+ */
+export function pairedP99Ratio(a: PeerResult, b: PeerResult): PairedRatio | null {
+  return pairedRatio(a, b, p99Of)
+}
+
+const rpsOf = (run: MeasuredRun): number => run.rps
+const p99Of = (run: MeasuredRun): number => run.p99Ms
+
+function pairedRatio(a: PeerResult, b: PeerResult, figure: (run: MeasuredRun) => number): PairedRatio | null {
   const ratios: number[] = []
   for (const run of a.runs) {
     if (run.rep === undefined) continue
     const other = b.runs.find((r) => r.rep === run.rep)
-    if (other !== undefined && other.rps > 0) ratios.push(run.rps / other.rps)
+    if (other !== undefined && figure(other) > 0) ratios.push(figure(run) / figure(other))
   }
   if (ratios.length < 3) return null
   return { ...spread(ratios), pairs: ratios.length }

@@ -3,7 +3,7 @@
 // slower gateway, and figures of the wrong answer (a breaker that never opened) must not count at all.
 import { describe, expect, it } from 'vitest'
 import { accessLogChecks, breakerChecks, forwarderChecks, limiterChecks, tracingChecks, workersChecks } from '../../bench/lib/checks.js'
-import { pairedRpsRatio, type MeasuredRun, type PeerResult, type ScenarioReport } from '../../bench/lib/report.js'
+import { pairedP99Ratio, pairedRpsRatio, type MeasuredRun, type PeerResult, type ScenarioReport } from '../../bench/lib/report.js'
 import { spread } from '../../bench/lib/stats.js'
 import { unexpectedResponses, wrongAnswer, type PeerRequest } from '../../bench/lib/scenario-runner.js'
 
@@ -16,13 +16,14 @@ function peer(name: string, rps: number, cpuUs: number | null, p99Ms = 2): PeerR
   }
 }
 
-/** A peer with one run per repetition (1, 2, ...), its req/s as given: the medians come from them. */
-function peerRuns(name: string, rpsByRep: readonly (number | null)[], p99Ms = 2): PeerResult {
+/** A peer with one run per repetition (1, 2, ...), its req/s (and p99, one for all or one per run) as given: the medians come from them. */
+function peerRuns(name: string, rpsByRep: readonly (number | null)[], p99Ms: number | readonly number[] = 2): PeerResult {
   const runs: MeasuredRun[] = []
   rpsByRep.forEach((rps, i) => {
-    if (rps !== null) runs.push({ rps, p50Ms: 1, p99Ms, requests: rps * 5, errors: 0, non2xx: 0, cpuUsPerRequest: 40, unexpected: 0, rep: i + 1 })
+    const p99 = typeof p99Ms === 'number' ? p99Ms : p99Ms[i]!
+    if (rps !== null) runs.push({ rps, p50Ms: 1, p99Ms: p99, requests: rps * 5, errors: 0, non2xx: 0, cpuUsPerRequest: 40, unexpected: 0, rep: i + 1 })
   })
-  return { ...peer(name, spread(runs.map((r) => r.rps)).median, 40, p99Ms), runs }
+  return { ...peer(name, spread(runs.map((r) => r.rps)).median, 40, 2), runs, p99Ms: spread(runs.map((r) => r.p99Ms)) }
 }
 
 function scenario(name: string, ...results: PeerResult[]): ScenarioReport {
@@ -85,6 +86,14 @@ describe('limiterChecks', () => {
   })
 })
 
+describe('pairedP99Ratio', () => {
+  it('divides p99 by p99 within each repetition, the first peer over the second', () => {
+    const paired = pairedP99Ratio(peerRuns('a', [10, 10, 10], [3, 2, 4]), peerRuns('b', [10, 10, 10], [2, 2, 2]))
+    expect(paired).toMatchObject({ median: 1.5, min: 1, max: 2, pairs: 3 })
+    expect(pairedP99Ratio(peerRuns('a', [10, 10], [3, 2]), peerRuns('b', [10, 10], [2, 2]))).toBeNull()
+  })
+})
+
 describe('pairedRpsRatio', () => {
   it('divides run by run within each repetition, skips a repetition one peer lacks, and needs 3 pairs', () => {
     const paired = pairedRpsRatio(peerRuns('a', [90, 50, 100, null, 80]), peerRuns('b', [100, 100, 100, 100, 100]))
@@ -100,10 +109,24 @@ describe('forwarderChecks', () => {
     // bench run 2026-12-04 19:38: the medians give 0.988, the pairs 0.82.
     const checks = forwarderChecks([scenario('full-chain',
       peerRuns('tollgate', [9196, 11819, 9425, 12201, 13026], 2.5), peerRuns('undici-stream', [10099, 9683, 11968, 15552, 15893], 2))])
-    expect(checks).toEqual(['full-chain: tollgate ÷ undici-stream req/s 0.988; pairs 0.820 (0.785–1.221, 5) (target ≥ 0.85), p99 1.250 (target ≤ 1.3): NOT met'])
+    expect(checks).toEqual(['full-chain: tollgate ÷ undici-stream req/s 0.988; pairs 0.820 (0.785–1.221, 5) (target ≥ 0.85), ' +
+      'p99 1.250; pairs 1.250 (1.250–1.250, 5) (target ≤ 1.3): NOT met'])
     const calm = forwarderChecks([scenario('full-chain',
       peerRuns('tollgate', [17000, 17200, 17400], 2.5), peerRuns('undici-stream', [20000, 20000, 20000], 2))])
     expect(calm[0]).toMatch(/req\/s 0\.860; pairs 0\.860 \(0\.850–0\.870, 3\).*: met$/)
+  })
+
+  it('says NOT met when the p99 medians meet the target but the repetitions\' own p99 ratios do not', () => {
+    const rps = [17_200, 17_200, 17_200, 17_200, 17_200]
+    const thinRps = [20_000, 20_000, 20_000, 20_000, 20_000]
+    // Medians 2.5 / 2.0 = 1.25, but in 3 of 5 pairs Tollgate's p99 was over 1.3x the forwarder's of the same minute.
+    const slowPairs = forwarderChecks([scenario('full-chain',
+      peerRuns('tollgate', rps, [2.5, 2.4, 3.0, 2.6, 2.8]), peerRuns('undici-stream', thinRps, [2.0, 2.5, 1.9, 1.8, 2.0]))])
+    expect(slowPairs).toEqual(['full-chain: tollgate ÷ undici-stream req/s 0.860; pairs 0.860 (0.860–0.860, 5) (target ≥ 0.85), ' +
+      'p99 1.300; pairs 1.400 (0.960–1.579, 5) (target ≤ 1.3): NOT met'])
+    const steady = forwarderChecks([scenario('full-chain',
+      peerRuns('tollgate', rps, [2.5, 2.4, 2.6, 2.5, 2.5]), peerRuns('undici-stream', thinRps, [2.0, 2.0, 2.0, 2.0, 2.0]))])
+    expect(steady[0]).toMatch(/p99 1\.250; pairs 1\.250 \(1\.200–1\.300, 5\) \(target ≤ 1\.3\): met$/)
   })
 
   it('leaves the limit scenarios to their own targets', () => {
