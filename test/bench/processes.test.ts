@@ -26,11 +26,13 @@ describe('spawnChild().setFrozen', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-proc-'))
     onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
     // A parent that starts a grandchild and prints its pid: the freeze must reach the whole group, as it
-    // must reach nginx's and haproxy's workers.
+    // must reach nginx's and haproxy's workers. The SIGTERM handler is installed before the pid is printed:
+    // the test acts on the pid at once, and a SIGTERM before the handler would kill the parent by default
+    // (exit code null; failed once in CI under load).
     const script = `const { spawn } = require('node:child_process');
 const c = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
-console.log('grandchild ' + c.pid);
 process.on('SIGTERM', () => { c.kill('SIGTERM'); process.exit(0) });
+console.log('grandchild ' + c.pid);
 setInterval(() => {}, 1000);`
     const logPath = join(dir, 'log')
     const child = spawnChild('frozen-test', process.execPath, ['-e', script], { core: null, logPath })
