@@ -1,94 +1,104 @@
 // tracing.exporter: otlp — OTLP/HTTP protobuf export of finished spans (README "Tracing", "Export"), loaded
 // with the SDK only when tracing is on. The SDK's serializer makes the body (ProtobufTraceSerializer, the one
-// OpenTelemetry's own OTLP proto exporter uses), here; a worker thread of the exporter's own sends it
-// (otlp-send-thread.ts, otlp-sender.ts), started at the first export.
+// OpenTelemetry's own OTLP proto exporter uses); undici, the client the gateway sends every request with,
+// sends it.
 //
-// Why a thread: an export sent from the proxy's own thread goes through the same undici and node:net
-// functions as the proxied requests, and V8 keeps one set of type feedback per function for both. In CPU
-// profiles of the gateway under load (wrk -t1 -c32, 12-15 s, tracing.sampleRatio 0.01, gateway alone on its
-// core), Socket._writeGeneric took 1.0-1.3% of the busy time and undici's dispatch 0.7-0.9% while exports were
-// sent from that thread, against 0.2-0.3% each with nothing exported; sent from a worker, 0.4-0.5% and
-// 0.25-0.3%. (Before, OpenTelemetry's OTLPTraceExporter, through node:http's client, cost more: 27
-// deoptimizations of the proxy's hottest stream functions in 10 s, and 10.7 us of CPU per request.) A worker
-// has its own V8 isolate, so nothing it runs reaches the proxy's type feedback. It costs about 4 MiB of RSS
-// (a bare worker thread: 3.5 MiB; node 20), held to a small heap by resourceLimits.
+// Why not OpenTelemetry's OTLPTraceExporter: it sends through node:http's client, whose ClientRequest,
+// client-side parser and sockets reach the same node:net and stream functions as the proxy's own traffic.
+// At tracing.sampleRatio 0.01 one export a second was enough to throw the gateway's hottest optimized
+// functions (onStreamRead, writeOrBuffer, Socket._read, Writable.cork, ...) back to the interpreter with
+// "wrong map": 27 deoptimizations in 10 s of load, against 1 with sampleRatio 0 (node --trace-deopt, bench
+// scenario tracing's config, wrk -t1 -c32, gateway alone on its core). In runs alternating the two gateways
+// (core config against sampleRatio 0.01, the idle one stopped), the gateway with spans cost 10.7 µs more
+// CPU per request (median of 8 pairs), although its tracing code took about 1% of its profile. Through
+// undici the export takes the paths the upstream requests keep hot.
+//
+// And through undici's dispatch() with a handler of its own (ExportTry), as the proxy forwards, not its
+// request() API: request() hands the response over as a stream.Readable (undici's BodyReadable) and takes an
+// AbortSignal, and the Readable functions that every client request's IncomingMessage runs through (push,
+// read, flow, emitReadable_, endReadableNT) then met a second kind of object once a second. With request():
+// 12 deoptimizations ("wrong map", those functions and onStreamRead) in 20 s of load after 10 s of warm-up,
+// against 4 without tracing (node --trace-deopt, sampleRatio 0.01, wrk -t1 -c32), and the gateway with spans
+// cost a median 5.1 us more CPU per request than the core config in 16 alternating pairs.
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core'
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer'
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base'
-import { existsSync } from 'node:fs'
-import { Worker } from 'node:worker_threads'
-import type { SendAnswer, SendRequest, SendThreadData } from './otlp-send-thread.js'
+import { createRequire } from 'node:module'
+import type { Dispatcher, Pool as UndiciPool } from 'undici'
 
-/**
- * The worker's module: beside this one once built. Under vitest this module runs from its TypeScript source,
- * which a worker cannot load, so the build's copy is used (npm test builds first).
- */
-function sendThreadUrl(): URL {
-  const sibling = new URL('./otlp-send-thread.js', import.meta.url)
-  return existsSync(sibling) ? sibling : new URL('../../dist/src/telemetry/otlp-send-thread.js', import.meta.url)
-}
+// undici's Pool alone, as src/upstream/undici-pool.ts loads it (the same module, so the same classes the
+// proxy's pools are made of): the package index would also load fetch, WebSocket and the cache, about 5 MiB
+// more of idle RSS measured with tracing on.
+const require = createRequire(import.meta.url)
+const Pool = require('undici/lib/dispatcher/pool.js') as typeof UndiciPool
+
+const HEADERS = ['content-type', 'application/x-protobuf']
+const RETRY_AFTER = 'retry-after'
+
+/** Statuses worth another try (as the OTLP specification lists them); anything else is final. */
+const RETRYABLE = new Set([429, 502, 503, 504])
+const FIRST_BACKOFF_MS = 1000
+const MAX_BACKOFF_MS = 5000
 
 export class OtlpHttpExporter implements SpanExporter {
-  readonly #data: SendThreadData
-  /** Exports handed to the thread and not answered yet, by id. */
-  readonly #waiting = new Map<number, (error: string | null) => void>()
+  readonly #pool: UndiciPool
+  readonly #path: string
+  readonly #timeoutMs: number
   readonly #pending = new Set<Promise<void>>()
-  #thread: Worker | null = null
-  #lastId = 0
   #isShutdown = false
 
   /** `timeoutMs`: the most one export may take, its retries included. */
   constructor(endpoint: string, timeoutMs: number) {
-    new URL(endpoint) // an invalid endpoint throws here, where the exporter is made, not later in the thread
-    this.#data = { endpoint, timeoutMs }
+    const url = new URL(endpoint)
+    this.#path = url.pathname + url.search
+    this.#timeoutMs = timeoutMs
+    this.#pool = new Pool(url.origin, { connections: 2, headersTimeout: timeoutMs, bodyTimeout: timeoutMs })
   }
 
   export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
     if (this.#isShutdown) return done({ code: ExportResultCode.FAILED, error: new Error('the OTLP exporter is shut down') })
     const body = ProtobufTraceSerializer.serializeRequest(spans)
     if (body === undefined) return done({ code: ExportResultCode.FAILED, error: new Error('the spans could not be serialized') })
-    const sent = new Promise<string | null>((resolve) => {
-      const id = ++this.#lastId
-      this.#waiting.set(id, resolve)
-      const thread = this.#thread ?? this.#start()
-      // Held open only while an export is on its way: an idle exporter keeps no process alive.
-      if (this.#waiting.size === 1) thread.ref()
-      // Handed over, not copied, when the body has its buffer to itself.
-      const whole = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength ? body : body.slice()
-      thread.postMessage({ id, body: whole } satisfies SendRequest, [whole.buffer as ArrayBuffer])
-    }).then((error) => done(error === null
-      ? { code: ExportResultCode.SUCCESS }
-      : { code: ExportResultCode.FAILED, error: new Error(error) }))
+    const sent = this.#send(body).then(
+      () => done({ code: ExportResultCode.SUCCESS }),
+      (error: unknown) => done({ code: ExportResultCode.FAILED, error: error instanceof Error ? error : new Error(String(error)) }),
+    )
     this.#pending.add(sent)
     void sent.finally(() => this.#pending.delete(sent))
   }
 
-  #start(): Worker {
-    const thread = new Worker(sendThreadUrl(), {
-      workerData: this.#data,
-      // A small heap: the thread holds an export or two at a time (at most 512 spans each).
-      resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 64 },
-    })
-    thread.on('message', ({ id, error }: SendAnswer) => {
-      const resolve = this.#waiting.get(id)
-      this.#waiting.delete(id)
-      resolve?.(error)
-      if (this.#waiting.size === 0) thread.unref()
-    })
-    // An exception or an exit of the thread fails what it held; the next export starts a new one.
-    thread.on('error', (error) => this.#failWaiting(`the OTLP sender thread failed: ${error.message}`))
-    thread.on('exit', () => {
-      if (this.#thread === thread) this.#thread = null
-      this.#failWaiting('the OTLP sender thread stopped')
-    })
-    this.#thread = thread
-    return thread
+  /** One POST, tried again after a network error or a retryable status while the export's time lasts. */
+  async #send(body: Uint8Array): Promise<void> {
+    const deadline = performance.now() + this.#timeoutMs
+    let backoffMs = FIRST_BACKOFF_MS
+    for (;;) {
+      const retry = await this.#post(body, deadline)
+      if (retry === null) return
+      // Jitter of ±20% keeps a fleet of gateways from retrying in step.
+      const waitMs = retry.afterMs >= 0 ? retry.afterMs : backoffMs * (0.8 + 0.4 * Math.random())
+      if (performance.now() + waitMs >= deadline) throw retry.failure
+      await new Promise((resolve) => setTimeout(resolve, waitMs).unref())
+      backoffMs = Math.min(MAX_BACKOFF_MS, backoffMs * 1.5)
+    }
   }
 
-  #failWaiting(error: string): void {
-    const waiting = [...this.#waiting.values()]
-    this.#waiting.clear()
-    for (const resolve of waiting) resolve(error)
+  /**
+   * One try: null when the collector took the spans; what to retry after (its Retry-After, else -1) for a
+   * network error or a retryable status; throws for any other status.
+   */
+  async #post(body: Uint8Array, deadline: number): Promise<{ readonly failure: Error; readonly afterMs: number } | null> {
+    const answer = await new Promise<ExportTry>((resolve) => {
+      const attempt = new ExportTry(resolve, Math.max(1, Math.ceil(deadline - performance.now())))
+      this.#pool.dispatch({ path: this.#path, method: 'POST', body, headers: HEADERS }, attempt)
+    })
+    if (answer.error !== null) {
+      if (this.#isShutdown) throw answer.error
+      return { failure: answer.error, afterMs: -1 }
+    }
+    if (answer.status >= 200 && answer.status < 300) return null
+    const failure = new Error(`the OTLP endpoint answered ${answer.status}`)
+    if (!RETRYABLE.has(answer.status)) throw failure
+    return { failure, afterMs: retryAfterOf(answer.retryAfter) }
   }
 
   async forceFlush(): Promise<void> {
@@ -98,8 +108,75 @@ export class OtlpHttpExporter implements SpanExporter {
   async shutdown(): Promise<void> {
     await this.forceFlush()
     this.#isShutdown = true
-    const thread = this.#thread
-    this.#thread = null
-    if (thread !== null) await thread.terminate()
+    await this.#pool.close()
   }
+}
+
+/**
+ * One POST of an export, as undici's handler: the status and Retry-After kept, the body read and dropped, the
+ * answer (or the error) handed over once. Its own timer aborts it at the export's deadline.
+ */
+class ExportTry implements Dispatcher.DispatchHandler {
+  status = 0
+  retryAfter: string | null = null
+  error: Error | null = null
+  readonly #resolve: (attempt: ExportTry) => void
+  readonly #timer: NodeJS.Timeout
+  #abort: ((err?: Error) => void) | null = null
+  #isDone = false
+
+  constructor(resolve: (attempt: ExportTry) => void, timeoutMs: number) {
+    this.#resolve = resolve
+    this.#timer = setTimeout(() => this.#timedOut(), timeoutMs).unref()
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.#abort = abort
+    if (this.#isDone) abort(this.error ?? undefined) // timed out while waiting for a connection
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[] | string[] | null): boolean {
+    this.status = statusCode
+    if (rawHeaders !== null) {
+      for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+        if (rawHeaders[i]!.toString().toLowerCase() === RETRY_AFTER) this.retryAfter = rawHeaders[i + 1]!.toString()
+      }
+    }
+    return true
+  }
+
+  onData(): boolean {
+    return true
+  }
+
+  onComplete(): void {
+    this.#done()
+  }
+
+  onError(err: Error): void {
+    this.error = err
+    this.#done()
+  }
+
+  #timedOut(): void {
+    this.error = new Error('the OTLP export took longer than its timeout')
+    this.#done()
+    this.#abort?.(this.error)
+  }
+
+  #done(): void {
+    if (this.#isDone) return
+    this.#isDone = true
+    clearTimeout(this.#timer)
+    this.#resolve(this)
+  }
+}
+
+/** Retry-After in ms (seconds, or an HTTP date), -1 when absent or unreadable. */
+function retryAfterOf(value: string | null): number {
+  if (value === null) return -1
+  const seconds = Number(value)
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000
+  const at = Date.parse(value)
+  return Number.isNaN(at) ? -1 : Math.max(0, at - Date.now())
 }
