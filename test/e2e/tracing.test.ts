@@ -202,6 +202,22 @@ describe('tracing: the export queue', () => {
     expect(value).toBe(6)
   })
 
+  it('exports in batches of at most 128 spans, so that no single export holds the event loop long', async () => {
+    const receiver = await startOtlpReceiver()
+    const up = await startUpstream()
+    const gw = await startGateway(apiConfig(receiver.endpoint, up.url, 'sampleRatio: 1'))
+    // 150 requests, 300 spans, all finished well inside one export interval (1 s): with one batch per
+    // interval (the SDK's default of 512) they would go out in one or two requests of up to 300 spans.
+    for (let round = 0; round < 15; round++) {
+      const statuses = await Promise.all(Array.from({ length: 10 }, () => gw.get('/api/x').then((r) => r.status)))
+      expect(statuses).toEqual(Array(10).fill(200))
+    }
+    await receiver.waitFor((spans) => spans.length >= 300)
+    expect(receiver.spans).toHaveLength(300)
+    expect(Math.max(...receiver.batchSizes)).toBeLessThanOrEqual(128)
+    expect(receiver.batchSizes.length).toBeGreaterThanOrEqual(3)
+  })
+
   it('does not put tollgate_trace_spans_dropped_total on /metrics when tracing is off', async () => {
     const up = await startUpstream()
     const gw = await startGateway(`

@@ -69,6 +69,8 @@ export interface OtlpReceiver {
   readonly spans: ReceivedSpan[]
   /** Export requests received (decoded or not). */
   readonly requests: number
+  /** The number of spans in each decoded export request, in arrival order. */
+  readonly batchSizes: number[]
   /** Resolves once `predicate` holds for the spans received (checked on each arrival); rejects after `timeoutMs`. */
   waitFor(predicate: (spans: readonly ReceivedSpan[]) => boolean, timeoutMs?: number): Promise<void>
   close(): Promise<void>
@@ -100,6 +102,7 @@ function hex(b: Buffer | undefined): string {
 
 export async function startOtlpReceiver(options: ReceiverOptions = {}): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = []
+  const batchSizes: number[] = []
   const arrivals = new EventEmitter()
   let requests = 0
   const server = http.createServer((req, res) => {
@@ -117,6 +120,7 @@ export async function startOtlpReceiver(options: ReceiverOptions = {}): Promise<
         return
       }
       const message = ExportTraceServiceRequest.toObject(ExportTraceServiceRequest.decode(Buffer.concat(chunks)), { longs: String, defaults: false }) as ProtoRequest
+      const before = spans.length
       for (const rs of message.resourceSpans ?? []) {
         const resource = flatten(rs.resource?.attributes)
         for (const ss of rs.scopeSpans ?? []) {
@@ -129,6 +133,7 @@ export async function startOtlpReceiver(options: ReceiverOptions = {}): Promise<
           }
         }
       }
+      batchSizes.push(spans.length - before)
       if (options.mode === 'reject') {
         res.writeHead(400, { 'content-type': 'application/x-protobuf' }).end()
       } else {
@@ -143,6 +148,7 @@ export async function startOtlpReceiver(options: ReceiverOptions = {}): Promise<
     endpoint: `http://127.0.0.1:${port}/v1/traces`,
     spans,
     get requests() { return requests },
+    batchSizes,
     waitFor(predicate, timeoutMs = 15_000) {
       if (predicate(spans)) return Promise.resolve()
       return new Promise<void>((resolve, reject) => {
