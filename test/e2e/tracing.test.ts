@@ -202,7 +202,7 @@ describe('tracing: the export queue', () => {
     expect(value).toBe(6)
   })
 
-  it('exports in batches of at most 128 spans, so that no single export holds the event loop long', async () => {
+  it('exports in batches of at most 128 spans, serialized 32 at a time, so that no single export holds the event loop long', async () => {
     const receiver = await startOtlpReceiver()
     const up = await startUpstream()
     const gw = await startGateway(apiConfig(receiver.endpoint, up.url, 'sampleRatio: 1'))
@@ -216,6 +216,15 @@ describe('tracing: the export queue', () => {
     expect(receiver.spans).toHaveLength(300)
     expect(Math.max(...receiver.batchSizes)).toBeLessThanOrEqual(128)
     expect(receiver.batchSizes.length).toBeGreaterThanOrEqual(3)
+    // Each export is one request made of slices serialized one per turn of the event loop: a resourceSpans
+    // entry of at most 32 spans each, every one with the gateway's resource.
+    expect(receiver.resourceSpanSizes.flat().reduce((a, b) => a + b, 0)).toBe(300)
+    for (const sizes of receiver.resourceSpanSizes) {
+      expect(Math.max(...sizes)).toBeLessThanOrEqual(32)
+      expect(sizes.length).toBe(Math.ceil(sizes.reduce((a, b) => a + b, 0) / 32))
+    }
+    expect(Math.max(...receiver.resourceSpanSizes.map((sizes) => sizes.length))).toBeGreaterThan(1)
+    expect(new Set(receiver.spans.map((s) => s.resource['service.name']))).toEqual(new Set(['tollgate']))
   })
 
   it('does not put tollgate_trace_spans_dropped_total on /metrics when tracing is off', async () => {

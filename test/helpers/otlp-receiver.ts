@@ -71,6 +71,8 @@ export interface OtlpReceiver {
   readonly requests: number
   /** The number of spans in each decoded export request, in arrival order. */
   readonly batchSizes: number[]
+  /** For each decoded export request, the number of spans of each of its resourceSpans entries. */
+  readonly resourceSpanSizes: number[][]
   /** Resolves once `predicate` holds for the spans received (checked on each arrival); rejects after `timeoutMs`. */
   waitFor(predicate: (spans: readonly ReceivedSpan[]) => boolean, timeoutMs?: number): Promise<void>
   close(): Promise<void>
@@ -103,6 +105,7 @@ function hex(b: Buffer | undefined): string {
 export async function startOtlpReceiver(options: ReceiverOptions = {}): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = []
   const batchSizes: number[] = []
+  const resourceSpanSizes: number[][] = []
   const arrivals = new EventEmitter()
   let requests = 0
   const server = http.createServer((req, res) => {
@@ -121,7 +124,9 @@ export async function startOtlpReceiver(options: ReceiverOptions = {}): Promise<
       }
       const message = ExportTraceServiceRequest.toObject(ExportTraceServiceRequest.decode(Buffer.concat(chunks)), { longs: String, defaults: false }) as ProtoRequest
       const before = spans.length
+      const sizes: number[] = []
       for (const rs of message.resourceSpans ?? []) {
+        const first = spans.length
         const resource = flatten(rs.resource?.attributes)
         for (const ss of rs.scopeSpans ?? []) {
           for (const s of ss.spans ?? []) {
@@ -132,8 +137,10 @@ export async function startOtlpReceiver(options: ReceiverOptions = {}): Promise<
             })
           }
         }
+        sizes.push(spans.length - first)
       }
       batchSizes.push(spans.length - before)
+      resourceSpanSizes.push(sizes)
       if (options.mode === 'reject') {
         res.writeHead(400, { 'content-type': 'application/x-protobuf' }).end()
       } else {
@@ -149,6 +156,7 @@ export async function startOtlpReceiver(options: ReceiverOptions = {}): Promise<
     spans,
     get requests() { return requests },
     batchSizes,
+    resourceSpanSizes,
     waitFor(predicate, timeoutMs = 15_000) {
       if (predicate(spans)) return Promise.resolve()
       return new Promise<void>((resolve, reject) => {
