@@ -151,9 +151,9 @@ export class OtelTracer implements SpanTracer {
     // in flight: at 1% sampling a batch is about all of a second's spans, serialized by code that runs once a
     // second and so is never warm. Bench scenario full-chain's config (gateway alone on core 1, wrk -t1 -c50
     // for 5 s, 12 alternating pairs against 512/512): p99 lower in 9 of 12 pairs, by 1.2 ms at the median of
-    // the differences (medians 11.4 -> 9.4 ms), req/s unchanged within the VM's noise; 32/64 did no better. The price is more export requests when
-    // much is sampled (about 4 per 512 spans instead of 1). The OTLP exporter also serializes an export 32
-    // spans per turn of the event loop (otlp-exporter.ts).
+    // the differences (medians 11.4 -> 9.4 ms), req/s unchanged within the VM's noise; 32/64 did no better.
+    // The price is more export requests when much is sampled (about 4 per 512 spans instead of 1). The OTLP
+    // exporter also serializes an export 32 spans per turn of the event loop (otlp-exporter.ts).
     const queueSize = options.maxQueueSize ?? 2048
     this.#batch = Math.min(64, queueSize)
     this.#flushMs = options.flushMs ?? Math.max(1, Math.floor(scheduledDelayMillis / 2))

@@ -123,7 +123,12 @@ function serializeInSlices(spans: ReadableSpan[]): Promise<Uint8Array> {
     const parts: Uint8Array[] = []
     let at = 0
     const next = (): void => {
-      const part = ProtobufTraceSerializer.serializeRequest(spans.slice(at, at + SLICE))
+      let part: Uint8Array | undefined
+      try {
+        part = ProtobufTraceSerializer.serializeRequest(spans.slice(at, at + SLICE))
+      } catch (err) {
+        return reject(err) // from a setImmediate callback, a throw would be uncaught
+      }
       if (part === undefined) return reject(new Error('the spans could not be serialized'))
       parts.push(part)
       at += SLICE
