@@ -81,8 +81,30 @@ export function appendQuotaHeaders(out: string[], source: QuotaSource, remaining
 export function pushQuotaHeaders(out: string[], source: QuotaSource, remaining: number, resetMs: number): void {
   out.push(
     'ratelimit-limit', source.limitHeader,
-    'ratelimit-remaining', remaining > 0 ? String(remaining) : '0',
+    'ratelimit-remaining', remaining > 0 ? countString(remaining) : '0',
     'ratelimit-reset', String(resetMs > 0 ? Math.ceil(resetMs / 1000) : 0),
     'ratelimit-policy', source.policyHeader,
   )
+}
+
+// RateLimit-Remaining as text, without String(): String() puts every number it converts into V8's number-string
+// cache, a table in the old generation, so a string made for a new number outlives the scavenges until another
+// number takes its slot and is copied into the old generation. Remaining counts down by one per request, a new
+// number each time. Measured with one sliding-window limit on the core config (gateway alone on core 1, wrk
+// -t1 -c50, node --trace-gc-nvp over 8 s): 42 KB promoted per scavenge against 22 KB without the limit, scavenges
+// 1.29-1.33 ms against 1.03-1.07 ms; a token bucket that stays full (the same number each time) added nothing.
+// Below 1,000 the string is a table's (no allocation); above, pieces of the tables joined (a new string that
+// dies young).
+const UNDER_1000 = Array.from({ length: 1000 }, (_, i) => String(i))
+const THREE_DIGITS = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'))
+
+/** A whole number from 0 as String() writes it. */
+export function countString(n: number): string {
+  if (n < 1000 && n >= 0 && Math.floor(n) === n) return UNDER_1000[n]!
+  if (n < 1e9 && n >= 0 && Math.floor(n) === n) {
+    const low = THREE_DIGITS[n % 1000]!
+    const high = Math.floor(n / 1000)
+    return high < 1000 ? UNDER_1000[high]! + low : UNDER_1000[Math.floor(high / 1000)]! + THREE_DIGITS[high % 1000]! + low
+  }
+  return String(n)
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { buildResponseHeaders, type ResponseBody } from '../../src/proxy/response-headers.js'
+import { buildResponseHeaders, countString, type ResponseBody } from '../../src/proxy/response-headers.js'
 
 /** undici hands the response headers over as raw [name, value, ...] buffers. */
 function raw(...pairs: string[]): Buffer[] {
@@ -65,5 +65,21 @@ describe('buildResponseHeaders with common and uncommon names', () => {
     expect(out).toEqual(['server', 'nginx', 'content-type', 'text/html; charset=ISO-8859-1', 'etag', '"a\xe9"',
       'x-custom-thing', 'Mixed Case', 'content-length', '12', 'x-request-id', 'rid'])
     expect(body.bytesLeft).toBe(12)
+  })
+})
+
+describe('countString (RateLimit-Remaining without String())', () => {
+  it('writes every whole number as String() does, at and around each table boundary and at random', () => {
+    const edges = [0, 1, 9, 10, 99, 100, 999, 1000, 1001, 1010, 1099, 10_000, 99_999, 100_000, 999_999, 1_000_000,
+      1_000_001, 1_001_000, 12_345_678, 99_999_999, 100_000_000, 999_999_999, 1_000_000_000, 2 ** 31, 2 ** 53]
+    for (const n of edges) expect(countString(n)).toBe(String(n))
+    for (let i = 0; i < 5000; i++) {
+      const n = Math.floor(Math.random() * 10 ** (1 + (i % 10)))
+      expect(countString(n)).toBe(String(n))
+    }
+  })
+
+  it('falls back to String() for what is not a whole number from 0', () => {
+    for (const n of [0.5, 1.25, 1000.5, -1, -1000]) expect(countString(n)).toBe(String(n))
   })
 })
