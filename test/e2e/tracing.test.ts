@@ -227,6 +227,22 @@ describe('tracing: the export queue', () => {
     expect(new Set(receiver.spans.map((s) => s.resource['service.name']))).toEqual(new Set(['tollgate']))
   })
 
+  it('sends the spans still held and queued when the gateway is stopped with SIGTERM', async () => {
+    const receiver = await startOtlpReceiver()
+    const up = await startUpstream()
+    const gw = await spawnGateway(apiConfig(receiver.endpoint, up.url, 'sampleRatio: 1'))
+    // 20 requests, 40 spans: fewer than a batch, so they wait for the half-second flush, which SIGTERM beats;
+    // more than one serialization slice (32), so the export at shutdown spans turns of the event loop.
+    const statuses = await Promise.all(Array.from({ length: 20 }, () =>
+      httpRequest(`${gw.url}/api/stop`, { headers: { connection: 'close' } }).then((r) => r.status)))
+    expect(statuses).toEqual(Array(20).fill(200))
+    expect(receiver.requests).toBe(0)
+    expect(await gw.stop('SIGTERM')).toEqual({ code: 0, signal: null })
+    expect(receiver.spans).toHaveLength(40)
+    expect(receiver.spans.filter((s) => s.kind === SpanKind.Server)).toHaveLength(20)
+    expect(Math.max(...receiver.resourceSpanSizes.flat())).toBeLessThanOrEqual(32)
+  })
+
   it('does not put tollgate_trace_spans_dropped_total on /metrics when tracing is off', async () => {
     const up = await startUpstream()
     const gw = await startGateway(`
