@@ -93,6 +93,8 @@ export function pushQuotaHeaders(out: string[], source: QuotaSource, remaining: 
 // number each time. Measured with one sliding-window limit on the core config (gateway alone on core 1, wrk
 // -t1 -c50, node --trace-gc-nvp over 8 s): 42 KB promoted per scavenge against 22 KB without the limit, scavenges
 // 1.29-1.33 ms against 1.03-1.07 ms; a token bucket that stays full (the same number each time) added nothing.
+// Builds alternating on one core (whole-process CPU, 12 pairs of 3 s), String() before against this: the
+// full-chain config 1.059x req/s and 4.2 us less CPU per request (11 of 12 pairs faster).
 // Below 1,000 the string is a table's (no allocation); above, pieces of the tables joined (a new string that
 // dies young).
 const UNDER_1000 = Array.from({ length: 1000 }, (_, i) => String(i))
@@ -100,11 +102,9 @@ const THREE_DIGITS = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3
 
 /** A whole number from 0 as String() writes it. */
 export function countString(n: number): string {
-  if (n < 1000 && n >= 0 && Math.floor(n) === n) return UNDER_1000[n]!
-  if (n < 1e9 && n >= 0 && Math.floor(n) === n) {
-    const low = THREE_DIGITS[n % 1000]!
-    const high = Math.floor(n / 1000)
-    return high < 1000 ? UNDER_1000[high]! + low : UNDER_1000[Math.floor(high / 1000)]! + THREE_DIGITS[high % 1000]! + low
-  }
-  return String(n)
+  if (!(n >= 0 && n < 1e9 && Math.floor(n) === n)) return String(n)
+  if (n < 1000) return UNDER_1000[n]!
+  const low = THREE_DIGITS[n % 1000]!
+  const high = Math.floor(n / 1000)
+  return high < 1000 ? UNDER_1000[high]! + low : UNDER_1000[Math.floor(high / 1000)]! + THREE_DIGITS[high % 1000]! + low
 }
