@@ -135,7 +135,9 @@ function serializeInSlices(spans: ReadableSpan[]): Promise<Uint8Array> {
       if (at < spans.length) setImmediate(next)
       else resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts))
     }
-    next()
+    // The first slice too: export() is called from the span processor's onEnd when its queue holds a batch,
+    // that is inside the tracer's flush, which would otherwise stall for the flush and a slice at once.
+    setImmediate(next)
   })
 }
 
