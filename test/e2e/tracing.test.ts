@@ -93,6 +93,8 @@ routes:
     })
     expect(server.statusCode).toBe(0)
     expect(server.traceState).toBe('vendor=abc')
+    // As the SDK's tracer does: each CLIENT span, a child, carries its parent's tracestate too.
+    expect(clients.map((c) => c.traceState)).toEqual(['vendor=abc', 'vendor=abc'])
     expect(clients[0]!.name).toBe('GET')
     expect(clients[0]!.attributes).toMatchObject({
       'http.request.method': 'GET', 'http.response.status_code': 503, 'http.request.resend_count': 0, 'error.type': '503',
