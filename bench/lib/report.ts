@@ -133,6 +133,24 @@ export function pairedP99Ratio(a: PeerResult, b: PeerResult): PairedRatio | null
   return pairedRatio(a, b, p99Of)
 }
 
+/**
+ * `a`'s CPU per request minus `b`'s, repetition by repetition, then the median (µs), as pairedRpsRatio. A
+ * difference of the two medians is a difference of two figures near 60 µs that each swing by several µs with
+ * the machine: the limits scenario printed 1.77 µs and 4.82 µs in two runs of the same build on 2026-12-04,
+ * while 20 alternating pairs of 3 s in each order (/tmp/perf/abp.sh) put it at 0.5 and 2.6 µs. Null with
+ * fewer than 3 pairs that both have the figure.
+ */
+export function pairedCpuAdded(a: PeerResult, b: PeerResult): PairedRatio | null {
+  const differences: number[] = []
+  for (const run of a.runs) {
+    if (run.rep === undefined || run.cpuUsPerRequest === null) continue
+    const other = b.runs.find((r) => r.rep === run.rep)
+    if (other !== undefined && other.cpuUsPerRequest !== null) differences.push(run.cpuUsPerRequest - other.cpuUsPerRequest)
+  }
+  if (differences.length < 3) return null
+  return { ...spread(differences), pairs: differences.length }
+}
+
 const rpsOf = (run: MeasuredRun): number => run.rps
 const p99Of = (run: MeasuredRun): number => run.p99Ms
 

@@ -26,6 +26,14 @@ function peerRuns(name: string, rpsByRep: readonly (number | null)[], p99Ms: num
   return { ...peer(name, spread(runs.map((r) => r.rps)).median, 40, 2), runs, p99Ms: spread(runs.map((r) => r.p99Ms)) }
 }
 
+/** A peer with one run per repetition at 20,000 req/s and the CPU per request given for each. */
+function peerCpu(name: string, cpuByRep: readonly number[]): PeerResult {
+  const runs: MeasuredRun[] = cpuByRep.map((cpu, i) => ({
+    rps: 20_000, p50Ms: 1, p99Ms: 2, requests: 100_000, errors: 0, non2xx: 0, cpuUsPerRequest: cpu, unexpected: 0, rep: i + 1,
+  }))
+  return { ...peer(name, 20_000, spread([...cpuByRep]).median), runs }
+}
+
 function scenario(name: string, ...results: PeerResult[]): ScenarioReport {
   return { name, description: name, path: '/', method: 'GET', skipped: null, skippedPeers: [], results, notes: [] }
 }
@@ -67,6 +75,17 @@ describe('limiterChecks', () => {
         'limits: tollgate req/s ÷ tollgate-core req/s 0.950 (target ≥ 0.95): met',
         'limits: the CPU per request of the two local limiters 40.50 µs (tollgate) − 40.00 µs (tollgate-core) = 0.50 µs (target ≤ 1 µs): met',
       ])
+  })
+
+  it('judges the limiters\' CPU by the repetitions\' own differences too: a slow spell in one peer\'s runs moves its median, not the pairs', () => {
+    // Medians 60.90 − 60.30 = 0.60 µs; pair by pair 1.4, 1.5, 0.6, 1.6, 1.2: the limiters cost 1.4 µs.
+    const limited = peerCpu('tollgate', [62.4, 61.8, 60.9, 60.1, 59.5])
+    const core = peerCpu('tollgate-core', [61.0, 60.3, 60.3, 58.5, 58.3])
+    expect(limiterChecks([scenario('limits', limited, core)])[1]).toBe(
+      'limits: the CPU per request of the two local limiters 60.90 µs (tollgate) − 60.30 µs (tollgate-core) = 0.60 µs; pairs 1.40 µs (0.60 to 1.60, 5) (target ≤ 1 µs): NOT met')
+    const cheaper = peerCpu('tollgate', [61.5, 60.8, 60.9, 59.3, 59.0])
+    expect(limiterChecks([scenario('limits', cheaper, core)])[1]).toBe(
+      'limits: the CPU per request of the two local limiters 60.80 µs (tollgate) − 60.30 µs (tollgate-core) = 0.50 µs; pairs 0.60 µs (0.50 to 0.80, 5) (target ≤ 1 µs): met')
   })
 
   it('says NOT met below 0.9 of the core path', () => {
