@@ -57,3 +57,20 @@ setTimeout(() => log.warn('done'), 300)`)
     }
   })
 })
+
+describe('HeadStamp (the access line\'s head, rewritten in place within a second)', () => {
+  const expected = (ms: number): string => `{"level":30,"time":"${new Date(ms).toISOString()}","pid":42`
+
+  it('gives the head of every millisecond it is asked for: within a second, across seconds, days and years, and back in time', async () => {
+    const { HeadStamp } = await import('../../src/telemetry/log.js')
+    const stamp = new HeadStamp('{"level":30', ',"pid":42')
+    const text = (ms: number): string => Buffer.from(stamp.at(ms)).toString('latin1')
+    const start = Date.UTC(2026, 11, 31, 23, 59, 58, 990)
+    // Every millisecond over 2.5 s from 10 ms before a second ends, past midnight into a new year.
+    for (let ms = start; ms < start + 2500; ms++) expect(text(ms)).toBe(expected(ms))
+    // The same millisecond twice, then back in time by a second and by a millisecond, then a leap day.
+    for (const ms of [start + 5, start + 5, start - 1000, start - 1001, Date.UTC(2028, 1, 29, 12, 0, 0, 7), 0, 999, 1000, -1, -1000]) {
+      expect(text(ms)).toBe(expected(ms))
+    }
+  })
+})
