@@ -13,6 +13,7 @@
 // built (read from its tollgate_requests_total cells, src/telemetry/metrics.ts RouteMetrics.totals());
 // the page divides the difference between two answers by the time between them. A count that went
 // down (the route was removed and added again) shows no rate for that round.
+import { performance } from 'node:perf_hooks'
 import { createHash } from 'node:crypto'
 
 const DEFAULT_REFRESH_S = 3

@@ -3,6 +3,7 @@
 // serves traffic, the live route table; the cluster primary has no table (its workers hold the pools), so
 // there what only a live pool knows (health, requests in flight, panic) is null and the rest comes from
 // the config.
+import { performance } from 'node:perf_hooks'
 import type { Config } from '../config/schema.js'
 import type { EtcdStatus } from '../etcd/source.js'
 import { formatIssue, type ConfigIssue } from '../errors.js'

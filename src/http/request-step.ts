@@ -1,6 +1,7 @@
 // A per-route step of the request pipeline (src/proxy/pipeline.ts runs them in order): the access list,
 // key auth, a limiter, the plugins, the breaker's admission, the upstream's bulkhead. The table builder (src/table/) chooses a route's steps once
 // per config version; a request only walks the array.
+import { performance } from 'node:perf_hooks'
 import type { IncomingMessage } from 'node:http'
 import type { Refusal } from '../errors.js'
 

@@ -3,6 +3,7 @@
 // so that a failing upstream is visible without an access log. 5xx go out at warn (seen at the default
 // level), gateway-made 4xx at debug (a scanner's 404s are not news). A flood cannot flood the log: at most
 // BURST lines at once and RATE_PER_S a second after that; the lines held back are counted in the next one.
+import { performance } from 'node:perf_hooks'
 import type { Logger } from '../telemetry/log.js'
 import type { CompiledRoute } from '../table/compiled-route.js'
 import { FailureKind, type Outcome } from '../upstream/outcome.js'

@@ -13,6 +13,11 @@
 //   attempt -> head held (async onResponse plugin) -> responding | refused (plugin failed)
 //   attempt -> (error | retryable status, no bytes sent) -> backoff -> attempt (another target)
 //   responding -> error -> client connection destroyed    (bytes already sent: never retried)
+// performance from node:perf_hooks, not the global: Node's global `performance` is an accessor, and every read
+// of it on the request path went through V8's LoadGlobalIC and the getter (`perf record -g` of the full-chain
+// config: 88 samples in 12 s, 0.27 µs per request, in complete(), onUpstreamHeaders and the request's start;
+// 3 after, none of them ours). The request path's modules import it so.
+import { performance } from 'node:perf_hooks'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
 import type { Refusal } from '../errors.js'

@@ -3,6 +3,7 @@
 //
 // The exchange is undici's dispatch handler; its on* methods call the functions below with itself, so no
 // object or closure is made per attempt. A retry happens only before any response byte reached the client.
+import { performance } from 'node:perf_hooks'
 import type { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import { NO_HEALTHY_UPSTREAM, PAYLOAD_TOO_LARGE, PLUGIN_FAILED, UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE } from '../errors.js'

@@ -1,6 +1,7 @@
 // The one end-of-request record. When a request ends, the exchange (which implements Outcome) is told to
 // every sink once, in order: metrics, the route's circuit breaker; passive health, the span and the access
 // log as they arrive. Nothing else on the request path counts a finished request.
+import { performance } from 'node:perf_hooks'
 import type { CompiledRoute } from '../table/compiled-route.js'
 import type { Metrics, RouteMetrics } from '../telemetry/metrics.js'
 import { Verdict } from '../upstream/fail-on.js'

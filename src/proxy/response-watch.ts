@@ -13,6 +13,7 @@
 // list every tenth of the shortest timeouts.response (5-250 ms, sweepIntervalMs below) and asks each entry
 // whether its upstream has gone quiet for longer than its timeout; a timeout fires within one sweep of
 // its deadline. The timer runs only while the list is not empty and never holds the process open.
+import { performance } from 'node:perf_hooks'
 
 export interface Watched {
   watchPrev: Watched | null

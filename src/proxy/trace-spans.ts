@@ -10,6 +10,7 @@
 //
 // Without a tracer (tracing.exporter: none) the gateway records nothing and passes the caller's sampled
 // flag on: a valid incoming context is still continued with the gateway's span id as the new parent.
+import { performance } from 'node:perf_hooks'
 import { randomIds } from '../http/ids.js'
 import { decideSampled, readTraceContext, traceparentValue } from '../http/trace-context.js'
 import type { CompiledRoute } from '../table/compiled-route.js'

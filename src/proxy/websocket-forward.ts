@@ -13,6 +13,7 @@
 //                   health failure.
 //
 // One object and a few listeners per connection, not per message.
+import { performance } from 'node:perf_hooks'
 import http, { type IncomingMessage } from 'node:http'
 import https from 'node:https'
 import type { Socket } from 'node:net'

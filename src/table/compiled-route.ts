@@ -1,5 +1,6 @@
 // Config route -> CompiledRoute: what a matched request reads (rewrite, body limit, its pipeline steps,
 // metrics), each component reused across reloads while its own settings are unchanged (reuse.ts).
+import { performance } from 'node:perf_hooks'
 import type { Config, Route } from '../config/schema.js'
 import type { RequestStep } from '../http/request-step.js'
 import type { RouteMetrics } from '../telemetry/metrics.js'

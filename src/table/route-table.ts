@@ -2,6 +2,7 @@
 // version. A rebuild reuses each component whose own settings did not change (reuse.ts): upstream pools
 // (with their targets and undici connection pools), retry policies, hash keys, rewrites, the metric
 // children of every route id that stays. What goes away is released by commit(), after the swap.
+import { performance } from 'node:perf_hooks'
 import type { Config } from '../config/schema.js'
 import type { PathPolicy } from '../http/canonical-path.js'
 import { TrustedProxies } from '../http/client-ip.js'

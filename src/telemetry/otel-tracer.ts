@@ -23,6 +23,7 @@
 // blocking or growing. It reports each span it gave up on (queue full, or an export that failed) through
 // its self-observability meter (otel.sdk.processor.span.processed with error.type): that is where
 // tollgate_trace_spans_dropped_total is counted.
+import { performance } from 'node:perf_hooks'
 import {
   SpanKind, SpanStatusCode, TraceFlags, createNoopMeter,
   type Attributes, type Counter, type HrTime, type Meter, type MeterProvider, type MetricOptions, type SpanContext, type SpanStatus,

@@ -14,6 +14,7 @@
 //
 // The two libraries are native: they are imported on the first verification, so that a gateway without
 // basic-auth routes never loads them (nor fails on a platform without their prebuilt binary).
+import { performance } from 'node:perf_hooks'
 import { hash } from 'node:crypto'
 import { INVALID_CREDENTIALS, MISSING_CREDENTIALS } from '../../errors.js'
 import { Next, type StepContext } from '../../http/request-step.js'

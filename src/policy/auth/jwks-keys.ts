@@ -22,6 +22,7 @@
 // fetch ever) is one warn line, the first success after failures one info line, through the reporter the
 // gateway installs (reportTo); the fetches in between say nothing, so a stream of unknown kids during an
 // outage cannot flood the log. /status shows each JWT route's set: keys in use, last good fetch, last error.
+import { performance } from 'node:perf_hooks'
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWSHeaderParameters, type FlattenedJWSInput } from 'jose'
 
 /** SPEC §11: refreshes on an unknown kid at most this often. */

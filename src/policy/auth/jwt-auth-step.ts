@@ -12,6 +12,7 @@
 // token's exp (plus the leeway) or CACHE_TTL_MS, whichever comes first: a key rotated out on the IdP side
 // stops a cached token within CACHE_TTL_MS. The cache holds at most CACHE_MAX_ENTRIES; when full the
 // oldest entry goes (insertion order, no bookkeeping per hit).
+import { performance } from 'node:perf_hooks'
 import { errors, jwtVerify, type JWTVerifyOptions, type JWTVerifyGetKey } from 'jose'
 import type { KeyObject } from 'node:crypto'
 import { EXPIRED_TOKEN, INVALID_TOKEN, MISSING_TOKEN } from '../../errors.js'

@@ -13,6 +13,7 @@
 // A hook that returns a thenable suspends the phase; a timer bounds it. Its settlement and its timer race:
 // whichever comes first decides (#seq), the other is ignored. A rejection is always handled here, so a
 // plugin's rejected promise never becomes an unhandled rejection.
+import { performance } from 'node:perf_hooks'
 import { PLUGIN_FAILED } from '../../errors.js'
 import { Next, type StepContext } from '../../http/request-step.js'
 import { HOOK_NAMES, type LogContext, type RequestContext, type ResponseContext } from './plugin-api.js'

@@ -27,6 +27,7 @@
 // choose keys that pile up in one part of the table. A record may move (a deletion shifts the records
 // after it back; growth rehashes them all): `generation` counts such changes, and a caller holding an `at`
 // across an add() checks it.
+import { performance } from 'node:perf_hooks'
 
 /** The algorithm's numbers of a key, at numbers[at + A] etc. (token-bucket.ts, sliding-window.ts). */
 export const A = 0

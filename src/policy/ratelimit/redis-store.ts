@@ -17,6 +17,7 @@
 // Scripts: ioredis defineCommand sends EVAL the first time on each connection (so a restarted Redis, which
 // has no scripts, or a new cluster node gets the script), then EVALSHA; a NOSCRIPT reply (SCRIPT FLUSH on
 // a live connection) is answered by resending as EVAL, still inside the batch's one timer.
+import { performance } from 'node:perf_hooks'
 import type { StepContext } from '../../http/request-step.js'
 import { Algorithm, type ClusterDecisionSink, type ClusterLimit, type ClusterStore, type ClusterStoreStatus } from './cluster-store.js'
 import { openClient, type StoreClient } from './redis-client.js'

@@ -17,6 +17,7 @@
 // Scheduling: one unref()ed timer per checker, set for the earliest due probe, so probes never keep the
 // process alive. A removed target leaves the map at once and its client is destroyed: nothing is left to
 // fire for it.
+import { performance } from 'node:perf_hooks'
 import type { Dispatcher } from 'undici'
 import type { Upstream } from '../../config/schema.js'
 import { grpcStatusOfHeaders, grpcStatusOfTrailers, type UndiciTrailers } from '../grpc-status.js'
