@@ -10,6 +10,7 @@
 // - anything else (missing, duplicated, malformed): a new trace from the request's random ids; tracestate
 //   is dropped with it (W3C "Restart trace": vendors SHOULD clean up tracestate).
 // The gateway always sends version 00, with only the sampled flag (bit 0) of its own decision.
+import { flatTraceparent } from './ids.js'
 
 /** The trace fields of one request (the exchange has them; request-facts.ts fills the raw headers). */
 export interface TraceFields {
@@ -105,7 +106,7 @@ export function decideSampled(incoming: number, parentBased: boolean, ratio: num
 
 /** The traceparent sent upstream: version 00, the trace, the span the upstream's work is a child of, the decision. */
 export function traceparentValue(traceId: string, spanId: string, sampled: number): string {
-  return '00-' + traceId + '-' + spanId + (sampled === 1 ? '-01' : '-00')
+  return flatTraceparent(traceId, spanId, sampled === 1)
 }
 
 // W3C §3.3.1.3: key = ( lcalpha / DIGIT ) 0*255 ( keychar ); keychar = lcalpha / DIGIT / _ - * / @
