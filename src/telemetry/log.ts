@@ -8,6 +8,7 @@
 import cluster from 'node:cluster'
 import { writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { performance } from 'node:perf_hooks'
 import { pino, type DestinationStream, type Logger } from 'pino'
 import type { LogSettings } from '../config/schema.js'
 
@@ -273,6 +274,36 @@ export class HeadStamp {
   }
 }
 
+/**
+ * Date.now() read off the monotonic clock: performance.now() plus the offset between the two, taken again from
+ * Date.now() whenever the second changes, so a change of the system clock shows within a second and the two
+ * never drift apart by more than the clock slews in one (NTP: at most 0.5 ms). Date.now() is a call into V8's
+ * runtime; in `perf record -g` of the full-chain config, Runtime_DateCurrentTime under the access log's
+ * record() took 0.22 µs per request, where performance.now() is a fast call.
+ */
+export class WallClock {
+  readonly #wall: () => number
+  readonly #monotonic: () => number
+  #offset: number
+  #second = Number.NaN
+
+  constructor(wall: () => number = Date.now, monotonic: () => number = () => performance.now()) {
+    this.#wall = wall
+    this.#monotonic = monotonic
+    this.#offset = wall() - monotonic()
+  }
+
+  /** Milliseconds since the epoch, whole, as Date.now(). */
+  now(): number {
+    const ms = Math.floor(this.#monotonic() + this.#offset)
+    if (Math.floor(ms / 1000) === this.#second) return ms
+    const wall = this.#wall()
+    this.#offset = wall - this.#monotonic()
+    this.#second = Math.floor(wall / 1000)
+    return wall
+  }
+}
+
 const outputs = new WeakMap<Logger, { readonly output: LogOutput; readonly fd: 1 | 2 }>()
 
 /** Writes one serialized line (ending in a newline) where the logger's lines go, in its format. */
@@ -308,9 +339,10 @@ export function infoLineWriter(log: Logger): InfoLineWriter | null {
   const pid = ',"pid":' + process.pid
   const output = own.output
   const stampBytes = new HeadStamp('{"level":30', pid)
+  const clock = new WallClock()
   return {
     head: () => '{"level":30' + isoTimePerMs() + pid,
-    headBytes: () => stampBytes.at(Date.now()),
+    headBytes: () => stampBytes.at(clock.now()),
     write: (line) => output.write(line),
     room: (bytes) => output.room(bytes),
     at: () => output.length,

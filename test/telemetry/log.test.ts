@@ -74,3 +74,50 @@ describe('HeadStamp (the access line\'s head, rewritten in place within a second
     }
   })
 })
+
+describe('WallClock (Date.now() read off the monotonic clock)', () => {
+  /** A wall clock and a monotonic clock the test moves; the wall clock counts its reads. */
+  function clocks(start: number) {
+    const c = { mono: 5_000.25, wallOffset: start - 5_000.25, slew: 1, wallReads: 0 }
+    const wall = (): number => { c.wallReads++; return Math.floor(c.mono * c.slew + c.wallOffset) }
+    const monotonic = (): number => c.mono
+    return { c, wall, monotonic }
+  }
+
+  // Date.now() is whole milliseconds, so the offset taken from it is up to 1 ms short: within 1 ms is exact.
+  it('gives the wall clock\'s milliseconds (within the 1 ms Date.now() truncates) and reads it once a second, not once a call', async () => {
+    const { WallClock } = await import('../../src/telemetry/log.js')
+    const { c, wall, monotonic } = clocks(Date.UTC(2026, 11, 5, 4, 0, 0, 500))
+    const clock = new WallClock(wall, monotonic)
+    c.wallReads = 0
+    // 3 seconds in steps of 0.1 ms: 30,000 calls.
+    for (let i = 0; i < 30_000; i++) {
+      c.mono += 0.1
+      const truth = Math.floor(c.mono + c.wallOffset)
+      expect(clock.now()).toBeGreaterThanOrEqual(truth - 1)
+      expect(clock.now()).toBeLessThanOrEqual(truth)
+    }
+    expect(c.wallReads).toBeLessThanOrEqual(4)
+  })
+
+  it('follows a step of the system clock, back or forth, within a second, and a fast system clock within 2 ms', async () => {
+    const { WallClock } = await import('../../src/telemetry/log.js')
+    const { c, wall, monotonic } = clocks(Date.UTC(2026, 11, 5, 4, 0, 0, 0))
+    const clock = new WallClock(wall, monotonic)
+    for (const step of [3_600_000, -7_200_000]) {
+      c.wallOffset += step // the system clock is set
+      const setAt = c.mono
+      while (Math.abs(clock.now() - Math.floor(c.mono + c.wallOffset)) > 1) {
+        c.mono += 1
+        expect(c.mono - setAt).toBeLessThanOrEqual(1000)
+      }
+    }
+    // NTP slewing a fast clock by 0.05% (its most): 0.5 ms a second at most, plus the truncation.
+    c.slew = 1.0005
+    c.wallOffset = Math.floor(c.mono + c.wallOffset) - c.mono * c.slew
+    for (let i = 0; i < 100_000; i++) {
+      c.mono += 0.1
+      expect(Math.abs(clock.now() - wall())).toBeLessThanOrEqual(2)
+    }
+  })
+})
