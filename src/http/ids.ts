@@ -41,7 +41,7 @@ export function requestIdFrom(ids: string): string {
  * of the trace id, `-`, the 16 of the span id, `-01` or `-00`. Ids of other lengths are joined as strings.
  */
 export function flatTraceparent(traceId: string, spanId: string, sampled: boolean): string {
-  if (traceId.length !== 32 || spanId.length !== 16) return '00-' + traceId + '-' + spanId + (sampled ? '-01' : '-00')
+  if (traceId.length !== 32 || spanId.length !== 16) return joinedTraceparent(traceId, spanId, sampled)
   const b = FLAT
   b[0] = 0x30
   b[1] = 0x30
@@ -51,11 +51,15 @@ export function flatTraceparent(traceId: string, spanId: string, sampled: boolea
   for (let i = 0; i < 32; i++) any |= b[at++] = traceId.charCodeAt(i)
   b[at++] = 0x2d
   for (let i = 0; i < 16; i++) any |= b[at++] = spanId.charCodeAt(i)
-  if (any > 0x7f) return '00-' + traceId + '-' + spanId + (sampled ? '-01' : '-00')
+  if (any > 0x7f) return joinedTraceparent(traceId, spanId, sampled)
   b[at++] = 0x2d
   b[at++] = 0x30
   b[at++] = sampled ? 0x31 : 0x30
   return b.toString('latin1', 0, at)
+}
+
+function joinedTraceparent(traceId: string, spanId: string, sampled: boolean): string {
+  return '00-' + traceId + '-' + spanId + (sampled ? '-01' : '-00')
 }
 
 /**

@@ -259,10 +259,9 @@ export class HeadStamp {
     const ms = nowMs - second * 1000
     if (second !== this.#second || !Number.isInteger(ms)) {
       this.#second = second
-      const iso = new Date(nowMs).toISOString()
-      const text = this.#before + ',"time":"' + iso + '"' + this.#after
-      this.#bytes = Buffer.from(text, 'latin1')
-      this.#msAt = this.#before.length + 9 + iso.indexOf('.') + 1
+      const time = isoTimeAt(nowMs)
+      this.#bytes = Buffer.from(this.#before + time + this.#after, 'latin1')
+      this.#msAt = this.#before.length + time.indexOf('.') + 1
       return this.#bytes
     }
     const b = this.#bytes
