@@ -69,9 +69,9 @@ describe('buildResponseHeaders with common and uncommon names', () => {
 })
 
 describe('countString (RateLimit-Remaining without String())', () => {
-  it('writes every whole number as String() does, at and around each table boundary and at random', () => {
-    const edges = [0, 1, 9, 10, 99, 100, 999, 1000, 1001, 1010, 1099, 10_000, 99_999, 100_000, 999_999, 1_000_000,
-      1_000_001, 1_001_000, 12_345_678, 99_999_999, 100_000_000, 999_999_999, 1_000_000_000, 2 ** 31, 2 ** 53]
+  it('writes every whole number as String() does, at and around each change of digit count and at random', () => {
+    const edges = [0, 1_001_000, 12_345_678, 2 ** 31, 2 ** 53]
+    for (let p = 10; p <= 1e10; p *= 10) edges.push(p - 1, p, p + 1)
     for (const n of edges) expect(countString(n)).toBe(String(n))
     for (let i = 0; i < 5000; i++) {
       const n = Math.floor(Math.random() * 10 ** (1 + (i % 10)))
