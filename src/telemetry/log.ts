@@ -61,6 +61,8 @@ class LogOutput implements DestinationStream {
   readonly #batch: Buffer
   #length = 0
   #timer: NodeJS.Timeout | null = null
+  /** InfoLineWriter.holdsLines's callers. */
+  readonly #held: Array<() => void> = []
   /** The format asked for last (the config's), which may differ from the one in force when pretty is missing. */
   requested: Format = 'json'
 
@@ -75,6 +77,9 @@ class LogOutput implements DestinationStream {
   }
 
   write(line: string): void {
+    // Lines a caller holds to encode later go first, so the lines stay in the order they were logged.
+    const held = this.#held
+    for (let i = 0; i < held.length; i++) held[i]!()
     const prettify = this.#prettify
     const text = prettify === null ? line : prettify(line)
     // At most 3 bytes per UTF-16 unit: a line that might not fit goes after what is gathered.
@@ -125,8 +130,20 @@ class LogOutput implements DestinationStream {
     }
   }
 
+  /** InfoLineWriter.holdsLines. */
+  holdsLines(encode: () => void): void {
+    this.#held.push(encode)
+  }
+
   /** At process exit (after pino's own hook): what is gathered, then the destination, synchronously. */
   flushSync(): void {
+    for (const encode of this.#held) {
+      try {
+        encode()
+      } catch {
+        // a line that cannot be encoded is lost; the others are still written
+      }
+    }
     if (this.#timer !== null) {
       clearTimeout(this.#timer)
       this.#timer = null
@@ -312,11 +329,14 @@ export type LineWriter = (line: string) => void
 export interface InfoLineWriter {
   /** `{"level":30,"time":"…","pid":N`: the start of an info line, up to and including its base fields. */
   readonly head: () => string
+  /** Milliseconds since the epoch, for headBytesAt: the line's `time`. */
+  readonly now: () => number
   /**
-   * The same head as ASCII bytes, made once per millisecond (the buffer is reused: copy it before the next
-   * call). A line encoded byte by byte copies these instead of reading a new string's characters.
+   * The same head as ASCII bytes for the time `ms` (from now()), made once per millisecond (the buffer is
+   * reused: copy it before the next call). A line encoded byte by byte copies these instead of reading a
+   * new string's characters.
    */
-  readonly headBytes: () => Uint8Array
+  readonly headBytesAt: (ms: number) => Uint8Array
   /** A whole line, in the logger's format. */
   readonly write: LineWriter
   /**
@@ -326,6 +346,14 @@ export interface InfoLineWriter {
   readonly room: (bytes: number) => Buffer | null
   readonly at: () => number
   readonly commit: (end: number) => void
+  /**
+   * For a caller that holds lines to encode later (the access log, till the end of the event loop's turn):
+   * `encode` hands them in, and is run before any other line of the logger is written and at exit, before
+   * what is gathered is written out synchronously. So lines keep the order in which they were logged.
+   * Encoding into the batch (room/commit) does not run it; write() does, so `encode` must return at once
+   * when it holds nothing.
+   */
+  readonly holdsLines: (encode: () => void) => void
 }
 
 /**
@@ -341,11 +369,13 @@ export function infoLineWriter(log: Logger): InfoLineWriter | null {
   const clock = new WallClock()
   return {
     head: () => '{"level":30' + isoTimePerMs() + pid,
-    headBytes: () => stampBytes.at(clock.now()),
+    now: () => clock.now(),
+    headBytesAt: (ms) => stampBytes.at(ms),
     write: (line) => output.write(line),
     room: (bytes) => output.room(bytes),
     at: () => output.length,
     commit: (end) => output.commit(end),
+    holdsLines: (encode) => output.holdsLines(encode),
   }
 }
 

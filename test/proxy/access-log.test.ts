@@ -100,6 +100,56 @@ log.info('after')`
   })
 })
 
+describe('the access lines of one turn of the event loop, encoded together after it', () => {
+  const logModule = JSON.stringify(resolve(import.meta.dirname, '../../dist/src/telemetry/log.js'))
+  const sinkModule = JSON.stringify(resolve(import.meta.dirname, '../../dist/src/proxy/access-log.js'))
+  /** A script's stdout lines: a createLogger logger and its access sink, `body` run after them. */
+  const run = (body: string): { lines: Array<Record<string, unknown>>, stderr: string } => {
+    const script = `const { createLogger } = await import(${logModule})
+const { AccessLogSink } = await import(${sinkModule})
+const log = createLogger(process.env)
+const sink = new AccessLogSink(log)
+sink.configure({ level: 'info', format: 'json', access: true })
+const outcome = (i, durationMs = 0.5) => ({ requestId: 'id-' + i, traceId: 't', canonicalPath: '/x', status: 200, refusal: null, upstreamName: 'u', lastTarget: 'h:1', attempts: 1, bytesIn: 0, bytesOut: 2, durationMs, grpcStatus: -1, consumer: null, httpVersion: '1.1' })
+${body}`
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, TOLLGATE_LOG_LEVEL: 'info' } })
+    return { lines: r.stdout.trim().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>), stderr: r.stderr }
+  }
+
+  it('are all written, in the order their requests ended, among the other lines in the order they were logged', () => {
+    const r = run(`for (let i = 0; i < 3000; i++) sink.record({ id: 'r' }, 'GET', outcome(i))
+log.info('between')
+sink.record({ id: 'r' }, 'GET', outcome('last'))
+setImmediate(() => log.info('next turn'))`)
+    expect(r.stderr).toBe('')
+    const ids = r.lines.map((l) => l['requestId'] ?? l['msg'])
+    expect(ids).toEqual([...Array.from({ length: 3000 }, (_, i) => `id-${i}`), 'between', 'id-last', 'next turn'])
+  })
+
+  it('are written when the process exits in the turn their requests ended', () => {
+    const r = run(`sink.record({ id: 'r' }, 'GET', outcome(1))
+sink.record({ id: 'r' }, 'GET', outcome(2))
+process.exit(0)`)
+    expect(r.stderr).toBe('')
+    expect(r.lines.map((l) => l['requestId'])).toEqual(['id-1', 'id-2'])
+  })
+
+  it('carry the time their request ended, not the time they were encoded', () => {
+    // The turn goes on for 300 ms after the request ends; the line is encoded after that.
+    const r = run(`const ended = Date.now()
+sink.record({ id: 'r' }, 'GET', outcome(1))
+const until = Date.now() + 300
+while (Date.now() < until) { /* the rest of the turn */ }
+setImmediate(() => log.info({ ended }, 'ended'))`)
+    expect(r.stderr).toBe('')
+    const access = r.lines.find((l) => l['msg'] === 'access')!
+    const ended = r.lines.find((l) => l['msg'] === 'ended')!['ended'] as number
+    const time = Date.parse(access['time'] as string)
+    expect(time).toBeGreaterThanOrEqual(ended)
+    expect(time - ended).toBeLessThan(150)
+  })
+})
+
 describe('the access line encoded into the batch', () => {
   const HEAD = '{"level":30,"time":"2026-12-04T12:00:00.000Z","pid":4242'
   const HEAD_BYTES = Buffer.from(HEAD, 'latin1')
