@@ -116,7 +116,8 @@ export class AccessLogSink implements OutcomeSink {
           continue
         }
       }
-      writer.write(writer.head() + accessFields(route, method, outcome) + ',"msg":"access"}\n')
+      // A string that is not printable ASCII or needs an escape: the line as a string, with the same head.
+      writer.write(Buffer.from(head.buffer, head.byteOffset, head.length).toString('latin1') + accessFields(route, method, outcome) + ',"msg":"access"}\n')
     }
   }
 }

@@ -327,14 +327,13 @@ export type LineWriter = (line: string) => void
 
 /** Where a line of a logger made by createLogger goes, for a caller that serializes its own (infoLineWriter). */
 export interface InfoLineWriter {
-  /** `{"level":30,"time":"…","pid":N`: the start of an info line, up to and including its base fields. */
-  readonly head: () => string
   /** Milliseconds since the epoch, for headBytesAt: the line's `time`. */
   readonly now: () => number
   /**
-   * The same head as ASCII bytes for the time `ms` (from now()), made once per millisecond (the buffer is
-   * reused: copy it before the next call). A line encoded byte by byte copies these instead of reading a
-   * new string's characters.
+   * `{"level":30,"time":"…","pid":N`, the start of an info line up to and including its base fields, as
+   * ASCII bytes for the time `ms` (from now()), made once per millisecond (the buffer is reused: copy it
+   * before the next call). A line encoded byte by byte copies these instead of reading a new string's
+   * characters.
    */
   readonly headBytesAt: (ms: number) => Uint8Array
   /** A whole line, in the logger's format. */
@@ -368,7 +367,6 @@ export function infoLineWriter(log: Logger): InfoLineWriter | null {
   const stampBytes = new HeadStamp('{"level":30', pid)
   const clock = new WallClock()
   return {
-    head: () => '{"level":30' + isoTimePerMs() + pid,
     now: () => clock.now(),
     headBytesAt: (ms) => stampBytes.at(ms),
     write: (line) => output.write(line),

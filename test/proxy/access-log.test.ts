@@ -134,19 +134,24 @@ process.exit(0)`)
     expect(r.lines.map((l) => l['requestId'])).toEqual(['id-1', 'id-2'])
   })
 
-  it('carry the time their request ended, not the time they were encoded', () => {
-    // The turn goes on for 300 ms after the request ends; the line is encoded after that.
+  it('carry the time their request ended, not the time they were encoded, also a line built as a string', () => {
+    // The turn goes on for 300 ms after the requests end; the lines are encoded after that. The second line's
+    // request id is not ASCII, so that line is built as a string.
     const r = run(`const ended = Date.now()
 sink.record({ id: 'r' }, 'GET', outcome(1))
+sink.record({ id: 'r' }, 'GET', outcome('\u00e9'))
 const until = Date.now() + 300
 while (Date.now() < until) { /* the rest of the turn */ }
 setImmediate(() => log.info({ ended }, 'ended'))`)
     expect(r.stderr).toBe('')
-    const access = r.lines.find((l) => l['msg'] === 'access')!
+    const access = r.lines.filter((l) => l['msg'] === 'access')
+    expect(access.map((l) => l['requestId'])).toEqual(['id-1', 'id-\u00e9'])
     const ended = r.lines.find((l) => l['msg'] === 'ended')!['ended'] as number
-    const time = Date.parse(access['time'] as string)
-    expect(time).toBeGreaterThanOrEqual(ended)
-    expect(time - ended).toBeLessThan(150)
+    for (const line of access) {
+      const time = Date.parse(line['time'] as string)
+      expect(time).toBeGreaterThanOrEqual(ended)
+      expect(time - ended).toBeLessThan(150)
+    }
   })
 })
 
