@@ -225,6 +225,22 @@ export function clockTicksPerSecond(): number {
 
 /** A port that was free a moment ago on 127.0.0.1. */
 export async function freePort(): Promise<number> {
+  // The kernel may give a port it just released again at once: a peer once got one port for its listener
+  // and its admin (bench smoke in CI: "admin 127.0.0.1:42253 overlaps the proxy listener"). A port handed out
+  // before in this process is skipped; the range has some 28,000, a bench run uses a few hundred.
+  for (let tries = 0; ; tries++) {
+    const port = await portTheKernelGives()
+    if (!handedOut.has(port) || tries >= 100) {
+      handedOut.add(port)
+      return port
+    }
+  }
+}
+
+/** Every port freePort() returned in this process. */
+const handedOut = new Set<number>()
+
+async function portTheKernelGives(): Promise<number> {
   const server = createServer()
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { clockTicksPerSecond, readGroupCpuTicks, spawnChild } from '../../bench/lib/processes.js'
+import { clockTicksPerSecond, freePort, readGroupCpuTicks, spawnChild } from '../../bench/lib/processes.js'
 
 /** The state letter of /proc/<pid>/stat: R, S, T (stopped), ... */
 function stateOf(pid: number): string {
@@ -84,5 +84,16 @@ ${spin} setInterval(() => {}, 1000);`
     await child.stop(5_000)
     await new Promise((resolve) => setTimeout(resolve, 200)) // the grandchild's own SIGTERM
     expect(readGroupCpuTicks(child.pid)).toBeNull()
+  })
+})
+
+describe('freePort', () => {
+  it('never hands out a port twice in one process, asked one after the other or many at once', async () => {
+    // The kernel gives released ports again: among 600 draws from its ~28,000, some repeat almost surely
+    // (a peer once got the same port for its listener and its admin).
+    const ports: number[] = []
+    for (let i = 0; i < 300; i++) ports.push(await freePort())
+    ports.push(...await Promise.all(Array.from({ length: 300 }, () => freePort())))
+    expect(new Set(ports).size).toBe(ports.length)
   })
 })
