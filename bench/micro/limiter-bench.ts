@@ -27,13 +27,13 @@ const PERIOD_MS = 1000
 /** Short, so that the window rotates every 100,000 decisions (a few times per run), not once a minute. */
 const WINDOW_MS = 100
 
-const NO_COUNTERS: DecisionCounters = Object.freeze({ allowed: { inc() {} }, rejected: { inc() {} } })
+const counters = (): DecisionCounters => ({ allowed: new CounterCell({}), rejected: new CounterCell({}) })
 
 /** The injected clock, shared by the operations: it only moves forward. */
 const clock = { nowMs: performance.now() }
 
 function limiterOf(name: string, algorithm: LocalAlgorithm, store: KeyStore): LocalLimiter {
-  return new LocalLimiter(name, algorithm, new RequestKey('header:x-k', '\u0000'), store, NO_COUNTERS)
+  return new LocalLimiter(name, algorithm, new RequestKey('header:x-k', '\u0000'), store, counters())
 }
 
 /** One decision, as RateLimitStep.run makes it for one limiter: 1 when admitted (and taken). */
@@ -86,7 +86,6 @@ class BenchContext {
 
 /** The rate-limit step of scenario policies (bench/scenarios.ts): a token bucket by client IP, a sliding window by route. */
 function policiesStep(store: KeyStore): RateLimitStep {
-  const counters = (): DecisionCounters => ({ allowed: new CounterCell({}), rejected: new CounterCell({}) })
   return new RateLimitStep('r0', [
     new LocalLimiter('tb', new TokenBucket(RATE, PERIOD_MS, RATE), new RequestKey('client-ip', '\u0000'), store, counters()),
     new LocalLimiter('sw', new SlidingWindow(RATE, 60_000), new RequestKey('route', '\u0000'), store, counters()),

@@ -25,9 +25,35 @@ interface MetricObject {
 
 export class CounterCell {
   value = 0
+  /** Counts kept elsewhere (addSource), read at scrape time; null while there are none. */
+  #sources: Array<() => number> | null = null
   constructor(readonly labels: Labels) {}
   inc(): void {
     this.value++
+  }
+
+  /**
+   * A count that its owner keeps in a field of its own, on an object the request path reads anyway (a rate
+   * limiter's `admitted`), and that this cell adds to its value when read. It spares the request path a read
+   * of the cell, which sits out of the CPU's cache between requests.
+   */
+  addSource(read: () => number): void {
+    (this.#sources ??= []).push(read)
+  }
+
+  /** The source's owner goes away: what it counted stays in the cell. */
+  dropSource(read: () => number): void {
+    const i = this.#sources?.indexOf(read) ?? -1
+    if (i < 0) return
+    this.value += read()
+    this.#sources!.splice(i, 1)
+  }
+
+  /** value and what the sources counted. */
+  get total(): number {
+    let total = this.value
+    if (this.#sources !== null) for (const read of this.#sources) total += read()
+    return total
   }
 }
 
@@ -90,7 +116,7 @@ export class FastCounter extends Family<CounterCell> {
   }
   async get(): Promise<MetricObject> {
     const values: MetricValue[] = []
-    for (const c of this.cells()) values.push({ value: c.value, labels: c.labels })
+    for (const c of this.cells()) values.push({ value: c.total, labels: c.labels })
     return { name: this.name, help: this.help, type: 'counter', aggregator: 'sum', values }
   }
 }

@@ -165,6 +165,10 @@ ${extraRoute}`
     expect(await gw.rewrite(config(3, ''))).toBe('applied')
     expect((await gw.get('/a', { 'x-a': 'fresh2', 'x-b': '1' })).status).toBe(200)
     expect((await gw.get('/a', { 'x-a': '1', 'x-b': 'fresh3' })).status).toBe(429)
+    // The changed limiter's count of admitted requests goes on from the old one's: a counter never goes back.
+    const metrics = (await gw.admin('/metrics')).body
+    expect(metrics).toContain('tollgate_ratelimit_decisions_total{route="r",limiter="a",decision="allowed"} 5')
+    expect(metrics).toContain('tollgate_ratelimit_decisions_total{route="r",limiter="b",decision="allowed"} 5')
   })
 
   it('reports the keys held in tollgate_ratelimit_keys and drops those of a removed route', async () => {

@@ -28,7 +28,8 @@ export interface LocalAlgorithm {
 
 /** Counts of one limiter's decisions (tollgate_ratelimit_decisions_total), bound when the table is built. */
 export interface DecisionCounters {
-  readonly allowed: { inc(): void }
+  /** A local limiter counts its admitted requests itself (LocalLimiter.admitted) and is a source of this cell. */
+  readonly allowed: { inc(): void, addSource(read: () => number): void, dropSource(read: () => number): void }
   readonly rejected: { inc(): void }
 }
 
@@ -45,6 +46,13 @@ export class LocalLimiter {
   #lastKey = ''
   #lastAt = -1
   #lastGeneration = -1
+  /**
+   * Requests this limiter admitted (its `allowed` count in tollgate_ratelimit_decisions_total, which reads it at
+   * scrape time): a field of this object, which the request path reads anyway, where incrementing the metric's
+   * cell read one more object out of the CPU's cache per limiter and request.
+   */
+  admitted = 0
+  readonly #readAdmitted = (): number => this.admitted
 
   constructor(
     readonly name: string,
@@ -54,6 +62,7 @@ export class LocalLimiter {
     readonly counters: DecisionCounters,
   ) {
     this.#owner = store.register(algorithm.idleAfterMs)
+    counters.allowed.addSource(this.#readAdmitted)
   }
 
   /**
@@ -62,26 +71,31 @@ export class LocalLimiter {
    */
   entryFor(keyValue: string, nowMs: number): number {
     const store = this.store
-    let at = this.#lastAt
-    if (keyValue !== this.#lastKey || store.generation !== this.#lastGeneration) {
-      at = store.find(this.#owner, keyValue)
-      if (at < 0) {
-        at = store.add(this.#owner, keyValue, nowMs)
-        this.algorithm.init(store.numbers, at, nowMs)
-        this.#remember(keyValue, at)
-        return at
-      }
-      this.#remember(keyValue, at)
-    }
+    if (keyValue !== this.#lastKey || store.generation !== this.#lastGeneration) return this.#lookUp(keyValue, nowMs)
+    const at = this.#lastAt
     store.touch(at, nowMs)
     this.algorithm.refresh(store.numbers, at, nowMs)
     return at
   }
 
-  #remember(keyValue: string, at: number): void {
+  /**
+   * entryFor of a key other than the last one, out of line: entryFor stays small enough for the rate-limit
+   * step's optimised code to take in whole with the algorithms' methods (V8 inlines up to a budget of code size).
+   */
+  #lookUp(keyValue: string, nowMs: number): number {
+    const store = this.store
+    let at = store.find(this.#owner, keyValue)
+    if (at < 0) {
+      at = store.add(this.#owner, keyValue, nowMs)
+      this.algorithm.init(store.numbers, at, nowMs)
+    } else {
+      store.touch(at, nowMs)
+      this.algorithm.refresh(store.numbers, at, nowMs)
+    }
     this.#lastKey = keyValue
     this.#lastAt = at
-    this.#lastGeneration = this.store.generation
+    this.#lastGeneration = store.generation
+    return at
   }
 
   /** The record of a key if the store still holds it, else -1 (refunds; tests). */
@@ -99,5 +113,6 @@ export class LocalLimiter {
     if (this.#isClosed) return
     this.#isClosed = true
     this.store.unregister(this.#owner)
+    this.counters.allowed.dropSource(this.#readAdmitted)
   }
 }

@@ -38,6 +38,11 @@ export class RateLimitStep implements RequestStep, ClusterDecisionSink {
   readonly #routeId: string
   readonly #locals: readonly LocalLimiter[]
   readonly #clusters: readonly ClusterLimiter[]
+  /**
+   * #clusters.length > 0, on this object: an empty array is one more object to read per request, and out of
+   * the CPU's cache (perf record of bench scenario limits: 10 of run()'s ~160 samples on reading its length).
+   */
+  readonly #hasClusters: boolean
   readonly store: ClusterStore | null
   readonly #needsClientIp: boolean
   /** Phase-1 records of the local limiters (KeyStore offsets): filled and used within one run() (synchronous). */
@@ -50,6 +55,7 @@ export class RateLimitStep implements RequestStep, ClusterDecisionSink {
     this.#routeId = routeId
     this.#locals = locals
     this.#clusters = clusters
+    this.#hasClusters = clusters.length > 0
     this.store = store
     this.#needsClientIp = locals.some((l) => l.key.needsClientIp) || clusters.some((c) => c.key.needsClientIp)
     this.#entries = locals.map(() => -1)
@@ -89,8 +95,8 @@ export class RateLimitStep implements RequestStep, ClusterDecisionSink {
         ctx.reportQuota(algorithm, algorithm.remaining(n, at, now), algorithm.resetMs(n, at, now))
       }
     }
-    if (this.#clusters.length === 0) {
-      countAllowed(locals)
+    if (!this.#hasClusters) {
+      for (let i = 0; i < locals.length; i++) locals[i]!.admitted++
       return Next.Continue
     }
     ctx.pending = 0
@@ -149,8 +155,10 @@ export class RateLimitStep implements RequestStep, ClusterDecisionSink {
       this.#ask(ctx, this.#clientIp(ctx))
       return
     }
-    countAllowed(this.#locals)
-    countAllowed(this.#clusters)
+    const locals = this.#locals
+    for (let i = 0; i < locals.length; i++) locals[i]!.admitted++
+    const clusters = this.#clusters
+    for (let i = 0; i < clusters.length; i++) clusters[i]!.counters.allowed.inc()
     ctx.resume()
   }
 
@@ -198,8 +206,4 @@ export class RateLimitStep implements RequestStep, ClusterDecisionSink {
     // Never null: limiter keys stand in for a missing part (request-key.ts).
     return key.valueOf(ctx.req, ctx.canonicalPath, ip, this.#routeId, ctx.consumer)!
   }
-}
-
-function countAllowed(limiters: ReadonlyArray<{ readonly counters: DecisionCounters }>): void {
-  for (let i = 0; i < limiters.length; i++) limiters[i]!.counters.allowed.inc()
 }

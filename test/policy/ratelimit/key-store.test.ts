@@ -10,11 +10,12 @@ import { LocalLimiter, type LocalAlgorithm } from '../../../src/policy/ratelimit
 import { RateLimitStep } from '../../../src/policy/ratelimit/ratelimit-step.js'
 import { SlidingWindow } from '../../../src/policy/ratelimit/sliding-window.js'
 import { TokenBucket } from '../../../src/policy/ratelimit/token-bucket.js'
+import { CounterCell } from '../../../src/telemetry/fast-metrics.js'
 
 const noCount = { inc(): void {} }
 
 function limiter(algorithm: LocalAlgorithm, store: KeyStore, key = 'route'): LocalLimiter {
-  return new LocalLimiter('l', algorithm, new RequestKey(key, '\u0000'), store, { allowed: noCount, rejected: noCount })
+  return new LocalLimiter('l', algorithm, new RequestKey(key, '\u0000'), store, { allowed: new CounterCell({}), rejected: noCount })
 }
 
 function hit(l: LocalLimiter, nowMs: number, key: string): boolean {

@@ -6,11 +6,12 @@ import { KeyStore } from '../../../src/policy/ratelimit/key-store.js'
 import { LocalLimiter, type LocalAlgorithm } from '../../../src/policy/ratelimit/local-limiter.js'
 import { SlidingWindow } from '../../../src/policy/ratelimit/sliding-window.js'
 import { TokenBucket } from '../../../src/policy/ratelimit/token-bucket.js'
+import { CounterCell } from '../../../src/telemetry/fast-metrics.js'
 
 const noCount = { inc(): void {} }
 
 function limiter(algorithm: LocalAlgorithm, store = new KeyStore(1000, () => 0)): LocalLimiter {
-  return new LocalLimiter('l', algorithm, new RequestKey('route', '\u0000'), store, { allowed: noCount, rejected: noCount })
+  return new LocalLimiter('l', algorithm, new RequestKey('route', '\u0000'), store, { allowed: new CounterCell({}), rejected: noCount })
 }
 
 /** One request of `key` at `nowMs`: true when admitted (and counted). */
