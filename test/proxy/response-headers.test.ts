@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { buildResponseHeaders, countString, type ResponseBody } from '../../src/proxy/response-headers.js'
+import { buildResponseHeaders, countString, pushQuotaHeaders, type ResponseBody } from '../../src/proxy/response-headers.js'
 
 /** undici hands the response headers over as raw [name, value, ...] buffers. */
 function raw(...pairs: string[]): Buffer[] {
@@ -81,5 +81,23 @@ describe('countString (RateLimit-Remaining without String())', () => {
 
   it('falls back to String() for what is not a whole number from 0', () => {
     for (const n of [0.5, 1.25, 1000.5, -1, -1000]) expect(countString(n)).toBe(String(n))
+  })
+})
+
+describe('pushQuotaHeaders', () => {
+  const source = { limitHeader: '100', policyHeader: '100;w=60' }
+  const reset = (remaining: number, resetMs: number): string | undefined => {
+    const out: string[] = []
+    pushQuotaHeaders(out, source, remaining, resetMs)
+    expect(out.slice(0, 4)).toEqual(['ratelimit-limit', '100', 'ratelimit-remaining', remaining > 0 ? String(remaining) : '0'])
+    return out[out.indexOf('ratelimit-reset') + 1]
+  }
+
+  it('writes RateLimit-Reset as whole seconds rounded up, following every change of the reset time', () => {
+    // The last text is kept for the next response: it must change whenever the seconds do, up or down.
+    const cases: Array<[number, string]> = [[1500, '2'], [61_000, '61'], [60_500, '61'], [60_000, '60'], [59_999, '60'],
+      [1, '1'], [0, '0'], [1, '1'], [120_000, '120'], [-5, '0'], [120_001, '121'], [999_999_000, '999999']]
+    let remaining = 99
+    for (const [ms, text] of cases) expect(reset(remaining--, ms)).toBe(text)
   })
 })
