@@ -17,6 +17,8 @@ export interface MeasuredRun extends LoadResult {
   readonly unexpected: number
   /** Its repetition (1-based): runs of two peers with the same one ran back to back (pairedRpsRatio). */
   readonly rep?: number
+  /** The peer's process (null: no process of its own, `direct`); Scenario.freshPeers starts one per repetition. */
+  readonly pid?: number | null
 }
 
 export interface PeerResult {

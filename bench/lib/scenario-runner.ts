@@ -176,7 +176,7 @@ async function measure(bench: Bench, started: Started, durationMs: number, isRec
     const cpuUsPerRequest = cpuBefore === null || cpuAfter === null || outcome.requests === 0
       ? null
       : ((cpuAfter - cpuBefore) * 1e6) / clockTicksPerSecond() / outcome.requests
-    if (isRecorded) result.runs.push({ ...outcome, cpuUsPerRequest, unexpected: unexpectedResponses(outcome, request.expect), rep })
+    if (isRecorded) result.runs.push({ ...outcome, cpuUsPerRequest, unexpected: unexpectedResponses(outcome, request.expect), rep, pid })
   } catch (error) {
     if (isRecorded) result.failures.push(message(error))
     log(`  ${result.peer}: ${message(error)}`)
@@ -303,73 +303,111 @@ async function runPeers(bench: Bench, scenario: Scenario, wanted: readonly Peer[
   if (wanted.some((p) => p.name === CORE_PEER) && !upstreamBytes.has(CORE_PATH)) {
     upstreamBytes.set(CORE_PATH, (await probe(`${bench.upstream.url}${CORE_PATH}`)).bytes)
   }
-  const outcomes = await Promise.all(wanted.map((peer) => startPeer(bench, peer, scenario, requestFor(peer, scenario, body, upstreamBytes), redis, otlp)))
-  const started: Started[] = []
-  for (const outcome of outcomes) {
-    if ('running' in outcome) started.push(outcome)
-    else {
-      report.skippedPeers.push(outcome)
-      say(`skipped ${outcome.peer} (${scenario.name}): ${outcome.reason}`)
-    }
+  const tollgateSkip = (): boolean => {
+    const skip = report.skippedPeers.find((s) => s.peer === 'tollgate')
+    if (scenario.needsTollgate !== true || skip === undefined) return false
+    report.skipped = `tollgate: ${skip.reason}`
+    return true
   }
+  const { reps } = bench.options
+  // Scenario.freshPeers: each repetition has processes of its own (Scenario says why); else one set for all.
+  const rounds = scenario.freshPeers === true ? reps : 1
+  /** Each peer's result across the rounds: the first round's, added to by the later ones. */
+  const results = new Map<string, PeerResult>()
   let redisBefore: RedisSnapshot | null = null
   let otlpBefore: OtlpSinkStats | null = null
-  try {
-    const tollgateSkip = report.skippedPeers.find((s) => s.peer === 'tollgate')
-    if (scenario.needsTollgate === true && tollgateSkip !== undefined) {
-      report.skipped = `tollgate: ${tollgateSkip.reason}`
-      return
-    }
-    const { durationMs, warmupMs, reps } = bench.options
-    // Only the peer under load runs: the others are frozen meanwhile (Child.setFrozen says why).
-    const alone = async (s: Started, run: () => Promise<void>): Promise<void> => {
-      for (const other of started) if (other !== s) other.running.child?.setFrozen(true)
-      try {
-        await run()
-      } finally {
-        for (const other of started) other.running.child?.setFrozen(false)
+  for (let round = 1; round <= rounds; round++) {
+    const outcomes = await Promise.all(wanted.filter((p) => round === 1 || results.has(p.name))
+      .map((peer) => startPeer(bench, peer, scenario, requestFor(peer, scenario, body, upstreamBytes), redis, otlp)))
+    const started: Started[] = []
+    for (const outcome of outcomes) {
+      if ('running' in outcome) {
+        const earlier = results.get(outcome.peer.name)
+        started.push(earlier === undefined ? outcome : { ...outcome, result: earlier })
+        if (earlier === undefined) results.set(outcome.peer.name, outcome.result)
+      } else if (round === 1) {
+        report.skippedPeers.push(outcome)
+        say(`skipped ${outcome.peer} (${scenario.name}): ${outcome.reason}`)
+      } else {
+        results.get(outcome.peer)?.failures.push(`repetition ${round}: ${outcome.reason}`)
       }
     }
-    if (warmupMs > 0) {
+    try {
+      if (round === 1 && tollgateSkip()) return
+      const first = round === 1 ? 1 : round
+      const last = rounds === 1 ? reps : round
+      await runRepetitions(bench, scenario, started, first, last, async () => {
+        if (round > 1) return
+        // After the first warm-up: what the measured runs did (with fresh peers, the later warm-ups too).
+        if (redis !== null) redisBefore = await redisSnapshot(redis)
+        if (otlp !== null) otlpBefore = await otlpSinkStats(otlp)
+      })
+      // Still the answer the scenario measures (e.g. the breaker still open): else its figures are of something else.
       for (const s of started) {
-        log(`${scenario.name}: warm-up ${s.peer.name}`)
-        await alone(s, () => measure(bench, s, warmupMs, false))
+        if (s.request.expect === null) continue
+        const wrong = await checkAnswer(s.running, s.request)
+        if (wrong === null) continue
+        s.result.failures.push(`after the measured runs: ${wrong}`)
+        report.notes.push(`${s.peer.name}: after the measured runs${rounds > 1 ? ` of repetition ${round}` : ''}, ${wrong}: its figures may not be of this scenario`)
       }
-    }
-    if (redis !== null) redisBefore = await redisSnapshot(redis)
-    if (otlp !== null) otlpBefore = await otlpSinkStats(otlp)
-    // The order of the peers flips every repetition (A B, then B A, ...), so that neither is always the one
-    // measured right after the other: on this VM speed drifts by several percent within a minute, and the same
-    // config measured twice, always in the same order, came out 4% apart in 6 repetitions in a row.
-    for (let rep = 1; rep <= reps; rep++) {
-      for (const s of rep % 2 === 1 ? started : [...started].reverse()) {
-        await alone(s, () => measure(bench, s, durationMs, true, rep))
-        const last = s.result.runs.at(-1)
-        log(`${scenario.name} ${rep}/${reps} ${s.peer.name}: ${last === undefined ? 'failed' : `${Math.round(last.rps)} req/s`}`)
+    } finally {
+      for (const s of started) {
+        const exitCode = await s.running.stop()
+        // null: ended by the signal itself, which is how haproxy and the peer scripts may stop.
+        const isClean = exitCode === 0 || (exitCode === null && s.peer.name !== 'tollgate')
+        if (s.result.exitCode === null || s.result.exitCode === 0) s.result.exitCode = exitCode
+        if (s.running.child !== null && !isClean) log(`${s.peer.name} (${scenario.name}) exited with ${exitCode} on SIGTERM`)
       }
-    }
-    // Still the answer the scenario measures (e.g. the breaker still open): else its figures are of something else.
-    for (const s of started) {
-      if (s.request.expect === null) continue
-      const wrong = await checkAnswer(s.running, s.request)
-      if (wrong === null) continue
-      s.result.failures.push(`after the measured runs: ${wrong}`)
-      report.notes.push(`${s.peer.name}: after the measured runs, ${wrong}: its figures may not be of this scenario`)
-    }
-    if (otlp !== null) report.notes.push(otlpNote(otlpBefore, await otlpSinkStats(otlp)))
-    const coresNote = proxyCoresNote(bench, scenario)
-    if (coresNote !== null) report.notes.push(coresNote)
-    if (redis !== null) {
-      report.notes.push(redisNote(redis, redisBefore, await redisSnapshot(redis), started.find((s) => s.peer.name === 'tollgate')?.result))
-    }
-  } finally {
-    for (const s of started) {
-      s.result.exitCode = await s.running.stop()
-      // null: ended by the signal itself, which is how haproxy and the peer scripts may stop.
-      const isClean = s.result.exitCode === 0 || (s.result.exitCode === null && s.peer.name !== 'tollgate')
-      if (s.running.child !== null && !isClean) log(`${s.peer.name} (${scenario.name}) exited with ${s.result.exitCode} on SIGTERM`)
     }
   }
-  report.results.push(...started.map((s) => s.result))
+  if (otlp !== null) report.notes.push(otlpNote(otlpBefore, await otlpSinkStats(otlp)))
+  if (rounds > 1) report.notes.push(`each of the ${rounds} repetitions ran on peer processes of its own, started and warmed up for it (Scenario.freshPeers)`)
+  const coresNote = proxyCoresNote(bench, scenario)
+  if (coresNote !== null) report.notes.push(coresNote)
+  const all = [...results.values()]
+  if (redis !== null) {
+    report.notes.push(redisNote(redis, redisBefore, await redisSnapshot(redis), all.find((r) => r.peer === 'tollgate')))
+  }
+  report.results.push(...all)
   summarize(report.results)
+}
+
+/**
+ * Warm-up of each peer, then repetitions `first`..`last`, each peer measured alone with the others frozen. The
+ * order of the peers flips every repetition (A B, then B A, ...), so that neither is always the one measured
+ * right after the other: on this VM speed drifts by several percent within a minute, and the same config
+ * measured twice, always in the same order, came out 4% apart in 6 repetitions in a row.
+ */
+async function runRepetitions(bench: Bench, scenario: Scenario, started: readonly Started[], first: number, last: number,
+  warmedUp: () => Promise<void>): Promise<void> {
+  const { durationMs, warmupMs } = bench.options
+  // Only the peer under load runs: the others are frozen meanwhile (Child.setFrozen says why).
+  const alone = async (s: Started, run: () => Promise<void>): Promise<void> => {
+    for (const other of started) if (other !== s) other.running.child?.setFrozen(true)
+    try {
+      await run()
+    } finally {
+      for (const other of started) other.running.child?.setFrozen(false)
+    }
+  }
+  const warmUp = async (s: Started): Promise<void> => {
+    if (warmupMs <= 0) return
+    log(`${scenario.name}: warm-up ${s.peer.name}`)
+    await alone(s, () => measure(bench, s, warmupMs, false))
+  }
+  // Fresh peers (one repetition per set of processes): each peer is measured straight after its own warm-up.
+  // Warmed up one after the other first, the peer warmed first sat frozen through the other's warm-up: in
+  // scenario limits with the same config on both peers (A/A), that peer came out 4 us of CPU per request
+  // dearer in every quiet repetition, and in the real scenario by as much.
+  const isFresh = scenario.freshPeers === true
+  if (!isFresh) for (const s of started) await warmUp(s)
+  await warmedUp()
+  for (let rep = first; rep <= last; rep++) {
+    for (const s of rep % 2 === 1 ? started : [...started].reverse()) {
+      if (isFresh) await warmUp(s)
+      await alone(s, () => measure(bench, s, durationMs, true, rep))
+      const lastRun = s.result.runs.at(-1)
+      log(`${scenario.name} ${rep}/${bench.options.reps} ${s.peer.name}: ${lastRun === undefined ? 'failed' : `${Math.round(lastRun.rps)} req/s`}`)
+    }
+  }
 }

@@ -37,7 +37,7 @@ interface JsonReport {
     notes: string[]
     results: {
       peer: string, rps: { median: number } | null, cpuUsPerRequest: { median: number } | null
-      runs: { requests: number, unexpected: number, rep?: number }[], failures: string[]
+      runs: { requests: number, unexpected: number, rep?: number, pid?: number | null }[], failures: string[]
     }[]
   }[]
   micro: {
@@ -138,6 +138,33 @@ describe('npm run bench -- --quick', () => {
     } else {
       expect(run.stdout).toContain(`skipped cluster-limit: ${cluster!.skipped}`)
     }
+  })
+
+  it('runs each repetition of scenario limits on fresh processes, each peer measured straight after its own warm-up', { timeout: RUN_TIMEOUT_MS + 10_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-smoke-'))
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }))
+    const jsonPath = join(dir, 'out.json')
+
+    const run = await runBench(['--quick', '--no-micro', '--only', 'tollgate', '--scenarios', 'limits', '--reps', '2', '--warmup', '1s', '--json', jsonPath])
+
+    expect(run.code, run.stderr).toBe(0)
+    const limits = JSON.parse(readFileSync(jsonPath, 'utf8')).scenarios.find((s: { name: string }) => s.name === 'limits') as JsonReport['scenarios'][number]
+    const pids: number[] = []
+    for (const peer of ['tollgate', 'tollgate-core']) {
+      const runs = limits.results.find((r) => r.peer === peer)?.runs ?? []
+      expect(runs.map((r) => r.rep), peer).toEqual([1, 2])
+      for (const r of runs) pids.push(r.pid ?? -1)
+    }
+    // Four measured runs, four processes.
+    expect(new Set(pids).size, JSON.stringify(pids)).toBe(4)
+    expect(pids.every((pid) => pid > 0)).toBe(true)
+    expect(limits.notes).toContain('each of the 2 repetitions ran on peer processes of its own, started and warmed up for it (Scenario.freshPeers)')
+    // A/B then B/A, with no other peer's warm-up or run between a peer's warm-up and its measured run.
+    const steps = run.stderr.split('\n').filter((l) => l.startsWith('limits')).map((l) => l.replace(/: \d+ req\/s$/, ''))
+    expect(steps).toEqual([
+      'limits: warm-up tollgate', 'limits 1/2 tollgate', 'limits: warm-up tollgate-core', 'limits 1/2 tollgate-core',
+      'limits: warm-up tollgate-core', 'limits 2/2 tollgate-core', 'limits: warm-up tollgate', 'limits 2/2 tollgate',
+    ])
   })
 
   it('measures tracing beside the core path with an OTLP receiver running, which receives the spans', { timeout: RUN_TIMEOUT_MS + 10_000 }, async () => {
