@@ -87,21 +87,6 @@ export function pushQuotaHeaders(out: string[], source: QuotaSource, remaining: 
   )
 }
 
-// RateLimit-Remaining and RateLimit-Reset as text, without String(). String() of a number is a call into V8's
-// runtime (Builtins_ToString: 0.15 us per request in `perf record -g` of the limits config, for Reset alone).
-// It also puts every number it converts into V8's number-string cache, a table in the old generation, so a
-// string made for a new number outlives the scavenges until another number takes its slot and is copied into
-// the old generation. Remaining counts down by one per request, a new
-// number each time. Measured with one sliding-window limit on the core config (gateway alone on core 1, wrk
-// -t1 -c50, node --trace-gc-nvp over 8 s): 42 KB promoted per scavenge against 22 KB without the limit, scavenges
-// 1.29-1.33 ms against 1.03-1.07 ms; a token bucket that stays full (the same number each time) added nothing.
-// Builds alternating on one core (whole-process CPU, 12 pairs of 3 s), String() before against this: the
-// full-chain config 1.059x req/s and 4.2 us less CPU per request (11 of 12 pairs faster).
-// The digits are worked out and made into one flat string by String.fromCharCode: no table. An earlier version
-// joined strings from tables of "0"-"999" and "000"-"999", and in `perf record` of the limits config (RateLimit-
-// Remaining near 100,000,000) 55 of countString's 103 samples sat on the load of a table string's map: the
-// tables' 2,000 strings are spread over the old generation and were out of cache on every request (0.23 us a
-// request in countString, against 25 ns in a loop of its own).
 /**
  * RateLimit-Reset's text, the last one kept: it changes once a second for a route's busy key (a window's end
  * comes nearer), where Remaining changes with every request.
@@ -117,6 +102,21 @@ function resetText(seconds: number): string {
   return lastResetText
 }
 
+// RateLimit-Remaining and RateLimit-Reset as text, without String(). String() of a number is a call into V8's
+// runtime (Builtins_ToString: 0.15 us per request in `perf record -g` of the limits config, for Reset alone).
+// It also puts every number it converts into V8's number-string cache, a table in the old generation, so a
+// string made for a new number outlives the scavenges until another number takes its slot and is copied into
+// the old generation. Remaining counts down by one per request, a new
+// number each time. Measured with one sliding-window limit on the core config (gateway alone on core 1, wrk
+// -t1 -c50, node --trace-gc-nvp over 8 s): 42 KB promoted per scavenge against 22 KB without the limit, scavenges
+// 1.29-1.33 ms against 1.03-1.07 ms; a token bucket that stays full (the same number each time) added nothing.
+// Builds alternating on one core (whole-process CPU, 12 pairs of 3 s), String() before against this: the
+// full-chain config 1.059x req/s and 4.2 us less CPU per request (11 of 12 pairs faster).
+// The digits are worked out and made into one flat string by String.fromCharCode: no table. An earlier version
+// joined strings from tables of "0"-"999" and "000"-"999", and in `perf record` of the limits config (RateLimit-
+// Remaining near 100,000,000) 55 of countString's 103 samples sat on the load of a table string's map: the
+// tables' 2,000 strings are spread over the old generation and were out of cache on every request (0.23 us a
+// request in countString, against 25 ns in a loop of its own).
 const fromCharCode = String.fromCharCode
 const ZERO = 48
 

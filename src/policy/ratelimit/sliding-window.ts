@@ -43,7 +43,7 @@ export class SlidingWindow implements LocalAlgorithm {
 
   // admits() and remaining() each work out the requests counted now (the current window plus the previous one
   // weighted by its overlap) in their own body. As a method of its own it stayed a call from the rate-limit
-  // step's optimised code (bench scenario limits, perf record: 15 of the step's ~55 samples on that call).
+  // step's optimised code (bench scenario limits, perf record: 15 of the step's 39 samples on that call).
 
   admits(n: Float64Array, at: number, nowMs: number): boolean {
     const w = this.windowMs
